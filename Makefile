@@ -1,0 +1,66 @@
+# deepSTRF-repro: every target installs what it needs itself.
+#   make test                      run the test suite (CPU, < 10 min)
+#   make figures [PROFILE=quick|paper] [DATASETS=ns1,nat4_a1] [DEVICE=auto|cpu|cuda]
+#   make data DATASET=ns1|nat4_a1|nat4_peg|wehr
+#   make lab                       JupyterLab on the notebooks
+#   make bench                     speed and memory benchmarks (prints tables)
+# GPU users: make figures TORCH_SPEC=torch   (or use environment.yml with conda)
+
+PYTHON     ?= python3
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PROFILE    ?= quick
+DATASETS   ?=
+DEVICE     ?= auto
+DATASET    ?=
+PY         := $(VENV)/bin/python
+STAMP      := $(VENV)/.installed-base
+LAB_STAMP  := $(VENV)/.installed-lab
+
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+
+.PHONY: test figures data lab bench env clean help
+.DEFAULT_GOAL := help
+
+help:
+	@sed -n '2,8p' Makefile
+
+$(PY):
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "deepSTRF-repro needs Python >= 3.10, found " + sys.version'
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstalls only when pyproject.toml (or the torch spec) changes; the package is editable.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[test,notebooks]"
+	echo "$(TORCH_SPEC)" > $@
+
+env: $(STAMP)
+	@if [ "$$(cat $(STAMP))" != "$(TORCH_SPEC)" ]; then rm -f $(STAMP); $(MAKE) --no-print-directory $(STAMP); fi
+
+test: env
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+figures: env
+	$(PY) scripts/run_notebooks.py --profile "$(PROFILE)" --datasets "$(DATASETS)" --device "$(DEVICE)"
+
+data: env
+	@if [ -z "$(DATASET)" ]; then echo "usage: make data DATASET=ns1|nat4_a1|nat4_peg|wehr" >&2; exit 2; fi
+	$(PY) -m deepstrf_utils.datasets.download "$(DATASET)" --root data
+
+$(LAB_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[lab]"
+	touch $@
+
+lab: env $(LAB_STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+bench: env
+	$(PY) benchmarks/bench_adaptrans.py
+	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_training.py
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,33 @@
+"""deepstrf_utils: deep models of auditory neural responses with the AdapTrans prefilter.
+
+One module per concept (see docs/ARCHITECTURE.md):
+
+- :mod:`deepstrf_utils.adaptrans` -- the AdapTrans ON/OFF prefilter and the Willmore baseline
+- :mod:`deepstrf_utils.models` -- L, LN, NRF, DNet, 2D-CNN, StateNet, population CNN, ridge STRF
+- :mod:`deepstrf_utils.metrics` -- CCraw, CCnorm, CCmax, signal power, losses
+- :mod:`deepstrf_utils.datasets` -- one canonical dataset type and its loaders
+- :mod:`deepstrf_utils.training` -- fitting, batched single-unit fitting, runner, checkpoints
+- :mod:`deepstrf_utils.strfs` -- weight and gradient STRFs
+- :mod:`deepstrf_utils.insilico` -- in-silico ON/OFF experiments (paper Figure 1 and beyond)
+- :mod:`deepstrf_utils.plotting` -- figure helpers
+
+Submodules are imported on first use, so ``import deepstrf_utils`` stays cheap.
+"""
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {
+    "adaptrans", "models", "metrics", "datasets", "training", "strfs", "insilico",
+    "plotting", "stimuli", "spectrogram", "profiles",
+}
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_SUBMODULES))
