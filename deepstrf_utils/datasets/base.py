@@ -1,0 +1,804 @@
+"""One dataset type for every source: stimuli (spectrograms) and neural responses.
+
+A :class:`ResponseDataset` holds B stimuli, each an ``(F, T_i)`` spectrogram, and the
+responses of N neurons to them, each ``(N, R_i, T_i)`` (R_i repeats, NaN marks a missing
+trial or padding). Item ``i`` is ``(stim (1, F, T_i), resp (N, R_i, T_i))`` as float32
+tensors, and :func:`collate_responses` pads a list of items into a batch.
+
+Splits are by stimulus, never by time bin, and follow the dataset's ``split_spec``:
+
+``{"test": "random", "test_fraction": 0.2, "val_fraction": 0.1}``
+    test stimuli drawn at random (seeded) — a new test set for every seed;
+``{"test": [3, 6, 9, 19], ...}``
+    a fixed test set (e.g. Rahman's NS1 test clips), the same for every seed;
+``{"test": "repeated", ...}``
+    the stimuli presented more than once (NAT4's 18 x 20-repeat test set).
+
+``n_test`` / ``n_val`` (integers) override the fractions. The validation set is drawn at
+random (seeded) from the non-test stimuli, at least one stimulus; train is the rest.
+:attr:`ResponseDataset.split_rule` states the rule in words.
+
+Files: :meth:`ResponseDataset.to_hdf5` writes a versioned HDF5 file (attribute
+``schema_version``) atomically (temporary file in the same folder, then ``os.replace``),
+so an interrupted write never leaves a file that loads as valid.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+logger = logging.getLogger(__name__)
+
+#: Version of the HDF5 layout written by :meth:`ResponseDataset.to_hdf5`. Bump it when the
+#: layout changes; :meth:`ResponseDataset.from_hdf5` refuses any other version.
+SCHEMA_VERSION = 1
+
+_DEFAULT_SPLIT = {"test": "random", "test_fraction": 0.2, "val_fraction": 0.1}
+_TEST_RULES = ("random", "repeated")
+
+
+# ----------------------------------------------------------------------------- helpers
+def _shape(x: Any) -> Any:
+    """Shape of an array, or a short description of a list of arrays (for messages)."""
+    if isinstance(x, (list, tuple)):
+        return f"a list of {len(x)} items"
+    return tuple(np.shape(x))
+
+
+def _as_float_array(x: Any, what: str) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    try:
+        arr = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"expected {what} as a numeric array, got {type(x).__name__}") from exc
+    return np.ascontiguousarray(arr)
+
+
+def _is_per_stimulus(value: Any, n_stimuli: int) -> bool:
+    return isinstance(value, list) and len(value) == n_stimuli
+
+
+def _slice_neurons(value: Any, idx: np.ndarray, n: int) -> Any:
+    """Slice the leading neuron axis of arrays whose first axis has length ``n``."""
+    if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == n:
+        return value[idx].copy()
+    if isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == n:
+        return value[torch.as_tensor(idx)].clone()
+    if isinstance(value, list):
+        return [_slice_neurons(v, idx, n) for v in value]
+    if isinstance(value, dict):
+        return {k: _slice_neurons(v, idx, n) for k, v in value.items()}
+    return value
+
+
+def _copy_tree(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, list):
+        return [_copy_tree(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _copy_tree(v) for k, v in value.items()}
+    return value
+
+
+def _select_ground_truth(gt: dict | None, idx: np.ndarray, n_neurons: int) -> dict | None:
+    """Per-neuron view of a ground-truth dict; entries under ``"shared"`` are kept whole."""
+    if gt is None:
+        return None
+    out = {}
+    for key, value in gt.items():
+        out[key] = _copy_tree(value) if key == "shared" else _slice_neurons(value, idx, n_neurons)
+    return out
+
+
+def _subset_ground_truth(gt: dict | None, idx: Sequence[int], n_stimuli: int) -> dict | None:
+    """Per-stimulus view: lists of length ``n_stimuli`` are indexed by ``idx``."""
+    if gt is None:
+        return None
+    out = {}
+    for key, value in gt.items():
+        if key != "shared" and _is_per_stimulus(value, n_stimuli):
+            out[key] = [_copy_tree(value[i]) for i in idx]
+        else:
+            out[key] = _copy_tree(value)
+    return out
+
+
+# ----------------------------------------------------------------------------- dataset
+class ResponseDataset(Dataset):
+    """Stimuli and neural responses, the one dataset type of every source.
+
+    Args:
+        stimuli: list of B spectrograms, each ``(F, T_i)`` (non-negative, float).
+        responses: list of B recordings, each ``(N, R_i, T_i)``: spike counts per bin or a
+            continuous signal (membrane potential); NaN marks a missing trial or padding.
+        dt_ms: bin width in ms (> 0).
+        cf_hz: ``(F,)`` band centre frequencies in Hz, increasing.
+        neuron_ids: ``(N,)`` unique identifiers; stored as strings (default ``"0"..."N-1"``).
+        neurons: optional ``pandas.DataFrame`` with one row per neuron (fields such as
+            area, depth, noise_ratio, snr where the source has them). An ``id`` column, if
+            present, must equal ``neuron_ids``; it is added otherwise.
+        stim_names: ``(B,)`` names (default ``"stim_000"``...).
+        stim_types: ``(B,)`` kinds, e.g. ``"natural"`` (default ``"unknown"``).
+        name: dataset name, e.g. ``"ns1"``.
+        split_spec: how :meth:`split` works (see the module docstring); default a random
+            20 % test set and 10 % validation set per seed.
+        ground_truth: optional dict of known answers (simulations). Conventions used by
+            :meth:`select` and :meth:`subset`: arrays whose first axis has length N are
+            per-neuron; lists of length B are per-stimulus (their items' first axis, if of
+            length N, is per-neuron too); anything under the key ``"shared"`` is kept whole.
+        meta: free dict of provenance (source, options, preprocessing).
+
+    Item ``i``: ``(stim (1, F, T_i) float32 tensor, resp (N, R_i, T_i) float32 tensor)``.
+    """
+
+    def __init__(
+        self,
+        stimuli: Sequence[Any],
+        responses: Sequence[Any],
+        dt_ms: float,
+        cf_hz: Any,
+        neuron_ids: Iterable[Any] | None = None,
+        neurons: pd.DataFrame | None = None,
+        stim_names: Sequence[str] | None = None,
+        stim_types: Sequence[str] | None = None,
+        name: str = "dataset",
+        split_spec: dict | None = None,
+        ground_truth: dict | None = None,
+        meta: dict | None = None,
+    ):
+        if isinstance(stimuli, (np.ndarray, torch.Tensor)) or isinstance(responses, (np.ndarray, torch.Tensor)):
+            raise ValueError(
+                "expected stimuli as a list of (F, T_i) arrays and responses as a list of "
+                f"(N, R_i, T_i) arrays, got arrays of shape {_shape(stimuli)} and {_shape(responses)}"
+            )
+        stimuli, responses = list(stimuli), list(responses)
+        if len(stimuli) == 0:
+            raise ValueError("expected at least one stimulus, got an empty list")
+        if len(stimuli) != len(responses):
+            raise ValueError(
+                f"expected one response per stimulus, got {len(stimuli)} stimuli and {len(responses)} responses"
+            )
+        try:
+            dt_ms = float(dt_ms)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"expected dt_ms as a positive number, got {dt_ms!r}") from exc
+        if not np.isfinite(dt_ms) or dt_ms <= 0:
+            raise ValueError(f"expected dt_ms > 0 (bin width in ms), got {dt_ms}")
+        cf = np.asarray(cf_hz, dtype=np.float64)
+        if cf.ndim != 1 or cf.size == 0:
+            raise ValueError(f"expected cf_hz of shape (F,), got {cf.shape}")
+        if not np.all(np.isfinite(cf)) or np.any(cf <= 0) or np.any(np.diff(cf) <= 0):
+            raise ValueError("expected cf_hz positive and strictly increasing (low to high), got " f"{cf}")
+        n_bands = cf.size
+
+        stims, resps = [], []
+        n_neurons = None
+        for i, (s, r) in enumerate(zip(stimuli, responses)):
+            s = _as_float_array(s, f"stimulus {i}")
+            r = _as_float_array(r, f"response {i}")
+            if s.ndim != 2 or s.shape[0] != n_bands:
+                raise ValueError(
+                    f"expected stimulus {i} of shape (F, T) with F={n_bands} (len(cf_hz)), got {s.shape}"
+                )
+            if s.shape[1] == 0:
+                raise ValueError(f"expected stimulus {i} with at least one time bin, got shape {s.shape}")
+            if not np.all(np.isfinite(s)):
+                raise ValueError(f"expected stimulus {i} to be finite (no NaN/inf); NaN is for responses only")
+            if r.ndim != 3:
+                raise ValueError(f"expected response {i} of shape (N, R, T), got {r.shape}")
+            if n_neurons is None:
+                n_neurons = r.shape[0]
+                if n_neurons == 0:
+                    raise ValueError(f"expected at least one neuron, got response 0 of shape {r.shape}")
+            if r.shape[0] != n_neurons:
+                raise ValueError(
+                    f"expected response {i} of shape (N, R, T) with N={n_neurons} (as in response 0), got {r.shape}"
+                )
+            if r.shape[1] == 0:
+                raise ValueError(f"expected response {i} with at least one repeat, got shape {r.shape}")
+            if r.shape[2] != s.shape[1]:
+                raise ValueError(
+                    f"expected response {i} with T={s.shape[1]} bins like its stimulus {s.shape}, got {r.shape}"
+                )
+            stims.append(s)
+            resps.append(r)
+        n_stim = len(stims)
+
+        if neuron_ids is None:
+            ids = np.array([str(k) for k in range(n_neurons)])
+        else:
+            ids = np.array([str(v) for v in np.asarray(list(neuron_ids)).ravel()])
+        if ids.shape != (n_neurons,):
+            raise ValueError(f"expected neuron_ids of shape (N,) with N={n_neurons}, got {ids.shape}")
+        if len(set(ids.tolist())) != n_neurons:
+            raise ValueError("expected unique neuron_ids, got duplicates")
+
+        if neurons is None:
+            table = pd.DataFrame({"id": ids})
+        else:
+            if not isinstance(neurons, pd.DataFrame):
+                raise ValueError(f"expected neurons as a pandas.DataFrame, got {type(neurons).__name__}")
+            if len(neurons) != n_neurons:
+                raise ValueError(f"expected a neurons table with N={n_neurons} rows, got {len(neurons)}")
+            table = neurons.reset_index(drop=True).copy()
+            if "id" in table.columns:
+                if [str(v) for v in table["id"]] != ids.tolist():
+                    raise ValueError("expected neurons['id'] equal to neuron_ids (same order)")
+                table["id"] = ids
+            else:
+                table.insert(0, "id", ids)
+
+        stim_names = [f"stim_{i:03d}" for i in range(n_stim)] if stim_names is None else [str(v) for v in stim_names]
+        stim_types = ["unknown"] * n_stim if stim_types is None else [str(v) for v in stim_types]
+        if len(stim_names) != n_stim:
+            raise ValueError(f"expected stim_names of length B={n_stim}, got {len(stim_names)}")
+        if len(stim_types) != n_stim:
+            raise ValueError(f"expected stim_types of length B={n_stim}, got {len(stim_types)}")
+
+        if ground_truth is not None:
+            if not isinstance(ground_truth, dict):
+                raise ValueError(f"expected ground_truth as a dict or None, got {type(ground_truth).__name__}")
+            rate = ground_truth.get("rate")
+            if rate is not None:
+                if not isinstance(rate, list) or len(rate) != n_stim:
+                    raise ValueError(f"expected ground_truth['rate'] as a list of B={n_stim} (N, T_i) arrays")
+                for i, x in enumerate(rate):
+                    if _shape(x) != (n_neurons, stims[i].shape[1]):
+                        raise ValueError(
+                            f"expected ground_truth['rate'][{i}] of shape (N, T)=({n_neurons}, "
+                            f"{stims[i].shape[1]}), got {_shape(x)}"
+                        )
+
+        self.stimuli: list[np.ndarray] = stims
+        self.responses: list[np.ndarray] = resps
+        self.dt_ms = dt_ms
+        self.cf_hz = cf
+        self.neuron_ids = ids
+        self.neurons = table
+        self.stim_names = stim_names
+        self.stim_types = stim_types
+        self.name = str(name)
+        self.ground_truth = ground_truth
+        self.meta = dict(meta) if meta is not None else {}
+        self.split_spec = self._check_split_spec(_DEFAULT_SPLIT if split_spec is None else split_spec)
+
+    # ------------------------------------------------------------------ basic access
+    def __len__(self) -> int:
+        return len(self.stimuli)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item ``i``: ``(stim (1, F, T_i), resp (N, R_i, T_i))`` float32 tensors."""
+        if not -len(self) <= int(i) < len(self):
+            raise IndexError(f"stimulus index {i} out of range for {len(self)} stimuli")
+        return torch.from_numpy(self.stimuli[i]).unsqueeze(0), torch.from_numpy(self.responses[i])
+
+    def __repr__(self) -> str:
+        return (
+            f"ResponseDataset(name={self.name!r}, neurons={self.n_neurons}, stimuli={self.n_stimuli}, "
+            f"bands={self.n_bands}, dt_ms={self.dt_ms:g}, duration_s={self.duration_s:.1f})"
+        )
+
+    @property
+    def n_neurons(self) -> int:
+        """N, the number of neurons."""
+        return int(self.responses[0].shape[0])
+
+    @property
+    def n_bands(self) -> int:
+        """F, the number of frequency bands."""
+        return int(self.cf_hz.size)
+
+    @property
+    def n_stimuli(self) -> int:
+        """B, the number of stimuli."""
+        return len(self.stimuli)
+
+    @property
+    def n_bins(self) -> np.ndarray:
+        """``(B,)`` number of time bins T_i of each stimulus."""
+        return np.array([s.shape[1] for s in self.stimuli], dtype=np.int64)
+
+    @property
+    def n_repeats(self) -> np.ndarray:
+        """``(B,)`` repeats per stimulus: trials r with a non-NaN value for some neuron and bin."""
+        return np.array([int((~np.isnan(r)).any(axis=(0, 2)).sum()) for r in self.responses], dtype=np.int64)
+
+    @property
+    def n_repeats_per_neuron(self) -> np.ndarray:
+        """``(B, N)`` repeats per stimulus and neuron (trials not all-NaN for that neuron)."""
+        return np.stack([(~np.isnan(r)).any(axis=2).sum(axis=1) for r in self.responses]).astype(np.int64)
+
+    @property
+    def duration_s(self) -> float:
+        """Total stimulus duration in seconds, sum of T_i * dt_ms / 1000."""
+        return float(self.n_bins.sum() * self.dt_ms / 1000.0)
+
+    # ------------------------------------------------------------------ splits
+    def _check_split_spec(self, spec: dict) -> dict:
+        if not isinstance(spec, dict):
+            raise ValueError(f"expected split_spec as a dict, got {type(spec).__name__}")
+        spec = dict(spec)
+        unknown = set(spec) - {"test", "test_fraction", "val_fraction", "n_test", "n_val", "description"}
+        if unknown:
+            raise ValueError(
+                "expected split_spec keys among test, test_fraction, val_fraction, n_test, n_val, "
+                f"description; got unknown {sorted(unknown)}"
+            )
+        test = spec.setdefault("test", "random")
+        if isinstance(test, str):
+            if test not in _TEST_RULES:
+                raise ValueError(f"expected split_spec['test'] in {_TEST_RULES} or a list of indices, got {test!r}")
+        else:
+            try:
+                idx = [int(v) for v in test]
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"expected split_spec['test'] as a rule name or stimulus indices, got {test!r}") from exc
+            if any(not 0 <= v < self.n_stimuli for v in idx) or len(set(idx)) != len(idx):
+                raise ValueError(
+                    f"expected split_spec['test'] as unique stimulus indices in [0, {self.n_stimuli}), got {idx}"
+                )
+            spec["test"] = idx
+        for key in ("test_fraction", "val_fraction"):
+            if key in spec:
+                v = float(spec[key])
+                if not 0.0 <= v < 1.0:
+                    raise ValueError(f"expected split_spec['{key}'] in [0, 1), got {v}")
+                spec[key] = v
+        for key in ("n_test", "n_val"):
+            if key in spec and spec[key] is not None:
+                v = int(spec[key])
+                if v < 0:
+                    raise ValueError(f"expected split_spec['{key}'] >= 0, got {v}")
+                spec[key] = v
+        return spec
+
+    def _n_test_random(self) -> int:
+        spec = self.split_spec
+        if spec.get("n_test") is not None:
+            return max(1, spec["n_test"])
+        return max(1, int(round(spec.get("test_fraction", 0.2) * self.n_stimuli)))
+
+    def _n_val(self) -> int:
+        spec = self.split_spec
+        if spec.get("n_val") is not None:
+            return max(1, spec["n_val"])
+        return max(1, int(round(spec.get("val_fraction", 0.1) * self.n_stimuli)))
+
+    def split_indices(self, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stimulus indices ``(train, val, test)`` of :meth:`split`, each sorted, a partition of range(B)."""
+        spec, b = self.split_spec, self.n_stimuli
+        rng = np.random.default_rng(seed)
+        order = np.arange(b)
+        test_rule = spec["test"]
+        if test_rule == "random":
+            n_test = self._n_test_random()
+            test = np.sort(rng.permutation(b)[:n_test])
+        elif test_rule == "repeated":
+            test = order[self.n_repeats > 1]
+            if test.size == 0:
+                raise ValueError("split_spec test='repeated' needs stimuli with more than one repeat; none here")
+        else:
+            test = np.array(sorted(test_rule), dtype=np.int64)
+        rest = np.setdiff1d(order, test)
+        n_val = self._n_val()
+        if rest.size < n_val + 1:
+            raise ValueError(
+                f"cannot split {b} stimuli: {test.size} test leave {rest.size}, fewer than {n_val} validation + 1 train"
+            )
+        val = np.sort(rng.permutation(rest)[:n_val])
+        train = np.setdiff1d(rest, val)
+        return train.astype(np.int64), val.astype(np.int64), test.astype(np.int64)
+
+    def split(self, seed: int = 0) -> tuple["ResponseDataset", "ResponseDataset", "ResponseDataset"]:
+        """Train, validation and test subsets for ``seed``, following ``split_spec``.
+
+        Deterministic per seed; see :attr:`split_rule` for the rule in words.
+        """
+        train, val, test = self.split_indices(seed)
+        return self.subset(train), self.subset(val), self.subset(test)
+
+    @property
+    def split_rule(self) -> str:
+        """The split rule of this dataset in one or two sentences."""
+        spec, b = self.split_spec, self.n_stimuli
+        test = spec["test"]
+        if test == "random":
+            t = f"test: {self._n_test_random()} of {b} stimuli drawn at random for each seed"
+        elif test == "repeated":
+            t = f"test: the {int((self.n_repeats > 1).sum())} of {b} stimuli presented more than once (fixed)"
+        else:
+            t = f"test: the fixed stimuli {list(test)} (same for every seed)"
+        n_val = self._n_val()
+        noun = "stimulus" if n_val == 1 else "stimuli"
+        sentence = f"{t}; validation: {n_val} {noun} drawn at random per seed from the rest; train: the remaining stimuli."
+        if spec.get("description"):
+            sentence = f"{spec['description']} ({sentence})"
+        return sentence
+
+    # ------------------------------------------------------------------ views
+    def subset(self, indices: Iterable[int]) -> "ResponseDataset":
+        """A new dataset with the stimuli ``indices`` (in that order); arrays are copied.
+
+        A fixed test list in ``split_spec`` is re-indexed to the kept stimuli (a random rule
+        is kept as is); ``meta["stimulus_indices"]`` records the positions in the original.
+        """
+        if isinstance(indices, torch.Tensor):
+            indices = indices.cpu().numpy()
+        idx = np.asarray(indices if isinstance(indices, np.ndarray) else list(indices))
+        if idx.dtype == bool:
+            if idx.shape != (self.n_stimuli,):
+                raise ValueError(f"expected a boolean stimulus mask of shape (B,)=({self.n_stimuli},), got {idx.shape}")
+            idx = np.flatnonzero(idx)
+        idx = idx.astype(np.int64).ravel()
+        if idx.size == 0:
+            raise ValueError("expected at least one stimulus index for subset, got none")
+        if np.any(idx < 0) or np.any(idx >= self.n_stimuli):
+            raise ValueError(f"expected stimulus indices in [0, {self.n_stimuli}), got {idx.tolist()}")
+        idx_list = idx.tolist()
+        spec = dict(self.split_spec)
+        if isinstance(spec["test"], list):
+            pos = {old: new for new, old in enumerate(idx_list)}
+            spec["test"] = [pos[t] for t in spec["test"] if t in pos]
+            if not spec["test"]:
+                spec["test"] = "random"
+        meta = _copy_tree(self.meta)
+        parent = self.meta.get("stimulus_indices")
+        meta["stimulus_indices"] = [int(parent[i]) for i in idx_list] if parent is not None else idx_list
+        return ResponseDataset(
+            stimuli=[self.stimuli[i].copy() for i in idx_list],
+            responses=[self.responses[i].copy() for i in idx_list],
+            dt_ms=self.dt_ms,
+            cf_hz=self.cf_hz.copy(),
+            neuron_ids=self.neuron_ids.copy(),
+            neurons=self.neurons.copy(),
+            stim_names=[self.stim_names[i] for i in idx_list],
+            stim_types=[self.stim_types[i] for i in idx_list],
+            name=self.name,
+            split_spec=spec,
+            ground_truth=_subset_ground_truth(self.ground_truth, idx_list, self.n_stimuli),
+            meta=meta,
+        )
+
+    def _neuron_indices(self, neurons: Any) -> np.ndarray:
+        if isinstance(neurons, (str, int, np.integer)):
+            neurons = [neurons]
+        if isinstance(neurons, torch.Tensor):
+            neurons = neurons.cpu().numpy()
+        arr = np.asarray(list(neurons) if not isinstance(neurons, np.ndarray) else neurons)
+        if arr.size == 0:
+            raise ValueError("expected at least one neuron to select, got none")
+        if arr.dtype == bool:
+            if arr.shape != (self.n_neurons,):
+                raise ValueError(f"expected a boolean neuron mask of shape (N,)=({self.n_neurons},), got {arr.shape}")
+            return np.flatnonzero(arr)
+        if np.issubdtype(arr.dtype, np.integer):
+            idx = arr.astype(np.int64).ravel()
+            if np.any(idx < -self.n_neurons) or np.any(idx >= self.n_neurons):
+                raise ValueError(f"expected neuron indices in [0, {self.n_neurons}), got {idx.tolist()}")
+            return idx % self.n_neurons
+        lookup = {nid: k for k, nid in enumerate(self.neuron_ids.tolist())}
+        missing = [str(v) for v in arr.ravel() if str(v) not in lookup]
+        if missing:
+            raise ValueError(f"unknown neuron ids {missing[:5]}; expected ids among neuron_ids or integer indices")
+        return np.array([lookup[str(v)] for v in arr.ravel()], dtype=np.int64)
+
+    def select(self, neurons: Any) -> "ResponseDataset":
+        """A new dataset with only some neurons, in the given order.
+
+        Args:
+            neurons: neuron ids (strings, see ``neuron_ids``), integer indices, or a boolean
+                mask of shape ``(N,)``.
+
+        The per-neuron table and the ground truth (per-neuron arrays, per-stimulus rates)
+        are sliced the same way, so they stay aligned.
+        """
+        idx = self._neuron_indices(neurons)
+        n = self.n_neurons
+        return ResponseDataset(
+            stimuli=[s.copy() for s in self.stimuli],
+            responses=[r[idx].copy() for r in self.responses],
+            dt_ms=self.dt_ms,
+            cf_hz=self.cf_hz.copy(),
+            neuron_ids=self.neuron_ids[idx],
+            neurons=self.neurons.iloc[idx].reset_index(drop=True),
+            stim_names=list(self.stim_names),
+            stim_types=list(self.stim_types),
+            name=self.name,
+            split_spec=dict(self.split_spec),
+            ground_truth=_select_ground_truth(self.ground_truth, idx, n),
+            meta=_copy_tree(self.meta),
+        )
+
+    # ------------------------------------------------------------------ summaries
+    def mean_responses(self) -> list[np.ndarray]:
+        """Trial-averaged responses, a list of B ``(N, T_i)`` arrays (NaN where no trial)."""
+        out = []
+        for r in self.responses:
+            valid = ~np.isnan(r)
+            count = valid.sum(axis=1)
+            total = np.where(valid, r, 0.0).sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out.append(np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32))
+        return out
+
+    def summary(self) -> pd.DataFrame:
+        """One-row table: name, neurons, stimuli, repeats, duration, bin width, bands, range."""
+        reps = self.n_repeats
+        rep = f"{reps.min()}" if reps.min() == reps.max() else f"{reps.min()}-{reps.max()}"
+        return pd.DataFrame(
+            [
+                {
+                    "dataset": self.name,
+                    "neurons": self.n_neurons,
+                    "stimuli": self.n_stimuli,
+                    "repeats": rep,
+                    "duration_s": round(self.duration_s, 3),
+                    "dt_ms": self.dt_ms,
+                    "bands": self.n_bands,
+                    "f_min_hz": float(self.cf_hz[0]),
+                    "f_max_hz": float(self.cf_hz[-1]),
+                    "ground_truth": self.ground_truth is not None,
+                }
+            ]
+        )
+
+    # ------------------------------------------------------------------ HDF5
+    def to_hdf5(self, path: str | os.PathLike) -> Path:
+        """Write the dataset to an HDF5 file (schema ``SCHEMA_VERSION``), atomically.
+
+        The file is written to a temporary file in the same folder and moved into place
+        with ``os.replace``; an error (or a kill) during the write leaves no file at
+        ``path``, and the temporary file lacks the ``complete`` mark that
+        :meth:`from_hdf5` requires. Returns the path written.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            with h5py.File(tmp, "w") as f:
+                _write_dataset(f, self)
+                f.attrs["complete"] = True
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+            raise
+        logger.info("wrote %s (%d neurons, %d stimuli)", path, self.n_neurons, self.n_stimuli)
+        return path
+
+    @classmethod
+    def from_hdf5(cls, path: str | os.PathLike) -> "ResponseDataset":
+        """Read a dataset written by :meth:`to_hdf5`.
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            ValueError: not a dataset file, an incomplete write, or another
+                ``schema_version`` than ``SCHEMA_VERSION``.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"expected a ResponseDataset HDF5 file at {path}, found none")
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise ValueError(f"expected a ResponseDataset HDF5 file at {path}, could not open it: {exc}") from exc
+        with f:
+            if "schema_version" not in f.attrs:
+                raise ValueError(f"expected a ResponseDataset HDF5 file with a 'schema_version' attribute: {path}")
+            version = int(f.attrs["schema_version"])
+            if version != SCHEMA_VERSION:
+                raise ValueError(
+                    f"{path} has schema_version {version}, this code reads version {SCHEMA_VERSION}; "
+                    "regenerate the file (delete it and reload)"
+                )
+            if not bool(f.attrs.get("complete", False)):
+                raise ValueError(f"{path} is an incomplete write (no 'complete' mark); delete it and regenerate")
+            return _read_dataset(f)
+
+
+# ----------------------------------------------------------------------------- HDF5 layout
+def _item_key(i: int) -> str:
+    return f"{i:06d}"
+
+
+def _write_tree(group: h5py.Group, key: str, value: Any) -> None:
+    """Write a nested dict/list/array/scalar under ``group[key]`` with a ``_type`` tag."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, dict):
+        g = group.create_group(key)
+        g.attrs["_type"] = "dict"
+        g.attrs["_keys"] = json.dumps([str(k) for k in value])
+        for j, (k, v) in enumerate(value.items()):
+            _write_tree(g, _item_key(j), v)
+    elif isinstance(value, (list, tuple)):
+        g = group.create_group(key)
+        g.attrs["_type"] = "list"
+        g.attrs["_len"] = len(value)
+        for j, v in enumerate(value):
+            _write_tree(g, _item_key(j), v)
+    elif isinstance(value, np.ndarray):
+        if value.dtype.kind in "US" or value.dtype == object:
+            ds = group.create_dataset(key, data=np.asarray([str(v) for v in value.ravel()], dtype=object),
+                                      dtype=h5py.string_dtype())
+            ds.attrs["_type"] = "str_array"
+            ds.attrs["_shape"] = value.shape
+        else:
+            ds = group.create_dataset(key, data=value)
+            ds.attrs["_type"] = "array"
+    elif value is None:
+        ds = group.create_dataset(key, data=0)
+        ds.attrs["_type"] = "none"
+    elif isinstance(value, (bool, np.bool_)):
+        ds = group.create_dataset(key, data=bool(value))
+        ds.attrs["_type"] = "bool"
+    elif isinstance(value, (int, np.integer)):
+        ds = group.create_dataset(key, data=np.int64(value))
+        ds.attrs["_type"] = "int"
+    elif isinstance(value, (float, np.floating)):
+        ds = group.create_dataset(key, data=np.float64(value))
+        ds.attrs["_type"] = "float"
+    elif isinstance(value, str):
+        ds = group.create_dataset(key, data=value, dtype=h5py.string_dtype())
+        ds.attrs["_type"] = "str"
+    else:
+        raise ValueError(
+            f"cannot store a {type(value).__name__} in HDF5; expected dict, list, numpy array, "
+            "number, bool, str or None in ground_truth / meta"
+        )
+
+
+def _read_tree(node: h5py.Group | h5py.Dataset) -> Any:
+    kind = node.attrs["_type"]
+    if isinstance(kind, bytes):
+        kind = kind.decode()
+    if kind == "dict":
+        keys = json.loads(node.attrs["_keys"])
+        return {k: _read_tree(node[_item_key(j)]) for j, k in enumerate(keys)}
+    if kind == "list":
+        return [_read_tree(node[_item_key(j)]) for j in range(int(node.attrs["_len"]))]
+    if kind == "array":
+        return node[()]
+    if kind == "str_array":
+        flat = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in node[()]])
+        return flat.reshape(tuple(node.attrs["_shape"]))
+    if kind == "none":
+        return None
+    if kind == "bool":
+        return bool(node[()])
+    if kind == "int":
+        return int(node[()])
+    if kind == "float":
+        return float(node[()])
+    if kind == "str":
+        v = node[()]
+        return v.decode() if isinstance(v, bytes) else str(v)
+    raise ValueError(f"unknown node type {kind!r} in {node.name}")
+
+
+def _write_table(group: h5py.Group, table: pd.DataFrame) -> None:
+    group.attrs["_columns"] = json.dumps([str(c) for c in table.columns])
+    for j, col in enumerate(table.columns):
+        series = table[col]
+        key = _item_key(j)
+        if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
+            ds = group.create_dataset(key, data=series.to_numpy())
+            ds.attrs["_kind"] = "numeric"
+        else:
+            values = ["" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v) for v in series]
+            ds = group.create_dataset(key, data=np.asarray(values, dtype=object), dtype=h5py.string_dtype())
+            ds.attrs["_kind"] = "str"
+
+
+def _read_table(group: h5py.Group) -> pd.DataFrame:
+    columns = json.loads(group.attrs["_columns"])
+    data = {}
+    for j, col in enumerate(columns):
+        ds = group[_item_key(j)]
+        if ds.attrs["_kind"] == "str":
+            data[col] = [v.decode() if isinstance(v, bytes) else str(v) for v in ds[()]]
+        else:
+            data[col] = ds[()]
+    return pd.DataFrame(data, columns=columns)
+
+
+def _write_dataset(f: h5py.File, ds: ResponseDataset) -> None:
+    f.attrs["schema_version"] = SCHEMA_VERSION
+    f.attrs["format"] = "deepstrf_utils.ResponseDataset"
+    f.attrs["name"] = ds.name
+    f.attrs["dt_ms"] = ds.dt_ms
+    f.attrs["split_spec"] = json.dumps(ds.split_spec)
+    f.create_dataset("cf_hz", data=ds.cf_hz)
+    f.create_dataset("neuron_ids", data=np.asarray(ds.neuron_ids.tolist(), dtype=object), dtype=h5py.string_dtype())
+    f.create_dataset("stim_names", data=np.asarray(ds.stim_names, dtype=object), dtype=h5py.string_dtype())
+    f.create_dataset("stim_types", data=np.asarray(ds.stim_types, dtype=object), dtype=h5py.string_dtype())
+    gs, gr = f.create_group("stimuli"), f.create_group("responses")
+    for i, (s, r) in enumerate(zip(ds.stimuli, ds.responses)):
+        gs.create_dataset(_item_key(i), data=s, compression="gzip", compression_opts=4, shuffle=True)
+        gr.create_dataset(_item_key(i), data=r, compression="gzip", compression_opts=4, shuffle=True)
+    _write_table(f.create_group("neurons"), ds.neurons)
+    f.attrs["has_ground_truth"] = ds.ground_truth is not None
+    if ds.ground_truth is not None:
+        _write_tree(f, "ground_truth", ds.ground_truth)
+    _write_tree(f, "meta", ds.meta)
+
+
+def _decode_strings(values: np.ndarray) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _read_dataset(f: h5py.File) -> ResponseDataset:
+    n_stim = len(f["stimuli"])
+    return ResponseDataset(
+        stimuli=[f["stimuli"][_item_key(i)][()] for i in range(n_stim)],
+        responses=[f["responses"][_item_key(i)][()] for i in range(n_stim)],
+        dt_ms=float(f.attrs["dt_ms"]),
+        cf_hz=f["cf_hz"][()],
+        neuron_ids=_decode_strings(f["neuron_ids"][()]),
+        neurons=_read_table(f["neurons"]),
+        stim_names=_decode_strings(f["stim_names"][()]),
+        stim_types=_decode_strings(f["stim_types"][()]),
+        name=str(f.attrs["name"]),
+        split_spec=json.loads(f.attrs["split_spec"]),
+        ground_truth=_read_tree(f["ground_truth"]) if bool(f.attrs["has_ground_truth"]) else None,
+        meta=_read_tree(f["meta"]),
+    )
+
+
+# ----------------------------------------------------------------------------- collate
+def collate_responses(batch: Sequence[tuple[Any, Any]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pad a list of dataset items into one batch.
+
+    Args:
+        batch: list of B items ``(stim (1, F, T_i), resp (N, R_i, T_i))`` (tensors or arrays).
+
+    Returns:
+        ``stim (B, 1, F, Tmax)`` zero-padded, ``resp (B, N, Rmax, Tmax)`` NaN-padded (extra
+        repeats and bins), and ``mask (B, Tmax)`` bool, True on the real bins of each item.
+    """
+    if len(batch) == 0:
+        raise ValueError("expected a non-empty batch of (stim (1, F, T), resp (N, R, T)) items")
+    stims, resps = [], []
+    for i, item in enumerate(batch):
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ValueError(f"expected batch item {i} as a pair (stim (1, F, T), resp (N, R, T))")
+        s, r = (torch.as_tensor(x, dtype=torch.float32) for x in item)
+        if s.ndim != 3 or s.shape[0] != 1:
+            raise ValueError(f"expected stimulus {i} of shape (1, F, T), got {tuple(s.shape)}")
+        if r.ndim != 3 or r.shape[2] != s.shape[2]:
+            raise ValueError(f"expected response {i} of shape (N, R, T) with T={s.shape[2]}, got {tuple(r.shape)}")
+        stims.append(s)
+        resps.append(r)
+    n_bands, n_neurons = stims[0].shape[1], resps[0].shape[0]
+    for i, (s, r) in enumerate(zip(stims, resps)):
+        if s.shape[1] != n_bands:
+            raise ValueError(f"expected stimulus {i} with F={n_bands} bands like item 0, got {tuple(s.shape)}")
+        if r.shape[0] != n_neurons:
+            raise ValueError(f"expected response {i} with N={n_neurons} neurons like item 0, got {tuple(r.shape)}")
+    t_max = max(s.shape[2] for s in stims)
+    r_max = max(r.shape[1] for r in resps)
+    b = len(batch)
+    stim = torch.zeros(b, 1, n_bands, t_max)
+    resp = torch.full((b, n_neurons, r_max, t_max), float("nan"))
+    mask = torch.zeros(b, t_max, dtype=torch.bool)
+    for i, (s, r) in enumerate(zip(stims, resps)):
+        t, n_r = s.shape[2], r.shape[1]
+        stim[i, :, :, :t] = s
+        resp[i, :, :n_r, :t] = r
+        mask[i, :t] = True
+    return stim, resp, mask
