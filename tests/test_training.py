@@ -1,0 +1,323 @@
+"""Tests of deepstrf_utils.training / runner: fitting protocol, batched single units,
+reproducibility, checkpoints, the resumable runner and its summary."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from deepstrf_utils import runner, training
+from deepstrf_utils.datasets import ResponseDataset
+from deepstrf_utils.datasets.synthetic import load_synthetic
+from deepstrf_utils.models import build_model
+from deepstrf_utils.training import (
+    FitResult,
+    evaluate,
+    fit,
+    fit_single_units,
+    load_checkpoint,
+    predict,
+    save_checkpoint,
+)
+
+SYN = dict(n_neurons=4, n_clips=6, clip_s=1.0, n_bands=16, n_repeats=6)
+F = SYN["n_bands"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def dataset(data_root):
+    return load_synthetic(root=data_root, **SYN)
+
+
+@pytest.fixture(scope="module")
+def splits(dataset):
+    return dataset.split(0)
+
+
+def _linear(n_neurons=1, prefilter=None, seed=0, model="Linear", **kw):
+    torch.manual_seed(seed)
+    kw.setdefault("n_lags", 8)
+    if prefilter == "adaptrans":
+        kw.setdefault("prefilter_kwargs", {"kernel_size": 24})
+    return build_model(model, n_bands=F, n_neurons=n_neurons, dt_ms=5.0, prefilter=prefilter, **kw)
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _val_loss(model, val):
+    """Validation loss recomputed independently (mse to the trial mean, concatenated stimuli)."""
+    preds = predict(model, val)
+    num = den = 0.0
+    for p, (_, r) in zip(preds, (val[i] for i in range(len(val)))):
+        target = np.nanmean(r.numpy(), axis=1)
+        num += np.nansum((p - target) ** 2, axis=1)
+        den += np.isfinite(target).sum(1)
+    return float(np.mean(num / den))
+
+
+# ----------------------------------------------------------------------------- fit
+
+
+def test_fit_reduces_loss_and_restores_best(splits):
+    train, val, _ = splits
+    model = _linear(n_neurons=4, prefilter="adaptrans")
+    res = fit(model, train, val, lr=0.005, max_epochs=25, patience=4, batch_size=2, device="cpu",
+              progress=False)
+    assert isinstance(res, FitResult)
+    assert res.epochs == len(res.train_loss) == len(res.val_loss) == len(res.lr)
+    assert res.train_loss[-1] < res.train_loss[0]
+    assert min(res.val_loss) < res.val_loss[0]
+    assert res.best_epoch == int(np.argmin(res.val_loss))
+    # the setting overshoots, so the best epoch is not the last one: restoring matters
+    assert res.best_epoch < res.epochs - 1
+    assert _val_loss(model, val) == pytest.approx(res.best_val_loss, rel=1e-5)
+    assert res.history.shape == (res.epochs, 4)
+    assert not model.training
+
+
+def test_early_stopping_patience(splits):
+    train, val, _ = splits
+    model = _linear(n_neurons=4)
+    res = fit(model, train, val, lr=0.02, max_epochs=200, patience=3, batch_size=2, device="cpu",
+              progress=False)
+    assert res.stopped_early
+    assert res.epochs == res.best_epoch + 1 + 3 < 200
+    assert all(v >= res.best_val_loss for v in res.val_loss[res.best_epoch + 1:])
+    # no early stopping without patience: runs max_epochs
+    res2 = fit(_linear(n_neurons=4), train, val, lr=0.02, max_epochs=6, patience=None, batch_size=2,
+               device="cpu", progress=False)
+    assert res2.epochs == 6 and not res2.stopped_early
+
+
+def test_fit_rejects_wrong_neuron_count(splits):
+    train, val, _ = splits
+    with pytest.raises(ValueError, match=r"N=3.*N=4"):
+        fit(_linear(n_neurons=3), train, val, max_epochs=1, device="cpu", progress=False)
+
+
+def test_fit_rejects_neuron_without_trials():
+    rng = np.random.default_rng(0)
+    stims = [rng.random((F, 40)).astype(np.float32) for _ in range(3)]
+    resps = [rng.random((2, 3, 40)).astype(np.float32) for _ in range(3)]
+    for r in resps:
+        r[1] = np.nan
+    ds = ResponseDataset(stims, resps, dt_ms=5.0, cf_hz=np.geomspace(500, 8000, F), neuron_ids=["a", "b"])
+    with pytest.raises(ValueError, match=r"\['b'\].*no valid trial"):
+        fit(_linear(n_neurons=2), ds, None, max_epochs=1, device="cpu", progress=False)
+
+
+def test_nan_loss_names_epoch_and_neuron(splits):
+    train, val, _ = splits
+    model = _linear(n_neurons=4)
+    with torch.no_grad():
+        model.bias[2] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"epoch 0.*'syn002'"):
+        fit(model, train, val, max_epochs=2, device="cpu", progress=False, init_output=False)
+
+
+def test_nan_parameter_names_parameter(splits):
+    train, val, _ = splits
+    with pytest.raises(FloatingPointError, match=r"epoch 0"):
+        fit(_linear(n_neurons=4), train, val, lr=float("inf"), max_epochs=2, device="cpu", progress=False)
+
+
+def test_bad_arguments(splits):
+    train, val, _ = splits
+    with pytest.raises(ValueError, match="lr"):
+        fit(_linear(n_neurons=4), train, val, lr=0.0, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="scheduler"):
+        fit(_linear(n_neurons=4), train, val, scheduler="cosine", max_epochs=1, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="seeds"):
+        fit_single_units(lambda s: _linear(), train, val, seeds=[0, 1], device="cpu", progress=False)
+
+
+def test_reproducible_metrics(splits):
+    train, val, test = splits
+    runs = []
+    for _ in range(2):
+        model = _linear(n_neurons=4, prefilter="adaptrans", seed=3)
+        res = fit(model, train, val, max_epochs=4, batch_size=2, seed=5, device="cpu", progress=False)
+        runs.append((res.train_loss, res.val_loss, evaluate(model, test)))
+    assert runs[0][0] == runs[1][0] and runs[0][1] == runs[1][1]
+    pd.testing.assert_frame_equal(runs[0][2], runs[1][2])
+    # a different data seed changes the batch order, hence the fit
+    model = _linear(n_neurons=4, prefilter="adaptrans", seed=3)
+    res = fit(model, train, val, max_epochs=4, batch_size=2, seed=6, device="cpu", progress=False)
+    assert res.train_loss != runs[0][0]
+
+
+def test_plateau_matches_torch_scheduler():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    ref = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2, cooldown=1)
+    ours = training._Plateau(1, 1.0, factor=0.5, patience=2, cooldown=1)
+    values = [5, 4, 4, 4, 4, 3.9999, 4, 4, 4, 4, 4, 2, 2, 2, 2, 2, 2]
+    for v in values:
+        ref.step(v)
+        assert ours.step(np.array([v]))[0] == pytest.approx(opt.param_groups[0]["lr"])
+    assert opt.param_groups[0]["lr"] < 0.2
+
+
+# ----------------------------------------------------------------------------- single units
+
+
+@pytest.mark.parametrize("model_name", ["Linear", "LinearNonlinear"])
+def test_batched_single_units_equal_separate_fits(splits, model_name):
+    train, val, _ = splits
+    seeds = [11, 12, 13]
+    kw = dict(lr=0.002, max_epochs=6, patience=2, batch_size=2, clip_grad=0.05, scheduler="plateau",
+              scheduler_kwargs={"patience": 1}, device="cpu", seed=4, progress=False)
+
+    def model_fn(s):
+        return _linear(prefilter="adaptrans", seed=s, model=model_name)
+
+    models, results = fit_single_units(model_fn, train, val, neurons=["syn000", "syn002", "syn003"], seeds=seeds, **kw)
+    assert len(models) == len(results) == 3
+    assert all(r.batched for r in results)
+    for u, (nid, s) in enumerate(zip(["syn000", "syn002", "syn003"], seeds)):
+        torch.manual_seed(s)
+        ref = model_fn(s)
+        r = fit(ref, train.select([nid]), val.select([nid]), **kw)
+        assert results[u].neuron == nid
+        assert (results[u].epochs, results[u].best_epoch, results[u].stopped_early) == \
+            (r.epochs, r.best_epoch, r.stopped_early)
+        np.testing.assert_allclose(results[u].train_loss, r.train_loss, rtol=1e-4)
+        np.testing.assert_allclose(results[u].val_loss, r.val_loss, rtol=1e-4)
+        np.testing.assert_allclose(results[u].lr, r.lr)
+        for (k, a), b in zip(ref.state_dict().items(), models[u].state_dict().values()):
+            torch.testing.assert_close(b, a, atol=1e-4, rtol=0, msg=f"{k} of unit {nid}")
+        # the AdapTrans parameters were trained inside the vmapped stack
+        init = model_fn(s).prefilter.logit_a_on
+        assert (models[u].prefilter.logit_a_on - init).abs().max() > 1e-4
+    # early stopping differed between units, yet each got its own best weights
+    assert len({r.epochs for r in results}) > 1 or any(r.stopped_early for r in results)
+    if model_name == "Linear":
+        # stacks of at most 2 units (memory bound) give the same fits
+        chunked, _ = fit_single_units(model_fn, train, val, neurons=["syn000", "syn002", "syn003"],
+                                      seeds=seeds, max_stack=2, **kw)
+        for a, b in zip(models, chunked):
+            for k, v in a.state_dict().items():
+                torch.testing.assert_close(b.state_dict()[k], v, atol=1e-6, rtol=0)
+
+
+def test_single_units_loop_fallback_and_nan(splits):
+    train, val, _ = splits
+    # batched=False forces the loop; results are the same kind of objects
+    models, results = fit_single_units(lambda s: _linear(seed=s), train, val, neurons=[1, 2], max_epochs=2,
+                                       device="cpu", progress=False, batched=False)
+    assert [r.neuron for r in results] == ["syn001", "syn002"] and not any(r.batched for r in results)
+
+    def bad(s):
+        m = _linear(seed=s)
+        with torch.no_grad():
+            m.weight.fill_(float("nan"))
+        return m
+
+    with pytest.raises(FloatingPointError, match=r"epoch 0.*neuron"):
+        fit_single_units(bad, train, val, max_epochs=2, device="cpu", progress=False, init_output=False)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_round_trip(tmp_path, splits):
+    train, val, test = splits
+    model = _linear(n_neurons=4, prefilter="adaptrans", model="LinearNonlinear")
+    fit(model, train, val, max_epochs=2, device="cpu", progress=False)
+    scores = evaluate(model, test)
+    path = tmp_path / "ckpt" / "model.pt"
+    save_checkpoint(path, model, dataset="synthetic", split_seed=0, seed=0, metrics=scores)
+    assert path.exists() and not list(path.parent.glob(".tmp*"))
+    loaded, info = load_checkpoint(path)
+    assert type(loaded) is type(model) and loaded.config == model.config
+    for a, b in zip(predict(model, test), predict(loaded, test)):
+        np.testing.assert_array_equal(a, b)
+    assert info["dataset"] == "synthetic" and info["split_seed"] == 0
+    pd.testing.assert_frame_equal(info["metrics"], scores)
+    with pytest.raises(FileNotFoundError, match="checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_evaluate_columns(splits):
+    train, val, test = splits
+    model = _linear(n_neurons=4)
+    fit(model, train, val, max_epochs=3, device="cpu", progress=False)
+    df = evaluate(model, test)
+    assert list(df.columns) == ["neuron", "cc_raw", "cc_norm", "cc_max"]
+    assert df["neuron"].tolist() == list(test.neuron_ids)
+    assert np.all(np.abs(df["cc_raw"]) <= 1)
+    preds = predict(model, test)
+    assert [p.shape for p in preds] == [(4, test[i][0].shape[-1]) for i in range(len(test))]
+
+
+# ----------------------------------------------------------------------------- runner
+
+
+def test_run_configs_writes_and_resumes(tmp_path, data_root, monkeypatch):
+    calls = []
+    real = training.fit_single_units
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("seed"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "fit_single_units", counting)
+    config = {"dataset": "synthetic", "dataset_options": SYN, "model": "Linear",
+              "model_kwargs": {"n_lags": 6}, "prefilter": "adaptrans", "mode": "single",
+              "fit_kwargs": {"max_epochs": 2, "batch_size": 4}, "note": "test"}
+    out = tmp_path / "results.csv"
+    df = runner.run_configs([config], seeds=[0, 1], out_csv=out, root=data_root, device="cpu",
+                            checkpoint_dir=tmp_path / "ckpt", progress=False)
+    assert calls == [0, 1]
+    assert len(df) == 2 * SYN["n_neurons"]
+    assert list(df.columns) == runner.RESULT_COLUMNS
+    on_disk = pd.read_csv(out, dtype={"neuron": str})
+    assert len(on_disk) == len(df) and set(on_disk["seed"]) == {0, 1}
+    assert on_disk["config_id"].nunique() == 1 and on_disk["prefilter"].iloc[0] == "adaptrans"
+    assert len(list((tmp_path / "ckpt").glob("*.pt"))) == 2 * SYN["n_neurons"]
+    # second call: everything is there, nothing is fitted; a new seed adds one run
+    df2 = runner.run_configs([config], seeds=[0, 1, 2], out_csv=out, root=data_root, device="cpu",
+                             progress=False)
+    assert calls == [0, 1, 2]
+    assert len(df2) == 3 * SYN["n_neurons"]
+    pd.testing.assert_frame_equal(df2.iloc[: len(df)].reset_index(drop=True),
+                                  on_disk.astype(df2.dtypes.to_dict()), check_dtype=False)
+    table = runner.summary_table(df2)
+    assert table.loc[0, "Model"] == "Linear + AdapTrans" and table.loc[0, "Seeds"] == 3
+    assert "| Dataset |" in runner.markdown_table(table)
+
+
+def test_config_validation_and_id():
+    base = {"dataset": "synthetic", "model": "Linear"}
+    assert runner.config_id(base) == runner.config_id({**base, "note": "", "mode": "single"})
+    assert runner.config_id(base) != runner.config_id({**base, "note": "x"})
+    with pytest.raises(ValueError, match="unknown configuration key"):
+        runner.config_id({**base, "modle": "x"})
+    with pytest.raises(ValueError, match="mode"):
+        runner.config_id({**base, "mode": "both"})
+
+
+def test_summary_table_known_answer():
+    rows = []
+    # neuron a: seeds 0.2, 0.4 -> 0.3; neuron b: 0.5, 0.7 -> 0.6; mean 0.45, SEM 0.15
+    for nid, vals in (("a", (0.2, 0.4)), ("b", (0.5, 0.7))):
+        for seed, v in enumerate(vals):
+            rows.append({"dataset": "ns1", "model": "ConvNet2D", "prefilter": "none", "note": "",
+                         "mode": "single", "seed": seed, "neuron": nid, "cc_raw": v, "cc_norm": 2 * v,
+                         "cc_max": 0.5, "n_params": 1234, "epochs": 3, "wall_s": 1.0, "config_id": "c1"})
+    table = runner.summary_table(pd.DataFrame(rows))
+    row = table.iloc[0]
+    assert row["Model"] == "ConvNet2D" and row["Parameters"] == 1234 and row["Neurons"] == 2
+    assert row["CCraw (%)"] == pytest.approx(45.0)
+    assert row["CCraw SEM"] == pytest.approx(15.0)
+    assert row["CCnorm (%)"] == pytest.approx(90.0)
+    md = runner.markdown_table(table).splitlines()
+    assert md[0].startswith("| Dataset | Model | Note | Parameters | CCraw (%) | CCnorm (%)")
+    assert "45.0 ± 15.0" in md[2] and "1,234" in md[2]
