@@ -1,0 +1,589 @@
+"""Figure helpers used by the notebooks.
+
+Every helper draws on a given matplotlib ``Axes`` and labels each axis with its unit:
+time in s or ms, frequency in kHz, magnitudes in dB. STRFs use a diverging colormap
+centred at 0. :func:`save_figure` writes ``<name>.png`` (150 dpi) and ``<name>.pdf``.
+
+Without a display (and without a backend chosen through ``MPLBACKEND``, as Jupyter does),
+matplotlib is switched to the non-interactive "Agg" backend on import.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+if (
+    "MPLBACKEND" not in os.environ
+    and not os.environ.get("DISPLAY")
+    and not os.environ.get("WAYLAND_DISPLAY")
+    and sys.platform.startswith("linux")
+    and "matplotlib.pyplot" not in sys.modules
+):
+    matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+__all__ = [
+    "save_figure",
+    "to_numpy",
+    "band_edges",
+    "plot_cochleagram",
+    "plot_raster",
+    "plot_psth",
+    "plot_strf",
+    "plot_strf_grid",
+    "plot_band_heatmap",
+    "plot_kernel_stem",
+    "plot_trace",
+    "plot_bode",
+    "plot_paired_bars",
+    "plot_scatter_diagonal",
+    "plot_vs_frequency",
+    "plot_histogram",
+    "plot_dataset_example",
+    "figure1_adaptrans",
+    "plot_by_band",
+    "plot_strf_table",
+    "performance_figure",
+    "STRF_CMAP",
+]
+
+logger = logging.getLogger(__name__)
+
+STRF_CMAP = "RdBu_r"
+"""Diverging colormap for signed quantities (STRFs, ON/OFF outputs): red +, blue -."""
+
+
+def to_numpy(a) -> np.ndarray:
+    """Tensor / array / list -> float numpy array (detached, on CPU)."""
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, dtype=float)
+
+
+def save_figure(fig, name: str, folder: str | os.PathLike = "figures", dpi: int = 150,
+                formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Save ``fig`` as ``folder/name.png`` (``dpi``) and ``folder/name.pdf``.
+
+    ``name`` is a stable file stem without extension or directory. The folder is created.
+    Returns the written paths, PNG first.
+    """
+    name = str(name)
+    if not name or "/" in name or "\\" in name or name.endswith((".png", ".pdf")):
+        raise ValueError(f"expected a figure name without folder or extension, e.g. 'fig1_adaptrans', got {name!r}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in formats:
+        path = folder / f"{name}.{ext}"
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        paths.append(path)
+    logger.info("saved figure %s", ", ".join(str(p) for p in paths))
+    return paths
+
+
+def band_edges(cf_hz) -> np.ndarray:
+    """Edges (F + 1,) in Hz around band centres ``cf_hz`` (F,), geometric midpoints."""
+    cf = to_numpy(cf_hz).ravel()
+    if cf.size == 1:
+        return np.array([cf[0] / 2 ** 0.25, cf[0] * 2 ** 0.25])
+    if np.any(cf <= 0) or np.any(np.diff(cf) <= 0):
+        raise ValueError("expected cf_hz (F,) positive and increasing, low to high")
+    mid = np.sqrt(cf[1:] * cf[:-1])
+    first = cf[0] ** 2 / mid[0]
+    last = cf[-1] ** 2 / mid[-1]
+    return np.concatenate([[first], mid, [last]])
+
+
+def _khz_axis(ax, axis="y"):
+    fmt = FuncFormatter(lambda v, _pos: f"{v / 1000:g}")
+    getattr(ax, f"{axis}axis").set_major_formatter(fmt)
+    getattr(ax, f"{axis}axis").set_minor_formatter(FuncFormatter(lambda v, _p: ""))
+
+
+def _freq_mesh(ax, data, x_edges, cf_hz, cmap, vmin, vmax, colorbar, clabel):
+    """pcolormesh of data (F, X) with log-frequency y axis in kHz."""
+    if cf_hz is None:
+        y_edges = np.arange(data.shape[0] + 1) - 0.5
+        mesh = ax.pcolormesh(x_edges, y_edges, data, cmap=cmap, vmin=vmin, vmax=vmax, shading="flat",
+                             rasterized=True)
+        ax.set_ylabel("frequency band (index)")
+    else:
+        cf = to_numpy(cf_hz).ravel()
+        if cf.size != data.shape[0]:
+            raise ValueError(f"expected cf_hz with F={data.shape[0]} entries, got {cf.size}")
+        mesh = ax.pcolormesh(x_edges, band_edges(cf), data, cmap=cmap, vmin=vmin, vmax=vmax, shading="flat",
+                             rasterized=True)
+        ax.set_yscale("log")
+        _khz_axis(ax, "y")
+        ax.set_ylabel("frequency (kHz)")
+    if colorbar:
+        cb = ax.figure.colorbar(mesh, ax=ax, pad=0.02)
+        cb.set_label(clabel)
+    return mesh
+
+
+def plot_cochleagram(ax, spec, dt_ms: float, cf_hz=None, cmap: str = "magma", colorbar: bool = True,
+                     clabel: str = "level (a.u.)", title: str | None = None):
+    """Spectrogram ``spec`` (F, T): time in s, frequency in kHz (band index if no ``cf_hz``)."""
+    s = to_numpy(spec)
+    if s.ndim == 3 and s.shape[0] == 1:
+        s = s[0]
+    if s.ndim != 2:
+        raise ValueError(f"expected a spectrogram of shape (F, T) or (1, F, T), got {s.shape}")
+    t_edges = np.arange(s.shape[1] + 1) * dt_ms / 1000.0
+    mesh = _freq_mesh(ax, s, t_edges, cf_hz, cmap, None, None, colorbar, clabel)
+    ax.set_xlabel("time (s)")
+    if title:
+        ax.set_title(title)
+    return mesh
+
+
+def plot_raster(ax, resp, dt_ms: float, color: str = "k", title: str | None = None):
+    """Raster of one neuron's trials ``resp`` (R, T) in s.
+
+    Binned spike counts (non-negative integers) are drawn as one tick per non-empty bin;
+    other data (e.g. membrane potential) as a trial x time image. NaN trials are skipped.
+    """
+    r = to_numpy(resp)
+    if r.ndim != 2:
+        raise ValueError(f"expected responses of shape (R, T), got {r.shape}")
+    keep = ~np.all(np.isnan(r), axis=1)
+    r = r[keep]
+    t = (np.arange(r.shape[1]) + 0.5) * dt_ms / 1000.0
+    finite = r[np.isfinite(r)]
+    is_counts = finite.size > 0 and np.all(finite >= 0) and np.allclose(finite, np.round(finite))
+    if is_counts:
+        events = [t[np.nan_to_num(row) > 0] for row in r]
+        ax.eventplot(events, colors=color, lineoffsets=np.arange(len(events)), linelengths=0.8, linewidths=0.8)
+        ax.set_ylim(-0.5, max(len(events), 1) - 0.5)
+    else:
+        ax.imshow(r, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest",
+                  extent=(0, r.shape[1] * dt_ms / 1000.0, -0.5, r.shape[0] - 0.5))
+    ax.set_xlim(0, r.shape[1] * dt_ms / 1000.0)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("trial (#)")
+    if title:
+        ax.set_title(title)
+
+
+def plot_psth(ax, resp, dt_ms: float, pred=None, ylabel: str = "response (a.u.)", label: str = "data",
+              color: str = "k", title: str | None = None):
+    """Trial-averaged response of ``resp`` (R, T) or (T,) against time (s); optional
+    prediction ``pred`` (T,) overlaid."""
+    r = to_numpy(resp)
+    if r.ndim == 2:
+        with np.errstate(all="ignore"):
+            valid = ~np.all(np.isnan(r), axis=0)
+            m = np.full(r.shape[1], np.nan)
+            m[valid] = np.nanmean(r[:, valid], axis=0)
+    elif r.ndim == 1:
+        m = r
+    else:
+        raise ValueError(f"expected responses of shape (R, T) or (T,), got {r.shape}")
+    t = (np.arange(m.size) + 0.5) * dt_ms / 1000.0
+    ax.plot(t, m, color=color, lw=1, label=label)
+    if pred is not None:
+        p = to_numpy(pred).ravel()
+        if p.size != m.size:
+            raise ValueError(f"expected a prediction of T={m.size} bins, got {p.size}")
+        ax.plot(t, p, color="tab:red", lw=1, label="prediction")
+        ax.legend(frameon=False, fontsize="small")
+    ax.set_xlim(0, m.size * dt_ms / 1000.0)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+
+
+def plot_strf(ax, strf, dt_ms: float, cf_hz=None, vmax: float | None = None, colorbar: bool = True,
+              clabel: str = "weight (a.u.)", title: str | None = None):
+    """STRF image ``strf`` (F, K): lag in ms (0 = present bin) on x, frequency on y (kHz),
+    diverging colormap symmetric about 0 (``vmax`` defaults to max |strf|)."""
+    s = to_numpy(strf)
+    if s.ndim != 2:
+        raise ValueError(f"expected an STRF of shape (F, K), got {s.shape}")
+    if vmax is None:
+        vmax = float(np.nanmax(np.abs(s))) if s.size else 1.0
+    vmax = vmax if vmax > 0 else 1.0
+    lag_edges = (np.arange(s.shape[1] + 1) - 0.5) * dt_ms
+    mesh = _freq_mesh(ax, s, lag_edges, cf_hz, STRF_CMAP, -vmax, vmax, colorbar, clabel)
+    ax.set_xlabel("lag (ms)")
+    if title:
+        ax.set_title(title)
+    return mesh
+
+
+def plot_strf_grid(strfs, dt_ms: float, cf_hz=None, titles: Sequence[str] | None = None, ncols: int = 5,
+                   shared_scale: bool = False, panel_size=(2.4, 2.0), suptitle: str | None = None):
+    """Grid of STRF images from ``strfs`` (M, F, K). Returns the figure."""
+    s = to_numpy(strfs)
+    if s.ndim != 3:
+        raise ValueError(f"expected STRFs of shape (M, F, K), got {s.shape}")
+    M = s.shape[0]
+    ncols = max(1, min(ncols, M))
+    nrows = int(np.ceil(M / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows),
+                             squeeze=False, constrained_layout=True)
+    vmax = float(np.nanmax(np.abs(s))) if shared_scale else None
+    for i, ax in enumerate(axes.flat):
+        if i >= M:
+            ax.axis("off")
+            continue
+        plot_strf(ax, s[i], dt_ms, cf_hz, vmax=vmax, colorbar=False,
+                  title=titles[i] if titles is not None else f"#{i}")
+        if i % ncols:
+            ax.set_ylabel("")
+        if i < M - ncols:
+            ax.set_xlabel("")
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def plot_band_heatmap(ax, data, dt_ms: float | None = None, cf_hz=None, signed: bool = True,
+                      colorbar: bool = True, clabel: str = "amplitude (a.u.)", title: str | None = None):
+    """Band x time heatmap ``data`` (F, T) (e.g. AdapTrans ON or OFF output); time in ms if
+    ``dt_ms`` is given, else in samples; signed data on a diverging map centred at 0."""
+    d = to_numpy(data)
+    if d.ndim != 2:
+        raise ValueError(f"expected data of shape (F, T), got {d.shape}")
+    scale = dt_ms if dt_ms is not None else 1.0
+    x_edges = np.arange(d.shape[1] + 1) * scale
+    if signed:
+        vmax = float(np.nanmax(np.abs(d))) or 1.0
+        mesh = _freq_mesh(ax, d, x_edges, cf_hz, STRF_CMAP, -vmax, vmax, colorbar, clabel)
+    else:
+        mesh = _freq_mesh(ax, d, x_edges, cf_hz, "magma", None, None, colorbar, clabel)
+    ax.set_xlabel("time (ms)" if dt_ms is not None else "time (samples)")
+    if title:
+        ax.set_title(title)
+    return mesh
+
+
+def plot_kernel_stem(ax, kernel, color: str = "C0", label: str | None = None, title: str | None = None,
+                     dt_ms: float | None = None):
+    """Stem plot of a temporal kernel ``kernel`` (K,), ``[k]`` = weight of x[t - k]; lag in
+    samples (or ms with ``dt_ms``)."""
+    k = to_numpy(kernel).ravel()
+    lags = np.arange(k.size) * (dt_ms if dt_ms is not None else 1.0)
+    markerline, stemlines, baseline = ax.stem(lags, k, label=label, basefmt="k-")
+    plt.setp(markerline, color=color, markersize=3)
+    plt.setp(stemlines, color=color, linewidth=1)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("lag (ms)" if dt_ms is not None else "lag (samples)")
+    ax.set_ylabel("weight")
+    if title:
+        ax.set_title(title)
+
+
+def plot_trace(ax, y, x=None, label: str | None = None, color: str | None = None, xlabel: str = "time (samples)",
+               ylabel: str = "amplitude (a.u.)", title: str | None = None, **kwargs):
+    """Line plot of ``y`` (T,) against ``x`` (default sample index), labelled axes."""
+    yy = to_numpy(y).ravel()
+    xx = np.arange(yy.size) if x is None else to_numpy(x).ravel()
+    ax.plot(xx, yy, label=label, color=color, **kwargs)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+
+
+def plot_bode(ax, omega, magnitude_db, label: str | None = None, color: str | None = None,
+              linestyle: str = "-", title: str | None = None):
+    """Bode magnitude: ``magnitude_db`` (W,) in dB against ``omega`` (W,) in rad/sample."""
+    ax.plot(to_numpy(omega), to_numpy(magnitude_db), label=label, color=color, linestyle=linestyle, lw=1.2)
+    ax.set_xlabel("frequency (rad/sample)")
+    ax.set_ylabel("magnitude (dB)")
+    if title:
+        ax.set_title(title)
+
+
+def plot_paired_bars(ax, labels: Sequence[str], values_a, values_b, err_a=None, err_b=None,
+                     label_a: str = "without AdapTrans", label_b: str = "with AdapTrans",
+                     ylabel: str = "CCnorm (%)", colors=("0.65", "tab:orange"), title: str | None = None):
+    """Paired bars per group (e.g. model): ``values_a`` / ``values_b`` (G,) with optional
+    error bars ``err_a`` / ``err_b`` (G,) (e.g. SEM over neurons). NaN bars are left out."""
+    va, vb = to_numpy(values_a).ravel(), to_numpy(values_b).ravel()
+    G = len(labels)
+    if va.size != G or vb.size != G:
+        raise ValueError(f"expected values_a and values_b with {G} entries (one per label), got {va.size}, {vb.size}")
+    ea = None if err_a is None else to_numpy(err_a).ravel()
+    eb = None if err_b is None else to_numpy(err_b).ravel()
+    x = np.arange(G)
+    width = 0.38
+    ax.bar(x - width / 2, np.nan_to_num(va), width, yerr=ea, color=colors[0], label=label_a, capsize=3,
+           error_kw={"lw": 1})
+    ax.bar(x + width / 2, np.nan_to_num(vb), width, yerr=eb, color=colors[1], label=label_b, capsize=3,
+           error_kw={"lw": 1})
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.legend(frameon=False, fontsize="small")
+    if title:
+        ax.set_title(title)
+
+
+def plot_scatter_diagonal(ax, x, y, xlabel: str, ylabel: str, lim=None, label: str | None = None,
+                          color: str | None = None, title: str | None = None, s: float = 10):
+    """Scatter ``y`` against ``x`` (paired per item, e.g. neuron) with the identity line;
+    equal axis limits ``lim`` (default spanning both)."""
+    xx, yy = to_numpy(x).ravel(), to_numpy(y).ravel()
+    if xx.size != yy.size:
+        raise ValueError(f"expected x and y of the same length, got {xx.size} and {yy.size}")
+    ax.scatter(xx, yy, s=s, alpha=0.7, label=label, color=color, edgecolors="none")
+    if lim is None:
+        both = np.concatenate([xx, yy])
+        both = both[np.isfinite(both)]
+        lo, hi = (float(both.min()), float(both.max())) if both.size else (0.0, 1.0)
+        pad = 0.05 * (hi - lo if hi > lo else 1.0)
+        lim = (lo - pad, hi + pad)
+    ax.plot(lim, lim, color="k", lw=0.8, ls="--")
+    ax.set_xlim(lim)
+    ax.set_ylim(lim)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+
+
+def plot_vs_frequency(ax, cf_hz, values, label: str | None = None, ylabel: str = "value", color: str | None = None,
+                      marker: str = "o", linestyle: str = "", title: str | None = None, **kwargs):
+    """``values`` (F,) against band centre frequency ``cf_hz`` (F,) on a log axis in kHz."""
+    cf = to_numpy(cf_hz).ravel()
+    v = to_numpy(values).ravel()
+    if cf.size != v.size:
+        raise ValueError(f"expected values with one entry per band (F={cf.size}), got {v.size}")
+    ax.plot(cf, v, marker=marker, linestyle=linestyle, label=label, color=color, markersize=3, **kwargs)
+    ax.set_xscale("log")
+    _khz_axis(ax, "x")
+    ax.set_xlabel("frequency (kHz)")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+
+
+def plot_histogram(ax, values, bins=20, xlabel: str = "value", label: str | None = None, color: str | None = None,
+                   title: str | None = None, **kwargs):
+    """Histogram of the finite entries of ``values``; y axis = count of items."""
+    v = to_numpy(values).ravel()
+    v = v[np.isfinite(v)]
+    ax.hist(v, bins=bins, label=label, color=color, alpha=0.7, **kwargs)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("count (#)")
+    if title:
+        ax.set_title(title)
+
+
+# ----------------------------------------------------------------------------------------
+# figure-level helpers of the notebooks
+# ----------------------------------------------------------------------------------------
+def plot_dataset_example(dataset, stimulus: int = 0, neurons: Sequence[int] | None = None, n_neurons: int = 3,
+                         response_label: str | None = None):
+    """Cochleagram of one stimulus of ``dataset`` with the raster and trial-averaged
+    response of a few neurons (default: the ``n_neurons`` with the most repeats and the
+    largest response variance on that stimulus). Returns the figure."""
+    if not 0 <= stimulus < dataset.n_stimuli:
+        raise ValueError(f"expected a stimulus index in [0, {dataset.n_stimuli}), got {stimulus}")
+    spec = dataset.stimuli[stimulus]
+    resp = np.asarray(dataset.responses[stimulus], dtype=float)  # (N, R, T)
+    if neurons is None:
+        with np.errstate(all="ignore"):
+            var = np.nan_to_num(np.nanvar(np.nanmean(resp, axis=1), axis=-1), nan=-1.0)
+        neurons = list(np.argsort(-var)[: min(n_neurons, resp.shape[0])])
+    units = response_label or ("spikes / bin" if "spike" in str(dataset.meta.get("units", "spike")) else "a.u.")
+    n = len(neurons)
+    fig = plt.figure(figsize=(8, 2.2 + 1.6 * n), constrained_layout=True)
+    gs = fig.add_gridspec(1 + n, 2, width_ratios=(1, 1), height_ratios=(1.4,) + (1,) * n)
+    ax0 = fig.add_subplot(gs[0, :])
+    plot_cochleagram(ax0, spec, dataset.dt_ms, dataset.cf_hz,
+                     title=f"{dataset.name}: {dataset.stim_names[stimulus]}")
+    for i, u in enumerate(neurons):
+        ax_r = fig.add_subplot(gs[1 + i, 0], sharex=ax0)
+        plot_raster(ax_r, resp[u], dataset.dt_ms, title=f"neuron {dataset.neuron_ids[u]}")
+        ax_p = fig.add_subplot(gs[1 + i, 1], sharex=ax0)
+        plot_psth(ax_p, resp[u], dataset.dt_ms, ylabel=f"mean ({units})", title="trial average")
+    return fig
+
+
+def figure1_adaptrans(step: dict, box: dict, bode_curves: Sequence[dict], kernel_step: dict | None = None,
+                      omega_max: float = 1.75, db_min: float = -40.0):
+    """The paper's Figure 1 from :mod:`deepstrf_utils.insilico` outputs.
+
+    (A) stem plots of the ON and OFF kernels (``kernel_step["kernels"]`` (2, K), default
+    ``step``'s); (B) the step and its ON/OFF responses (``step_response`` dict), and the box
+    spectrogram with its ON and OFF outputs (``box_spectrogram`` dict, heatmaps);
+    (C) Bode magnitudes of ON and OFF: ``bode_curves`` is a list of dicts with ``omega``,
+    ``on_db``, ``off_db``, ``w``, ``tau`` (samples), drawn from 0 to ``omega_max`` rad/sample
+    and from ``db_min`` dB (w = 1 has no DC gain: -inf dB). Returns the figure.
+    """
+    ks = (kernel_step or step)["kernels"]
+    fig = plt.figure(figsize=(12, 10), constrained_layout=True)
+    gs = fig.add_gridspec(3, 3, height_ratios=(1, 1.1, 1))
+    for j, (name, color) in enumerate((("ON", "tab:red"), ("OFF", "tab:blue"))):
+        ax = fig.add_subplot(gs[0, j])
+        plot_kernel_stem(ax, ks[j], color=color, title=f"A  {name} kernel")
+    ax = fig.add_subplot(gs[0, 2])
+    plot_trace(ax, step["x"], label="input step", color="k", lw=1)
+    plot_trace(ax, step["on"], label="ON", color="tab:red")
+    plot_trace(ax, step["off"], label="OFF", color="tab:blue", title="B  step response")
+    ax.axhline(0, color="k", lw=0.4)
+    ax.legend(frameon=False, fontsize="small")
+    for j, (key, title) in enumerate((("x", "box spectrogram"), ("on", "ON output"), ("off", "OFF output"))):
+        ax = fig.add_subplot(gs[1, j])
+        plot_band_heatmap(ax, box[key], dt_ms=box["dt_ms"], cf_hz=box["cf_hz"], signed=key != "x",
+                          colorbar=True, title=f"B  {title}")
+    styles = {}
+    for j, (key, name) in enumerate((("on_db", "ON"), ("off_db", "OFF"))):
+        ax = fig.add_subplot(gs[2, j])
+        for c in bode_curves:
+            color = styles.setdefault(c["w"], f"C{len(styles)}")
+            ls = "-" if c["tau"] == min(cc["tau"] for cc in bode_curves) else "--"
+            plot_bode(ax, c["omega"], c[key], label=f"w={c['w']:g}, tau={c['tau']:g}", color=color, linestyle=ls)
+        ax.set_xlim(0, omega_max)
+        ax.set_ylim(db_min, 3)
+        ax.set_title(f"C  {name} magnitude")
+        if j == 1:
+            ax.legend(frameon=False, fontsize="x-small", ncol=2)
+    ax = fig.add_subplot(gs[2, 2])
+    plot_vs_frequency(ax, box["cf_hz"], box["tau_ms"], ylabel="time constant tau (ms)", linestyle="-", marker="",
+                      title="Willmore initialisation")
+    return fig
+
+
+def plot_by_band(ax, df, x: str, xlabel: str, y: str = "amplitude", ylabel: str = "amplitude (a.u.)",
+                 n_shown: int = 5, title: str | None = None):
+    """Lines of ``y`` against ``x`` for ``n_shown`` bands spread from low to high frequency,
+    from a tidy DataFrame with columns band, cf_hz, ``x``, ``y`` (insilico outputs)."""
+    for col in ("band", "cf_hz", x, y):
+        if col not in df.columns:
+            raise ValueError(f"expected a DataFrame with column {col!r}; got {list(df.columns)}")
+    bands = np.unique(df["band"].to_numpy())
+    shown = bands[np.unique(np.linspace(0, len(bands) - 1, min(n_shown, len(bands))).round().astype(int))]
+    cmap = plt.get_cmap("viridis")
+    for i, b in enumerate(shown):
+        d = df[df["band"] == b].sort_values(x)
+        ax.plot(d[x], d[y], marker="o", ms=3, color=cmap(i / max(len(shown) - 1, 1)),
+                label=f"{d['cf_hz'].iloc[0] / 1000:.1f} kHz")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(frameon=False, fontsize="x-small", title="band")
+    if title:
+        ax.set_title(title)
+
+
+def plot_strf_table(rows: Sequence[Sequence], dt_ms: float, cf_hz=None, row_labels: Sequence[str] | None = None,
+                    col_labels: Sequence[str] | None = None, panel_size=(2.4, 2.0), share_row_scale: bool = True,
+                    col_groups: Sequence[int] | None = None):
+    """Table of STRF images: ``rows[i][j]`` is an (F, K) STRF or None (blank panel).
+
+    With ``share_row_scale`` the panels of a row share one symmetric colour scale; with
+    ``col_groups`` (one id per column) only the columns with the same id do (e.g. the ON
+    and OFF STRFs of one model, but not the ground truth, which has other units).
+    Returns the figure."""
+    nrows = len(rows)
+    ncols = max(len(r) for r in rows) if nrows else 0
+    if nrows == 0 or ncols == 0:
+        raise ValueError("expected at least one row with one STRF")
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows),
+                             squeeze=False, constrained_layout=True)
+    groups = list(col_groups) if col_groups is not None else [0] * ncols
+    if len(groups) < ncols:
+        raise ValueError(f"expected col_groups with one id per column ({ncols}), got {len(groups)}")
+    for i, row in enumerate(rows):
+        scale = {}
+        for j, s in enumerate(row):
+            if s is not None:
+                scale[groups[j]] = max(scale.get(groups[j], 0.0), float(np.nanmax(np.abs(to_numpy(s)))))
+        for j in range(ncols):
+            ax = axes[i, j]
+            s = row[j] if j < len(row) else None
+            if s is None:
+                ax.axis("off")
+                continue
+            vmax = scale[groups[j]] if (share_row_scale or col_groups is not None) else None
+            title = col_labels[j] if (col_labels is not None and i == 0) else None
+            plot_strf(ax, s, dt_ms, cf_hz, vmax=vmax, colorbar=False, title=title)
+            if j > 0:
+                ax.set_ylabel("")
+            elif row_labels is not None:
+                ax.set_ylabel(f"{row_labels[i]}\nfrequency (kHz)")
+            if i < nrows - 1:
+                ax.set_xlabel("")
+    return fig
+
+
+def performance_figure(results, metric: str = "cc_norm", models: Sequence[str] | None = None,
+                       labels: dict | None = None, prefilter: str = "adaptrans"):
+    """CCnorm (or ``metric``) without vs with ``prefilter`` per model and dataset.
+
+    ``results``: the tidy table of ``run_configs`` (one row per neuron x seed x config).
+    Scores are averaged over seeds per neuron; bars show the mean over neurons +/- SEM,
+    the scatter one point per neuron and model (with vs without). One row of panels per
+    dataset. Returns ``(fig, table)`` where ``table`` holds the plotted means and SEMs (%).
+    """
+    import pandas as pd
+
+    need = {"dataset", "model", "prefilter", "seed", "neuron", metric}
+    if not need <= set(results.columns):
+        raise ValueError(f"expected the run_configs results table with columns {sorted(need)}")
+    df = results.copy()
+    df["prefilter"] = df["prefilter"].fillna("none").astype(str)
+    df = df[df["prefilter"].isin(["none", prefilter])]
+    per = df.groupby(["dataset", "model", "prefilter", "neuron"], sort=False)[metric].mean().reset_index()
+    per[metric] = 100.0 * per[metric]
+    models = list(models or [m for m in per["model"].unique()])
+    labels = labels or {}
+    datasets = list(per["dataset"].unique())
+    if not datasets:
+        raise ValueError("expected at least one result row with prefilter 'none' or the given prefilter")
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 3.8 * len(datasets)), squeeze=False,
+                             constrained_layout=True, gridspec_kw={"width_ratios": (1.6, 1)})
+    rows = []
+    name = {"cc_norm": "CCnorm", "cc_raw": "CCraw"}.get(metric, metric)
+    for i, ds in enumerate(datasets):
+        d = per[per["dataset"] == ds]
+        wide = d.pivot_table(index=["model", "neuron"], columns="prefilter", values=metric)
+        stats = {}
+        for m in models:
+            for p in ("none", prefilter):
+                v = d[(d["model"] == m) & (d["prefilter"] == p)][metric].to_numpy(dtype=float)
+                v = v[np.isfinite(v)]
+                mean = v.mean() if v.size else np.nan
+                sem = v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else np.nan
+                stats[(m, p)] = (mean, sem)
+                rows.append({"dataset": ds, "model": m, "prefilter": p, f"{name} (%)": mean, "SEM": sem,
+                             "neurons": int(v.size)})
+        plot_paired_bars(axes[i, 0], [labels.get(m, m) for m in models],
+                         [stats[(m, "none")][0] for m in models], [stats[(m, prefilter)][0] for m in models],
+                         [stats[(m, "none")][1] for m in models], [stats[(m, prefilter)][1] for m in models],
+                         label_b=f"with {prefilter if prefilter != 'adaptrans' else 'AdapTrans'}",
+                         ylabel=f"{name} (%)", title=f"{ds}: mean over neurons ± SEM")
+        ax = axes[i, 1]
+        xs, ys = [], []
+        for k, m in enumerate(models):
+            if m not in wide.index.get_level_values(0) or not {"none", prefilter} <= set(wide.columns):
+                continue
+            w = wide.loc[m].dropna()
+            xs.append(w["none"].to_numpy())
+            ys.append(w[prefilter].to_numpy())
+            ax.scatter(w["none"], w[prefilter], s=10, alpha=0.7, color=f"C{k}", label=labels.get(m, m),
+                       edgecolors="none")
+        allv = np.concatenate(xs + ys) if xs else np.array([0.0, 1.0])
+        allv = allv[np.isfinite(allv)] if allv.size else np.array([0.0, 1.0])
+        lo, hi = (allv.min(), allv.max()) if allv.size else (0.0, 1.0)
+        pad = 0.05 * (hi - lo if hi > lo else 1.0)
+        plot_scatter_diagonal(ax, [], [], xlabel=f"{name} without (%)", ylabel=f"{name} with AdapTrans (%)",
+                              lim=(lo - pad, hi + pad), title=f"{ds}: per neuron")
+        ax.legend(frameon=False, fontsize="x-small")
+    return fig, pd.DataFrame(rows)

@@ -1,0 +1,408 @@
+"""Named run profiles: what the notebooks train, on which data, for how long.
+
+======  ===============================================================================
+smoke   tests only: a tiny synthetic set (4 neurons, 4 clips of 1 s), one epoch, one seed
+        (2D-CNN and StateNet as population models, like ``quick``)
+quick   the default of ``make figures``: the synthetic set only (unless datasets are
+        named), 2 seeds, at most 20 epochs (patience 5), the costly 2D-CNN and StateNet
+        fitted as one population model each; meant to finish within 15 min on 2 CPU cores
+paper   the published protocol on every dataset found under ``data/``: 10 seeds, up to
+        1000 epochs with patience 50
+======  ===============================================================================
+
+A profile yields the runner configurations (see :func:`deepstrf_utils.runner.run_configs`)
+for L, LN, NRF, DNet, 2D-CNN (``ConvNet2D``) and StateNet, each without and with the
+AdapTrans prefilter, for each dataset; single-unit fits as in the 2024 paper (``paper``).
+
+Example::
+
+    profile = get_profile("quick")
+    names = profile.datasets("", data_root="data")        # ["synthetic"]
+    configs = profile.configs(names)                      # 12 dicts per dataset
+    run_configs(configs, profile.seeds, "build/results/results_quick.csv")
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Profile",
+    "PROFILES",
+    "MODEL_NAMES",
+    "MODEL_LABELS",
+    "get_profile",
+    "parse_datasets",
+    "find_checkpoints",
+    "load_fitted",
+    "UnitView",
+    "RunContext",
+    "repo_root",
+    "setup_run",
+    "PUBLISHED",
+]
+
+#: The single-unit models of the AdapTrans paper (+ StateNet of the 2025 paper), in plot order.
+MODEL_NAMES: tuple[str, ...] = (
+    "Linear", "LinearNonlinear", "NetworkReceptiveField", "DNet", "ConvNet2D", "StateNet",
+)
+
+#: Short labels used in figures and tables.
+MODEL_LABELS: dict[str, str] = {
+    "Linear": "L",
+    "LinearNonlinear": "LN",
+    "NetworkReceptiveField": "NRF",
+    "DNet": "DNet",
+    "ConvNet2D": "2D-CNN",
+    "StateNet": "StateNet",
+    "PopulationCNN": "Pop-CNN",
+}
+
+#: 2D-CNN kernel (frequency, time) per dataset: (6, 15) for the 34-band NS1-like sets,
+#: (3, 7) for NAT4's 18 bands (upstream configurations).
+_CNN_KERNEL = {"nat4_a1": (3, 7), "nat4_peg": (3, 7)}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Settings of one run profile.
+
+    Attributes:
+        name: "smoke", "quick" or "paper".
+        seeds: seeds (each a new split and initialisation).
+        fit_kwargs: passed to ``fit`` / ``fit_single_units`` (max_epochs, patience, ...).
+        mode: "single" (one model per neuron) or "population".
+        mode_by_model: per model name, a mode overriding ``mode`` (``quick`` fits the costly
+            2D-CNN and StateNet as one population model, 8x cheaper than 8 single units).
+        models: model class names (``models.MODELS`` keys).
+        prefilters: prefilter of each variant (None = plain spectrogram).
+        default_datasets: datasets when none are requested; None = every available one.
+        dataset_options: per dataset name, keyword arguments of ``load_dataset``.
+        model_kwargs: per model name, extra constructor arguments (all datasets).
+        n_examples: example neurons shown per figure in the notebooks.
+        top_fraction: driven bins averaged by the gradient STRFs.
+        description: one line for the notebooks.
+    """
+
+    name: str
+    seeds: tuple[int, ...]
+    fit_kwargs: dict
+    mode: str = "single"
+    mode_by_model: dict = field(default_factory=dict)
+    models: tuple[str, ...] = MODEL_NAMES
+    prefilters: tuple = (None, "adaptrans")
+    default_datasets: tuple[str, ...] | None = ("synthetic",)
+    dataset_options: dict = field(default_factory=dict)
+    model_kwargs: dict = field(default_factory=dict)
+    n_examples: int = 4
+    top_fraction: float = 0.1
+    description: str = ""
+
+    # ------------------------------------------------------------------ datasets
+    def datasets(self, requested: str | Sequence[str] = "", data_root: str | Path = "data") -> list[str]:
+        """Datasets to run: the ``requested`` ones (comma string or list) if any, else the
+        profile's defaults, else every dataset available under ``data_root``.
+
+        Raises ``ValueError`` for an unknown name and ``FileNotFoundError`` for a requested
+        real dataset whose files are missing (``make data DATASET=...`` fetches them).
+        """
+        from .datasets import DATASETS, available_datasets
+
+        names = parse_datasets(requested)
+        if names:
+            unknown = [n for n in names if n not in DATASETS]
+            if unknown:
+                raise ValueError(f"unknown dataset(s) {unknown}; expected names among {list(DATASETS)}")
+            present = set(available_datasets(data_root))
+            missing = [n for n in names if n not in present]
+            if missing:
+                raise FileNotFoundError(
+                    f"dataset(s) {missing} not found under {data_root!s}; "
+                    f"fetch them with `make data DATASET={missing[0]}` (available: {sorted(present)})"
+                )
+            return names
+        if self.default_datasets is not None:
+            return list(self.default_datasets)
+        return list(available_datasets(data_root))
+
+    def options_for(self, dataset: str) -> dict:
+        """``load_dataset`` keyword arguments of ``dataset`` in this profile (a copy)."""
+        return copy.deepcopy(self.dataset_options.get(dataset, {}))
+
+    def load(self, dataset: str, data_root: str | Path = "data"):
+        """Load ``dataset`` with this profile's options -> ``ResponseDataset``."""
+        from .datasets import load_dataset
+
+        return load_dataset(dataset, root=data_root, **self.options_for(dataset))
+
+    # ------------------------------------------------------------------ configurations
+    def model_kwargs_for(self, model: str, dataset: str) -> dict:
+        """Constructor arguments of ``model`` on ``dataset`` (besides n_bands, n_neurons,
+        dt_ms and prefilter, which come from the data and the configuration)."""
+        kwargs = {}
+        if model == "ConvNet2D":
+            kwargs["kernel_size"] = list(_CNN_KERNEL.get(dataset, (6, 15)))
+        kwargs.update(copy.deepcopy(self.model_kwargs.get(model, {})))
+        return kwargs
+
+    def config(self, dataset: str, model: str, prefilter: str | None = None) -> dict:
+        """One runner configuration (dict accepted by ``run_configs``)."""
+        if model not in MODEL_LABELS:
+            raise ValueError(f"expected a model name among {list(MODEL_LABELS)}, got {model!r}")
+        if prefilter not in (None, "adaptrans", "willmore"):
+            raise ValueError(f"expected prefilter None, 'adaptrans' or 'willmore', got {prefilter!r}")
+        mode = self.mode_by_model.get(model, self.mode)
+        return {
+            "dataset": dataset,
+            "dataset_options": self.options_for(dataset),
+            "model": model,
+            "model_kwargs": self.model_kwargs_for(model, dataset),
+            "prefilter": prefilter,
+            "mode": mode,
+            "fit_kwargs": dict(self.fit_kwargs),
+            "note": self.name if mode == self.mode else f"{self.name}, {mode} fit",
+        }
+
+    def configs(self, datasets: Sequence[str]) -> list[dict]:
+        """Configurations for every dataset x model x prefilter, in that nesting order."""
+        if isinstance(datasets, str):
+            datasets = parse_datasets(datasets)
+        return [self.config(d, m, p) for d in datasets for m in self.models for p in self.prefilters]
+
+    def results_csv(self, results_dir: str | Path) -> Path:
+        """Where this profile's results table lives: ``results_dir/results_<name>.csv``."""
+        return Path(results_dir) / f"results_{self.name}.csv"
+
+    def checkpoint_dir(self, results_dir: str | Path) -> Path:
+        """Where this profile's checkpoints live: ``results_dir/checkpoints_<name>/``."""
+        return Path(results_dir) / f"checkpoints_{self.name}"
+
+    def describe(self) -> str:
+        """A few lines summarising the profile (for the notebooks)."""
+        fk = ", ".join(f"{k}={v}" for k, v in self.fit_kwargs.items())
+        ds = "every dataset found" if self.default_datasets is None else ", ".join(self.default_datasets)
+        modes = f"{self.mode} fits" + "".join(f", {m}: {v}" for m, v in self.mode_by_model.items())
+        return (f"profile '{self.name}': {self.description}\n"
+                f"  seeds {list(self.seeds)}; {modes}; {fk}\n"
+                f"  models {', '.join(MODEL_LABELS[m] for m in self.models)}; prefilters "
+                f"{[p or 'none' for p in self.prefilters]}; default datasets: {ds}")
+
+
+def parse_datasets(requested: str | Sequence[str] | None) -> list[str]:
+    """``"ns1, nat4_a1"`` or ``["ns1"]`` -> ``["ns1", "nat4_a1"]`` (lower case, no blanks);
+    empty string / None / empty list -> ``[]``."""
+    if requested is None:
+        return []
+    items = requested.split(",") if isinstance(requested, str) else list(requested)
+    out = []
+    for item in items:
+        name = str(item).strip().lower()
+        if name and name not in out:
+            out.append(name)
+    return out
+
+
+_FIT_COMMON = {"loss": "mse", "lr": 1e-3, "weight_decay": 1e-2}
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        seeds=(0,),
+        fit_kwargs={**_FIT_COMMON, "max_epochs": 1, "patience": 1, "batch_size": 4},
+        mode_by_model={"ConvNet2D": "population", "StateNet": "population"},
+        default_datasets=("synthetic",),
+        dataset_options={"synthetic": {"n_neurons": 4, "n_clips": 4, "clip_s": 1.0, "n_repeats": 4}},
+        model_kwargs={"NetworkReceptiveField": {"n_hidden": 4}, "DNet": {"n_hidden": 4}},
+        n_examples=2,
+        top_fraction=0.2,
+        description="tiny synthetic data, one epoch, one seed (tests only; numbers are meaningless)",
+    ),
+    "quick": Profile(
+        name="quick",
+        seeds=(0, 1),
+        fit_kwargs={**_FIT_COMMON, "max_epochs": 20, "patience": 5, "batch_size": 4},
+        mode_by_model={"ConvNet2D": "population", "StateNet": "population"},
+        default_datasets=("synthetic",),
+        dataset_options={"synthetic": {"n_neurons": 8, "n_clips": 10, "clip_s": 2.0, "n_repeats": 10}},
+        n_examples=4,
+        top_fraction=0.1,
+        description="synthetic data with known ground truth, 2 seeds, at most 20 epochs, 2D-CNN and "
+                    "StateNet fitted as population models (a short CPU run; not the published protocol)",
+    ),
+    "paper": Profile(
+        name="paper",
+        seeds=tuple(range(10)),
+        fit_kwargs={**_FIT_COMMON, "max_epochs": 1000, "patience": 50, "batch_size": 8},
+        default_datasets=None,
+        n_examples=6,
+        top_fraction=0.1,
+        description="the published protocol: 10 seeds, early stopping with patience 50, "
+                    "every dataset found under the data folder",
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called ``name`` (smoke, quick, paper); ValueError otherwise."""
+    key = str(name).strip().lower()
+    if key not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; expected one of {list(PROFILES)}")
+    return PROFILES[key]
+
+
+def find_checkpoints(config: dict, seed: int, checkpoint_dir: str | Path) -> list[Path]:
+    """Checkpoint files written by ``run_configs`` for ``config`` and ``seed``: one per
+    neuron in single-unit mode, one in population mode (sorted; empty if none)."""
+    from .runner import config_id
+
+    cid = config_id(config)
+    folder = Path(checkpoint_dir)
+    pop = folder / f"{cid}_seed{int(seed)}.pt"
+    if pop.exists():
+        return [pop]
+    return sorted(folder.glob(f"{cid}_seed{int(seed)}_*.pt"))
+
+
+class UnitView(nn.Module):
+    """Output ``index`` of a population model seen as a single-unit model.
+
+    forward: x ``(B, 1, F, T)`` -> ``(B, 1, T)`` (= ``model(x)[:, index:index + 1]``); exposes
+    the wrapped model's ``prefilter``, ``n_bands``, ``dt_ms`` (and ``n_lags`` if any), so
+    that :func:`deepstrf_utils.strfs.gradient_strf` works on it.
+    """
+
+    def __init__(self, model: nn.Module, index: int):
+        super().__init__()
+        self.model = model
+        self.index = int(index)
+        for name in ("prefilter", "n_bands", "dt_ms", "n_lags", "config"):
+            if hasattr(model, name) and name != "prefilter":
+                setattr(self, name, getattr(model, name))
+
+    @property
+    def prefilter(self):
+        """The wrapped model's prefilter module."""
+        return self.model.prefilter
+
+    def forward(self, x):
+        """x ``(B, 1, F, T)`` -> ``(B, 1, T)``."""
+        return self.model(x)[:, self.index:self.index + 1]
+
+
+def load_fitted(config: dict, seed: int, checkpoint_dir: str | Path, device: str = "cpu") -> dict:
+    """Models fitted by ``run_configs`` for ``config`` and ``seed``, rebuilt from their
+    checkpoints, as ``{neuron_id: model}`` (eval mode, on ``device``). In population mode
+    every neuron maps to a :class:`UnitView` of the one population model (its output for
+    that neuron), and the population model itself is under the key ``"population"``.
+    FileNotFoundError if nothing was saved."""
+    from .training import load_checkpoint
+
+    paths = find_checkpoints(config, seed, checkpoint_dir)
+    if not paths:
+        raise FileNotFoundError(
+            f"expected checkpoints of {config.get('model')} (prefilter {config.get('prefilter')}) on "
+            f"{config.get('dataset')}, seed {seed}, in {checkpoint_dir}; run notebook 03 first"
+        )
+    out = {}
+    for path in paths:
+        model, info = load_checkpoint(path, device=device)
+        if "neuron" in info:
+            out[str(info["neuron"])] = model
+            continue
+        ids = info.get("neuron_ids")
+        if ids is None:
+            metrics = info.get("metrics")
+            ids = list(metrics["neuron"]) if metrics is not None and "neuron" in metrics else None
+        if ids is None:
+            raise ValueError(f"expected the neuron ids of population checkpoint {path} in its info")
+        out["population"] = model
+        for i, nid in enumerate(ids):
+            out[str(nid)] = UnitView(model, i)
+    return out
+
+
+@dataclass
+class RunContext:
+    """Resolved notebook parameters: profile, datasets, device and absolute folders."""
+
+    profile: Profile
+    datasets: list
+    device: str
+    data_root: Path
+    fig_dir: Path
+    results_dir: Path
+
+    @property
+    def results_csv(self) -> Path:
+        """This profile's results table (``results_dir/results_<profile>.csv``)."""
+        return self.profile.results_csv(self.results_dir)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """This profile's checkpoint folder."""
+        return self.profile.checkpoint_dir(self.results_dir)
+
+    def load(self, dataset: str):
+        """``load_dataset`` with the profile's options for ``dataset``."""
+        return self.profile.load(dataset, self.data_root)
+
+
+def repo_root(start: str | Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` (default: cwd) holding ``pyproject.toml``;
+    ``start`` itself if there is none."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").exists():
+            return folder
+    return here
+
+
+def setup_run(profile: str = "quick", datasets: str = "", device: str = "auto", data_root: str = "data",
+              fig_dir: str = "figures", results_dir: str = "build/results") -> RunContext:
+    """Resolve the notebooks' parameters into a :class:`RunContext`.
+
+    Relative folders are taken relative to the repository root (found from the current
+    directory), so a notebook run from ``notebooks/`` writes to ``<repo>/figures``;
+    ``fig_dir`` and ``results_dir`` are created. ``device="auto"`` becomes "cuda" when
+    available, else "cpu". Logging is set to INFO for ``deepstrf_utils`` messages.
+    """
+    import torch
+
+    root = repo_root()
+
+    def resolve(p) -> Path:
+        p = Path(p).expanduser()
+        return (p if p.is_absolute() else root / p).resolve()
+
+    prof = get_profile(profile)
+    data_root, fig_dir, results_dir = resolve(data_root), resolve(fig_dir), resolve(results_dir)
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    if device in (None, "", "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("deepstrf_utils").setLevel(logging.INFO)
+    names = prof.datasets(datasets, data_root)
+    return RunContext(prof, names, str(device), data_root, fig_dir, results_dir)
+
+
+#: Published CCraw / CCnorm (%) of the seed README (2024, all with AdapTrans).
+PUBLISHED = [
+    {"dataset": "ns1", "model": "ConvNet2D", "prefilter": "adaptrans", "cc_raw": 43.7, "cc_norm": 65.3,
+     "n_params": 37276},
+    {"dataset": "wehr", "model": "NetworkReceptiveField", "prefilter": "adaptrans", "cc_raw": 26.0,
+     "cc_norm": 26.3, "n_params": None},
+    {"dataset": "nat4_a1", "model": "ConvNet2D", "prefilter": "adaptrans", "cc_raw": 32.6, "cc_norm": 56.9,
+     "n_params": 15748},
+    {"dataset": "nat4_peg", "model": "ConvNet2D", "prefilter": "adaptrans", "cc_raw": 37.2, "cc_norm": 62.4,
+     "n_params": None},
+]

@@ -1,0 +1,147 @@
+#!/usr/bin/env python
+"""Execute the project's notebooks 01..05 in order with papermill.
+
+    python scripts/run_notebooks.py --profile quick --datasets "" --device auto \
+        --out build/notebooks [--only 01,02]
+
+Each notebook runs with its working directory set to ``notebooks/`` and receives absolute
+paths for DATA_ROOT, FIG_DIR and RESULTS_DIR (defaults: ``<repo>/data``,
+``<repo>/figures``, ``<repo>/build/results``), so relative paths never depend on where the
+script is launched. Executed copies (with outputs) go to ``--out``. On failure the script
+stops, names the notebook and the failing cell, and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO / "notebooks"
+
+
+def find_notebooks(notebook_dir: Path = NOTEBOOK_DIR, only: str = "") -> list[Path]:
+    """Sorted ``NN_*.ipynb`` files of ``notebook_dir``, filtered by the comma list ``only``
+    of two-digit prefixes (empty = all). Raises FileNotFoundError / ValueError."""
+    books = sorted(p for p in notebook_dir.glob("[0-9][0-9]_*.ipynb"))
+    if not books:
+        raise FileNotFoundError(f"expected notebooks named NN_*.ipynb in {notebook_dir}, found none")
+    wanted = [w.strip() for w in only.split(",") if w.strip()]
+    if wanted:
+        prefixes = {p.name[:2] for p in books}
+        unknown = [w for w in wanted if w.zfill(2) not in prefixes]
+        if unknown:
+            raise ValueError(f"expected --only prefixes among {sorted(prefixes)}, got unknown {unknown}")
+        books = [p for p in books if p.name[:2] in {w.zfill(2) for w in wanted}]
+    return books
+
+
+def kernel_name() -> str:
+    """Kernelspec to run with: ``python3`` when its interpreter is the current Python.
+
+    The venv's ``python3`` kernelspec starts ``python -m ipykernel_launcher``, which
+    jupyter_client resolves to ``sys.executable`` (this interpreter). A spec naming another
+    interpreter is reported on stderr (the notebooks would then run in that environment).
+    """
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        argv = KernelSpecManager().get_kernel_spec("python3").argv
+    except Exception:  # no python3 spec: jupyter_client falls back to ipykernel's native one
+        return "python3"
+    exe = argv[0] if argv else "python"
+    if exe not in ("python", "python3") and Path(exe).resolve() != Path(sys.executable).resolve():
+        print(f"warning: kernelspec 'python3' runs {exe}, not {sys.executable}", file=sys.stderr)
+    return "python3"
+
+
+def failing_cell(err, output_path: Path) -> str:
+    """Describe the failing cell of a papermill error: index, execution count, first line."""
+    import nbformat
+
+    where = ""
+    try:
+        nb = nbformat.read(str(output_path), as_version=4)
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+                first = next((ln for ln in cell.source.splitlines() if ln.strip()), "")
+                where = f"cell {i} (code cell [{cell.get('execution_count')}]): {first[:100]!r}"
+                break
+    except Exception:  # executed copy unreadable: fall back to the error's own data
+        pass
+    if not where and getattr(err, "exec_count", None) is not None:
+        where = f"code cell [{err.exec_count}]"
+    return where or "unknown cell"
+
+
+def run(profile: str, datasets: str, device: str, out: Path, only: str = "", data_root: Path | None = None,
+        fig_dir: Path | None = None, results_dir: Path | None = None, timeout: int | None = None,
+        notebook_dir: Path = NOTEBOOK_DIR) -> int:
+    """Execute the notebooks; return 0 on success, 1 on the first failure (message on stderr)."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    books = find_notebooks(Path(notebook_dir), only)
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    params = {
+        "PROFILE": profile,
+        "DATASETS": datasets,
+        "DEVICE": device,
+        "DATA_ROOT": str(Path(data_root or REPO / "data").resolve()),
+        "FIG_DIR": str(Path(fig_dir or REPO / "figures").resolve()),
+        "RESULTS_DIR": str(Path(results_dir or REPO / "build" / "results").resolve()),
+    }
+    kernel = kernel_name()
+    for book in books:
+        target = out / book.name
+        t0 = time.time()
+        print(f"[run_notebooks] {book.name} (profile={profile}) ...", flush=True)
+        try:
+            pm.execute_notebook(
+                str(book), str(target), parameters=params, kernel_name=kernel,
+                cwd=str(book.parent), progress_bar=False, execution_timeout=timeout,
+            )
+        except PapermillExecutionError as err:
+            where = failing_cell(err, target)
+            print(
+                f"[run_notebooks] FAILED: notebook {book.name}, {where}\n"
+                f"  {err.ename}: {err.evalue}\n  executed copy with the traceback: {target}",
+                file=sys.stderr,
+            )
+            return 1
+        except Exception as err:  # kernel died, timeout, bad notebook file ...
+            print(f"[run_notebooks] FAILED: notebook {book.name}: {type(err).__name__}: {err}", file=sys.stderr)
+            return 1
+        print(f"[run_notebooks] {book.name} done in {time.time() - t0:.0f} s -> {target}", flush=True)
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="quick", help="run profile: smoke, quick or paper")
+    ap.add_argument("--datasets", default="", help="comma list of datasets; empty = all available")
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
+    ap.add_argument("--out", default=str(REPO / "build" / "notebooks"), help="folder for executed copies")
+    ap.add_argument("--only", default="", help="comma list of notebook prefixes, e.g. 01,02")
+    ap.add_argument("--data-root", default=None, help="dataset folder (default <repo>/data)")
+    ap.add_argument("--fig-dir", default=None, help="figure folder (default <repo>/figures)")
+    ap.add_argument("--results-dir", default=None, help="results folder (default <repo>/build/results)")
+    ap.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default none)")
+    args = ap.parse_args(argv)
+    try:
+        return run(args.profile, args.datasets, args.device, Path(args.out), args.only,
+                   data_root=args.data_root and Path(args.data_root),
+                   fig_dir=args.fig_dir and Path(args.fig_dir),
+                   results_dir=args.results_dir and Path(args.results_dir), timeout=args.timeout)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"[run_notebooks] {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

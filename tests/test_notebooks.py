@@ -1,0 +1,160 @@
+"""Notebooks: committed clean, parameterised, and executable end to end (PROFILE="smoke").
+
+Executions go to a temporary folder (data cache, figures, results); notebook 04 and 05 read
+what 03 wrote, so 03 is executed first whichever test asks.
+"""
+import importlib.util
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NAMES = [p.name for p in NOTEBOOKS]
+PARAMETERS = ("PROFILE", "DATASETS", "DEVICE", "DATA_ROOT", "FIG_DIR", "RESULTS_DIR")
+
+# stable figure names each notebook must write (smoke profile: synthetic data only)
+EXPECTED = {
+    "01": ["fig_datasets_synthetic.png", "fig_noise_ceiling.png", "fig_noise_ceiling.pdf"],
+    "02": ["fig1_adaptrans.png", "fig1_adaptrans.pdf", "fig_insilico_off.png"],
+    "03": [],
+    "04": ["fig_strfs_onoff_synthetic.png", "fig_strfs_nrf_hidden_synthetic.png",
+           "fig_strfs_gradient_synthetic.png", "fig_adaptrans_params_synthetic.png",
+           "fig_synthetic_recovery.png"],
+    "05": ["fig_performance.png", "fig_performance.pdf", "benchmark.md"],
+}
+
+
+def _load_runner():
+    spec = importlib.util.spec_from_file_location("run_notebooks", REPO / "scripts" / "run_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_five_notebooks_present():
+    assert [n[:2] for n in NAMES] == ["01", "02", "03", "04", "05"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_committed_clean_with_parameters_cell(path):
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.get("outputs") == [] for c in code), "commit notebooks without outputs"
+    assert all(c.get("execution_count") is None for c in code), "commit notebooks without execution counts"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "expected exactly one cell tagged 'parameters'"
+    names = {line.split("=")[0].strip() for line in tagged[0].source.splitlines() if "=" in line}
+    assert set(PARAMETERS) <= names
+    assert 'PROFILE = "quick"' in tagged[0].source and 'DATASETS = ""' in tagged[0].source
+    longest = max(len(c.source.splitlines()) for c in code)
+    assert longest <= 35, "a code cell this long belongs in deepstrf_utils"
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """Run a notebook once per session (03 before 04/05); returns the run folders."""
+    pm = pytest.importorskip("papermill")
+    root = tmp_path_factory.mktemp("notebooks")
+    dirs = {k: root / k for k in ("out", "data", "figures", "results")}
+    dirs["out"].mkdir()
+    done = set()
+    runner = _load_runner()
+
+    def run(prefix):
+        needs = ["03"] if prefix in ("04", "05") else []
+        for p in needs + [prefix]:
+            if p in done:
+                continue
+            book = next(b for b in NOTEBOOKS if b.name.startswith(p))
+            pm.execute_notebook(
+                str(book), str(dirs["out"] / book.name), kernel_name=runner.kernel_name(), cwd=str(book.parent),
+                progress_bar=False, parameters={
+                    "PROFILE": "smoke", "DATASETS": "", "DEVICE": "cpu", "DATA_ROOT": str(dirs["data"]),
+                    "FIG_DIR": str(dirs["figures"]), "RESULTS_DIR": str(dirs["results"])})
+            done.add(p)
+        return dirs
+
+    return run
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("prefix", ["01", "02", "03", "04", "05"])
+def test_notebook_executes_with_smoke_profile(executed, prefix):
+    dirs = executed(prefix)
+    for name in EXPECTED[prefix]:
+        assert (dirs["figures"] / name).stat().st_size > 0, f"{prefix} did not write {name}"
+    if prefix == "03":
+        import pandas as pd
+
+        df = pd.read_csv(dirs["results"] / "results_smoke.csv")
+        # 6 models x {none, adaptrans} x 4 synthetic neurons x 1 seed
+        assert len(df) == 6 * 2 * 4 and set(df["prefilter"]) == {"none", "adaptrans"}
+        assert any((dirs["results"] / "checkpoints_smoke").glob("*.pt"))
+    if prefix == "05":
+        text = (dirs["figures"] / "benchmark.md").read_text()
+        assert "43.7" in text and "65.3" in text and "ConvNet2D + AdapTrans" in text
+
+
+@pytest.mark.notebook
+def test_runner_names_failing_notebook_and_cell(tmp_path, capsys):
+    runner = _load_runner()
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('PROFILE = "quick"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise RuntimeError('boom')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    folder = tmp_path / "books"
+    folder.mkdir()
+    nbformat.write(nb, str(folder / "01_broken.ipynb"))
+    rc = runner.run("smoke", "", "cpu", tmp_path / "out", notebook_dir=folder, fig_dir=tmp_path / "f",
+                    results_dir=tmp_path / "r", data_root=tmp_path / "d")
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "01_broken.ipynb" in err and "raise RuntimeError('boom')" in err and "RuntimeError: boom" in err
+
+
+def test_runner_rejects_unknown_prefix(capsys):
+    runner = _load_runner()
+    assert runner.main(["--only", "09", "--out", str(REPO / "build" / "never_written")]) == 2
+    assert "09" in capsys.readouterr().err
+
+
+def test_save_figure_writes_png_and_pdf(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from deepstrf_utils.plotting import plot_strf, save_figure
+
+    fig, ax = plt.subplots()
+    plot_strf(ax, [[0.0, 1.0], [-1.0, 0.5]], dt_ms=5.0, cf_hz=[1000.0, 2000.0])
+    assert ax.get_xlabel() == "lag (ms)" and ax.get_ylabel() == "frequency (kHz)"
+    paths = save_figure(fig, "fig_test", tmp_path / "figs")
+    plt.close(fig)
+    assert [p.name for p in paths] == ["fig_test.png", "fig_test.pdf"]
+    assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
+    with pytest.raises(ValueError, match="without folder or extension"):
+        save_figure(fig, "fig_test.png", tmp_path)
+
+
+def test_profiles_configs_and_dataset_resolution(tmp_path):
+    from deepstrf_utils.profiles import MODEL_NAMES, get_profile
+    from deepstrf_utils.runner import config_id
+
+    quick, paper = get_profile("quick"), get_profile("paper")
+    configs = quick.configs(["synthetic", "nat4_a1"])
+    assert len(configs) == 2 * len(MODEL_NAMES) * 2
+    assert {(c["model"], c["prefilter"]) for c in configs} == {(m, p) for m in MODEL_NAMES for p in (None, "adaptrans")}
+    cnn = [c for c in configs if c["model"] == "ConvNet2D"]
+    assert {tuple(c["model_kwargs"]["kernel_size"]) for c in cnn} == {(6, 15), (3, 7)}
+    assert len({config_id(c) for c in configs}) == len(configs)  # accepted by the runner, all distinct
+    assert paper.fit_kwargs["patience"] == 50 and len(paper.seeds) == 10
+    assert quick.datasets("", tmp_path) == ["synthetic"]
+    assert paper.datasets("", tmp_path) == ["synthetic"]  # nothing downloaded under tmp_path
+    with pytest.raises(FileNotFoundError, match="make data DATASET=ns1"):
+        quick.datasets("ns1", tmp_path)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        quick.datasets("nope", tmp_path)
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_profile("fast")
