@@ -89,6 +89,7 @@ def bench_batched(args):
     val = ns1_like(U, n_stimuli=2, seed=1)
     rows = []
     kw = dict(max_epochs=args.epochs, patience=None, batch_size=8, device=args.device, progress=False)
+    stack_kw = {"max_stack": args.max_stack} if args.max_stack else {}
     for name in args.batched_models:
         for pre in (None, "adaptrans"):
             def model_fn(s, name=name, pre=pre):
@@ -97,7 +98,7 @@ def bench_batched(args):
             # warm-up on 2 units
             fit_single_units(model_fn, ds, val, neurons=[0, 1], **{**kw, "max_epochs": 1})
             t0, c0 = time.perf_counter(), time.process_time()
-            _, res = fit_single_units(model_fn, ds, val, **kw)
+            _, res = fit_single_units(model_fn, ds, val, **kw, **stack_kw)
             t_batched, c_batched = time.perf_counter() - t0, time.process_time() - c0
             n_loop = min(args.loop_units, U)
             t0, c0 = time.perf_counter(), time.process_time()
@@ -110,7 +111,7 @@ def bench_batched(args):
                          f"{t_loop:.1f}" + ("" if n_loop == U else f" (from {n_loop})"),
                          f"{t_loop / t_batched:.1f}x", f"{c_loop / c_batched:.1f}x"))
     print(f"### {U} single units: batched fit_single_units vs. a loop of fit ({args.epochs} epochs, "
-          f"20 x (34, 999), batch 8)\n")
+          f"20 x (34, 999), batch 8{f', max_stack {args.max_stack}' if args.max_stack else ''})\n")
     table(["model", "prefilter", "units", "vmapped", "batched (s)", "loop (s)", "speed-up (wall)",
            "speed-up (CPU time)"], rows)
 
@@ -170,12 +171,14 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--models", default=None, help="comma list restricting the models of every benchmark")
+    p.add_argument("--max-stack", type=int, default=None, help="fit_single_units(max_stack=...) (memory bound)")
+    p.add_argument("--loop-units", type=int, default=None, help="units timed in the loop (scaled to --units)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     args.units = args.units or (8 if args.quick else 64)
     args.epochs = args.epochs or (1 if args.quick else 3)
-    args.loop_units = 2 if args.quick else 8
+    args.loop_units = args.loop_units or (2 if args.quick else 8)
     args.steps = 5 if args.quick else 30
     args.models_all = ["Linear", "ConvNet2D"] if args.quick else list(MODELS)
     args.batched_models = ["Linear"] if args.quick else ["Linear", "LinearNonlinear", "NetworkReceptiveField",

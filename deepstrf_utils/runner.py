@@ -3,8 +3,15 @@
 A configuration is a dict::
 
     {"dataset": "ns1", "dataset_options": {...}, "model": "ConvNet2D", "model_kwargs": {...},
-     "prefilter": None | "adaptrans" | "willmore", "mode": "single" | "population",
-     "fit_kwargs": {...}, "neurons": None | [ids], "note": "..."}
+     "prefilter": None | "adaptrans" | "willmore", "prefilter_kwargs": {...},
+     "mode": "single" | "population", "fit_kwargs": {...}, "neurons": None | [ids], "note": "..."}
+
+The "adaptrans" and "willmore" prefilters are built on the DATASET's band centres
+(``cf_hz=dataset.cf_hz``, ``dt_ms=dataset.dt_ms``), so each band starts from the Willmore
+time constant of its own frequency; ``prefilter_kwargs`` (e.g. ``{"rectify": "relu"}``,
+``{"kernel_size": 48}``) are added on top and may override ``cf_hz``. Setting any of
+``min_freq`` / ``max_freq`` / ``scale`` there selects computed centres instead.
+``fit_kwargs`` go to ``fit`` / ``fit_single_units`` (e.g. ``lr``, ``prefilter_lr``, ``patience``).
 
 For each seed the dataset is split anew (``dataset.split(seed)``) and every model is
 initialised after ``torch.manual_seed(seed)``; "single" fits one model per neuron (batched,
@@ -31,7 +38,8 @@ from . import training
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_configs", "run_config", "config_id", "summary_table", "markdown_table", "RESULT_COLUMNS"]
+__all__ = ["run_configs", "run_config", "config_id", "prefilter_kwargs_for", "summary_table", "markdown_table",
+           "RESULT_COLUMNS"]
 
 #: Columns of the results CSV, in order.
 RESULT_COLUMNS = [
@@ -39,10 +47,12 @@ RESULT_COLUMNS = [
     "cc_max", "n_params", "epochs", "wall_s", "config_id",
 ]
 
-_CONFIG_KEYS = {"dataset", "dataset_options", "model", "model_kwargs", "prefilter", "mode",
-                "fit_kwargs", "neurons", "note"}
-_DEFAULTS = {"dataset_options": {}, "model_kwargs": {}, "prefilter": None, "mode": "single",
-             "fit_kwargs": {}, "neurons": None, "note": ""}
+_CONFIG_KEYS = {"dataset", "dataset_options", "model", "model_kwargs", "prefilter", "prefilter_kwargs",
+                "mode", "fit_kwargs", "neurons", "note"}
+_DEFAULTS = {"dataset_options": {}, "model_kwargs": {}, "prefilter": None, "prefilter_kwargs": {},
+             "mode": "single", "fit_kwargs": {}, "neurons": None, "note": ""}
+#: prefilter_kwargs that select computed band centres instead of the dataset's cf_hz
+_CENTRE_KEYS = ("cf_hz", "min_freq", "max_freq", "scale")
 
 
 def _normalise(config: dict) -> dict:
@@ -55,18 +65,28 @@ def _normalise(config: dict) -> dict:
         if not isinstance(config.get(key), str):
             raise ValueError(f"expected configuration field {key!r} as a string, got {config.get(key)!r}")
     out = {**_DEFAULTS, **config}
-    for key in ("dataset_options", "model_kwargs", "fit_kwargs"):
+    for key in ("dataset_options", "model_kwargs", "prefilter_kwargs", "fit_kwargs"):
         if out[key] is None:
             out[key] = {}
         if not isinstance(out[key], dict):
             raise ValueError(f"expected configuration field {key!r} as a dict, got {type(out[key]).__name__}")
+        out[key] = dict(out[key])  # never modify the caller's dicts
     if out["mode"] not in ("single", "population"):
         raise ValueError(f"expected mode 'single' or 'population', got {out['mode']!r}")
     if out["prefilter"] not in (None, "adaptrans", "willmore"):
         raise ValueError(f"expected prefilter None, 'adaptrans' or 'willmore', got {out['prefilter']!r}")
-    for key in ("n_bands", "n_neurons", "dt_ms", "prefilter"):
+    for key in ("n_bands", "n_neurons", "dt_ms", "prefilter", "prefilter_kwargs"):
         if key in out["model_kwargs"]:
-            raise ValueError(f"model_kwargs must not set {key!r}: it comes from the dataset / the 'prefilter' field")
+            raise ValueError(f"model_kwargs must not set {key!r}: it comes from the dataset / the 'prefilter' "
+                             "and 'prefilter_kwargs' fields")
+    if out["prefilter_kwargs"] and out["prefilter"] is None:
+        raise ValueError(f"prefilter_kwargs {sorted(out['prefilter_kwargs'])} given without a prefilter: "
+                         "expected prefilter 'adaptrans' or 'willmore'")
+    for key in ("n_bands", "dt_ms"):
+        if key in out["prefilter_kwargs"]:
+            raise ValueError(f"prefilter_kwargs must not set {key!r}: it comes from the dataset")
+    if "cf_hz" in out["prefilter_kwargs"]:
+        out["prefilter_kwargs"]["cf_hz"] = [float(v) for v in np.asarray(out["prefilter_kwargs"]["cf_hz"]).ravel()]
     for key in ("device", "seed", "progress"):
         if key in out["fit_kwargs"]:
             raise ValueError(f"fit_kwargs must not set {key!r}: run_configs sets it")
@@ -77,16 +97,43 @@ def _normalise(config: dict) -> dict:
 
 
 def config_id(config: dict) -> str:
-    """Stable 12-hex-digit hash of a (normalised) configuration: same dict -> same id."""
-    text = json.dumps(_normalise(config), sort_keys=True, default=str, separators=(",", ":"))
+    """Stable 12-hex-digit hash of a (normalised) configuration: same dict -> same id.
+
+    An empty ``prefilter_kwargs`` is left out of the hash, so configurations written
+    before that field existed keep their ids.
+    """
+    cfg = _normalise(config)
+    if not cfg["prefilter_kwargs"]:
+        del cfg["prefilter_kwargs"]
+    text = json.dumps(cfg, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def prefilter_kwargs_for(config: dict, dataset) -> dict | None:
+    """The ``prefilter_kwargs`` a configuration's model gets on ``dataset``.
+
+    For "adaptrans" / "willmore": ``{"cf_hz": [dataset.cf_hz as floats], **config["prefilter_kwargs"]}``
+    (the dataset's centres are left out when the config sets any of cf_hz / min_freq /
+    max_freq / scale); None without a prefilter. ``dt_ms`` is passed as the model's bin width.
+    """
+    cfg = _normalise(config)
+    if cfg["prefilter"] is None:
+        return None
+    own = dict(cfg["prefilter_kwargs"])
+    if any(k in own for k in _CENTRE_KEYS):
+        return own
+    cf = np.asarray(dataset.cf_hz, dtype=np.float64).ravel()
+    if cf.shape != (dataset.n_bands,):
+        raise ValueError(f"expected dataset.cf_hz of shape (F,) with F={dataset.n_bands}, got {cf.shape}")
+    return {"cf_hz": [float(v) for v in cf], **own}
 
 
 def _build(config: dict, dataset, n_neurons: int):
     from .models import build_model
 
-    return build_model(config["model"], n_bands=dataset.n_bands, n_neurons=n_neurons, dt_ms=dataset.dt_ms,
-                       prefilter=config["prefilter"], **config["model_kwargs"])
+    return build_model(config["model"], n_bands=dataset.n_bands, n_neurons=n_neurons, dt_ms=float(dataset.dt_ms),
+                       prefilter=config["prefilter"], prefilter_kwargs=prefilter_kwargs_for(config, dataset),
+                       **config["model_kwargs"])
 
 
 def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=None,

@@ -351,9 +351,11 @@ def _make_plateau(scheduler, scheduler_kwargs, n, lr, patience):
     return _Plateau(n, lr, **kw)
 
 
-def _check_fit_args(lr, max_epochs, patience, batch_size, clip_grad):
+def _check_fit_args(lr, max_epochs, patience, batch_size, clip_grad, prefilter_lr=None):
     if not lr > 0:
         raise ValueError(f"expected lr > 0, got {lr}")
+    if prefilter_lr is not None and not prefilter_lr > 0:
+        raise ValueError(f"expected prefilter_lr > 0 or None, got {prefilter_lr}")
     if int(max_epochs) < 1:
         raise ValueError(f"expected max_epochs >= 1, got {max_epochs}")
     if patience is not None and int(patience) < 1:
@@ -365,6 +367,23 @@ def _check_fit_args(lr, max_epochs, patience, batch_size, clip_grad):
 
 
 # ----------------------------------------------------------------------------- fit
+
+#: parameters whose name starts with this prefix get ``prefilter_lr``
+PREFILTER_PREFIX = "prefilter."
+
+
+def _lr_scales(names, lr, prefilter_lr, what) -> dict:
+    """Parameter name -> learning-rate factor relative to ``lr``: ``prefilter_lr / lr`` for
+    ``prefilter.*`` parameters when ``prefilter_lr`` is set, else 1.0."""
+    names = list(names)
+    if prefilter_lr is None:
+        return {n: 1.0 for n in names}
+    scale = float(prefilter_lr) / float(lr)
+    out = {n: (scale if n.startswith(PREFILTER_PREFIX) else 1.0) for n in names}
+    if not any(n.startswith(PREFILTER_PREFIX) for n in names):
+        logger.warning("prefilter_lr=%g is ignored: %s has no trainable '%s*' parameter", prefilter_lr, what,
+                       PREFILTER_PREFIX)
+    return out
 
 
 def _batch_loss(loss_fn, pred, target):
@@ -417,6 +436,7 @@ def fit(
     progress: bool = True,
     min_delta: float = 0.0,
     init_output: bool = True,
+    prefilter_lr: float | None = None,
 ) -> FitResult:
     """Fit ``model`` to the trial-averaged responses of ``train`` (the paper's protocol).
 
@@ -445,6 +465,10 @@ def fit(
         init_output: first call ``model.init_output(mean, std)`` (models that have it) with
             the per-neuron mean / std of the training target, so the output starts at the
             data's scale.
+        prefilter_lr: AdamW learning rate of the prefilter's parameters (names starting with
+            ``"prefilter."``, e.g. AdapTrans' ``logit_a_on / logit_a_off / logit_w``); None: ``lr``
+            for every parameter. The plateau scheduler scales both rates by the same factor;
+            ``FitResult.lr`` records the main rate.
 
     Returns:
         FitResult with the per-epoch history, best_epoch, epochs, wall_s, stopped_early.
@@ -455,7 +479,7 @@ def fit(
         FloatingPointError: NaN/inf in the loss or in a parameter (names the epoch and the
             neuron or parameter).
     """
-    _check_fit_args(lr, max_epochs, patience, batch_size, clip_grad)
+    _check_fit_args(lr, max_epochs, patience, batch_size, clip_grad, prefilter_lr)
     t0 = time.perf_counter()
     dev = resolve_device(device)
     seed_everything(seed)
@@ -466,20 +490,33 @@ def fit(
     if init_output:
         _init_output(model, tr)
     return _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, batch_size,
-                       scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta, t0)
+                       scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta, t0,
+                       prefilter_lr=prefilter_lr)
 
 
 def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, batch_size,
                 scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta, t0,
-                neuron=None) -> FitResult:
+                neuron=None, prefilter_lr=None) -> FitResult:
     loss_fn = _get_loss(loss)
     tr.check_neurons_have_data("training")
     if va is not None and va.n_neurons != tr.n_neurons:
         raise ValueError(f"expected the validation set to have N={tr.n_neurons} neurons, got {va.n_neurons}")
     gen = torch.Generator().manual_seed(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    if prefilter_lr is None:
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        group_scales = [1.0]
+    else:
+        scales = _lr_scales([n for n, _ in named], lr, prefilter_lr, type(model).__name__)
+        groups = {}
+        for n, p in named:
+            groups.setdefault(scales[n], []).append(p)
+        group_scales = list(groups)
+        opt = torch.optim.AdamW([{"params": ps, "lr": lr * sc} for sc, ps in groups.items()],
+                                lr=lr, weight_decay=weight_decay)
     plateau = _make_plateau(scheduler, scheduler_kwargs, 1, lr, patience or 50)
+    cur_lr = float(lr)
     res = FitResult(neuron=neuron)
     best_state = None
     best_val, since_best = math.inf, 0
@@ -507,7 +544,7 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
             nb += 1
         _check_parameters_finite(model, epoch)
         res.train_loss.append(total / max(nb, 1))
-        res.lr.append(opt.param_groups[0]["lr"])
+        res.lr.append(cur_lr)
         if va is not None:
             v_per, v_valid = _val_losses(model, va, loss_fn, batch_size, stacked=None)
             if not bool(torch.isfinite(v_per[v_valid]).all()):
@@ -525,9 +562,9 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
         else:
             since_best += 1
         if plateau is not None and va is not None:
-            new_lr = float(plateau.step(np.array([v]))[0])
-            for g in opt.param_groups:
-                g["lr"] = new_lr
+            cur_lr = float(plateau.step(np.array([v]))[0])
+            for g, sc in zip(opt.param_groups, group_scales):
+                g["lr"] = cur_lr * sc
         bar.set_postfix(train=f"{res.train_loss[-1]:.4g}", val=f"{v:.4g}")
         if va is not None and patience is not None and since_best >= patience:
             res.stopped_early = True
@@ -587,9 +624,10 @@ class _Stack:
 
         self.base = copy.deepcopy(models[0]).to(device)
         params, buffers = stack_module_state(models)
-        self.params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
-        self.buffers = {k: v.detach().to(device).clone() for k, v in buffers.items()}
+        # frozen parameters (requires_grad=False) stay frozen, as in fit()
         self.trainable = {n for n, p in models[0].named_parameters() if p.requires_grad}
+        self.params = {k: v.detach().to(device).requires_grad_(k in self.trainable) for k, v in params.items()}
+        self.buffers = {k: v.detach().to(device).clone() for k, v in buffers.items()}
 
     def _call(self, p, b, x):
         from torch.func import functional_call
@@ -608,18 +646,25 @@ class _Stack:
         self.base.train(mode)
 
     def keep(self, slots: torch.Tensor):
-        self.params = {k: v.detach()[slots].clone().requires_grad_(True) for k, v in self.params.items()}
+        self.params = {k: v.detach()[slots].clone().requires_grad_(k in self.trainable)
+                       for k, v in self.params.items()}
         self.buffers = {k: v[slots].clone() for k, v in self.buffers.items()}
 
 
 class _StackedAdamW:
     """AdamW over stacked (U, ...) parameters with a per-unit learning rate, step count and
-    an ``active`` mask (inactive units are left untouched); same update as torch.optim.AdamW."""
+    an ``active`` mask (inactive units are left untouched); same update as torch.optim.AdamW.
 
-    def __init__(self, params: dict, lr, weight_decay, betas=(0.9, 0.999), eps=1e-8):
+    ``lr_scale``: parameter name -> factor on the unit's learning rate (``prefilter_lr / lr``
+    for prefilter parameters, the same as a separate torch param group); default 1.0.
+    """
+
+    def __init__(self, params: dict, lr, weight_decay, betas=(0.9, 0.999), eps=1e-8, lr_scale=None):
         self.params = params
         n = next(iter(params.values())).shape[0] if params else 0
         self.lr = np.full(n, float(lr))
+        self.lr_scale = {k: 1.0 for k in params}
+        self.lr_scale.update(lr_scale or {})
         self.steps = np.zeros(n)
         self.wd, self.betas, self.eps = weight_decay, betas, eps
         self.m = {k: torch.zeros_like(v) for k, v in params.items()}
@@ -646,8 +691,9 @@ class _StackedAdamW:
                 continue
             shape = (-1,) + (1,) * (p.dim() - 1)
             dev = p.device
-            lr = torch.as_tensor(self.lr, dtype=p.dtype, device=dev).view(shape)
-            step_size = torch.as_tensor(self.lr / bc1, dtype=p.dtype, device=dev).view(shape)
+            lr_k = self.lr if self.lr_scale[k] == 1.0 else self.lr * self.lr_scale[k]
+            lr = torch.as_tensor(lr_k, dtype=p.dtype, device=dev).view(shape)
+            step_size = torch.as_tensor(lr_k / bc1, dtype=p.dtype, device=dev).view(shape)
             denom_scale = torch.as_tensor(bc2_sqrt, dtype=p.dtype, device=dev).view(shape)
             m_new = self.m[k].lerp(g, 1 - b1)
             v_new = self.v[k] * b2 + (1 - b2) * g * g
@@ -698,6 +744,7 @@ def fit_single_units(
     compact_below: float = 0.5,
     init_output: bool = True,
     max_stack: int | None = None,
+    prefilter_lr: float | None = None,
 ):
     """Fit one independent single-unit model per neuron, all in one vmapped module.
 
@@ -724,13 +771,15 @@ def fit_single_units(
         init_output: call each unit's ``init_output(mean, std)`` with its own training target's
             statistics (as :func:`fit` does).
         seeds: one seed per unit, a single int for all units, or None (= ``seed``).
+        prefilter_lr: learning rate of each unit's ``prefilter.*`` parameters (per-parameter
+            rate in the stacked AdamW; equals a separate param group in :func:`fit`); None: ``lr``.
         other arguments: as in :func:`fit`.
 
     Returns:
         (models, results): U fitted single-unit models (eval mode, on ``device``) and U
         :class:`FitResult` (``neuron`` = the unit's id, ``wall_s`` = the whole batched fit).
     """
-    _check_fit_args(lr, max_epochs, patience, batch_size, clip_grad)
+    _check_fit_args(lr, max_epochs, patience, batch_size, clip_grad, prefilter_lr)
     t0 = time.perf_counter()
     dev = resolve_device(device)
     positions = _neuron_positions(train, neurons)
@@ -773,7 +822,8 @@ def fit_single_units(
                         models[start:start + step], tr.select(chunk) if step < U else tr,
                         (va.select(chunk) if step < U else va) if va is not None else None,
                         loss, lr, weight_decay, max_epochs, patience, batch_size, scheduler,
-                        scheduler_kwargs, clip_grad, seed, progress, min_delta, compact_below, t0, dev)
+                        scheduler_kwargs, clip_grad, seed, progress, min_delta, compact_below, t0, dev,
+                        prefilter_lr)
                     out_models += ms
                     out_results += rs
                 for r in out_results:
@@ -800,7 +850,7 @@ def fit_single_units(
         r = _fit_packed(models[u], tr.select([u]), va.select([u]) if va is not None else None,
                         loss, lr, weight_decay, max_epochs, patience, batch_size, scheduler,
                         scheduler_kwargs, clip_grad, seed, progress and U == 1, min_delta, t_u,
-                        neuron=tr.neuron_ids[u])
+                        neuron=tr.neuron_ids[u], prefilter_lr=prefilter_lr)
         results.append(r)
     wall = time.perf_counter() - t0
     for r in results:
@@ -827,12 +877,14 @@ def _unbatchable_reason(models) -> str | None:
 
 def _fit_stacked(models, tr, va, loss, lr, weight_decay, max_epochs, patience, batch_size,
                  scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta,
-                 compact_below, t0, dev):
+                 compact_below, t0, dev, prefilter_lr=None):
     loss_fn = _get_loss(loss)
     U = len(models)
     ids = tr.neuron_ids
     stack = _Stack(models, dev)
-    opt = _StackedAdamW(stack.params, lr, weight_decay)
+    scales = _lr_scales([k for k in stack.params if k in stack.trainable], lr, prefilter_lr,
+                        type(models[0]).__name__)
+    opt = _StackedAdamW(stack.params, lr, weight_decay, lr_scale=scales)
     plateau = _make_plateau(scheduler, scheduler_kwargs, U, lr, patience or 50)
     gen = torch.Generator().manual_seed(seed)
     results = [FitResult(neuron=ids[u], batched=True) for u in range(U)]

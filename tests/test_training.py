@@ -1,12 +1,15 @@
 """Tests of deepstrf_utils.training / runner: fitting protocol, batched single units,
 reproducibility, checkpoints, the resumable runner and its summary."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from deepstrf_utils import runner, training
+from deepstrf_utils.adaptrans import AdapTrans, center_frequencies, willmore_tau_ms
 from deepstrf_utils.datasets import ResponseDataset
 from deepstrf_utils.datasets.synthetic import load_synthetic
 from deepstrf_utils.models import build_model
@@ -168,12 +171,13 @@ def test_plateau_matches_torch_scheduler():
 # ----------------------------------------------------------------------------- single units
 
 
-@pytest.mark.parametrize("model_name", ["Linear", "LinearNonlinear"])
-def test_batched_single_units_equal_separate_fits(splits, model_name):
+@pytest.mark.parametrize("model_name,prefilter_lr", [("Linear", None), ("LinearNonlinear", None),
+                                                     ("LinearNonlinear", 0.006)])
+def test_batched_single_units_equal_separate_fits(splits, model_name, prefilter_lr):
     train, val, _ = splits
     seeds = [11, 12, 13]
     kw = dict(lr=0.002, max_epochs=6, patience=2, batch_size=2, clip_grad=0.05, scheduler="plateau",
-              scheduler_kwargs={"patience": 1}, device="cpu", seed=4, progress=False)
+              scheduler_kwargs={"patience": 1}, device="cpu", seed=4, progress=False, prefilter_lr=prefilter_lr)
 
     def model_fn(s):
         return _linear(prefilter="adaptrans", seed=s, model=model_name)
@@ -188,8 +192,10 @@ def test_batched_single_units_equal_separate_fits(splits, model_name):
         assert results[u].neuron == nid
         assert (results[u].epochs, results[u].best_epoch, results[u].stopped_early) == \
             (r.epochs, r.best_epoch, r.stopped_early)
-        np.testing.assert_allclose(results[u].train_loss, r.train_loss, rtol=1e-4)
-        np.testing.assert_allclose(results[u].val_loss, r.val_loss, rtol=1e-4)
+        # float rounding (FFT STRF paths, vmapped vs plain reductions) makes the loss histories
+        # agree to ~1e-4, the conv path to ~1e-7
+        np.testing.assert_allclose(results[u].train_loss, r.train_loss, rtol=5e-4)
+        np.testing.assert_allclose(results[u].val_loss, r.val_loss, rtol=5e-4)
         np.testing.assert_allclose(results[u].lr, r.lr)
         for (k, a), b in zip(ref.state_dict().items(), models[u].state_dict().values()):
             torch.testing.assert_close(b, a, atol=1e-4, rtol=0, msg=f"{k} of unit {nid}")
@@ -198,13 +204,13 @@ def test_batched_single_units_equal_separate_fits(splits, model_name):
         assert (models[u].prefilter.logit_a_on - init).abs().max() > 1e-4
     # early stopping differed between units, yet each got its own best weights
     assert len({r.epochs for r in results}) > 1 or any(r.stopped_early for r in results)
-    if model_name == "Linear":
+    if model_name == "Linear" or prefilter_lr is not None:
         # stacks of at most 2 units (memory bound) give the same fits
         chunked, _ = fit_single_units(model_fn, train, val, neurons=["syn000", "syn002", "syn003"],
                                       seeds=seeds, max_stack=2, **kw)
         for a, b in zip(models, chunked):
             for k, v in a.state_dict().items():
-                torch.testing.assert_close(b.state_dict()[k], v, atol=1e-6, rtol=0)
+                torch.testing.assert_close(b.state_dict()[k], v, atol=1e-5, rtol=0)
 
 
 def test_single_units_loop_fallback_and_nan(splits):
@@ -222,6 +228,72 @@ def test_single_units_loop_fallback_and_nan(splits):
 
     with pytest.raises(FloatingPointError, match=r"epoch 0.*neuron"):
         fit_single_units(bad, train, val, max_epochs=2, device="cpu", progress=False, init_output=False)
+
+
+def test_single_units_keep_frozen_parameters_frozen(splits):
+    # as in fit(), a parameter with requires_grad=False is not trained inside the stack
+    train, _, _ = splits
+
+    def model_fn(s):
+        m = _linear(seed=s)
+        m.bias.requires_grad_(False)
+        return m
+
+    models, _ = fit_single_units(model_fn, train, None, neurons=[0, 1], seeds=3, max_epochs=2, batch_size=2,
+                                 device="cpu", progress=False, init_output=False, batched=True)
+    ref = model_fn(3)
+    for m in models:
+        torch.testing.assert_close(m.bias, ref.bias, atol=0, rtol=0)
+        assert (m.weight - ref.weight).abs().max() > 1e-4
+
+
+def _one_adamw_step(train, batched, **kw):
+    """One AdamW step (val=None, one batch holding every training stimulus) on an L + AdapTrans
+    unit fitted to neuron 1 -> (parameters before, gradients of the mse at the start, after)."""
+    def model_fn(s):
+        return _linear(prefilter="adaptrans", seed=s)
+
+    start = model_fn(7)
+    packed = training._Packed.from_dataset(train, torch.device("cpu"), [1])
+    x, y = packed.batch(list(range(packed.n_stimuli)))
+    training._batch_loss(training._get_loss("mse"), start(x), y)[0].backward()
+    before = {k: v.detach().clone() for k, v in start.named_parameters()}
+    grads = {k: v.grad.detach().clone() for k, v in start.named_parameters()}
+    common = dict(max_epochs=1, batch_size=len(train), device="cpu", progress=False, init_output=False,
+                  weight_decay=0.1, **kw)
+    if batched:
+        models, _ = fit_single_units(model_fn, train, None, neurons=[0, 1], seeds=7, batched=True, **common)
+        model = models[1]
+    else:
+        torch.manual_seed(7)
+        model = model_fn(7)
+        fit(model, train.select([1]), None, **common)
+    return before, grads, {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_prefilter_lr_known_first_step(splits, batched):
+    # AdamW's first step (bias-corrected m = g, sqrt(v) = |g|) is known in closed form:
+    # p1 = p0 * (1 - rate * wd) - rate * g / (|g| + eps), with rate = prefilter_lr for the
+    # prefilter.* parameters and lr for every other one.
+    train, _, _ = splits
+    lr, plr, wd = 1e-3, 3e-2, 0.1
+    before, grads, after = _one_adamw_step(train, batched, lr=lr, prefilter_lr=plr)
+    assert {k for k in before if k.startswith("prefilter.")} == {"prefilter.logit_a_on", "prefilter.logit_a_off",
+                                                                 "prefilter.logit_w"}
+    for k, p0 in before.items():
+        rate = plr if k.startswith("prefilter.") else lr
+        g = grads[k]
+        expected = p0 * (1 - rate * wd) - rate * g / (g.abs() + 1e-8)
+        torch.testing.assert_close(after[k], expected, rtol=0, atol=2e-3 * rate, msg=f"first AdamW step of {k}")
+        assert (g.abs() > 1e-6).sum() >= min(3, g.numel()), k  # the check is not vacuous
+    # prefilter_lr=None is the old single-rate AdamW, bit for bit equal to prefilter_lr=lr
+    _, _, a = _one_adamw_step(train, batched, lr=lr)
+    _, _, b = _one_adamw_step(train, batched, lr=lr, prefilter_lr=lr)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
+    with pytest.raises(ValueError, match="prefilter_lr"):
+        fit(_linear(), train.select([0]), None, prefilter_lr=0.0, device="cpu", progress=False)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -298,6 +370,17 @@ def test_config_validation_and_id():
     base = {"dataset": "synthetic", "model": "Linear"}
     assert runner.config_id(base) == runner.config_id({**base, "note": "", "mode": "single"})
     assert runner.config_id(base) != runner.config_id({**base, "note": "x"})
+    # ids written before the prefilter_kwargs field existed are unchanged (empty -> left out)
+    assert runner.config_id(base) == "4a2847cc8b16"
+    at = {**base, "prefilter": "adaptrans"}
+    assert runner.config_id(at) == runner.config_id({**at, "prefilter_kwargs": {}})
+    assert runner.config_id(at) != runner.config_id({**at, "prefilter_kwargs": {"rectify": "relu"}})
+    with pytest.raises(ValueError, match="without a prefilter"):
+        runner.config_id({**base, "prefilter_kwargs": {"rectify": "relu"}})
+    with pytest.raises(ValueError, match="model_kwargs must not set 'prefilter_kwargs'"):
+        runner.config_id({**at, "model_kwargs": {"prefilter_kwargs": {}}})
+    with pytest.raises(ValueError, match="prefilter_kwargs must not set 'dt_ms'"):
+        runner.config_id({**at, "prefilter_kwargs": {"dt_ms": 10.0}})
     with pytest.raises(ValueError, match="unknown configuration key"):
         runner.config_id({**base, "modle": "x"})
     with pytest.raises(ValueError, match="mode"):
@@ -321,3 +404,57 @@ def test_summary_table_known_answer():
     md = runner.markdown_table(table).splitlines()
     assert md[0].startswith("| Dataset | Model | Note | Parameters | CCraw (%) | CCnorm (%)")
     assert "45.0 ± 15.0" in md[2] and "1,234" in md[2]
+
+
+@pytest.mark.parametrize("prefilter", ["adaptrans", "willmore"])
+def test_runner_prefilter_starts_from_dataset_bands(dataset, prefilter):
+    # the synthetic bands are log-spaced 500 Hz - 22.6 kHz, not the default mel 500 Hz - 20 kHz
+    assert not np.allclose(dataset.cf_hz, center_frequencies(n_bands=F))
+    cfg = {"dataset": "synthetic", "model": "LinearNonlinear", "model_kwargs": {"n_lags": 6},
+           "prefilter": prefilter, "prefilter_kwargs": {"kernel_size": 20}}
+    model = runner._build(runner._normalise(cfg), dataset, 1)
+    np.testing.assert_allclose(model.prefilter.cf_hz, dataset.cf_hz)
+    assert model.prefilter.dt_ms == dataset.dt_ms and model.prefilter.kernel_size == 20
+    if prefilter == "adaptrans":
+        np.testing.assert_allclose(model.prefilter.tau_on_ms.detach().numpy(), willmore_tau_ms(dataset.cf_hz),
+                                   rtol=1e-4)
+        np.testing.assert_allclose(model.prefilter.tau_off_ms.detach().numpy(), willmore_tau_ms(dataset.cf_hz),
+                                   rtol=1e-4)
+    # the centres are stored in the config as plain floats: it survives JSON and rebuilds the model
+    rebuilt = build_model("LinearNonlinear", **json.loads(json.dumps(model.config)))
+    np.testing.assert_array_equal(rebuilt.prefilter.cf_hz, model.prefilter.cf_hz)
+    # explicit band options win over the dataset's centres; the caller's dict is left alone
+    own = {"min_freq": 500.0, "max_freq": 20000.0}
+    kw = runner.prefilter_kwargs_for({**cfg, "prefilter_kwargs": own}, dataset)
+    assert kw == own and "cf_hz" not in own
+    assert runner.prefilter_kwargs_for({**cfg, "prefilter": None, "prefilter_kwargs": {}}, dataset) is None
+
+
+def test_runner_relu_adaptrans_custom_bands_round_trip(tmp_path, data_root, dataset):
+    # rectify="relu", the dataset's own cf_hz and a prefilter learning rate through the whole
+    # runner: fit, evaluate, checkpoint, reload; the reloaded units reproduce the CSV scores
+    config = {"dataset": "synthetic", "dataset_options": SYN, "model": "LinearNonlinear",
+              "model_kwargs": {"n_lags": 6}, "prefilter": "adaptrans",
+              "prefilter_kwargs": {"rectify": "relu", "kernel_size": 16},
+              "fit_kwargs": {"max_epochs": 3, "batch_size": 4, "lr": 0.005, "prefilter_lr": 0.015}}
+    df = runner.run_configs([config], seeds=[1], out_csv=tmp_path / "r.csv", root=data_root, device="cpu",
+                            checkpoint_dir=tmp_path / "ckpt", progress=False)
+    assert len(df) == SYN["n_neurons"] and df["cc_raw"].notna().all()
+    _, _, test = dataset.split(1)
+    for u, row in df.iterrows():
+        path = tmp_path / "ckpt" / f"{row['config_id']}_seed1_{row['neuron']}.pt"
+        model, info = load_checkpoint(path)
+        pf = model.prefilter
+        assert isinstance(pf, AdapTrans) and pf.rectify == "relu" and pf.kernel_size == 16
+        np.testing.assert_allclose(pf.cf_hz, dataset.cf_hz)
+        assert isinstance(model.config["prefilter_kwargs"]["cf_hz"], list)
+        assert json.loads(json.dumps(model.config)) == model.config
+        assert info["config"]["prefilter_kwargs"] == {"rectify": "relu", "kernel_size": 16}
+        # ReLU on both channels: the prefilter output is never negative (the signed one is)
+        x = test[0][0][None]
+        with torch.no_grad():
+            assert float(pf(x).min()) >= 0.0
+            assert float(AdapTrans(F, cf_hz=dataset.cf_hz, kernel_size=16)(x).min()) < 0.0
+        scores = evaluate(model, test.select([row["neuron"]]))
+        assert scores.loc[0, "cc_raw"] == pytest.approx(row["cc_raw"], abs=1e-6)
+        assert scores.loc[0, "cc_norm"] == pytest.approx(row["cc_norm"], abs=1e-6, nan_ok=True)
