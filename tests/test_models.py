@@ -445,3 +445,178 @@ def test_fit_ridge_strf_bad_input():
         fit_ridge_strf((stim, [np.zeros((2, 30))]), (stim, [np.zeros((2, 1, 30))]))
     with pytest.raises(ValueError, match="stimuli"):
         fit_ridge_strf(stim, (stim, [np.zeros((2, 1, 30))]))
+
+
+# ----------------------------------------------------------------------------------------
+# frequency-domain STRF paths ("fused" AdapTrans + STRF, "fft") against the convolution
+# ----------------------------------------------------------------------------------------
+def _randomise_adaptrans(model, seed):
+    """Distinct a_on != a_off per band and w != w0, so that ON and OFF really differ."""
+    g = torch.Generator().manual_seed(seed)
+    f = model.n_bands
+    with torch.no_grad():
+        model.prefilter.logit_a_on.copy_(torch.empty(f).uniform_(1.0, 4.0, generator=g))
+        model.prefilter.logit_a_off.copy_(torch.empty(f).uniform_(-1.0, 2.0, generator=g))
+        model.prefilter.logit_w.copy_(torch.empty(f).uniform_(-1.5, 2.5, generator=g))
+        model.bias.normal_(generator=g)
+
+
+def _pair_of_models(cls, impl_a, impl_b, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    a = cls(implementation=impl_a, **kwargs)
+    b = cls(implementation=impl_b, **kwargs)
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+def _outputs_and_grads(model, x, weights):
+    x = x.clone().requires_grad_(True)
+    y = model(x)
+    names = [n for n, p in model.named_parameters()]
+    grads = torch.autograd.grad((y * weights).sum(), [p for _, p in model.named_parameters()] + [x])
+    return y.detach(), dict(zip(names + ["input"], grads))
+
+
+def _assert_rel_close(a, b, rel, what):
+    scale = b.abs().max().clamp_min(1e-12)
+    err = (a - b).abs().max()
+    assert err <= rel * scale, f"{what}: max error {err:.3g} > {rel:g} x {scale:.3g}"
+
+
+@pytest.mark.parametrize("cls", [Linear, LinearNonlinear])
+@pytest.mark.parametrize("n_bands,n_bins,kernel_size,step", [
+    (8, 300, None, True),  # default AdapTrans kernel (K = 131 at 5 ms), longer than 2 T / 3
+    (34, 120, 40, False),
+    (12, 4, 9, True),  # T shorter than the STRF (n_lags = 6)
+])
+def test_fused_adaptrans_strf_equals_conv(cls, n_bands, n_bins, kernel_size, step):
+    """Linear AdapTrans + STRF in one frequency-domain product == AdapTrans then conv2d."""
+    kw = dict(n_bands=n_bands, n_neurons=3, n_lags=6, prefilter="adaptrans",
+              prefilter_kwargs=None if kernel_size is None else {"kernel_size": kernel_size})
+    fused, conv = _pair_of_models(cls, "auto", "conv", **kw)
+    assert fused.strf_path() == "fused" and conv.strf_path() == "conv"
+    _randomise_adaptrans(fused, seed=n_bins)
+    conv.load_state_dict(fused.state_dict())
+    a_on, a_off = fused.prefilter.a_on, fused.prefilter.a_off
+    assert (a_on - a_off).abs().min() > 0.01 and (fused.prefilter.w - 0.75).abs().max() > 0.05
+    x = stimulus(b=2, f=n_bands, t=n_bins, seed=n_bins)
+    if step:  # a loud onset at t = 0: the replicate padding carries it into the past
+        x[..., : max(1, n_bins // 3)] += 4.0
+    weights = torch.randn(2, 3, n_bins, generator=torch.Generator().manual_seed(7))
+    y_f, g_f = _outputs_and_grads(fused, x, weights)
+    y_c, g_c = _outputs_and_grads(conv, x, weights)
+    _assert_rel_close(y_f, y_c, 1e-5, "output")
+    for name in g_c:
+        _assert_rel_close(g_f[name], g_c[name], 1e-5, f"gradient of {name}")
+    torch.testing.assert_close(fused.strf(), conv.strf())
+
+
+def test_fused_path_is_exact_in_float64():
+    fused, conv = _pair_of_models(Linear, "fft", "conv", n_bands=10, n_neurons=2, n_lags=5,
+                                  prefilter="adaptrans", prefilter_kwargs={"kernel_size": 30})
+    fused.double(), conv.double()
+    _randomise_adaptrans(fused, seed=3)
+    conv.load_state_dict(fused.state_dict())
+    x = stimulus(b=2, f=10, t=90).double() + 2.0
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), conv(x), atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("prefilter,kwargs", [
+    (None, None), ("willmore", None), ("adaptrans", {"rectify": "relu", "kernel_size": 25}),
+])
+def test_fft_strf_equals_conv(prefilter, kwargs):
+    """prefilter, then the STRF by FFT == prefilter, then conv2d (any prefilter)."""
+    fft, conv = _pair_of_models(LinearNonlinear, "fft", "conv", n_bands=9, n_neurons=2, n_lags=7,
+                                prefilter=prefilter, prefilter_kwargs=kwargs)
+    assert fft.strf_path() == "fft"
+    x = stimulus(b=2, f=9, t=70, seed=4)
+    x[..., :10] += 3.0
+    weights = torch.randn(2, 2, 70, generator=torch.Generator().manual_seed(8))
+    y_f, g_f = _outputs_and_grads(fft, x, weights)
+    y_c, g_c = _outputs_and_grads(conv, x, weights)
+    _assert_rel_close(y_f, y_c, 1e-5, "output")
+    for name in g_c:
+        _assert_rel_close(g_f[name], g_c[name], 1e-5, f"gradient of {name}")
+
+
+def test_strf_paths_chosen_by_auto_and_bad_implementation():
+    assert Linear(8).strf_path() == "conv"  # shared input: the dense convolution is fastest
+    assert Linear(8, prefilter="adaptrans").strf_path() == "fused"
+    assert Linear(8, prefilter="adaptrans", implementation="conv").strf_path() == "conv"
+    assert Linear(8, prefilter="adaptrans", prefilter_kwargs={"rectify": "relu"}).strf_path() == "fft"
+    assert Linear(8, prefilter="willmore").strf_path() == "fft"
+    model = LinearNonlinear(8, prefilter="adaptrans", implementation="fft")
+    assert build_model("LinearNonlinear", **model.config).implementation == "fft"
+    with pytest.raises(ValueError, match="implementation"):
+        Linear(8, implementation="fast")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_path_is_causal_with_long_kernels(dtype):
+    """No wrap-around of the circular FFT: a change at t0 never reaches earlier outputs.
+
+    float32: within rounding (atol 1e-6); float64: to 1e-12 even for a change 100x the
+    signal (any wrap-around of the circular convolution would show at O(1)).
+    """
+    torch.manual_seed(0)
+    model = Linear(6, n_neurons=2, n_lags=30, prefilter="adaptrans",
+                   prefilter_kwargs={"kernel_size": 200}).to(dtype).eval()
+    assert model.strf_path() == "fused"
+    _randomise_adaptrans(model, seed=1)
+    x = stimulus(b=2, f=6, t=250, seed=2).to(dtype)
+    gain, atol = (3.0, 1e-6) if dtype == torch.float32 else (100.0, 1e-12)
+    for t0 in (1, 120, 249):
+        x2 = x.clone()
+        x2[..., t0:] += gain * torch.rand(x2[..., t0:].shape, generator=torch.Generator().manual_seed(t0)).to(dtype)
+        with torch.no_grad():
+            y, y2 = model(x), model(x2)
+        torch.testing.assert_close(y[..., :t0], y2[..., :t0], atol=atol, rtol=0)
+        assert (y[..., t0] - y2[..., t0]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("prefilter,kwargs,impl", [
+    ("adaptrans", None, "auto"),  # fused: stimulus shared, G per unit
+    (None, None, "fft"),  # STRF by FFT on the shared stimulus
+    ("adaptrans", {"rectify": "relu"}, "auto"),  # per-unit prefilter output and per-unit G
+])
+def test_frequency_paths_under_vmap_equal_a_loop(prefilter, kwargs, impl):
+    """Stacked single-unit models under vmap(functional_call): outputs and gradients == loop."""
+    from torch.func import functional_call, stack_module_state
+
+    copies = []
+    for s in range(3):
+        torch.manual_seed(s)
+        # 2 outputs per copy, so that folding the vmapped copies and the outputs together matters
+        m = LinearNonlinear(8, n_neurons=2, n_lags=5, prefilter=prefilter, prefilter_kwargs=kwargs,
+                            implementation=impl)
+        if prefilter == "adaptrans":
+            _randomise_adaptrans(m, seed=s)
+        copies.append(m)
+    params, buffers = stack_module_state(copies)
+    base = copy.deepcopy(copies[0]).to("meta")
+    x = stimulus(b=2, f=8, t=60, seed=9)
+    weights = torch.randn(3, 2, 2, 60, generator=torch.Generator().manual_seed(1))
+    out = torch.vmap(lambda p, b: functional_call(base, (p, b), (x,)))(params, buffers)  # (3, B, 2, T)
+    grads = torch.autograd.grad((out * weights).sum(), list(params.values()))
+    for i, m in enumerate(copies):
+        y = m(x)
+        torch.testing.assert_close(out[i], y, atol=1e-5, rtol=1e-5)
+        ref = torch.autograd.grad((y * weights[i]).sum(), list(m.parameters()))
+        for name, g_stack, g_ref in zip(params, grads, ref):
+            torch.testing.assert_close(g_stack[i], g_ref, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_fft_paths_vmapped_over_stimuli():
+    """vmap over stimuli with one shared model (the X-batched rule), gradients included."""
+    torch.manual_seed(0)
+    model = Linear(8, n_neurons=2, n_lags=5, prefilter="adaptrans")
+    _randomise_adaptrans(model, seed=0)
+    xs = stimulus(b=6, f=8, t=50, seed=3).view(3, 2, 1, 8, 50)
+    out = torch.vmap(model)(xs)
+    g_v = torch.autograd.grad(out.sum(), list(model.parameters()))
+    ref = torch.stack([model(x) for x in xs])
+    g_r = torch.autograd.grad(ref.sum(), list(model.parameters()))
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    for a, b in zip(g_v, g_r):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
