@@ -79,6 +79,10 @@ STRF_IMPLEMENTATIONS = ("auto", "conv", "fft")
 # ----------------------------------------------------------------------------------------
 # shared plumbing
 # ----------------------------------------------------------------------------------------
+#: Rectification of AdapTrans when a model is built with ``prefilter="adaptrans"``.
+MODEL_ADAPTRANS_RECTIFY = "relu"
+
+
 def make_prefilter(prefilter, n_bands: int, dt_ms: float = 5.0, **prefilter_kwargs) -> nn.Module:
     """Build the prefilter of a model.
 
@@ -87,6 +91,13 @@ def make_prefilter(prefilter, n_bands: int, dt_ms: float = 5.0, **prefilter_kwar
     mapping ``(B, 1, F, T)`` to ``(B, C, F, T)`` that exposes ``out_channels`` (= C).
     ``n_bands`` and ``dt_ms`` are passed to the string prefilters with ``prefilter_kwargs``.
     Returns an ``nn.Module`` with an ``out_channels`` attribute.
+
+    ``"adaptrans"`` inside a model defaults to ``rectify="relu"`` (:data:`MODEL_ADAPTRANS_RECTIFY`),
+    unlike the bare :class:`AdapTrans` (``rectify=None``, the paper's Figure 1): with linear
+    outputs the ON/OFF channels are linear in the same input, the ON/OFF STRFs have a null
+    space and the time constants cannot be recovered (measured in
+    ``benchmarks/recovery_synthetic.py``). Pass ``prefilter_kwargs={"rectify": None}`` for the
+    linear variant.
     """
     if prefilter is None:
         if prefilter_kwargs:
@@ -104,8 +115,10 @@ def make_prefilter(prefilter, n_bands: int, dt_ms: float = 5.0, **prefilter_kwar
         if name in PREFILTERS:
             from . import adaptrans  # imported here so that models without prefilter never need it
 
-            cls = adaptrans.AdapTrans if name == "adaptrans" else adaptrans.WillmoreHighPass
-            return cls(int(n_bands), dt_ms=float(dt_ms), **prefilter_kwargs)
+            if name == "adaptrans":
+                prefilter_kwargs = {"rectify": MODEL_ADAPTRANS_RECTIFY, **prefilter_kwargs}
+                return adaptrans.AdapTrans(int(n_bands), dt_ms=float(dt_ms), **prefilter_kwargs)
+            return adaptrans.WillmoreHighPass(int(n_bands), dt_ms=float(dt_ms), **prefilter_kwargs)
         if name.startswith("module:"):
             raise ValueError(
                 f"this config was saved from a model with a custom prefilter module ({prefilter[7:]}); "

@@ -492,7 +492,8 @@ def _assert_rel_close(a, b, rel, what):
 def test_fused_adaptrans_strf_equals_conv(cls, n_bands, n_bins, kernel_size, step):
     """Linear AdapTrans + STRF in one frequency-domain product == AdapTrans then conv2d."""
     kw = dict(n_bands=n_bands, n_neurons=3, n_lags=6, prefilter="adaptrans",
-              prefilter_kwargs=None if kernel_size is None else {"kernel_size": kernel_size})
+              prefilter_kwargs={"rectify": None} if kernel_size is None
+              else {"rectify": None, "kernel_size": kernel_size})
     fused, conv = _pair_of_models(cls, "auto", "conv", **kw)
     assert fused.strf_path() == "fused" and conv.strf_path() == "conv"
     _randomise_adaptrans(fused, seed=n_bins)
@@ -513,7 +514,7 @@ def test_fused_adaptrans_strf_equals_conv(cls, n_bands, n_bins, kernel_size, ste
 
 def test_fused_path_is_exact_in_float64():
     fused, conv = _pair_of_models(Linear, "fft", "conv", n_bands=10, n_neurons=2, n_lags=5,
-                                  prefilter="adaptrans", prefilter_kwargs={"kernel_size": 30})
+                                  prefilter="adaptrans", prefilter_kwargs={"rectify": None, "kernel_size": 30})
     fused.double(), conv.double()
     _randomise_adaptrans(fused, seed=3)
     conv.load_state_dict(fused.state_dict())
@@ -542,9 +543,12 @@ def test_fft_strf_equals_conv(prefilter, kwargs):
 
 def test_strf_paths_chosen_by_auto_and_bad_implementation():
     assert Linear(8).strf_path() == "conv"  # shared input: the dense convolution is fastest
-    assert Linear(8, prefilter="adaptrans").strf_path() == "fused"
-    assert Linear(8, prefilter="adaptrans", implementation="conv").strf_path() == "conv"
-    assert Linear(8, prefilter="adaptrans", prefilter_kwargs={"rectify": "relu"}).strf_path() == "fft"
+    linear = {"rectify": None}
+    assert Linear(8, prefilter="adaptrans", prefilter_kwargs=linear).strf_path() == "fused"
+    assert Linear(8, prefilter="adaptrans", prefilter_kwargs=linear, implementation="conv").strf_path() == "conv"
+    # models rectify AdapTrans by default (identifiable ON/OFF STRFs): STRF by FFT per unit
+    assert Linear(8, prefilter="adaptrans").prefilter.rectify == "relu"
+    assert Linear(8, prefilter="adaptrans").strf_path() == "fft"
     assert Linear(8, prefilter="willmore").strf_path() == "fft"
     model = LinearNonlinear(8, prefilter="adaptrans", implementation="fft")
     assert build_model("LinearNonlinear", **model.config).implementation == "fft"
@@ -561,7 +565,7 @@ def test_fused_path_is_causal_with_long_kernels(dtype):
     """
     torch.manual_seed(0)
     model = Linear(6, n_neurons=2, n_lags=30, prefilter="adaptrans",
-                   prefilter_kwargs={"kernel_size": 200}).to(dtype).eval()
+                   prefilter_kwargs={"rectify": None, "kernel_size": 200}).to(dtype).eval()
     assert model.strf_path() == "fused"
     _randomise_adaptrans(model, seed=1)
     x = stimulus(b=2, f=6, t=250, seed=2).to(dtype)
@@ -576,7 +580,7 @@ def test_fused_path_is_causal_with_long_kernels(dtype):
 
 
 @pytest.mark.parametrize("prefilter,kwargs,impl", [
-    ("adaptrans", None, "auto"),  # fused: stimulus shared, G per unit
+    ("adaptrans", {"rectify": None}, "auto"),  # fused: stimulus shared, G per unit
     (None, None, "fft"),  # STRF by FFT on the shared stimulus
     ("adaptrans", {"rectify": "relu"}, "auto"),  # per-unit prefilter output and per-unit G
 ])
