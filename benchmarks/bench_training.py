@@ -96,9 +96,9 @@ def bench_batched(args):
                 return build(name, pre)
 
             # warm-up on 2 units
-            fit_single_units(model_fn, ds, val, neurons=[0, 1], **{**kw, "max_epochs": 1})
+            fit_single_units(model_fn, ds, val, neurons=[0, 1], batched=True, **{**kw, "max_epochs": 1})
             t0, c0 = time.perf_counter(), time.process_time()
-            _, res = fit_single_units(model_fn, ds, val, **kw, **stack_kw)
+            _, res = fit_single_units(model_fn, ds, val, batched=True, **kw, **stack_kw)
             t_batched, c_batched = time.perf_counter() - t0, time.process_time() - c0
             n_loop = min(args.loop_units, U)
             t0, c0 = time.perf_counter(), time.process_time()

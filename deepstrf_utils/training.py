@@ -721,6 +721,28 @@ def _clip_per_unit(params: dict, max_norm: float):
         g.mul_(coef.view((-1,) + (1,) * (g.dim() - 1)))
 
 
+def stacking_pays_off(model: nn.Module, device: torch.device) -> bool:
+    """Whether stacking single units in one vmapped module is faster than a loop of fits.
+
+    Measured rule (``benchmarks/bench_training.py``, batched rows; ``benchmarks/README.md``):
+    on a GPU, always. On a CPU, only when every unit sees the same input -- no prefilter, a
+    prefilter without parameters or buffers, or the fused linear AdapTrans + STRF path of
+    Linear / LinearNonlinear. With a per-unit (learnable, rectified) AdapTrans each unit
+    filters the stimulus itself, the stacked convolutions become grouped ones, and on 2 CPU
+    cores the stack ran at 0.8-1.1x the speed of a loop while holding every unit's
+    activations in memory at once.
+    """
+    if device.type != "cpu":
+        return True
+    strf_path = getattr(model, "strf_path", None)
+    if callable(strf_path) and strf_path() == "fused":
+        return True
+    pre = getattr(model, "prefilter", None)
+    if pre is None:
+        return True
+    return next(pre.parameters(), None) is None and next(pre.buffers(), None) is None
+
+
 def fit_single_units(
     model_fn: Callable[[int], nn.Module],
     train,
@@ -759,8 +781,9 @@ def fit_single_units(
     (``seed``), so the result equals separate ``fit(model_fn(s), train.select([n]),
     val.select([n]), seed=seed, ...)`` calls. BatchNorm running statistics are stacked per
     unit. Models that cannot be vmapped (e.g. nn.GRU / nn.LSTM cores) fall back to a loop
-    of separate fits, with a log message; ``batched=False`` forces the loop, ``True``
-    forbids the fallback.
+    of separate fits, with a log message; ``batched=None`` stacks only where it pays off
+    (:func:`stacking_pays_off`), ``batched=False`` forces the loop, ``True`` forces the stack
+    and forbids the fallback.
 
     Args:
         model_fn: ``seed -> nn.Module`` with ``n_neurons=1``.
@@ -809,7 +832,11 @@ def fit_single_units(
         for u, m in enumerate(models):
             _init_output(m, tr.select([u]))
 
-    use_batched = batched if batched is not None else True
+    use_batched = batched if batched is not None else stacking_pays_off(models[0], dev)
+    if batched is None and not use_batched:
+        logger.info("fit_single_units: fitting %d units of %s in a loop (each unit filters the stimulus "
+                    "with its own prefilter; stacking does not pay off on %s)", U, type(models[0]).__name__,
+                    dev.type)
     if use_batched and U > 1:
         reason = _unbatchable_reason(models)
         if reason is None:

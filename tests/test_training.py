@@ -182,7 +182,8 @@ def test_batched_single_units_equal_separate_fits(splits, model_name, prefilter_
     def model_fn(s):
         return _linear(prefilter="adaptrans", seed=s, model=model_name)
 
-    models, results = fit_single_units(model_fn, train, val, neurons=["syn000", "syn002", "syn003"], seeds=seeds, **kw)
+    models, results = fit_single_units(model_fn, train, val, neurons=["syn000", "syn002", "syn003"], seeds=seeds,
+                                       batched=True, **kw)
     assert len(models) == len(results) == 3
     assert all(r.batched for r in results)
     for u, (nid, s) in enumerate(zip(["syn000", "syn002", "syn003"], seeds)):
@@ -207,7 +208,7 @@ def test_batched_single_units_equal_separate_fits(splits, model_name, prefilter_
     if model_name == "Linear" or prefilter_lr is not None:
         # stacks of at most 2 units (memory bound) give the same fits
         chunked, _ = fit_single_units(model_fn, train, val, neurons=["syn000", "syn002", "syn003"],
-                                      seeds=seeds, max_stack=2, **kw)
+                                      seeds=seeds, max_stack=2, batched=True, **kw)
         for a, b in zip(models, chunked):
             for k, v in a.state_dict().items():
                 torch.testing.assert_close(b.state_dict()[k], v, atol=1e-5, rtol=0)
@@ -458,3 +459,21 @@ def test_runner_relu_adaptrans_custom_bands_round_trip(tmp_path, data_root, data
         scores = evaluate(model, test.select([row["neuron"]]))
         assert scores.loc[0, "cc_raw"] == pytest.approx(row["cc_raw"], abs=1e-6)
         assert scores.loc[0, "cc_norm"] == pytest.approx(row["cc_norm"], abs=1e-6, nan_ok=True)
+
+
+def test_batched_none_stacks_only_where_it_pays_off(splits):
+    """Auto mode: a stack for units sharing their input (no prefilter, fused linear AdapTrans),
+    a loop on CPU for units that each filter the stimulus (rectified AdapTrans)."""
+    from deepstrf_utils.training import stacking_pays_off
+
+    train, val, _ = splits
+    cpu = torch.device("cpu")
+    assert stacking_pays_off(_linear(), cpu)
+    assert stacking_pays_off(_linear(prefilter="adaptrans"), torch.device("cuda"))
+    kw = dict(neurons=[0, 1], max_epochs=1, device="cpu", progress=False)
+    _, res = fit_single_units(lambda s: _linear(seed=s), train, val, **kw)
+    assert all(r.batched for r in res)
+    relu = lambda s: _linear(prefilter="adaptrans", seed=s)  # noqa: E731  (models rectify by default)
+    assert not stacking_pays_off(relu(0), cpu)
+    _, res = fit_single_units(relu, train, val, **kw)
+    assert not any(r.batched for r in res)
