@@ -9,6 +9,9 @@
 PYTHON     ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+# Index for torch only, e.g. https://download.pytorch.org/whl/cpu where PyPI's default
+# Linux wheel is the CUDA build (empty: pip's configured index, which serves the CPU build here)
+TORCH_INDEX ?=
 PROFILE    ?= quick
 DATASETS   ?=
 DEVICE     ?= auto
@@ -33,7 +36,7 @@ $(PY):
 # Reinstalls only when pyproject.toml (or the torch spec) changes; the package is editable.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[test,notebooks]"
 	echo "$(TORCH_SPEC)" > $@
 
@@ -60,6 +63,7 @@ lab: env $(LAB_STAMP)
 bench: env
 	$(PY) benchmarks/bench_adaptrans.py
 	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_models.py
 	$(PY) benchmarks/bench_training.py
 
 clean:
