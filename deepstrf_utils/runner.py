@@ -17,7 +17,8 @@ For each seed the dataset is split anew (``dataset.split(seed)``) and every mode
 initialised after ``torch.manual_seed(seed)``; "single" fits one model per neuron (batched,
 :func:`~deepstrf_utils.training.fit_single_units`), "population" one model with N outputs
 (:func:`~deepstrf_utils.training.fit`). Each neuron is scored on the test stimuli
-(:func:`~deepstrf_utils.training.evaluate`). Results: one row per neuron x seed x configuration.
+(:func:`~deepstrf_utils.training.evaluate`; single units: every unit's predictions stacked,
+one vectorised metrics call). Results: one row per neuron x seed x configuration.
 """
 from __future__ import annotations
 
@@ -168,16 +169,13 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
 
         models, results = training.fit_single_units(model_fn, train, val, seeds=seed, device=device,
                                                     seed=seed, progress=progress, **fit_kwargs)
-        ids = list(dataset.neuron_ids)
-        parts = []
-        for u, (m, r) in enumerate(zip(models, results)):
-            s = training.evaluate(m, test.select([u]))
-            s["n_params"] = count_parameters(m)
-            s["epochs"] = r.epochs
-            s["wall_s"] = r.wall_s
-            parts.append(s)
-        scores = pd.concat(parts, ignore_index=True)
-        scores["neuron"] = ids
+        # every unit's predictions stacked to (N, T_i) per stimulus, scored in one metrics call
+        preds = training.predict_units(models, test)
+        scores = training.evaluate(None, test, predictions=preds)
+        scores["n_params"] = [count_parameters(m) for m in models]
+        scores["epochs"] = [r.epochs for r in results]
+        scores["wall_s"] = [r.wall_s for r in results]
+        scores["neuron"] = list(dataset.neuron_ids)
     scores["dataset"] = cfg["dataset"]
     scores["model"] = cfg["model"]
     scores["prefilter"] = cfg["prefilter"] or "none"

@@ -1,7 +1,8 @@
 """Training, prediction, evaluation and checkpoints (the paper's fitting protocol).
 
 Protocol (Rançon et al. 2024, upstream scripts): mean-squared error to the trial-averaged
-response, AdamW with lr 1e-3, early stopping on the validation loss with patience 50 and the
+response, AdamW with lr 1e-3 (weight decay on weights only, not on time constants / gains:
+:func:`no_decay_names`), early stopping on the validation loss with patience 50 and the
 best weights restored. Options: LR-on-plateau, gradient clipping, other losses.
 
 - :func:`fit` trains one model (a single unit or a population model with N outputs).
@@ -41,7 +42,9 @@ __all__ = [
     "FitResult",
     "fit",
     "fit_single_units",
+    "no_decay_names",
     "predict",
+    "predict_units",
     "evaluate",
     "save_checkpoint",
     "load_checkpoint",
@@ -386,6 +389,35 @@ def _lr_scales(names, lr, prefilter_lr, what) -> dict:
     return out
 
 
+def no_decay_names(model: nn.Module) -> set[str]:
+    """Names of ``model``'s parameters that AdamW must NOT weight-decay.
+
+    These are time constants and gains, not weights: decaying them pulls them towards the
+    arbitrary value their parametrisation has at 0, a bias that is strongest where the data
+    say little. Exempt are
+
+    - every ``prefilter.*`` parameter (AdapTrans' ``logit_a_on``, ``logit_a_off``,
+      ``logit_w``: decay would pull ``a = sigmoid(logit)`` towards 0.5, i.e. tau ~ 7 ms at
+      5 ms bins, and the ON/OFF weight ``w`` towards 0.5);
+    - DNet's leaky-integrator parameters ``hidden_d`` / ``output_d`` (decay would pull
+      ``d`` to 0, i.e. the integration rate ``k = 1 / (1 + d^2)`` to 1: no integration),
+      found by module type wherever a DNet sits in ``model``.
+    """
+    from .models import DNet
+
+    out = {n for n, _ in model.named_parameters() if n.startswith(PREFILTER_PREFIX)}
+    for prefix, mod in model.named_modules():
+        if isinstance(mod, DNet):
+            dot = f"{prefix}." if prefix else ""
+            out.update(f"{dot}{n}" for n in ("hidden_d", "output_d"))
+    return out
+
+
+def _decay_scales(names, no_decay: set) -> dict:
+    """Parameter name -> weight-decay factor: 0.0 for ``no_decay`` names, else 1.0."""
+    return {n: (0.0 if n in no_decay else 1.0) for n in names}
+
+
 def _batch_loss(loss_fn, pred, target):
     """pred (B, N, T), target (B, N, T) -> (mean loss over neurons with data, per-neuron (N,), valid (N,))."""
     per = loss_fn(pred, target.unsqueeze(2), reduction="none")
@@ -465,6 +497,12 @@ def fit(
         init_output: first call ``model.init_output(mean, std)`` (models that have it) with
             the per-neuron mean / std of the training target, so the output starts at the
             data's scale.
+        weight_decay: AdamW's decoupled weight decay, applied to the weights only. Time
+            constants and gains are exempt (:func:`no_decay_names`): every ``prefilter.*``
+            parameter (AdapTrans' ``logit_a_on / logit_a_off / logit_w``) and DNet's
+            integrator parameters ``hidden_d / output_d``. Decay would pull the logits to 0,
+            i.e. ``a -> 0.5`` (tau ~ 7 ms at 5 ms bins) and ``w -> 0.5``, most strongly in
+            bands with little gradient, biasing the learned time constants.
         prefilter_lr: AdamW learning rate of the prefilter's parameters (names starting with
             ``"prefilter."``, e.g. AdapTrans' ``logit_a_on / logit_a_off / logit_w``); None: ``lr``
             for every parameter. The plateau scheduler scales both rates by the same factor;
@@ -504,17 +542,16 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
     gen = torch.Generator().manual_seed(seed)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
-    if prefilter_lr is None:
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-        group_scales = [1.0]
-    else:
-        scales = _lr_scales([n for n, _ in named], lr, prefilter_lr, type(model).__name__)
-        groups = {}
-        for n, p in named:
-            groups.setdefault(scales[n], []).append(p)
-        group_scales = list(groups)
-        opt = torch.optim.AdamW([{"params": ps, "lr": lr * sc} for sc, ps in groups.items()],
-                                lr=lr, weight_decay=weight_decay)
+    # param groups by (learning-rate factor, weight-decay factor): prefilter_lr, and no decay
+    # for time constants / gains (no_decay_names)
+    lr_scales = _lr_scales([n for n, _ in named], lr, prefilter_lr, type(model).__name__)
+    wd_scales = _decay_scales([n for n, _ in named], no_decay_names(model))
+    groups = {}
+    for n, p in named:
+        groups.setdefault((lr_scales[n], wd_scales[n]), []).append(p)
+    group_scales = [sc for sc, _ in groups]
+    opt = torch.optim.AdamW([{"params": ps, "lr": lr * sc, "weight_decay": weight_decay * wd}
+                             for (sc, wd), ps in groups.items()], lr=lr, weight_decay=weight_decay)
     plateau = _make_plateau(scheduler, scheduler_kwargs, 1, lr, patience or 50)
     cur_lr = float(lr)
     res = FitResult(neuron=neuron)
@@ -657,14 +694,19 @@ class _StackedAdamW:
 
     ``lr_scale``: parameter name -> factor on the unit's learning rate (``prefilter_lr / lr``
     for prefilter parameters, the same as a separate torch param group); default 1.0.
+    ``wd_scale``: parameter name -> factor on ``weight_decay`` (0.0 for the time constants
+    and gains of :func:`no_decay_names`, as the param groups of :func:`fit`); default 1.0.
     """
 
-    def __init__(self, params: dict, lr, weight_decay, betas=(0.9, 0.999), eps=1e-8, lr_scale=None):
+    def __init__(self, params: dict, lr, weight_decay, betas=(0.9, 0.999), eps=1e-8, lr_scale=None,
+                 wd_scale=None):
         self.params = params
         n = next(iter(params.values())).shape[0] if params else 0
         self.lr = np.full(n, float(lr))
         self.lr_scale = {k: 1.0 for k in params}
         self.lr_scale.update(lr_scale or {})
+        self.wd_scale = {k: 1.0 for k in params}
+        self.wd_scale.update(wd_scale or {})
         self.steps = np.zeros(n)
         self.wd, self.betas, self.eps = weight_decay, betas, eps
         self.m = {k: torch.zeros_like(v) for k, v in params.items()}
@@ -697,7 +739,8 @@ class _StackedAdamW:
             denom_scale = torch.as_tensor(bc2_sqrt, dtype=p.dtype, device=dev).view(shape)
             m_new = self.m[k].lerp(g, 1 - b1)
             v_new = self.v[k] * b2 + (1 - b2) * g * g
-            p_new = p * (1 - lr * self.wd)
+            wd = self.wd * self.wd_scale[k]
+            p_new = p * (1 - lr * wd) if wd != 0.0 else p
             p_new = p_new - step_size * m_new / (v_new.sqrt() / denom_scale + self.eps)
             if all_active:
                 self.m[k], self.v[k] = m_new, v_new
@@ -796,6 +839,8 @@ def fit_single_units(
         seeds: one seed per unit, a single int for all units, or None (= ``seed``).
         prefilter_lr: learning rate of each unit's ``prefilter.*`` parameters (per-parameter
             rate in the stacked AdamW; equals a separate param group in :func:`fit`); None: ``lr``.
+        weight_decay: as in :func:`fit`; the same parameters (:func:`no_decay_names`) are
+            exempt, through a per-parameter decay factor in the stacked AdamW.
         other arguments: as in :func:`fit`.
 
     Returns:
@@ -911,7 +956,8 @@ def _fit_stacked(models, tr, va, loss, lr, weight_decay, max_epochs, patience, b
     stack = _Stack(models, dev)
     scales = _lr_scales([k for k in stack.params if k in stack.trainable], lr, prefilter_lr,
                         type(models[0]).__name__)
-    opt = _StackedAdamW(stack.params, lr, weight_decay, lr_scale=scales)
+    wd_scales = _decay_scales(list(stack.params), no_decay_names(models[0]))
+    opt = _StackedAdamW(stack.params, lr, weight_decay, lr_scale=scales, wd_scale=wd_scales)
     plateau = _make_plateau(scheduler, scheduler_kwargs, U, lr, patience or 50)
     gen = torch.Generator().manual_seed(seed)
     results = [FitResult(neuron=ids[u], batched=True) for u in range(U)]
@@ -1050,7 +1096,43 @@ def _check_stacked_finite(stack, epoch, slot_ids, active_s):
 # ----------------------------------------------------------------------------- predict / evaluate
 
 
+def _stimulus_batches(dataset, batch_size: int):
+    """Stimuli of ``dataset`` zero-padded into batches of similar length ->
+    list of (x (b, 1, F, L) float32, stimulus indices, lengths)."""
+    n = len(dataset)
+    stims = [torch.as_tensor(dataset[i][0], dtype=torch.float32) for i in range(n)]
+    for i, s in enumerate(stims):
+        if s.dim() != 3 or s.shape[0] != 1:
+            raise ValueError(f"expected stimulus item {i} of shape (1, F, T), got {tuple(s.shape)}")
+    order = sorted(range(n), key=lambda i: stims[i].shape[2])
+    out = []
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        lens = [stims[i].shape[2] for i in idx]
+        x = torch.zeros(len(idx), 1, stims[idx[0]].shape[1], max(lens))
+        for j, i in enumerate(idx):
+            x[j, :, :, : lens[j]] = stims[i]
+        out.append((x, idx, lens))
+    return out
+
+
 @torch.no_grad()
+def _predict_batches(model: nn.Module, batches, n: int, device) -> list[np.ndarray]:
+    dev = _model_device(model) if device is None else resolve_device(device)
+    model.to(dev)
+    was_training = model.training
+    model.eval()
+    out: list = [None] * n
+    try:
+        for x, idx, lens in batches:
+            pred = model(x.to(dev)).detach().float().cpu().numpy()
+            for j, i in enumerate(idx):
+                out[i] = pred[j, :, : lens[j]].copy()
+    finally:
+        model.train(was_training)
+    return out
+
+
 def predict(model: nn.Module, dataset, device: str | torch.device | None = None,
             batch_size: int = 16) -> list[np.ndarray]:
     """Model predictions for every stimulus of ``dataset``: a list of (N, T_i) float32 arrays.
@@ -1059,30 +1141,28 @@ def predict(model: nn.Module, dataset, device: str | torch.device | None = None,
     similar length are batched together. ``device=None`` uses the model's device; any
     other value moves the model there.
     """
-    dev = _model_device(model) if device is None else resolve_device(device)
-    model.to(dev)
-    was_training = model.training
-    model.eval()
+    return _predict_batches(model, _stimulus_batches(dataset, batch_size), len(dataset), device)
+
+
+def predict_units(models: Sequence[nn.Module], dataset, device: str | torch.device | None = None,
+                  batch_size: int = 16) -> list[np.ndarray]:
+    """Predictions of U single-unit models (each ``(B, 1, F, T) -> (B, 1, T)``, e.g. from
+    :func:`fit_single_units`) stacked per stimulus: a list of (U, T_i) float32 arrays, row u
+    from ``models[u]``. The stimuli are collated once for all models; pass the result to
+    ``evaluate(None, dataset, predictions=...)`` to score all units in one metrics call.
+    """
+    if len(models) == 0:
+        raise ValueError("expected at least one model, got an empty list")
+    batches = _stimulus_batches(dataset, batch_size)
     n = len(dataset)
-    stims = [torch.as_tensor(dataset[i][0], dtype=torch.float32) for i in range(n)]
-    for i, s in enumerate(stims):
-        if s.dim() != 3 or s.shape[0] != 1:
-            raise ValueError(f"expected stimulus item {i} of shape (1, F, T), got {tuple(s.shape)}")
-    order = sorted(range(n), key=lambda i: stims[i].shape[2])
-    out: list = [None] * n
-    try:
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            L = max(stims[i].shape[2] for i in idx)
-            x = torch.zeros(len(idx), 1, stims[idx[0]].shape[1], L)
-            for j, i in enumerate(idx):
-                x[j, :, :, : stims[i].shape[2]] = stims[i]
-            pred = model(x.to(dev)).detach().float().cpu().numpy()
-            for j, i in enumerate(idx):
-                out[i] = pred[j, :, : stims[i].shape[2]].copy()
-    finally:
-        model.train(was_training)
-    return out
+    per_model = []
+    for u, m in enumerate(models):
+        preds = _predict_batches(m, batches, n, device)
+        if n and preds[0].shape[0] != 1:
+            raise ValueError(f"expected single-unit models with output (B, 1, T); model {u} returns "
+                             f"{preds[0].shape[0]} outputs")
+        per_model.append(preds)
+    return [np.concatenate([p[i] for p in per_model], axis=0) for i in range(n)]
 
 
 def _concat_responses(dataset) -> np.ndarray:
@@ -1099,17 +1179,23 @@ def _concat_responses(dataset) -> np.ndarray:
     return out
 
 
-def evaluate(model: nn.Module, dataset, device: str | torch.device | None = None,
+def evaluate(model: nn.Module | None, dataset, device: str | torch.device | None = None,
              predictions: list[np.ndarray] | None = None) -> pd.DataFrame:
     """Per-neuron accuracy on the concatenated stimuli of ``dataset`` (usually the test set).
 
     Returns a DataFrame with one row per neuron: neuron (id), cc_raw, cc_norm, cc_max
     (NaN where undefined, e.g. cc_norm/cc_max with a single repeat). ``predictions``
-    (list of (N, T_i)) skips the forward pass.
+    (list of (N, T_i), e.g. from :func:`predict_units`) skips the forward pass; ``model``
+    may then be None.
     """
     from . import metrics
 
-    preds = predict(model, dataset, device) if predictions is None else predictions
+    if predictions is None:
+        if model is None:
+            raise ValueError("expected a model or predictions (a list of (N, T_i) arrays), got neither")
+        preds = predict(model, dataset, device)
+    else:
+        preds = predictions
     if len(preds) != len(dataset):
         raise ValueError(f"expected {len(dataset)} predictions (one per stimulus), got {len(preds)}")
     pred = np.concatenate([np.asarray(p, dtype=np.float32) for p in preds], axis=1)

@@ -214,6 +214,62 @@ def test_batched_single_units_equal_separate_fits(splits, model_name, prefilter_
                 torch.testing.assert_close(b.state_dict()[k], v, atol=1e-5, rtol=0)
 
 
+def _tiny_sets(n_bands=8, n_neurons=3, seed=0):
+    """Tiny random train / val sets: F=8 bands, 36-44 bins, 3 neurons, 3 repeats."""
+    rng = np.random.default_rng(seed)
+    cf = np.geomspace(500, 8000, n_bands)
+    out = []
+    for n_stim in (5, 2):
+        lens = rng.integers(36, 45, n_stim)
+        stims = [rng.random((n_bands, t)).astype(np.float32) for t in lens]
+        resps = [rng.poisson(2.0 + 2.0 * s[:n_neurons].mean(0) * np.arange(1, n_neurons + 1)[:, None, None],
+                             (n_neurons, 3, s.shape[1])).astype(np.float32) for s in stims]
+        out.append(ResponseDataset(stims, resps, dt_ms=5.0, cf_hz=cf, neuron_ids=["u0", "u1", "u2"],
+                                   name="tiny"))
+    return out
+
+
+def _tiny_model(name, seed):
+    torch.manual_seed(seed)
+    pre = {"prefilter": "adaptrans", "prefilter_kwargs": {"kernel_size": 12}}
+    if name == "ConvNet2D":
+        m = build_model(name, n_bands=8, kernel_size=(3, 5), channels=3, hidden=6, n_blocks=2, **pre)
+        # the conv biases before BatchNorm have a true gradient of 0 (BatchNorm removes them):
+        # AdamW would move them on float noise (g / |g|), differently in each path; frozen,
+        # both paths compute the same function
+        for conv in m.convs:
+            conv.bias.requires_grad_(False)
+        return m
+    return build_model(name, n_bands=8, n_hidden=3, n_lags=6, **pre)
+
+
+@pytest.mark.parametrize("model_name", ["NetworkReceptiveField", "DNet", "ConvNet2D"])
+def test_batched_deep_single_units_equal_separate_fits(model_name):
+    train, val = _tiny_sets()
+    seeds = [21, 22, 23]
+    kw = dict(lr=0.01, max_epochs=3, patience=1, batch_size=2, clip_grad=0.5, device="cpu", seed=2,
+              progress=False)
+
+    def model_fn(s):
+        return _tiny_model(model_name, s)
+
+    models, results = fit_single_units(model_fn, train, val, seeds=seeds, batched=True, **kw)
+    assert all(r.batched for r in results)
+    for u, (nid, s) in enumerate(zip(["u0", "u1", "u2"], seeds)):
+        ref = model_fn(s)
+        r = fit(ref, train.select([nid]), val.select([nid]), **kw)
+        assert (results[u].epochs, results[u].best_epoch) == (r.epochs, r.best_epoch)
+        np.testing.assert_allclose(results[u].train_loss, r.train_loss, rtol=1e-4)
+        np.testing.assert_allclose(results[u].val_loss, r.val_loss, rtol=1e-4)
+        ref_state = ref.state_dict()
+        for k, v in models[u].state_dict().items():  # parameters and buffers (BatchNorm statistics)
+            torch.testing.assert_close(v, ref_state[k], atol=1e-4, rtol=1e-4, msg=f"{k} of unit {nid}")
+        for a, b in zip(predict(models[u], val), predict(ref, val)):
+            np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+        # the prefilter was trained inside the stack
+        assert (models[u].prefilter.logit_a_on - model_fn(s).prefilter.logit_a_on).abs().max() > 1e-4
+
+
 def test_single_units_loop_fallback_and_nan(splits):
     train, val, _ = splits
     # batched=False forces the loop; results are the same kind of objects
@@ -248,11 +304,12 @@ def test_single_units_keep_frozen_parameters_frozen(splits):
         assert (m.weight - ref.weight).abs().max() > 1e-4
 
 
-def _one_adamw_step(train, batched, **kw):
-    """One AdamW step (val=None, one batch holding every training stimulus) on an L + AdapTrans
-    unit fitted to neuron 1 -> (parameters before, gradients of the mse at the start, after)."""
+def _one_adamw_step(train, batched, model="Linear", weight_decay=0.1, **kw):
+    """One AdamW step (val=None, one batch holding every training stimulus) on a ``model`` +
+    AdapTrans unit fitted to neuron 1 -> (parameters before, gradients of the mse at the start, after)."""
     def model_fn(s):
-        return _linear(prefilter="adaptrans", seed=s)
+        extra = {"n_hidden": 3} if model in ("NetworkReceptiveField", "DNet") else {}
+        return _linear(prefilter="adaptrans", seed=s, model=model, **extra)
 
     start = model_fn(7)
     packed = training._Packed.from_dataset(train, torch.device("cpu"), [1])
@@ -261,7 +318,7 @@ def _one_adamw_step(train, batched, **kw):
     before = {k: v.detach().clone() for k, v in start.named_parameters()}
     grads = {k: v.grad.detach().clone() for k, v in start.named_parameters()}
     common = dict(max_epochs=1, batch_size=len(train), device="cpu", progress=False, init_output=False,
-                  weight_decay=0.1, **kw)
+                  weight_decay=weight_decay, **kw)
     if batched:
         models, _ = fit_single_units(model_fn, train, None, neurons=[0, 1], seeds=7, batched=True, **common)
         model = models[1]
@@ -276,7 +333,7 @@ def _one_adamw_step(train, batched, **kw):
 def test_prefilter_lr_known_first_step(splits, batched):
     # AdamW's first step (bias-corrected m = g, sqrt(v) = |g|) is known in closed form:
     # p1 = p0 * (1 - rate * wd) - rate * g / (|g| + eps), with rate = prefilter_lr for the
-    # prefilter.* parameters and lr for every other one.
+    # prefilter.* parameters and lr for every other one (and wd = 0 for the prefilter).
     train, _, _ = splits
     lr, plr, wd = 1e-3, 3e-2, 0.1
     before, grads, after = _one_adamw_step(train, batched, lr=lr, prefilter_lr=plr)
@@ -284,8 +341,9 @@ def test_prefilter_lr_known_first_step(splits, batched):
                                                                  "prefilter.logit_w"}
     for k, p0 in before.items():
         rate = plr if k.startswith("prefilter.") else lr
+        decay = 0.0 if k.startswith("prefilter.") else wd
         g = grads[k]
-        expected = p0 * (1 - rate * wd) - rate * g / (g.abs() + 1e-8)
+        expected = p0 * (1 - rate * decay) - rate * g / (g.abs() + 1e-8)
         torch.testing.assert_close(after[k], expected, rtol=0, atol=2e-3 * rate, msg=f"first AdamW step of {k}")
         assert (g.abs() > 1e-6).sum() >= min(3, g.numel()), k  # the check is not vacuous
     # prefilter_lr=None is the old single-rate AdamW, bit for bit equal to prefilter_lr=lr
@@ -295,6 +353,32 @@ def test_prefilter_lr_known_first_step(splits, batched):
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
     with pytest.raises(ValueError, match="prefilter_lr"):
         fit(_linear(), train.select([0]), None, prefilter_lr=0.0, device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+@pytest.mark.parametrize("model", ["LinearNonlinear", "DNet"])
+def test_weight_decay_spares_time_constants(splits, batched, model):
+    # a huge weight decay (lr * wd = 0.2: decayed parameters shrink by 20 % in one step)
+    # must leave AdapTrans' logits and DNet's integrator parameters to their gradient alone:
+    # p1 = p0 - lr * g / (|g| + eps) for them, p1 = 0.8 p0 - lr * g / (|g| + eps) for weights
+    train, _, _ = splits
+    lr, wd = 1e-2, 20.0
+    before, grads, after = _one_adamw_step(train, batched, model=model, lr=lr, weight_decay=wd)
+    exempt = {"prefilter.logit_a_on", "prefilter.logit_a_off", "prefilter.logit_w"}
+    if model == "DNet":
+        exempt |= {"hidden_d", "output_d"}
+    extra = {"n_hidden": 3} if model == "DNet" else {}
+    assert training.no_decay_names(_linear(prefilter="adaptrans", model=model, **extra)) == exempt
+    assert exempt < set(before) and len(set(before) - exempt) >= 4
+    tol = 2e-3 * lr
+    for k, p0 in before.items():
+        g = grads[k]
+        decay = 0.0 if k in exempt else wd
+        expected = p0 * (1 - lr * decay) - lr * g / (g.abs() + 1e-8)
+        torch.testing.assert_close(after[k], expected, rtol=0, atol=tol, msg=f"first AdamW step of {k}")
+        if k in exempt and k != "prefilter.logit_w":  # logit_w starts at logit(0.5) = 0
+            # the check is not vacuous: decay would have moved these by far more than tol
+            assert float((p0.abs() * lr * wd).max()) > 100 * tol, k
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -328,6 +412,29 @@ def test_evaluate_columns(splits):
     assert np.all(np.abs(df["cc_raw"]) <= 1)
     preds = predict(model, test)
     assert [p.shape for p in preds] == [(4, test[i][0].shape[-1]) for i in range(len(test))]
+
+
+def test_predict_units_evaluates_like_one_unit_at_a_time(splits):
+    # stacking the units' predictions and scoring them in one metrics call gives the same
+    # rows as evaluating every unit on its own one-neuron copy of the test set
+    train, val, test = splits
+    models, _ = fit_single_units(lambda s: _linear(prefilter="adaptrans", seed=s, model="LinearNonlinear"),
+                                 train, val, seeds=[1, 2, 3, 4], max_epochs=2, batch_size=4, device="cpu",
+                                 progress=False)
+    preds = training.predict_units(models, test)
+    assert [p.shape for p in preds] == [(4, test[i][0].shape[-1]) for i in range(len(test))]
+    fast = evaluate(None, test, predictions=preds)
+    slow = pd.concat([evaluate(m, test.select([u])) for u, m in enumerate(models)], ignore_index=True)
+    assert fast["neuron"].tolist() == slow["neuron"].tolist() == list(test.neuron_ids)
+    assert fast[["cc_raw", "cc_norm", "cc_max"]].notna().all().all()
+    # cc_raw and cc_norm agree bit for bit; cc_max to float32 rounding (~3e-8: reduction order over N)
+    pd.testing.assert_frame_equal(fast, slow, check_exact=False, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="model or predictions"):
+        evaluate(None, test)
+    with pytest.raises(ValueError, match="at least one model"):
+        training.predict_units([], test)
+    with pytest.raises(ValueError, match="single-unit"):
+        training.predict_units([_linear(n_neurons=2)], test)
 
 
 # ----------------------------------------------------------------------------- runner
