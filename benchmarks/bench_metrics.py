@@ -1,6 +1,7 @@
 """Time the metrics on a NAT4-sized test set and a small one; prints a table.
 
     python benchmarks/bench_metrics.py [--repeats 3] [--threads N] [--cpu-time]
+        [--sizes nat4,ns1] [--layouts complete,structured,general]
 
 Sizes: NAT4 A1 test set (777 neurons x 18 stimuli x 20 repeats x 150 bins, float32) and
 an NS1-like one (73 neurons x 4 stimuli x 20 repeats x 999 bins). Layouts: complete (no
@@ -19,9 +20,9 @@ import torch
 
 from deepstrf_utils import metrics as M
 
-SIZES = {
-    "NAT4 A1 (777x18x20x150)": (18, 777, 20, 150),
-    "NS1-like (73x4x20x999)": (4, 73, 20, 999),
+SIZES = {  # key: (label, (B, N, R, T))
+    "nat4": ("NAT4 A1 (777x18x20x150)", (18, 777, 20, 150)),
+    "ns1": ("NS1-like (73x4x20x999)", (4, 73, 20, 999)),
 }
 
 
@@ -53,8 +54,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--layouts", default="complete,structured,general")
+    parser.add_argument("--sizes", default="nat4,ns1", help=f"comma-separated, from {sorted(SIZES)}")
     parser.add_argument("--cpu-time", action="store_true", help="time process CPU, not wall")
     args = parser.parse_args()
+    unknown = sorted(set(args.sizes.split(",")) - set(SIZES))
+    if unknown:
+        parser.error(f"unknown size(s) {unknown}; expected names from {sorted(SIZES)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     funcs = {
@@ -71,7 +76,8 @@ def main():
     header = f"{'size':26s} {'layout':11s} " + " ".join(f"{k:>12s}" for k in funcs)
     print(header)
     print("-" * len(header))
-    for size_name, shape in SIZES.items():
+    for size_key in args.sizes.split(","):
+        size_name, shape = SIZES[size_key]
         for layout in args.layouts.split(","):
             pred, resp = make_data(*shape, layout)
             cells = []

@@ -180,44 +180,52 @@ def _masked_extremes_equal(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor
 class _Recording:
     """Per-neuron statistics of ``resp`` (B, N, R, T), stimuli concatenated along time.
 
-    Stored as (N, B, R, T); "rows" (N, L) with L = B * T are the concatenated stimuli.
-    Trial-level arrays stay in the input dtype; everything reduced over repeats is float64.
+    The trials are kept in the caller's (B, N, R, T) memory order (no transposed copy);
+    per-neuron summaries are (N, B, ...) and "rows" (N, L) with L = B * T are the
+    concatenated stimuli. Trial-level arrays stay in the input dtype; everything
+    reduced over repeats or bins is float64.
 
     Three layouts of missing data, from fastest to slowest:
     - ``"complete"``: no NaN at all;
     - ``"structured"``: each repeat of each stimulus is either fully valid or fully NaN
       on that stimulus's non-padding bins (padding bins and missing whole trials);
     - ``"general"``: missing cells anywhere (per-bin computations).
-    Repeat indices that are NaN everywhere (padding of the R axis) are removed first.
+    In the complete and structured layouts every statistic (noise, split halves, trial
+    correlations) comes from one set of per-stimulus second moments (:attr:`stim_moments`,
+    one batched matrix product over the trials). Repeat indices that are NaN everywhere
+    (padding of the R axis) are removed first.
     """
 
     def __init__(self, resp4: torch.Tensor, layout: str | None = None):
-        y = resp4.permute(1, 0, 2, 3).contiguous()  # (N, B, R, T), a copy unless B == 1
+        y = resp4.contiguous()  # (B, N, R, T): a no-op for the usual contiguous input
         self.dtype = y.dtype
-        s = y.sum(2)  # (N, B, T), NaN where any repeat is missing
+        s = y.sum(2)  # (B, N, T), NaN where any repeat is missing
         if layout in (None, "complete") and not bool(torch.isnan(s).any()):
             self.layout = "complete"
-            self.mask = None
-            self.y0 = y
-            N, B, R, T = y.shape
+            self._y, self._missing = y, None
+            B, N, R, T = y.shape
             self.count = torch.full((N, B, T), R, dtype=torch.int32, device=y.device)
             self.trial_valid = torch.ones((N, B, R), dtype=torch.bool, device=y.device)
-            sum_r = s
+            sum_r = s.permute(1, 0, 2)
         else:
-            m = ~torch.isnan(y)
-            keep = m.any(3).any(1).any(0)  # (R,) repeat indices with any data
+            missing = torch.isnan(y)
+            miss = missing.to(y.dtype)  # float counts: faster to sum than bool, exact
+            cells = y.shape[3] - miss.sum(3)  # (B, N, R) valid bins per trial
+            keep = (cells > 0).any(1).any(0)  # (R,) repeat indices with any data
             if not bool(keep.all()):
-                y, m = y[:, :, keep], m[:, :, keep]
-            self.mask = m
-            self.y0 = torch.where(m, y, torch.zeros((), dtype=y.dtype, device=y.device))
-            self.count = m.sum(2, dtype=torch.int32)  # (N, B, T) valid repeats per bin
-            cells = m.sum(3, dtype=torch.int32)  # (N, B, R) valid bins per trial
+                y, missing, miss = y[:, :, keep], missing[:, :, keep], miss[:, :, keep]
+                cells = cells[:, :, keep]
+            self._y, self._missing = y, missing
+            count = y.shape[2] - miss.sum(2)  # (B, N, T) valid repeats per bin
+            del miss
+            self.count = count.to(torch.int32).permute(1, 0, 2)  # (N, B, T)
+            cells = cells.to(torch.int32).permute(1, 0, 2)  # (N, B, R)
             n_stim_bins = (self.count > 0).sum(2, dtype=torch.int32)  # (N, B)
             self.trial_valid = cells > 0
             structured = bool(((cells == 0) | (cells == n_stim_bins.unsqueeze(2))).all())
             self.layout = "structured" if structured and layout != "general" else "general"
-            sum_r = self.y0.sum(2)
-        self.N, self.B, self.R, self.T = self.y0.shape
+            sum_r = torch.nansum(y, 2).permute(1, 0, 2)
+        self.B, self.N, self.R, self.T = self._y.shape
         self.valid3 = self.count > 0  # (N, B, T) not padding
         self.stim_bins = self.valid3.sum(2)  # (N, B) valid bins per stimulus
         self.n_bins = self.stim_bins.sum(1)  # (N,)
@@ -226,6 +234,17 @@ class _Recording:
         self.single_repeat = ~self.multi.any(1)  # (N,) no bin with two valid repeats
         self.too_short = self.n_bins < 2  # (N,)
         self._ybar_w = sum_r / self.count.clamp_min(1).to(self.dtype)  # (N, B, T)
+
+    # -- trials --------------------------------------------------------------------------
+    @cached_property
+    def mask_bn(self) -> torch.Tensor | None:
+        """(B, N, R, T) bool valid cells, None when nothing is missing."""
+        return None if self._missing is None else ~self._missing
+
+    @cached_property
+    def kappa(self) -> torch.Tensor:
+        """(N,) mean response of each neuron over its valid bins, in the input dtype."""
+        return (self.ybar.sum(1) / self.nb).to(self.dtype)
 
     # -- trial average -------------------------------------------------------------------
     @cached_property
@@ -255,11 +274,6 @@ class _Recording:
         return _masked_extremes_equal(self.ybar, self.valid)
 
     # -- noise ---------------------------------------------------------------------------
-    def _deviations(self) -> torch.Tensor:
-        """(N, B, R, T) d = y - ybar on valid cells, 0 elsewhere."""
-        d = self.y0 - self._ybar_w.unsqueeze(2)
-        return d if self.mask is None else d * self.mask
-
     @cached_property
     def _noise(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(noise power (N,), noise power of the trial average (N,)), NaN-free inputs.
@@ -272,15 +286,22 @@ class _Recording:
         """
         if self.layout == "general":
             return self._noise_per_bin()
-        # R_t is constant within each stimulus: per-stimulus sums are enough.
-        d = self._deviations()
-        d1 = d.sum(3).double()  # (N, B, R)
-        d2 = torch.linalg.vector_norm(d, dim=3).double().square()
-        del d
-        r_nb = self.trial_valid.sum(2).double()  # (N, B) valid repeats per stimulus
+        # R_t is constant within each stimulus: per-stimulus sums are enough, and they
+        # follow from the per-stimulus moments (G, S) of the valid repeats: with n valid
+        # repeats, d_r = y_r - ybar has sum_t d_r = S_r - sum_q S_q / n and
+        # sum_t d_r^2 = G_rr - 2 sum_q G_rq / n + sum_qq' G_qq' / n^2 (rows of missing
+        # trials are 0 in G and S, and kept out by v below).
+        G, S = self.stim_moments  # (N, B, R, R), (N, B, R)
+        v0 = self.trial_valid.double()  # (N, B, R)
+        r_nb = v0.sum(2)  # (N, B) valid repeats per stimulus
+        inv_r = 1.0 / r_nb.clamp_min(1.0)
+        d1 = v0 * (S - (S.sum(2) * inv_r).unsqueeze(2))  # (N, B, R)
+        row = G.sum(3)  # (N, B, R)
+        d2 = v0 * (torch.diagonal(G, dim1=2, dim2=3) - 2.0 * inv_r.unsqueeze(2) * row
+                   + (row.sum(2) * inv_r.square()).unsqueeze(2))
         l_nb = self.stim_bins.double()  # (N, B)
         multi = r_nb >= 2  # (N, B)
-        v = (self.trial_valid & multi.unsqueeze(2)).double()  # (N, B, R)
+        v = v0 * multi.unsqueeze(2)  # (N, B, R)
         c = (d1 * v).sum(1) / (v * l_nb.unsqueeze(2)).sum(1).clamp_min(1.0)  # (N, R)
         c_b = c.unsqueeze(1)
         scatter = (v * (d2 - 2.0 * c_b * d1 + l_nb.unsqueeze(2) * c_b.square())).sum(2)
@@ -295,26 +316,35 @@ class _Recording:
         return noise, noise_of_mean
 
     def _noise_per_bin(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Same estimator as :attr:`_noise`, bin by bin (any pattern of missing cells)."""
+        """Same estimator as :attr:`_noise`, bin by bin (any pattern of missing cells).
+
+        Works on the trials in their own (B, N, R, T) order; the sums over repeats
+        weighted by the offsets c_r are batched matrix products.
+        """
         dt = self.dtype
-        m = self.mask
-        cnt = self.count  # (N, B, T)
+        B, N, R, T = self._y.shape
+        cnt = self.count.permute(1, 0, 2)  # (B, N, T) valid repeats per bin
         multi = cnt >= 2
-        d = self._deviations()  # (N, B, R, T)
-        multi_cells = m & multi.unsqueeze(2)
-        c = d.sum((1, 3)) / multi_cells.sum((1, 3)).clamp_min(1).to(dt)  # (N, R); d = 0 if R_t = 1
-        c4 = c[:, None, :, None]
-        sum_d2 = d.square().sum(2)  # (N, B, T)
-        sum_cd = (d * c4).sum(2)
+        inf = float("inf")
+        # d = y - ybar on valid cells, 0 at missing ones (NaN exactly there)
+        d = self._y - self._ybar_w.permute(1, 0, 2).unsqueeze(2)
+        d.nan_to_num_(nan=0.0, posinf=inf, neginf=-inf)
+        mf = self.mask_bn.to(dt).view(B * N, R, T)
+        # c_r: mean of d over the cells of bins with >= 2 valid repeats (d = 0 if R_t = 1)
+        n_multi = torch.bmm(mf, multi.to(dt).view(B * N, T, 1)).view(B, N, R).sum(0)  # (N, R)
+        c = d.sum(3).sum(0) / n_multi.clamp_min(1)  # (N, R)
+        cb = c.unsqueeze(0).expand(B, N, R).reshape(B * N, 1, R)
+        sum_d2 = torch.linalg.vecdot(d, d, dim=2)  # (B, N, T)
+        sum_cd = torch.bmm(cb, d.view(B * N, R, T)).view(B, N, T)
         del d
-        mf = m.to(dt)
-        sum_c = (mf * c4).sum(2)
-        sum_c2 = (mf * c4.square()).sum(2)
+        sums_c = torch.bmm(torch.cat([cb, cb.square()], 1), mf).view(B, N, 2, T)
         del mf
+        sum_c, sum_c2 = sums_c[:, :, 0], sums_c[:, :, 1]
         scatter = sum_d2 - 2.0 * sum_cd + sum_c2 - sum_c.square() / cnt.clamp_min(1).to(dt)
-        scatter = torch.where(multi, scatter.double().clamp_min(0.0), 0.0).reshape(self.N, -1)
-        cnt = cnt.reshape(self.N, -1).double()
-        multi = multi.reshape(self.N, -1)
+        scatter = torch.where(multi, scatter.double().clamp_min(0.0), 0.0)
+        scatter = scatter.permute(1, 0, 2).reshape(self.N, -1)  # (N, L)
+        cnt = self.count.reshape(self.N, -1).double()
+        multi = self.multi
         dof = torch.where(multi, cnt - 1.0, 0.0)
         pooled = scatter.sum(1) / dof.sum(1)
         sigma2 = torch.where(multi, scatter / dof.clamp_min(1.0), pooled[:, None])
@@ -344,26 +374,33 @@ class _Recording:
         """(G (N, B, R, R), S (N, B, R)) float64 per-stimulus sums of y_r y_q and y_r.
 
         Trials are shifted by the neuron's mean response first (correlations do not
-        change; it avoids cancellation); missing trials and padding contribute 0.
+        change; it avoids cancellation); missing trials and padding contribute 0. One
+        batched matrix product over the (B, N, R, T) trials in their own memory order;
+        the products accumulate in the input dtype and are returned as float64.
         """
-        N, B, R, T = self.y0.shape
-        kappa = (self.ybar.sum(1) / self.nb).to(self.dtype)
-        yk = self.y0 - kappa[:, None, None, None]
-        if self.mask is not None:
-            yk = yk * self.mask
-        elif not bool(self.valid3.all()):
-            yk = yk * self.valid3.unsqueeze(2)
-        flat = yk.reshape(N * B, R, T)
-        G = torch.bmm(flat, flat.transpose(1, 2)).reshape(N, B, R, R).double()
-        S = yk.sum(3).double()
+        B, N, R, T = self._y.shape
+        yk = self._y - self.kappa[None, :, None, None]
+        if self._missing is not None:  # NaN exactly at the missing cells; inf stays inf
+            yk.nan_to_num_(nan=0.0, posinf=float("inf"), neginf=float("-inf"))
+        flat = yk.view(B * N, R, T)
+        G = torch.bmm(flat, flat.transpose(1, 2)).view(B, N, R, R).permute(1, 0, 2, 3).double()
+        S = yk.sum(3).permute(1, 0, 2).double()
         return G, S
 
-    def trial_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, R, L) trials with stimuli concatenated, 0 at missing cells, and their mask."""
-        N, B, R, T = self.y0.shape
-        rows = self.y0.permute(0, 2, 1, 3).reshape(N, R, B * T)
-        mask = self.mask.permute(0, 2, 1, 3).reshape(N, R, B * T)
-        return rows, mask
+    @cached_property
+    def centred_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, R, L) trials minus the neuron's mean response, 0 at missing cells, and
+        their (N, R, L) bool mask (the general layout's per-bin computations share them)."""
+        N, B, R, T = self._y.permute(1, 0, 2, 3).shape
+        mask = self.mask_bn.permute(1, 2, 0, 3).reshape(N, R, B * T)
+        rows = (self._y - self.kappa[None, :, None, None]).permute(1, 2, 0, 3).reshape(N, R, B * T)
+        return rows.masked_fill_(~mask, 0.0), mask
+
+    @cached_property
+    def trial_corr(self) -> torch.Tensor:
+        """(N, R, R) float64 pairwise-complete correlation of every pair of repeats."""
+        n, sx, sxx, sxy = _pair_moments(self)
+        return _corr_from_moments(n, sx, sx.transpose(1, 2), sxx, sxx.transpose(1, 2), sxy)
 
 
 class _Prediction:
@@ -485,6 +522,47 @@ def _corr_from_moments(n, sa, sb, saa, sbb, sab) -> torch.Tensor:
     return torch.where(ok, cov / torch.sqrt(va.clamp_min(1e-300) * vb.clamp_min(1e-300)), float("nan"))
 
 
+def _half_sums(Gf, Sf, n_bins, v, half):
+    """Split-half moment sums of groups of bins that share their valid repeats.
+
+    Args:
+        Gf: ``(M, R * R)`` sums over the group's bins of y_r y_q (0 for missing repeats).
+        Sf: ``(M, R)`` sums of y_r; ``n_bins``: ``(M,)`` bins in each group.
+        v: ``(M, R)`` float64 valid repeats of each group (1 valid, 0 missing).
+        half: ``(S, R)`` float64 indicator of half A for each split.
+
+    Returns:
+        six ``(M, S)`` sums over the group's kept bins of 1, a, b, a^2, b^2 and a b, with
+        a and b the half means; a group where a half has no valid repeat is dropped.
+    """
+    R = v.shape[1]
+    ha, hb = half, 1.0 - half  # (S, R)
+    na, nb_ = v @ ha.T, v @ hb.T  # (M, S) valid repeats in each half
+    keep = (na > 0) & (nb_ > 0)
+    ia = torch.where(keep, 1.0 / na.clamp_min(1.0), 0.0)
+    ib = torch.where(keep, 1.0 / nb_.clamp_min(1.0), 0.0)
+
+    def outer(p, q):  # (S, R), (S, R) -> (R * R, S)
+        return (p.unsqueeze(2) * q.unsqueeze(1)).reshape(p.shape[0], R * R).T
+
+    return (keep * n_bins.reshape(-1, 1), (Sf @ ha.T) * ia, (Sf @ hb.T) * ib,
+            (Gf @ outer(ha, ha)) * ia.square(), (Gf @ outer(hb, hb)) * ib.square(),
+            (Gf @ outer(ha, hb)) * ia * ib)
+
+
+def _repeat_patterns(valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M, R) bool -> (patterns (P, R) bool, group (M,) index of each row's pattern)."""
+    M, R = valid.shape
+    if bool((valid == valid[:1]).all()):  # one pattern: nothing missing, or only padding
+        return valid[:1], torch.zeros(M, dtype=torch.long, device=valid.device)
+    if R <= 62:  # one integer code per row: a 1-D unique is much faster than unique(dim=0)
+        bits = torch.arange(R, device=valid.device)
+        codes = (valid.long() << bits).sum(1)
+        uniq, group = torch.unique(codes, return_inverse=True)
+        return ((uniq.unsqueeze(1) >> bits) & 1).bool(), group
+    return torch.unique(valid, dim=0, return_inverse=True)
+
+
 def _half_corr_moments(rec: _Recording, half: torch.Tensor) -> torch.Tensor:
     """(N, S) split-half correlations from per-stimulus trial moments.
 
@@ -497,69 +575,78 @@ def _half_corr_moments(rec: _Recording, half: torch.Tensor) -> torch.Tensor:
     """
     G, S = rec.stim_moments  # (N, B, R, R), (N, B, R)
     N, B, R, _ = G.shape
-    # Stimuli sharing a pattern of valid repeats share the half sizes: pool them first
-    # (one group when nothing is missing).
-    patterns, group = torch.unique(rec.trial_valid.reshape(N * B, R), dim=0, return_inverse=True)
+    patterns, group = _repeat_patterns(rec.trial_valid.reshape(N * B, R))
     P = patterns.shape[0]
-    idx = torch.arange(N, device=G.device).repeat_interleave(B) * P + group  # (N*B,)
-    Gf = torch.zeros(N * P, R * R, dtype=G.dtype, device=G.device).index_add_(0, idx, G.reshape(N * B, R * R))
-    Sf = torch.zeros(N * P, R, dtype=S.dtype, device=S.device).index_add_(0, idx, S.reshape(N * B, R))
-    n_bins = torch.zeros(N * P, dtype=torch.float64, device=G.device).index_add_(
-        0, idx, rec.stim_bins.double().reshape(N * B))
+    bins = rec.stim_bins.double()  # (N, B)
+    if P == 1:  # every stimulus has the same valid repeats: pool by summing over B
+        Gf, Sf, n_bins = G.sum(1).reshape(N, R * R), S.sum(1), bins.sum(1)
+    else:  # pool the stimuli of each (neuron, pattern) group
+        idx = torch.arange(N, device=G.device).repeat_interleave(B) * P + group  # (N*B,)
+        Gf = G.new_zeros(N * P, R * R).index_add_(0, idx, G.reshape(N * B, R * R))
+        Sf = S.new_zeros(N * P, R).index_add_(0, idx, S.reshape(N * B, R))
+        n_bins = bins.new_zeros(N * P).index_add_(0, idx, bins.reshape(N * B))
     v = patterns.double().repeat(N, 1)  # (N*P, R) valid repeats of each group
-    ha, hb = half, 1.0 - half  # (S, R)
-    na, nb_ = v @ ha.T, v @ hb.T  # (N*P, S) valid repeats in each half
-    keep = (na > 0) & (nb_ > 0)
-    ia = torch.where(keep, 1.0 / na.clamp_min(1.0), 0.0)
-    ib = torch.where(keep, 1.0 / nb_.clamp_min(1.0), 0.0)
-
-    def outer(p, q):  # (S, R), (S, R) -> (R * R, S)
-        return (p.unsqueeze(2) * q.unsqueeze(1)).reshape(p.shape[0], R * R).T
-
-    def per_neuron(x):  # (N*P, S) -> (N, S)
-        return x.reshape(N, P, -1).sum(1)
-
-    n = per_neuron(keep * n_bins.reshape(N * P, 1))
-    sa = per_neuron((Sf @ ha.T) * ia)
-    sb = per_neuron((Sf @ hb.T) * ib)
-    saa = per_neuron((Gf @ outer(ha, ha)) * ia.square())
-    sbb = per_neuron((Gf @ outer(hb, hb)) * ib.square())
-    sab = per_neuron((Gf @ outer(ha, hb)) * ia * ib)
-    return _corr_from_moments(n, sa, sb, saa, sbb, sab)
+    sums = [x.reshape(N, P, -1).sum(1) for x in _half_sums(Gf, Sf, n_bins, v, half.double())]
+    return _corr_from_moments(*sums)
 
 
 def _sum64(x: torch.Tensor) -> torch.Tensor:
-    """Sum over the last dimension, accumulated in float64."""
-    return x.sum(-1, dtype=torch.float64)
+    """Sum over the last dimension, returned as float64.
+
+    A float32 ``x`` is summed in float32 (torch's CPU reduction is a cascade sum, so the
+    error grows like log(n), at the precision of the input) and then converted: asking
+    ``sum`` for a float64 result converts every element first and is ~30x slower.
+    """
+    return x.sum(-1).double()
 
 
 def _half_corr_per_bin(rec: _Recording, half: torch.Tensor) -> torch.Tensor:
-    """(N, S) split-half correlations for any pattern of missing cells (slower).
+    """(N, S) split-half correlations for any pattern of missing cells.
 
     Half means per bin over the valid repeats of each half; a bin where a half has no
-    valid repeat is dropped for that split.
+    valid repeat is dropped for that split. Bins where every repeat is valid (usually
+    most of them) share the half sizes and go through second moments as in
+    :func:`_half_corr_moments`; only the bins with missing cells are done bin by bin.
+    Trials are shifted by the neuron's mean response (correlations do not change).
     """
-    rows, mask = rec.trial_rows()  # (N, R, L)
+    rows, mask = rec.centred_rows  # (N, R, L)
     N, R, L = rows.shape
     dt = rec.dtype
-    mf = mask.to(dt)
-    tot, cnt = rows.sum(1), mf.sum(1)  # (N, L)
-    chunk = max(1, _SPLIT_CHUNK_ELEMENTS // max(1, N * L))
-    out = []
-    for start in range(0, half.shape[0], chunk):
-        a = half[start: start + chunk].to(dt)  # (s, R)
-        sum_a = torch.matmul(a, rows)  # (N, s, L)
-        cnt_a = torch.matmul(a, mf)
-        cnt_b = cnt.unsqueeze(1) - cnt_a
-        ok = (cnt_a > 0) & (cnt_b > 0)
-        mean_a = (sum_a * ok) / cnt_a.clamp_min(1)
-        mean_b = ((tot.unsqueeze(1) - sum_a) * ok) / cnt_b.clamp_min(1)
-        del sum_a, cnt_a, cnt_b
-
-        out.append(_corr_from_moments(
-            _sum64(ok), _sum64(mean_a), _sum64(mean_b), _sum64(mean_a.square()),
-            _sum64(mean_b.square()), _sum64(mean_a * mean_b)))
-    return torch.cat(out, 1)
+    cnt = mask.sum(1)  # (N, L)
+    full = cnt == R
+    # bins where every repeat is valid: one moment matrix per neuron
+    rf = rows * full.unsqueeze(1)
+    Gf = torch.bmm(rf, rf.transpose(1, 2)).double().reshape(N, R * R)
+    Sf = rf.sum(2).double()
+    del rf
+    v = torch.ones(N, R, dtype=torch.float64, device=rows.device)
+    sums = list(_half_sums(Gf, Sf, full.sum(1).double(), v, half.double()))
+    # bins with some (not all) repeats missing: gather them to the front, bin by bin
+    partial = (cnt > 0) & ~full
+    n_part = partial.sum(1)  # (N,)
+    lp = int(n_part.max())
+    if lp > 0:
+        order = torch.argsort(partial.to(torch.int8), dim=1, descending=True, stable=True)[:, :lp]
+        inside = torch.arange(lp, device=rows.device) < n_part.unsqueeze(1)  # (N, lp)
+        idx = order.unsqueeze(1).expand(N, R, lp)
+        rows_p = torch.gather(rows, 2, idx) * inside.unsqueeze(1)
+        mf = (torch.gather(mask, 2, idx) & inside.unsqueeze(1)).to(dt)
+        tot, cnt_p = rows_p.sum(1), mf.sum(1)  # (N, lp)
+        chunk = max(1, _SPLIT_CHUNK_ELEMENTS // max(1, N * lp))
+        parts = []
+        for start in range(0, half.shape[0], chunk):
+            a = half[start: start + chunk].to(dt)  # (s, R)
+            sum_a = torch.matmul(a, rows_p)  # (N, s, lp)
+            cnt_a = torch.matmul(a, mf)
+            cnt_b = cnt_p.unsqueeze(1) - cnt_a
+            ok = cnt_a.clamp(max=1) * cnt_b.clamp(max=1)  # 1 where both halves have data
+            mean_a = (sum_a * ok) / cnt_a.clamp_min(1)
+            mean_b = ((tot.unsqueeze(1) - sum_a) * ok) / cnt_b.clamp_min(1)
+            del sum_a, cnt_a, cnt_b
+            parts.append((_sum64(ok), _sum64(mean_a), _sum64(mean_b), _sum64(mean_a.square()),
+                          _sum64(mean_b.square()), _sum64(mean_a * mean_b)))
+        sums = [s_full + torch.cat(p, 1) for s_full, p in zip(sums, zip(*parts))]
+    return _corr_from_moments(*sums)
 
 
 def _cc_max_values(rec: _Recording, n_splits: int, seed: int, name: str) -> torch.Tensor:
@@ -569,8 +656,8 @@ def _cc_max_values(rec: _Recording, n_splits: int, seed: int, name: str) -> torc
     _warn(name, rec.single_repeat & ~rec.too_short, _SINGLE_REPEAT)
     _warn(name, rec.too_short, _TOO_SHORT)
     if rec.R < 2:
-        return torch.full((rec.N,), float("nan"), dtype=torch.float64, device=rec.y0.device)
-    half = _split_masks(rec.R, int(n_splits), seed, rec.y0.device)
+        return torch.full((rec.N,), float("nan"), dtype=torch.float64, device=rec._y.device)
+    half = _split_masks(rec.R, int(n_splits), seed, rec._y.device)
     if rec.layout == "general":
         rho = _half_corr_per_bin(rec, half)
     else:
@@ -592,17 +679,15 @@ def _pair_moments(rec: _Recording):
         n = rec.n_bins.double()[:, None, None].expand_as(G)
         return n, S.unsqueeze(2).expand_as(G), torch.diagonal(G, dim1=1, dim2=2).unsqueeze(2).expand_as(G), G
     if rec.layout == "structured":
-        G, S = rec.stim_moments
-        v = rec.trial_valid.double()
-        both = v.unsqueeze(3) * v.unsqueeze(2)  # (N, B, R, R)
-        n = (both * rec.stim_bins.double()[:, :, None, None]).sum(1)
-        sxy = (both * G).sum(1)
-        sx = (both * S.unsqueeze(3)).sum(1)
-        sxx = (both * torch.diagonal(G, dim1=2, dim2=3).unsqueeze(3)).sum(1)
-        return n, sx, sxx, sxy
-    rows, mask = rec.trial_rows()
-    kappa = (rec.ybar.sum(1) / rec.nb).to(rec.dtype)
-    xc = (rows - kappa[:, None, None]) * mask
+        # G and S are 0 for missing trials: only the other member of a pair needs a mask
+        G, S = rec.stim_moments  # (N, B, R, R), (N, B, R)
+        v = rec.trial_valid.double()  # (N, B, R)
+        vt = v.transpose(1, 2)  # (N, R, B)
+        n = torch.bmm(vt * rec.stim_bins.double().unsqueeze(1), v)
+        sx = torch.bmm(S.transpose(1, 2), v)
+        sxx = torch.bmm(torch.diagonal(G, dim1=2, dim2=3).transpose(1, 2), v)
+        return n, sx, sxx, G.sum(1)
+    xc, mask = rec.centred_rows  # (N, R, L)
     mf = mask.to(rec.dtype)
     mt = mf.transpose(1, 2)
     n = torch.bmm(mf, mt).double()
@@ -614,8 +699,7 @@ def _pair_moments(rec: _Recording):
 
 def _trial_corr_values(rec: _Recording, name: str) -> torch.Tensor:
     """(N,) mean over pairs of distinct repeats of their correlation (pairwise-complete)."""
-    n, sx, sxx, sxy = _pair_moments(rec)
-    rho = _corr_from_moments(n, sx, sx.transpose(1, 2), sxx, sxx.transpose(1, 2), sxy)
+    rho = rec.trial_corr  # (N, R, R)
     off = ~torch.eye(rec.R, dtype=torch.bool, device=rho.device)
     ok = ~torch.isnan(rho) & off
     n_ok = ok.sum((1, 2))

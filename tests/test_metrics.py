@@ -197,6 +197,36 @@ def test_computation_layouts_agree(data):
             torch.testing.assert_close(fn(rec, half), ref_half, rtol=1e-10, atol=0)
 
 
+def test_repeat_patterns_grouping():
+    """Pooling stimuli by their valid repeats: integer codes (R <= 62) and rows (R > 62)."""
+    g = torch.Generator().manual_seed(0)
+    for R in (5, 20, 70):
+        valid = torch.rand(40, R, generator=g) < 0.5
+        valid[::3] = valid[0]  # repeated patterns
+        patterns, group = M._repeat_patterns(valid)
+        assert torch.equal(patterns[group], valid)
+        assert patterns.shape[0] == torch.unique(valid, dim=0).shape[0]
+        one, zeros = M._repeat_patterns(valid[:1].expand(7, R))
+        assert one.shape == (1, R) and torch.equal(zeros, torch.zeros(7, dtype=torch.long))
+
+
+def test_float32_matches_float64(data):
+    """float32 input (accumulated in float32, then float64) agrees with float64 input."""
+    rate, resp = data
+    resp = resp + 20.0  # a high baseline, where cancellation would show
+    cells = resp.copy()
+    cells[np.random.default_rng(3).random(resp.shape) < 0.05] = np.nan
+    trials = resp.copy()
+    trials[1, :, 4:9] = np.nan
+    trials[3, :, :, 120:] = np.nan
+    for r in (resp, trials, cells):
+        ref = M.score(rate, r, n_splits=8)
+        got = M.score(rate.astype(np.float32), r.astype(np.float32), n_splits=8)
+        for key in ref:
+            assert got[key].dtype == np.float32
+            np.testing.assert_allclose(got[key], ref[key], rtol=1e-4, err_msg=key)
+
+
 def test_missing_trials_oracle():
     """Stimuli with 20, 15, 10, 20 and 12 repeats, plus scattered missing cells.
 
