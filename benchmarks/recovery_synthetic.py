@@ -12,15 +12,14 @@ B. single-unit fits with the training engine (``fit_single_units``) for several 
    choices, with the closed-form ridge STRF as the floor: mean cc_norm on the test clips,
    and the recovery of AdapTrans' parameters near each neuron's best frequency.
 
-Tau recovery. For each neuron and channel (ON, OFF), the fitted per-band time constants
-are summarised by an energy-weighted mean of ``log(tau_fit / tau_willmore(cf))`` over the
-bands, the weights being the ground-truth STRF energy of that channel per band (the bands
-where the neuron listens). ``exp`` of it is the fitted *factor*; the truth is the
-generator's per-neuron factor. The Willmore initialisation has factor 1 for every neuron,
-so a correlation of fitted with true factors cannot come from the initialisation; we also
-report the mean |log error| of the factors against that of the initialisation (|log true
-factor|): learning must lower it. Only neurons whose channel carries >= 20 % of their STRF
-energy (and that are not the deliberately noisy ones) enter a channel's statistics.
+Tau recovery: :func:`deepstrf_utils.groundtruth.tau_recovery` (see that module). For each
+neuron and channel (ON, OFF), the fitted per-band time constants are summarised by an
+energy-weighted mean of ``log(tau_fit / tau_willmore(cf))`` over the bands, the weights
+being the ground-truth STRF energy of that channel per band; ``exp`` of it is the fitted
+*factor*, compared with the generator's per-neuron factor (correlation, and mean |log
+error| against that of the Willmore initialisation, factor 1). Only neurons whose channel
+carries >= 20 % of their STRF energy (and that are not the deliberately noisy ones) enter
+a channel's statistics.
 
 Learning rate of the AdapTrans parameters: ``fit_single_units`` has one learning rate for
 all parameters, so a faster prefilter is emulated by reparameterising it
@@ -57,12 +56,14 @@ from deepstrf_utils.adaptrans import (  # noqa: E402
     willmore_tau_ms,
 )
 from deepstrf_utils.datasets.synthetic import load_synthetic, true_rate  # noqa: E402
+from deepstrf_utils.groundtruth import channel_shares, tau_recovery  # noqa: E402
 from deepstrf_utils.models import LinearNonlinear, fit_ridge_strf  # noqa: E402
 from deepstrf_utils.training import evaluate, fit_single_units  # noqa: E402
 
 logger = logging.getLogger("recovery")
 
-#: the quick profile's fitting budget (profiles.py, "quick")
+#: the study's base fitting budget (the first quick profile; configurations override lr / loss).
+#: The quick profile now uses lr 1e-2 and a prefilter lr of 3e-2, the study's recommendation.
 QUICK_FIT = {"loss": "mse", "lr": 1e-3, "weight_decay": 1e-2, "max_epochs": 30, "patience": 5, "batch_size": 4}
 
 
@@ -171,8 +172,7 @@ def sensitivity_table(ds, factors=(0.5, 2.0)) -> pd.DataFrame:
     gt = ds.ground_truth
     stims = list(ds.stimuli)
     base = np.concatenate(true_rate(stims, gt), axis=1).astype(np.float64)
-    e = (np.asarray(gt["strf"], np.float64) ** 2).sum((-1, -2))
-    share = e / e.sum(1, keepdims=True)
+    share = channel_shares(gt["strf"])
     R = ds.responses[0].shape[1]
     rows = []
     for c, ch in enumerate(("on", "off")):
@@ -192,39 +192,14 @@ def sensitivity_table(ds, factors=(0.5, 2.0)) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ B: fits
-def _channel_weights(gt_strf: np.ndarray) -> np.ndarray:
-    """Ground-truth STRFs (N, 2, F, K) -> per-channel band weights (N, 2, F), each summing to 1."""
-    e = (np.asarray(gt_strf, np.float64) ** 2).sum(-1)
-    return e / np.maximum(e.sum(-1, keepdims=True), 1e-300)
-
-
 def recovery_stats(fitted: dict, ds, min_share: float = 0.2) -> dict:
-    """Correlation and error of the fitted tau / w factors against the ground truth.
+    """:func:`deepstrf_utils.groundtruth.tau_recovery` of the fitted prefilters on ``ds``.
 
-    fitted: ``tau_on_ms, tau_off_ms, w`` arrays (N, F) and ``cf_hz`` (F,) of the fitted
-    prefilters. Returns r_on, r_off (Pearson of log factors), err_on / err_off (mean |log
-    fitted / true factor|), err0_on / err0_off (same for the Willmore initialisation,
-    factor 1), r_w (Pearson of fitted vs true w), n_on / n_off (neurons used).
+    fitted: ``tau_on_ms, tau_off_ms, w`` arrays (N, F) and ``cf_hz`` (F,). Returns r_on,
+    r_off, r_pooled (Pearson of log factors), err_* (mean |log fitted / true factor|),
+    err0_* (the Willmore initialisation's), n_*, r_w.
     """
-    gt = ds.ground_truth
-    wts = _channel_weights(gt["strf"])
-    e = (np.asarray(gt["strf"], np.float64) ** 2).sum((-1, -2))
-    share = e / e.sum(1, keepdims=True)
-    clean = ~np.asarray(gt["noisy"], bool)
-    log_will = np.log(willmore_tau_ms(fitted["cf_hz"]))
-    out = {}
-    for c, ch in enumerate(("on", "off")):
-        fit_f = (wts[:, c] * (np.log(fitted[f"tau_{ch}_ms"]) - log_will)).sum(1)
-        true_f = np.log(np.asarray(gt[f"tau_factor_{ch}"], np.float64))
-        use = clean & (share[:, c] >= min_share)
-        out[f"n_{ch}"] = int(use.sum())
-        out[f"r_{ch}"] = float(np.corrcoef(fit_f[use], true_f[use])[0, 1]) if use.sum() > 2 else np.nan
-        out[f"err_{ch}"] = float(np.abs(fit_f[use] - true_f[use]).mean()) if use.any() else np.nan
-        out[f"err0_{ch}"] = float(np.abs(true_f[use]).mean()) if use.any() else np.nan
-    w_fit = (wts.sum(1) / 2 * fitted["w"]).sum(1)
-    w_true = np.asarray(gt["w"], np.float64)[:, 0]
-    out["r_w"] = float(np.corrcoef(w_fit[clean], w_true[clean])[0, 1])
-    return out
+    return tau_recovery(fitted, ds.ground_truth, fitted["cf_hz"], min_share=min_share)
 
 
 def _model_fn(cfg, ds, neurons):

@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "adaptrans", "models", "metrics", "datasets", "training", "strfs", "insilico",
-    "plotting", "stimuli", "spectrogram", "profiles",
+    "plotting", "stimuli", "spectrogram", "profiles", "groundtruth", "layers", "runner",
 }
 
 

@@ -29,7 +29,7 @@ if (
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
 __all__ = [
     "save_figure",
@@ -53,6 +53,7 @@ __all__ = [
     "plot_by_band",
     "plot_strf_table",
     "performance_figure",
+    "plot_tau_recovery",
     "STRF_CMAP",
 ]
 
@@ -587,3 +588,36 @@ def performance_figure(results, metric: str = "cc_norm", models: Sequence[str] |
                               lim=(lo - pad, hi + pad), title=f"{ds}: per neuron")
         ax.legend(frameon=False, fontsize="x-small")
     return fig, pd.DataFrame(rows)
+
+
+def plot_tau_recovery(ax, table, title: str | None = None, s: float = 16):
+    """Fitted against true AdapTrans time-constant factors, one point per neuron and channel.
+
+    ``table``: :func:`deepstrf_utils.groundtruth.tau_recovery_table` (columns channel, used,
+    true_factor, fitted_factor; optionally stacked over seeds). Only rows with ``used`` are
+    drawn: ON in red, OFF in blue, on log axes, with the identity line (perfect recovery)
+    and the Willmore initialisation (factor 1, dotted).
+    """
+    need = {"channel", "used", "true_factor", "fitted_factor"}
+    if not need <= set(table.columns):
+        raise ValueError(f"expected a tau_recovery_table with columns {sorted(need)}, got {list(table.columns)}")
+    t = table[table["used"].astype(bool)]
+    vals = np.concatenate([t["true_factor"].to_numpy(float), t["fitted_factor"].to_numpy(float), [0.5, 2.0]])
+    vals = vals[np.isfinite(vals) & (vals > 0)]
+    lim = (0.9 * vals.min(), 1.1 * vals.max())
+    for ch, color in (("ON", "tab:red"), ("OFF", "tab:blue")):
+        sel = t[t["channel"] == ch]
+        plot_scatter_diagonal(ax, sel["true_factor"], sel["fitted_factor"], xlabel="true tau factor (x Willmore)",
+                              ylabel="fitted tau factor (x Willmore)", lim=lim, label=f"tau {ch} (n = {len(sel)})",
+                              color=color, s=s)
+    ax.axhline(1.0, color="0.5", lw=0.8, ls=":", label="initialisation")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ticks = [0.5, 0.7, 1.0, 1.4, 2.0]
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
+    ax.legend(frameon=False, fontsize="x-small")
+    if title:
+        ax.set_title(title)

@@ -7,6 +7,7 @@ import importlib.util
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,6 +97,7 @@ def test_notebook_executes_with_smoke_profile(executed, prefix):
     if prefix == "05":
         text = (dirs["figures"] / "benchmark.md").read_text()
         assert "43.7" in text and "65.3" in text and "ConvNet2D + AdapTrans" in text
+        assert "LN + AdapTrans vs LN, cc_raw" in text and "tau recovery of LN + AdapTrans" in text
 
 
 @pytest.mark.notebook
@@ -138,6 +140,23 @@ def test_save_figure_writes_png_and_pdf(tmp_path):
         save_figure(fig, "fig_test.png", tmp_path)
 
 
+def test_plot_tau_recovery_draws_used_rows_on_log_axes():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from deepstrf_utils.plotting import plot_tau_recovery
+
+    table = pd.DataFrame({"channel": ["ON", "ON", "OFF", "OFF"], "used": [True, True, True, False],
+                          "true_factor": [0.5, 2.0, 1.0, 1.5], "fitted_factor": [0.6, 1.8, 1.1, np.nan]})
+    fig, ax = plt.subplots()
+    plot_tau_recovery(ax, table)
+    counts = [len(c.get_offsets()) for c in ax.collections]
+    plt.close(fig)
+    assert counts == [2, 1] and ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    with pytest.raises(ValueError, match="tau_recovery_table"):
+        plot_tau_recovery(ax, table.drop(columns="used"))
+
+
 def test_profiles_configs_and_dataset_resolution(tmp_path):
     from deepstrf_utils.profiles import MODEL_NAMES, get_profile
     from deepstrf_utils.runner import config_id
@@ -150,6 +169,17 @@ def test_profiles_configs_and_dataset_resolution(tmp_path):
     assert {tuple(c["model_kwargs"]["kernel_size"]) for c in cnn} == {(6, 15), (3, 7)}
     assert len({config_id(c) for c in configs}) == len(configs)  # accepted by the runner, all distinct
     assert paper.fit_kwargs["patience"] == 50 and len(paper.seeds) == 10
+    # AdapTrans: rectified, with its own learning rate in quick only; nothing extra without a prefilter
+    for c in configs:
+        if c["prefilter"] == "adaptrans":
+            assert c["prefilter_kwargs"] == {"rectify": "relu"} and c["fit_kwargs"]["prefilter_lr"] == 3e-2
+        else:
+            assert "prefilter_kwargs" not in c and "prefilter_lr" not in c["fit_kwargs"]
+        assert c["fit_kwargs"]["lr"] == 1e-2
+    p_at = paper.config("ns1", "LinearNonlinear", "adaptrans")
+    assert p_at["prefilter_kwargs"] == {"rectify": "relu"} and p_at["mode"] == "single"
+    assert p_at["fit_kwargs"]["lr"] == 1e-3 and "prefilter_lr" not in p_at["fit_kwargs"]
+    assert quick.options_for("synthetic")["n_neurons"] >= 14  # enough neurons for a tau correlation
     assert quick.datasets("", tmp_path) == ["synthetic"]
     assert paper.datasets("", tmp_path) == ["synthetic"]  # nothing downloaded under tmp_path
     with pytest.raises(FileNotFoundError, match="make data DATASET=ns1"):
