@@ -54,8 +54,14 @@ def ns1_like(n_neurons: int, n_stimuli: int = B_NS1, n_repeats: int = 2, seed: i
     return ResponseDataset(stims, resps, dt_ms=5.0, cf_hz=np.geomspace(500, 22627, F_NS1), name="ns1-like")
 
 
+#: rectification of AdapTrans in every benchmark ("relu": the models' default; set by --rectify)
+ADAPTRANS_KWARGS = {}
+
+
 def build(name, prefilter, n_neurons=1):
-    return build_model(name, n_bands=F_NS1, n_neurons=n_neurons, dt_ms=5.0, prefilter=prefilter, **MODELS[name])
+    kw = {"prefilter_kwargs": dict(ADAPTRANS_KWARGS)} if prefilter == "adaptrans" and ADAPTRANS_KWARGS else {}
+    return build_model(name, n_bands=F_NS1, n_neurons=n_neurons, dt_ms=5.0, prefilter=prefilter,
+                       **MODELS[name], **kw)
 
 
 def table(header, rows):
@@ -101,6 +107,7 @@ def bench_batched(args):
             _, res = fit_single_units(model_fn, ds, val, batched=True, **kw, **stack_kw)
             t_batched, c_batched = time.perf_counter() - t0, time.process_time() - c0
             n_loop = min(args.loop_units, U)
+            fit(model_fn(0), ds.select([0]), val.select([0]), **{**kw, "max_epochs": 1})  # warm-up
             t0, c0 = time.perf_counter(), time.process_time()
             for u in range(n_loop):
                 torch.manual_seed(0)
@@ -173,7 +180,11 @@ def main(argv=None):
     p.add_argument("--models", default=None, help="comma list restricting the models of every benchmark")
     p.add_argument("--max-stack", type=int, default=None, help="fit_single_units(max_stack=...) (memory bound)")
     p.add_argument("--loop-units", type=int, default=None, help="units timed in the loop (scaled to --units)")
+    p.add_argument("--rectify", choices=["relu", "none"], default="relu",
+                   help="AdapTrans outputs: relu (the models' default) or none (linear: fused STRF path)")
     args = p.parse_args(argv)
+    if args.rectify == "none":
+        ADAPTRANS_KWARGS["rectify"] = None
     if args.threads:
         torch.set_num_threads(args.threads)
     args.units = args.units or (8 if args.quick else 64)
