@@ -428,3 +428,12 @@ class NoPrefilter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return x unchanged, ``(B, 1, F, T)``."""
         return x
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's first parameter (or buffer); CPU for a model with neither."""
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .layers import model_device as _model_device
+
 __all__ = [
     "gradient_strf",
     "weight_strf",
@@ -100,12 +102,6 @@ def as_stimulus_list(stimuli, n_bands: int | None = None) -> list[torch.Tensor]:
     return items
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
 
 
 def _model_attr(model: nn.Module, name: str):

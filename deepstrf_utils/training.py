@@ -36,6 +36,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .layers import model_device as _model_device
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -75,12 +77,6 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
 
 
 def _get_loss(loss: str | Callable) -> Callable:

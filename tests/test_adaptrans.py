@@ -14,13 +14,6 @@ from deepstrf_utils.adaptrans import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids thread-pool contention on a busy 2-core CI."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def reference_filter(x, a_on, a_off, w, K):
