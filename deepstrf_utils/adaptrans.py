@@ -253,9 +253,11 @@ def _apply_kernels(x: torch.Tensor, kernels: torch.Tensor, implementation: str,
         y = F_.conv1d(F_.pad(xc, (K - 1, 0)), weight, groups=Fb)  # (B, F*C, T)
         y = y.view(B, Fb, C, T).transpose(1, 2)
     elif implementation == "fft":
+        from .layers import padded_rfft  # lean backward (r2c/c2r only); layers imports this module
+
         n = _fast_fft_length(T + K - 1)
-        X = torch.fft.rfft(xc, n=n)  # (B, F, n//2+1)
-        H = kernel_hat if kernel_hat is not None else torch.fft.rfft(kernels, n=n)  # (C, F, n//2+1)
+        X = padded_rfft(xc, n)  # (B, F, n//2+1)
+        H = kernel_hat if kernel_hat is not None else padded_rfft(kernels, n)  # (C, F, n//2+1)
         y = torch.fft.irfft(X.unsqueeze(1) * H, n=n)[..., :T]  # (B, C, F, T)
     else:  # pragma: no cover - validated by callers
         raise ValueError(f"implementation must be one of {_IMPLEMENTATIONS}, got {implementation!r}")

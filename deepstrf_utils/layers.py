@@ -173,6 +173,20 @@ class _PaddedRfft(torch.autograd.Function):
         return torch.fft.irfft(grad_spec * scale, n=n)[..., : ctx.length], None
 
 
+def padded_rfft(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``torch.fft.rfft(x, n=n)`` of a real ``(..., L)`` signal, ``L <= n``, zero padded.
+
+    Same values; when ``x`` needs a gradient, the backward is one complex-to-real
+    transform (:class:`_PaddedRfft`) instead of PyTorch's generic complex-to-complex one
+    on the full two-sided spectrum.
+    """
+    if x.shape[-1] > n:
+        raise ValueError(f"expected a signal of at most n={n} samples, got {x.shape[-1]}")
+    if not (x.requires_grad or torch._C._functorch.is_functorch_wrapped_tensor(x)):
+        return torch.fft.rfft(x, n=n)
+    return _PaddedRfft.apply(x, n)
+
+
 def _spectral_apply(spec_x: torch.Tensor, spec_g: torch.Tensor, n_fft: int, n_bins: int) -> torch.Tensor:
     """``y[b, u] = irfft(sum_q X[b, q] G[u, q])[:T]``.
 
@@ -195,8 +209,8 @@ def causal_strf_fft(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     b, c, f, t = x.shape
     u, _, _, k = weight.shape
     n = _fft_size(t + k - 1)
-    spec_x = torch.fft.rfft(x, n=n).reshape(b, c * f, -1)
-    spec_w = torch.fft.rfft(weight, n=n).reshape(u, c * f, -1)
+    spec_x = padded_rfft(x, n).reshape(b, c * f, -1)
+    spec_w = padded_rfft(weight, n).reshape(u, c * f, -1)
     y = _spectral_apply(spec_x, spec_w, n, t)
     return y if bias is None else y + bias[:, None]
 
@@ -233,7 +247,7 @@ def prefiltered_strf_fft(
     # g = sum_c h_c * weight_c (Kh + K - 1 taps), composed on a short transform (no wrap-around),
     # so that the long transform is taken once per band and unit instead of once per channel
     m = _fft_size(kh + k - 1)
-    g = torch.fft.irfft((torch.fft.rfft(kernels, n=m).unsqueeze(0) * torch.fft.rfft(weight, n=m)).sum(1), n=m)
+    g = torch.fft.irfft((padded_rfft(kernels, m).unsqueeze(0) * padded_rfft(weight, m)).sum(1), n=m)
     spec_g = _PaddedRfft.apply(g[..., : kh + k - 1], n)  # (U, F, W)
     y = _spectral_apply(spec_x, spec_g, n, t)
     # constant part: x0 through the prefilter gain, then the STRF's (zero-padded) step response
@@ -258,8 +272,8 @@ def leaky_integrate(s: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     lags = torch.arange(t_len, dtype=s.dtype, device=s.device)
     # (1 - k)^j by pow: exact at k = 1 (kernel [1, 0, 0, ...]), gradient included
     kernel = k[:, None] * torch.pow(1.0 - k[:, None], lags)  # (U, T): weight of s_{t-j}
-    n_fft = 2 * t_len
-    spec = torch.fft.rfft(s, n=n_fft, dim=-1) * torch.fft.rfft(kernel, n=n_fft, dim=-1)
+    n_fft = _fft_size(2 * t_len - 1)
+    spec = padded_rfft(s, n_fft) * padded_rfft(kernel, n_fft)
     return torch.fft.irfft(spec, n=n_fft, dim=-1)[..., :t_len]
 
 

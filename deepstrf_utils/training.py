@@ -67,7 +67,18 @@ def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy and torch (CPU and every CUDA device) with ``seed``."""
     random.seed(seed)
     np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
+    if torch.cuda.is_available() or _mps_available():
+        torch.manual_seed(seed)
+    else:
+        # the same seeding of torch's (only) CPU generator; torch.manual_seed would also
+        # queue a lazy CUDA seeding with a captured traceback (~0.7 ms a call), which adds
+        # up when fit_single_units seeds every unit
+        torch.default_generator.manual_seed(seed)
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -91,7 +102,17 @@ def _get_loss(loss: str | Callable) -> Callable:
         raise ValueError(f"expected loss to be a name such as 'mse' or a callable, got {loss!r}")
     from . import metrics
 
-    return metrics.get_loss(loss)
+    builtin = metrics.get_loss(loss)
+
+    def averaged(pred, resp, reduction="mean"):
+        # training passes its trial-averaged target as (B, N, 1, T); the built-in losses
+        # take it as (B, N, T) directly: the same values with fewer passes over the data
+        if resp.dim() == 4 and resp.shape[2] == 1:
+            resp = resp[:, :, 0]
+        return builtin(pred, resp, reduction=reduction)
+
+    averaged.__name__ = getattr(builtin, "__name__", str(loss))
+    return averaged
 
 
 def _neuron_ids(dataset) -> list:
@@ -254,12 +275,13 @@ def _probe_output(model: nn.Module, packed: _Packed) -> None:
         model.train(was_training)
 
 
-def _init_output(model: nn.Module, packed: _Packed) -> None:
+def _init_output(model: nn.Module, packed: _Packed | None = None, stats=None) -> None:
     """Call ``model.init_output(mean, std)`` (if the model has it) with the training target's
-    per-neuron mean and std, so that the output nonlinearity starts at the data's scale."""
+    per-neuron mean and std (``packed.target_stats()``, or ``stats`` when given), so that
+    the output nonlinearity starts at the data's scale."""
     init = getattr(model, "init_output", None)
     if callable(init):
-        mean, std = packed.target_stats()
+        mean, std = stats if stats is not None else packed.target_stats()
         init(mean, std)
 
 
@@ -870,8 +892,9 @@ def fit_single_units(
     tr.check_neurons_have_data("training")
     _probe_output(models[0], tr.select([0]))
     if init_output:
+        mean, std = tr.target_stats()  # per unit, computed once for all units
         for u, m in enumerate(models):
-            _init_output(m, tr.select([u]))
+            _init_output(m, stats=(mean[u:u + 1], std[u:u + 1]))
 
     use_batched = batched if batched is not None else stacking_pays_off(models[0], dev)
     if batched is None and not use_batched:

@@ -624,3 +624,20 @@ def test_fft_paths_vmapped_over_stimuli():
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     for a, b in zip(g_v, g_r):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("n", [16, 15])
+def test_padded_rfft_equals_rfft_values_and_gradients(n):
+    from deepstrf_utils.layers import padded_rfft
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 2, 11, dtype=torch.float64, requires_grad=True)
+    ref = torch.fft.rfft(x, n=n)
+    out = padded_rfft(x, n)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(ref)
+    (ga,) = torch.autograd.grad((out * g.conj()).real.sum(), x)
+    (gb,) = torch.autograd.grad((ref * g.conj()).real.sum(), x)
+    torch.testing.assert_close(ga, gb)
+    with pytest.raises(ValueError, match="at most n=8"):
+        padded_rfft(x, 8)
