@@ -248,7 +248,7 @@ def prefiltered_strf_fft(
     # so that the long transform is taken once per band and unit instead of once per channel
     m = _fft_size(kh + k - 1)
     g = torch.fft.irfft((padded_rfft(kernels, m).unsqueeze(0) * padded_rfft(weight, m)).sum(1), n=m)
-    spec_g = _PaddedRfft.apply(g[..., : kh + k - 1], n)  # (U, F, W)
+    spec_g = padded_rfft(g[..., : kh + k - 1], n)  # (U, F, W)
     y = _spectral_apply(spec_x, spec_g, n, t)
     # constant part: x0 through the prefilter gain, then the STRF's (zero-padded) step response
     step = torch.einsum("cf,ucfk->ufk", kernels.sum(-1), weight.cumsum(-1))  # (U, F, K)
