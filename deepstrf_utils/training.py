@@ -275,13 +275,12 @@ def _probe_output(model: nn.Module, packed: _Packed) -> None:
         model.train(was_training)
 
 
-def _init_output(model: nn.Module, packed: _Packed | None = None, stats=None) -> None:
+def _init_output(model: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
     """Call ``model.init_output(mean, std)`` (if the model has it) with the training target's
-    per-neuron mean and std (``packed.target_stats()``, or ``stats`` when given), so that
-    the output nonlinearity starts at the data's scale."""
+    per-neuron mean and std (``_Packed.target_stats()``), so that the output nonlinearity
+    starts at the data's scale."""
     init = getattr(model, "init_output", None)
     if callable(init):
-        mean, std = stats if stats is not None else packed.target_stats()
         init(mean, std)
 
 
@@ -544,7 +543,7 @@ def fit(
     va = _Packed.from_dataset(val, dev) if val is not None else None
     _probe_output(model, tr)
     if init_output:
-        _init_output(model, tr)
+        _init_output(model, *tr.target_stats())
     return _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, batch_size,
                        scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta, t0,
                        prefilter_lr=prefilter_lr)
@@ -894,7 +893,7 @@ def fit_single_units(
     if init_output:
         mean, std = tr.target_stats()  # per unit, computed once for all units
         for u, m in enumerate(models):
-            _init_output(m, stats=(mean[u:u + 1], std[u:u + 1]))
+            _init_output(m, mean[u:u + 1], std[u:u + 1])
 
     use_batched = batched if batched is not None else stacking_pays_off(models[0], dev)
     if batched is None and not use_batched:
@@ -929,7 +928,7 @@ def fit_single_units(
                     seed_everything(s)
                     models.append(model_fn(s).to(dev))
                     if init_output:
-                        _init_output(models[-1], tr.select([u]))
+                        _init_output(models[-1], mean[u:u + 1], std[u:u + 1])
         if batched:
             raise ValueError(f"cannot batch {type(models[0]).__name__}: {reason}")
         logger.warning("fit_single_units: %s cannot be batched (%s); fitting %d units in a loop",
