@@ -57,12 +57,43 @@ __all__ = [
     "correlation_loss",
     "get_loss",
     "LOSSES",
+    "trial_average",
 ]
 
 _REDUCTIONS = ("none", "mean")
 _N_LISTED = 5  # neuron indices quoted in a warning
 # Elements (N * S * L) per chunk of half-splits in the cc_max path for missing trials.
 _SPLIT_CHUNK_ELEMENTS = 1 << 23
+
+
+# ----------------------------------------------------------------------------------------
+# the trial average
+# ----------------------------------------------------------------------------------------
+
+
+def trial_average(resp, axis: int = -2):
+    """Mean over repeats ignoring missing (NaN) trials: ``(..., R, T) -> (..., T)``.
+
+    A bin where every repeat is NaN (a missing trial or padding) is NaN in the result.
+    numpy in -> numpy out (float32 stays float32), torch in -> torch out on the same
+    device; no gradient is needed and none is tracked through the mask. This is the one
+    trial average of the package: datasets, training targets, the ridge solver and the
+    metrics all use it.
+    """
+    if isinstance(resp, torch.Tensor):
+        valid = ~torch.isnan(resp)
+        count = valid.sum(axis)
+        total = torch.where(valid, resp, torch.zeros((), dtype=resp.dtype, device=resp.device)).sum(axis)
+        mean = total / count.clamp(min=1).to(resp.dtype)
+        return torch.where(count > 0, mean, torch.full((), float("nan"), dtype=resp.dtype, device=resp.device))
+    r = np.asarray(resp)
+    if not np.issubdtype(r.dtype, np.floating):
+        r = r.astype(np.float64)
+    valid = ~np.isnan(r)
+    count = valid.sum(axis)
+    total = np.where(valid, r, 0).sum(axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(r.dtype, copy=False)
 
 
 # ----------------------------------------------------------------------------------------

@@ -448,3 +448,15 @@ def test_get_loss():
         M.mse_loss(torch.zeros(1, 1, 3), torch.zeros(1, 1, 2, 3), reduction="avg")
     with pytest.raises(ValueError, match=r"\(B, N, R, T\)"):
         M.mse_loss(torch.zeros(1, 2, 3), torch.zeros(1, 1, 2, 3))
+
+
+def test_trial_average_numpy_and_torch_agree_and_mark_empty_bins():
+    from deepstrf_utils.metrics import trial_average
+
+    r = np.array([[[1.0, np.nan, 5.0], [3.0, np.nan, np.nan]]], dtype=np.float32)  # (N=1, R=2, T=3)
+    out = trial_average(r)
+    assert out.dtype == np.float32 and out.shape == (1, 3)
+    np.testing.assert_array_equal(out, np.array([[2.0, np.nan, 5.0]], dtype=np.float32))
+    t = trial_average(torch.from_numpy(r))
+    assert isinstance(t, torch.Tensor)
+    np.testing.assert_array_equal(t.numpy(), out)
