@@ -42,6 +42,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F_
 
+from .shapes import check_stimulus
+from .spectral import fast_fft_length, padded_rfft
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -204,22 +207,6 @@ def adaptrans_kernels(a_on, a_off, w, kernel_size: int) -> torch.Tensor:
     return _kernels_from_log(torch.log(a_on), torch.log(a_off), w, K)
 
 
-def _fast_fft_length(n: int) -> int:
-    """Smallest 2^i 3^j 5^k >= n (fast sizes for pocketfft and cuFFT)."""
-    best = 1 << max(0, (n - 1).bit_length())
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            m = p35
-            while m < n:
-                m *= 2
-            best = min(best, m)
-            p35 *= 3
-        p5 *= 5
-    return best
-
-
 def _choose_implementation(kernel_size: int, n_bins: int, device: torch.device) -> str:
     """Pick "conv" or "fft" from K and T.
 
@@ -253,25 +240,13 @@ def _apply_kernels(x: torch.Tensor, kernels: torch.Tensor, implementation: str,
         y = F_.conv1d(F_.pad(xc, (K - 1, 0)), weight, groups=Fb)  # (B, F*C, T)
         y = y.view(B, Fb, C, T).transpose(1, 2)
     elif implementation == "fft":
-        from .layers import padded_rfft  # lean backward (r2c/c2r only); layers imports this module
-
-        n = _fast_fft_length(T + K - 1)
+        n = fast_fft_length(T + K - 1)
         X = padded_rfft(xc, n)  # (B, F, n//2+1)
         H = kernel_hat if kernel_hat is not None else padded_rfft(kernels, n)  # (C, F, n//2+1)
         y = torch.fft.irfft(X.unsqueeze(1) * H, n=n)[..., :T]  # (B, C, F, T)
     else:  # pragma: no cover - validated by callers
         raise ValueError(f"implementation must be one of {_IMPLEMENTATIONS}, got {implementation!r}")
     return y + gain.unsqueeze(0).unsqueeze(-1) * x0.unsqueeze(1)
-
-
-def _check_stimulus(x: torch.Tensor, n_bands: Optional[int]) -> None:
-    if not torch.is_tensor(x):
-        raise ValueError(f"expected a torch.Tensor stimulus of shape (B, 1, F, T), got {type(x).__name__}")
-    F_txt = f" with F={n_bands}" if n_bands is not None else ""
-    if x.dim() != 4 or x.shape[1] != 1 or (n_bands is not None and x.shape[2] != n_bands) or x.shape[-1] < 1:
-        raise ValueError(f"expected a stimulus of shape (B, 1, F, T){F_txt}, got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise ValueError(f"expected a floating-point stimulus (B, 1, F, T), got dtype {x.dtype}")
 
 
 def _check_options(rectify, implementation) -> None:
@@ -312,7 +287,7 @@ def adaptrans_filter(x: torch.Tensor, a_on, a_off, w, kernel_size: int, rectify:
         (B, 2, F, T): channel 0 ON, channel 1 OFF. Causal, first frame replicated to the left.
     """
     _check_options(rectify, implementation)
-    _check_stimulus(x, None)
+    check_stimulus(x, None)
     kern = adaptrans_kernels(a_on, a_off, w, kernel_size)
     if kern.shape[1] != x.shape[2]:
         if kern.shape[1] == 1:
@@ -360,6 +335,15 @@ def _init_bands(n_bands, dt_ms, min_freq, max_freq, scale, cf_hz, tau_ms, kernel
 
 def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
+
+
+def _has_storage(t: torch.Tensor) -> bool:
+    """False for a tensor without storage of its own (a ``torch.func`` / vmap wrapper)."""
+    try:
+        t.untyped_storage()
+    except (NotImplementedError, RuntimeError):
+        return False
+    return True
 
 
 class AdapTrans(nn.Module):
@@ -461,7 +445,7 @@ class AdapTrans(nn.Module):
     def _needs_grad(self) -> bool:
         # vmapped parameters (torch.func, e.g. training.fit_single_units) report
         # requires_grad=False and have no storage: always rebuild, never cache them
-        if any(torch._C._functorch.is_functorch_wrapped_tensor(p) for p in self._raw()):
+        if not all(_has_storage(p) for p in self._raw()):
             return True
         return torch.is_grad_enabled() and any(p.requires_grad for p in self._raw())
 
@@ -479,7 +463,7 @@ class AdapTrans(nn.Module):
         through ``param.data`` bypass PyTorch's version counter: call ``clear_cache()``.
         """
         T = x.shape[-1]
-        n = _fast_fft_length(T + self.kernel_size - 1) if impl == "fft" else None
+        n = fast_fft_length(T + self.kernel_size - 1) if impl == "fft" else None
         raw = self._raw()
         state = tuple((p.data_ptr(), p._version) for p in raw) + (x.dtype, x.device, impl, n)
         c = self._cache
@@ -491,7 +475,7 @@ class AdapTrans(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """ON/OFF filtering: x (B, 1, F, T) -> (B, 2, F, T) (channel 0 ON, 1 OFF)."""
-        _check_stimulus(x, self.n_bands)
+        check_stimulus(x, self.n_bands)
         impl = self.implementation
         if impl == "auto":
             impl = _choose_implementation(self.kernel_size, x.shape[-1], x.device)
@@ -548,7 +532,7 @@ class WillmoreHighPass(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, 1, F, T) -> (B, 1, F, T), half-wave rectified ON response."""
-        _check_stimulus(x, self.n_bands)
+        check_stimulus(x, self.n_bands)
         return _filter_with_kernels(x, self.kernel, "relu", self.implementation)
 
     def extra_repr(self) -> str:

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from deepstrf_utils import metrics as M
+from deepstrf_utils.metrics import ceiling as MC
+from deepstrf_utils.metrics import recording as MR
 
 LOGGER = "deepstrf_utils.metrics"
 
@@ -176,24 +178,24 @@ def test_computation_layouts_agree(data):
     """complete / structured (whole missing trials) / general (missing cells) paths."""
     _, resp = data
     t = torch.from_numpy(resp)
-    half = M._split_masks(resp.shape[2], 16, 0, "cpu")
-    recs = [M._Recording(t, layout=k) for k in (None, "structured", "general")]
+    half = MC._split_masks(resp.shape[2], 16, 0, "cpu")
+    recs = [MR._Recording(t, layout=k) for k in (None, "structured", "general")]
     assert [r.layout for r in recs] == ["complete", "structured", "general"]
     missing = t.clone()
     missing[1, :, 3] = np.nan  # whole trials missing in some stimuli
     missing[4, 0, 5:9] = np.nan
     missing[2, :, :, 140:] = np.nan  # and padding
-    recs_m = [M._Recording(missing), M._Recording(missing, layout="general")]
+    recs_m = [MR._Recording(missing), MR._Recording(missing, layout="general")]
     assert [r.layout for r in recs_m] == ["structured", "general"]
     for group in (recs, recs_m):
         ref = group[0]
-        ref_half = M._half_corr_moments(ref, half) if ref.layout != "general" else None
+        ref_half = MC._half_corr_moments(ref, half) if ref.layout != "general" else None
         for rec in group[1:]:
             torch.testing.assert_close(rec.signal_power, ref.signal_power, rtol=1e-10, atol=0)
             torch.testing.assert_close(rec.noise_power, ref.noise_power, rtol=1e-10, atol=0)
-            torch.testing.assert_close(M._trial_corr_values(rec, "t"), M._trial_corr_values(ref, "t"),
+            torch.testing.assert_close(MC._trial_corr_values(rec, "t"), MC._trial_corr_values(ref, "t"),
                                        rtol=1e-10, atol=0)
-            fn = M._half_corr_per_bin if rec.layout == "general" else M._half_corr_moments
+            fn = MC._half_corr_per_bin if rec.layout == "general" else MC._half_corr_moments
             torch.testing.assert_close(fn(rec, half), ref_half, rtol=1e-10, atol=0)
 
 
@@ -203,10 +205,10 @@ def test_repeat_patterns_grouping():
     for R in (5, 20, 70):
         valid = torch.rand(40, R, generator=g) < 0.5
         valid[::3] = valid[0]  # repeated patterns
-        patterns, group = M._repeat_patterns(valid)
+        patterns, group = MC._repeat_patterns(valid)
         assert torch.equal(patterns[group], valid)
         assert patterns.shape[0] == torch.unique(valid, dim=0).shape[0]
-        one, zeros = M._repeat_patterns(valid[:1].expand(7, R))
+        one, zeros = MC._repeat_patterns(valid[:1].expand(7, R))
         assert one.shape == (1, R) and torch.equal(zeros, torch.zeros(7, dtype=torch.long))
 
 
@@ -323,7 +325,7 @@ def test_cc_max_split_half_numpy(data):
     """Split-half correlation and Spearman-Brown written out for two given splits."""
     _, resp = data
     y = concat(resp)
-    half = M._split_masks(20, 2, 0, "cpu").numpy().astype(bool)
+    half = MC._split_masks(20, 2, 0, "cpu").numpy().astype(bool)
     rho = []
     for h in half:
         a, b = y[:, h].mean(1), y[:, ~h].mean(1)

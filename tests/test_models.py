@@ -628,7 +628,7 @@ def test_fft_paths_vmapped_over_stimuli():
 
 @pytest.mark.parametrize("n", [16, 15])
 def test_padded_rfft_equals_rfft_values_and_gradients(n):
-    from deepstrf_utils.layers import padded_rfft
+    from deepstrf_utils.spectral import padded_rfft
 
     torch.manual_seed(0)
     x = torch.randn(3, 2, 11, dtype=torch.float64, requires_grad=True)

@@ -19,25 +19,21 @@ Models with BatchNorm (``ConvNet2D``, ``StateNet``) pool the normalisation stati
 all bins of the batch in training mode, as BatchNorm always does; in eval mode (running
 statistics) they are exactly causal.
 
-``fit_ridge_strf`` fits a Linear model to all neurons at once in closed form.
-
 Shapes: B batch, C prefilter channels (2 with AdapTrans), F bands, T bins, K lags,
 N neurons, H hidden units, R repeats.
 """
 
 from __future__ import annotations
 
-import copy
-import logging
 import math
-import warnings
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..spectral import causal_strf_fft, leaky_integrate, prefiltered_strf_fft
+from .base import ResponseModel, _pair, _positive_int
 from .layers import (
     DoubleExponential,
     LocallyConnectedFrequency,
@@ -46,164 +42,17 @@ from .layers import (
     ParametricSigmoid,
     as_per_neuron,
     causal_strf_conv,
-    causal_strf_fft,
-    leaky_integrate,
-    prefiltered_strf_fft,
 )
 
-__all__ = [
-    "Linear",
-    "LinearNonlinear",
-    "NetworkReceptiveField",
-    "DNet",
-    "ConvNet2D",
-    "StateNet",
-    "PopulationCNN",
-    "ParametricSigmoid",
-    "ParametricNonlinearity",
-    "DoubleExponential",
-    "leaky_integrate",
-    "make_prefilter",
-    "build_model",
-    "count_parameters",
-    "fit_ridge_strf",
-    "MODELS",
-]
+__all__ = ["Linear", "LinearNonlinear", "NetworkReceptiveField", "DNet", "ConvNet2D", "StateNet", "PopulationCNN"]
 
-logger = logging.getLogger(__name__)
-
-PREFILTERS = ("adaptrans", "willmore")
 STRF_IMPLEMENTATIONS = ("auto", "conv", "fft")
-
-
-# ----------------------------------------------------------------------------------------
-# shared plumbing
-# ----------------------------------------------------------------------------------------
-#: Rectification of AdapTrans when a model is built with ``prefilter="adaptrans"``.
-MODEL_ADAPTRANS_RECTIFY = "relu"
-
-
-def make_prefilter(prefilter, n_bands: int, dt_ms: float = 5.0, **prefilter_kwargs) -> nn.Module:
-    """Build the prefilter of a model.
-
-    prefilter: None (identity, 1 channel), ``"adaptrans"`` (:class:`AdapTrans`, 2 channels
-    ON/OFF), ``"willmore"`` (:class:`WillmoreHighPass`, 1 channel) or an ``nn.Module``
-    mapping ``(B, 1, F, T)`` to ``(B, C, F, T)`` that exposes ``out_channels`` (= C).
-    ``n_bands`` and ``dt_ms`` are passed to the string prefilters with ``prefilter_kwargs``.
-    Returns an ``nn.Module`` with an ``out_channels`` attribute.
-
-    ``"adaptrans"`` inside a model defaults to ``rectify="relu"`` (:data:`MODEL_ADAPTRANS_RECTIFY`),
-    unlike the bare :class:`AdapTrans` (``rectify=None``, the paper's Figure 1): with linear
-    outputs the ON/OFF channels are linear in the same input, the ON/OFF STRFs have a null
-    space and the time constants cannot be recovered (measured in
-    ``benchmarks/recovery_synthetic.py``). Pass ``prefilter_kwargs={"rectify": None}`` for the
-    linear variant.
-    """
-    if prefilter is None:
-        if prefilter_kwargs:
-            raise ValueError(f"prefilter_kwargs given without a prefilter: {sorted(prefilter_kwargs)}")
-        return NoPrefilter()
-    if isinstance(prefilter, nn.Module):
-        if not isinstance(getattr(prefilter, "out_channels", None), int):
-            raise ValueError(
-                f"expected a prefilter module with an integer attribute out_channels (its number of "
-                f"output channels C), got {type(prefilter).__name__} without one"
-            )
-        return prefilter
-    if isinstance(prefilter, str):
-        name = prefilter.lower()
-        if name in PREFILTERS:
-            from . import adaptrans  # imported here so that models without prefilter never need it
-
-            if name == "adaptrans":
-                prefilter_kwargs = {"rectify": MODEL_ADAPTRANS_RECTIFY, **prefilter_kwargs}
-                return adaptrans.AdapTrans(int(n_bands), dt_ms=float(dt_ms), **prefilter_kwargs)
-            return adaptrans.WillmoreHighPass(int(n_bands), dt_ms=float(dt_ms), **prefilter_kwargs)
-        if name.startswith("module:"):
-            raise ValueError(
-                f"this config was saved from a model with a custom prefilter module ({prefilter[7:]}); "
-                "it cannot be rebuilt from the config: pass the module itself as prefilter"
-            )
-    raise ValueError(f"expected prefilter None, 'adaptrans', 'willmore' or an nn.Module, got {prefilter!r}")
-
-
-def _jsonable(value):
-    """Convert tuples, numpy arrays / scalars and tensors to plain JSON types (recursively)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return _jsonable(value.detach().cpu().numpy())
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise ValueError(f"expected a JSON-serialisable constructor argument, got {type(value).__name__}")
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _pair(value, name: str) -> tuple[int, int]:
-    try:
-        a, b = value
-    except (TypeError, ValueError):
-        raise ValueError(f"expected {name} as a pair (frequency, time), got {value!r}") from None
-    return _positive_int(a, f"{name}[0]"), _positive_int(b, f"{name}[1]")
-
-
-class _ResponseModel(nn.Module):
-    """Common constructor plumbing, input validation and config of the response models."""
-
-    def _setup(self, n_bands, n_neurons, prefilter, prefilter_kwargs, dt_ms) -> None:
-        self.n_bands = _positive_int(n_bands, "n_bands")
-        self.n_neurons = _positive_int(n_neurons, "n_neurons")
-        if not (isinstance(dt_ms, (int, float)) and dt_ms > 0):
-            raise ValueError(f"expected dt_ms > 0 (bin width in ms), got {dt_ms!r}")
-        self.dt_ms = float(dt_ms)
-        if prefilter_kwargs is not None and not isinstance(prefilter_kwargs, dict):
-            raise ValueError(f"expected prefilter_kwargs as a dict or None, got {type(prefilter_kwargs).__name__}")
-        self.prefilter = make_prefilter(prefilter, self.n_bands, self.dt_ms, **(prefilter_kwargs or {}))
-        self.in_channels = int(self.prefilter.out_channels)
-
-    def _set_config(self, prefilter, prefilter_kwargs, **kwargs) -> None:
-        if isinstance(prefilter, nn.Module):
-            prefilter = f"module:{type(prefilter).__name__}"
-        self.config = _jsonable(
-            dict(
-                n_bands=self.n_bands,
-                n_neurons=self.n_neurons,
-                **kwargs,
-                prefilter=prefilter,
-                prefilter_kwargs=dict(prefilter_kwargs) if prefilter_kwargs else None,
-                dt_ms=self.dt_ms,
-            )
-        )
-
-    def _check_stimulus(self, x: torch.Tensor) -> None:
-        if (not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != self.n_bands
-                or x.shape[3] < 1):
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(
-                f"expected a stimulus of shape (B, 1, F, T) with F={self.n_bands}, got {got}"
-            )
-
-    def _prefiltered(self, x: torch.Tensor) -> torch.Tensor:
-        """Validate x ``(B, 1, F, T)`` and return the prefilter output ``(B, C, F, T)``."""
-        self._check_stimulus(x)
-        return self.prefilter(x)
 
 
 # ----------------------------------------------------------------------------------------
 # L, LN
 # ----------------------------------------------------------------------------------------
-class Linear(_ResponseModel):
+class Linear(ResponseModel):
     """Linear STRF model: ``r[b, n, t] = bias[n] + sum_{c,f,k} w[n, c, f, k] x'[b, c, f, t - k]``.
 
     ``x'`` is the prefilter output ``(B, C, F, T)`` (C = 2 with AdapTrans). Inputs before
@@ -237,7 +86,7 @@ class Linear(_ResponseModel):
 
     def _linear_prefilter(self) -> bool:
         """True when the prefilter is an un-rectified AdapTrans (a linear filter: fusable)."""
-        from .adaptrans import AdapTrans
+        from ..adaptrans import AdapTrans
 
         return isinstance(self.prefilter, AdapTrans) and self.prefilter.rectify is None
 
@@ -245,9 +94,9 @@ class Linear(_ResponseModel):
         """How :meth:`linear_drive` computes the STRF: ``"fused"``, ``"fft"`` or ``"conv"``.
 
         ``"fused"``: un-rectified AdapTrans and STRF as one frequency-domain product
-        (:func:`~deepstrf_utils.layers.prefiltered_strf_fft`); ``"fft"``: prefilter, then
-        :func:`~deepstrf_utils.layers.causal_strf_fft`; ``"conv"``: prefilter, then
-        :func:`~deepstrf_utils.layers.causal_strf_conv`. All three give the same output up
+        (:func:`~deepstrf_utils.spectral.prefiltered_strf_fft`); ``"fft"``: prefilter, then
+        :func:`~deepstrf_utils.spectral.causal_strf_fft`; ``"conv"``: prefilter, then
+        :func:`~deepstrf_utils.models.layers.causal_strf_conv`. All three give the same output up
         to float rounding. ``"auto"`` (and ``"fft"``) use "fused" whenever the prefilter is
         an un-rectified AdapTrans. Otherwise ``"auto"`` uses "conv" without a prefilter
         (the input is shared by all units, even across vmapped single-unit models, and a
@@ -336,7 +185,7 @@ class LinearNonlinear(Linear):
 # ----------------------------------------------------------------------------------------
 # NRF, DNet
 # ----------------------------------------------------------------------------------------
-class NetworkReceptiveField(_ResponseModel):
+class NetworkReceptiveField(ResponseModel):
     """Network receptive field (Harper et al. 2016).
 
     H hidden units, each ``sigmoid(STRF_h * x' + b_h)`` with its own STRF ``(C, F, K)``;
@@ -436,7 +285,7 @@ class DNet(NetworkReceptiveField):
 # ----------------------------------------------------------------------------------------
 # 2D CNNs
 # ----------------------------------------------------------------------------------------
-class ConvNet2D(_ResponseModel):
+class ConvNet2D(ResponseModel):
     """deepSTRF's 2D-CNN (as used in the AdapTrans paper).
 
     ``n_blocks`` x [Conv2d(kernel (k_f, k_t), ``channels`` filters, no padding in frequency,
@@ -501,7 +350,7 @@ class ConvNet2D(_ResponseModel):
         self.output_nonlinearity.init_output(mean, std)
 
 
-class PopulationCNN(_ResponseModel):
+class PopulationCNN(ResponseModel):
     """Pennington & David (2023) population CNN (NAT4).
 
     ``n_blocks`` x [Conv2d(``channels`` filters, kernel (k_f, k_t) = (3, 8), causal in time,
@@ -557,7 +406,7 @@ class PopulationCNN(_ResponseModel):
 # ----------------------------------------------------------------------------------------
 # StateNet
 # ----------------------------------------------------------------------------------------
-class StateNet(_ResponseModel):
+class StateNet(ResponseModel):
     """StateNet (Rancon et al. 2025): per-frame locally connected layer -> recurrent core.
 
     Per time bin: :class:`LocallyConnectedFrequency` (``channels`` = 7 outputs, kernel 7,
@@ -608,221 +457,3 @@ class StateNet(_ResponseModel):
         std = as_per_neuron(std, self.n_neurons, "std").clamp_min(1e-6).to(self.readout.weight)
         self.readout.weight.mul_(std[:, None])
         self.readout.bias.copy_(as_per_neuron(mean, self.n_neurons, "mean").to(self.readout.bias))
-
-
-# ----------------------------------------------------------------------------------------
-# registry, helpers
-# ----------------------------------------------------------------------------------------
-MODELS: dict[str, type[nn.Module]] = {
-    "Linear": Linear,
-    "LinearNonlinear": LinearNonlinear,
-    "NetworkReceptiveField": NetworkReceptiveField,
-    "DNet": DNet,
-    "ConvNet2D": ConvNet2D,
-    "StateNet": StateNet,
-    "PopulationCNN": PopulationCNN,
-}
-
-
-def build_model(name: str, **config) -> nn.Module:
-    """Build ``MODELS[name](**config)``; ``build_model(type(m).__name__, **m.config)`` rebuilds ``m``."""
-    if name not in MODELS:
-        raise ValueError(f"expected a model name in {sorted(MODELS)}, got {name!r}")
-    return MODELS[name](**config)
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of scalar parameters of ``model`` (shared tensors counted once)."""
-    return int(sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only))
-
-
-# ----------------------------------------------------------------------------------------
-# closed-form ridge STRF
-# ----------------------------------------------------------------------------------------
-def _unpack_data(data, name: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Return (stimuli [(F, T_i)], trial-averaged responses [(N, T_i)], NaN = missing)."""
-    if hasattr(data, "stimuli") and hasattr(data, "responses"):
-        stimuli, responses = data.stimuli, data.responses
-    elif isinstance(data, (tuple, list)) and len(data) == 2:
-        stimuli, responses = data
-    else:
-        raise ValueError(
-            f"expected {name} as an object with .stimuli and .responses or a tuple (stimuli, responses), "
-            f"got {type(data).__name__}"
-        )
-    stimuli = [np.asarray(s, dtype=np.float64) for s in stimuli]
-    responses = [np.asarray(r, dtype=np.float64) for r in responses]
-    if len(stimuli) == 0 or len(stimuli) != len(responses):
-        raise ValueError(
-            f"expected {name} to hold as many stimuli as responses (at least one), got {len(stimuli)} and {len(responses)}"
-        )
-    averaged = []
-    for i, (s, r) in enumerate(zip(stimuli, responses)):
-        if s.ndim != 2 or r.ndim != 3 or r.shape[2] != s.shape[1]:
-            raise ValueError(
-                f"expected {name} stimulus {i} of shape (F, T_i) and response of shape (N, R_i, T_i) with the "
-                f"same T_i, got {s.shape} and {r.shape}"
-            )
-        if s.shape[0] != stimuli[0].shape[0] or r.shape[0] != responses[0].shape[0]:
-            raise ValueError(
-                f"expected every {name} stimulus to have F={stimuli[0].shape[0]} bands and every response "
-                f"N={responses[0].shape[0]} neurons, got {s.shape} and {r.shape} for item {i}"
-            )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bins stay NaN
-            averaged.append(np.nanmean(r, axis=1))
-    return stimuli, averaged
-
-
-def _prefilter_channels(model: Linear, stimuli: list[np.ndarray]) -> list[np.ndarray]:
-    """Run the model's (fixed) prefilter on each stimulus: list of ``(C, F, T_i)`` float64."""
-    out = []
-    with torch.no_grad():
-        for s in stimuli:
-            x = torch.as_tensor(s, dtype=torch.float32)[None, None]
-            out.append(model.prefilter(x)[0].double().numpy())
-    return out
-
-
-def _lagged_design(channels: np.ndarray, n_lags: int) -> np.ndarray:
-    """Causal lagged design ``(T, C * F * K)``: column (c, f, k) holds x[c, f, t - k] (0 before start)."""
-    c, f, t = channels.shape
-    flat = channels.reshape(c * f, t)
-    padded = np.concatenate([np.zeros((c * f, n_lags - 1)), flat], axis=1)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, n_lags, axis=1)  # (CF, T, K): x[t - K + 1 + j]
-    lagged = windows[:, :, ::-1]  # [:, t, k] = x[t - k]
-    return np.ascontiguousarray(lagged.transpose(1, 0, 2)).reshape(t, c * f * n_lags)
-
-
-def _masked_corr(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Pearson correlation per column over the rows where ``mask``: (T, N) each -> (N,)."""
-    n = mask.sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.where(mask, pred, 0.0)
-        y = np.where(mask, target, 0.0)
-        dp = np.where(mask, p - p.sum(0) / n, 0.0)
-        dy = np.where(mask, y - y.sum(0) / n, 0.0)
-        cc = (dp * dy).sum(0) / np.sqrt((dp**2).sum(0) * (dy**2).sum(0))
-    return np.where(np.isfinite(cc), cc, np.nan)
-
-
-def fit_ridge_strf(
-    train, val, n_lags: int = 20, alphas=np.logspace(-3, 6, 19), prefilter=None,
-    prefilter_kwargs: dict | None = None, dt_ms: float | None = None,
-) -> tuple[Linear, dict[str, Any]]:
-    """Closed-form ridge-regression STRFs for all neurons at once.
-
-    train, val: objects with ``.stimuli`` (list of ``(F, T_i)``) and ``.responses`` (list of
-    ``(N, R_i, T_i)``, NaN = missing trial / padding), e.g. a ``ResponseDataset``, or tuples
-    ``(stimuli, responses)`` of such lists. Responses are trial-averaged (nanmean); bins
-    where the averaged target is NaN are dropped (per neuron).
-
-    The causal lagged design (K = ``n_lags``) is built from the prefilter channels
-    (``prefilter`` None, ``"adaptrans"``, ``"willmore"`` or a fixed module; AdapTrans gets
-    ``learnable=False`` unless given, and ``cf_hz`` / ``dt_ms`` are taken from ``train``
-    when it has them). The bias is not regularised (design and targets are centred, which
-    is exactly an unpenalised bias column). ``X'X`` and ``X'Y`` are accumulated once, the
-    eigendecomposition of the centred ``X'X`` is reused for every alpha, and alpha (on the
-    scale of ``X'X``, a sum over training bins) is chosen per neuron as the one whose
-    prediction correlates best with the trial-averaged validation response. Neurons with
-    different missing-bin patterns are solved in groups sharing one pattern.
-
-    Returns ``(model, info)``: a :class:`Linear` model ``(N, C, F, K)`` with the weights
-    loaded (eval mode), and ``info`` with ``alpha`` ``(N,)``, ``cc_val`` ``(N,)``,
-    ``alphas`` ``(A,)``, ``cc_val_grid`` ``(A, N)``, ``n_train_bins`` ``(N,)``.
-    """
-    stim_tr, resp_tr = _unpack_data(train, "train")
-    stim_va, resp_va = _unpack_data(val, "val")
-    n_bands, n_neurons = stim_tr[0].shape[0], resp_tr[0].shape[0]
-    if stim_va[0].shape[0] != n_bands or resp_va[0].shape[0] != n_neurons:
-        raise ValueError(
-            f"expected val with F={n_bands} bands and N={n_neurons} neurons like train, "
-            f"got F={stim_va[0].shape[0]}, N={resp_va[0].shape[0]}"
-        )
-    n_lags = _positive_int(n_lags, "n_lags")
-    alphas = np.asarray(alphas, dtype=np.float64).reshape(-1)
-    if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas < 0):
-        raise ValueError(f"expected a non-empty grid of finite alphas >= 0, got {alphas}")
-    if dt_ms is None:
-        dt_ms = float(getattr(train, "dt_ms", None) or 5.0)
-
-    if isinstance(prefilter, nn.Module):
-        prefilter, kwargs = copy.deepcopy(prefilter), None
-    else:
-        kwargs = dict(prefilter_kwargs or {})
-        if isinstance(prefilter, str):
-            cf_hz = getattr(train, "cf_hz", None)
-            if cf_hz is not None and "cf_hz" not in kwargs:
-                kwargs["cf_hz"] = [float(v) for v in np.asarray(cf_hz)]
-            if prefilter.lower() == "adaptrans":
-                kwargs.setdefault("learnable", False)
-        kwargs = kwargs or None
-    model = Linear(n_bands, n_neurons, n_lags, prefilter=prefilter, prefilter_kwargs=kwargs, dt_ms=dt_ms).eval()
-    ch_tr = _prefilter_channels(model, stim_tr)
-    ch_va = _prefilter_channels(model, stim_va)
-    n_features = ch_tr[0].shape[0] * n_bands * n_lags
-
-    y_tr = np.concatenate([r.T for r in resp_tr], axis=0)  # (T_total, N)
-    y_va = np.concatenate([r.T for r in resp_va], axis=0)
-    valid_tr, valid_va = np.isfinite(y_tr), np.isfinite(y_va)
-    y_tr, y_va = np.where(valid_tr, y_tr, 0.0), np.where(valid_va, y_va, 0.0)
-    x_va = np.concatenate([_lagged_design(c, n_lags) for c in ch_va], axis=0)  # (T_val, D)
-    starts = np.cumsum([0] + [c.shape[-1] for c in ch_tr])
-
-    weights = np.zeros((n_features, n_neurons))
-    bias = np.zeros(n_neurons)
-    cc_grid = np.full((alphas.size, n_neurons), np.nan)
-    n_bins = valid_tr.sum(0)
-    patterns, group_of = np.unique(valid_tr.T, axis=0, return_inverse=True)
-    group_of = np.asarray(group_of).reshape(-1)
-    for g, rows_valid in enumerate(patterns):
-        cols = np.flatnonzero(group_of == g)
-        n = int(rows_valid.sum())
-        if n == 0:
-            logger.warning("fit_ridge_strf: neurons %s have no valid training bins; STRF left at 0", cols.tolist())
-            continue
-        xtx = np.zeros((n_features, n_features))
-        xty = np.zeros((n_features, cols.size))
-        sum_x = np.zeros(n_features)
-        for i, c in enumerate(ch_tr):
-            keep = rows_valid[starts[i]:starts[i + 1]]
-            if not keep.any():
-                continue
-            x = _lagged_design(c, n_lags)[keep]
-            y = y_tr[starts[i]:starts[i + 1]][keep][:, cols]
-            xtx += x.T @ x
-            xty += x.T @ y
-            sum_x += x.sum(0)
-        mean_x = sum_x / n
-        mean_y = y_tr[rows_valid][:, cols].sum(0) / n
-        gram = xtx - n * np.outer(mean_x, mean_x)
-        cross = xty - n * np.outer(mean_x, mean_y)
-        evals, evecs = np.linalg.eigh(gram)
-        evals = np.clip(evals, 0.0, None)
-        proj = evecs.T @ cross  # (D, Ng)
-        z_va = (x_va - mean_x) @ evecs  # (T_val, D)
-        for a, alpha in enumerate(alphas):
-            denom = evals + alpha
-            scale = np.divide(1.0, denom, out=np.zeros_like(denom), where=denom > 0)
-            pred = z_va @ (proj * scale[:, None])
-            cc_grid[a, cols] = _masked_corr(pred, y_va[:, cols], valid_va[:, cols])
-        best = np.argmax(np.where(np.isnan(cc_grid[:, cols]), -np.inf, cc_grid[:, cols]), axis=0)
-        denom = evals[:, None] + alphas[best][None, :]
-        scale = np.divide(1.0, denom, out=np.zeros_like(denom), where=denom > 0)
-        w = evecs @ (proj * scale)
-        weights[:, cols] = w
-        bias[cols] = mean_y - mean_x @ w
-
-    all_nan = np.all(np.isnan(cc_grid), axis=0)
-    best = np.argmax(np.where(np.isnan(cc_grid), -np.inf, cc_grid), axis=0)
-    if all_nan.any():
-        logger.warning(
-            "fit_ridge_strf: no validation correlation for neurons %s (constant or missing response)",
-            np.flatnonzero(all_nan).tolist(),
-        )
-    alpha = np.where(all_nan, np.nan, alphas[best])
-    cc_val = np.where(all_nan, np.nan, cc_grid[best, np.arange(n_neurons)])
-    c = model.in_channels
-    model.load_strf(weights.T.reshape(n_neurons, c, n_bands, n_lags), bias)
-    info = dict(alpha=alpha, cc_val=cc_val, alphas=alphas, cc_val_grid=cc_grid, n_train_bins=n_bins)
-    return model, info

@@ -1,0 +1,55 @@
+"""Response models: spectrogram ``(B, 1, F, T)`` -> firing rate ``(B, N, T)``.
+
+Every model is a plain ``nn.Module`` made of a **prefilter** (none, AdapTrans or Willmore's
+high-pass), a **core** and a **readout**, strictly causal in time. The package holds:
+
+=================  ======================================================================
+``layers.py``      building blocks: STRF conv, output nonlinearities, locally connected
+                   layer, identity prefilter, ``model_device``
+``base.py``        ``make_prefilter`` and ``ResponseModel`` (config, stimulus check)
+``zoo.py``         the paper models: ``Linear``, ``LinearNonlinear``,
+                   ``NetworkReceptiveField``, ``DNet``, ``ConvNet2D``, ``StateNet``,
+                   ``PopulationCNN``
+``ridge.py``       ``fit_ridge_strf``: closed-form ridge STRFs
+``registry.py``    ``MODELS``, ``build_model``, ``count_parameters``
+=================  ======================================================================
+
+The frequency-domain helpers (``causal_strf_fft``, ``leaky_integrate``, ...) live one
+floor down in :mod:`deepstrf_utils.spectral`.
+"""
+
+from ..spectral import leaky_integrate
+from .base import MODEL_ADAPTRANS_RECTIFY, PREFILTERS, ResponseModel, make_prefilter
+from .layers import DoubleExponential, ParametricNonlinearity, ParametricSigmoid, model_device
+from .registry import MODELS, build_model, count_parameters
+from .ridge import fit_ridge_strf
+from .zoo import (
+    STRF_IMPLEMENTATIONS,
+    ConvNet2D,
+    DNet,
+    Linear,
+    LinearNonlinear,
+    NetworkReceptiveField,
+    PopulationCNN,
+    StateNet,
+)
+
+__all__ = [
+    "Linear",
+    "LinearNonlinear",
+    "NetworkReceptiveField",
+    "DNet",
+    "ConvNet2D",
+    "StateNet",
+    "PopulationCNN",
+    "ParametricSigmoid",
+    "ParametricNonlinearity",
+    "DoubleExponential",
+    "leaky_integrate",
+    "make_prefilter",
+    "build_model",
+    "count_parameters",
+    "fit_ridge_strf",
+    "MODELS",
+    "model_device",
+]

@@ -1,0 +1,120 @@
+"""The shared plumbing of the response models: the prefilter slot, config, input checks.
+
+:func:`make_prefilter` builds the prefilter of a model (none, AdapTrans, Willmore or a
+module); :class:`ResponseModel` is the base of every model in :mod:`.zoo`: it validates
+``n_bands`` / ``n_neurons`` / ``dt_ms``, owns ``self.prefilter`` and ``self.in_channels``
+(C), records every effective constructor value in ``self.config`` (plain JSON values, via
+:func:`deepstrf_utils.plain.to_plain`) and checks stimuli ``(B, 1, F, T)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from torch import nn
+
+from ..plain import to_plain
+from ..shapes import check_stimulus
+from .layers import NoPrefilter
+
+__all__ = ["PREFILTERS", "MODEL_ADAPTRANS_RECTIFY", "make_prefilter", "ResponseModel"]
+
+PREFILTERS = ("adaptrans", "willmore")
+
+#: Rectification of AdapTrans when a model is built with ``prefilter="adaptrans"``.
+MODEL_ADAPTRANS_RECTIFY = "relu"
+
+
+def make_prefilter(prefilter, n_bands: int, dt_ms: float = 5.0, **prefilter_kwargs) -> nn.Module:
+    """Build the prefilter of a model.
+
+    prefilter: None (identity, 1 channel), ``"adaptrans"`` (:class:`AdapTrans`, 2 channels
+    ON/OFF), ``"willmore"`` (:class:`WillmoreHighPass`, 1 channel) or an ``nn.Module``
+    mapping ``(B, 1, F, T)`` to ``(B, C, F, T)`` that exposes ``out_channels`` (= C).
+    ``n_bands`` and ``dt_ms`` are passed to the string prefilters with ``prefilter_kwargs``.
+    Returns an ``nn.Module`` with an ``out_channels`` attribute.
+
+    ``"adaptrans"`` inside a model defaults to ``rectify="relu"`` (:data:`MODEL_ADAPTRANS_RECTIFY`),
+    unlike the bare :class:`AdapTrans` (``rectify=None``, the paper's Figure 1): with linear
+    outputs the ON/OFF channels are linear in the same input, the ON/OFF STRFs have a null
+    space and the time constants cannot be recovered (measured in
+    ``benchmarks/recovery_synthetic.py``). Pass ``prefilter_kwargs={"rectify": None}`` for the
+    linear variant.
+    """
+    if prefilter is None:
+        if prefilter_kwargs:
+            raise ValueError(f"prefilter_kwargs given without a prefilter: {sorted(prefilter_kwargs)}")
+        return NoPrefilter()
+    if isinstance(prefilter, nn.Module):
+        if not isinstance(getattr(prefilter, "out_channels", None), int):
+            raise ValueError(
+                f"expected a prefilter module with an integer attribute out_channels (its number of "
+                f"output channels C), got {type(prefilter).__name__} without one"
+            )
+        return prefilter
+    if isinstance(prefilter, str):
+        name = prefilter.lower()
+        if name in PREFILTERS:
+            from .. import adaptrans  # imported here so that models without prefilter never need it
+
+            if name == "adaptrans":
+                prefilter_kwargs = {"rectify": MODEL_ADAPTRANS_RECTIFY, **prefilter_kwargs}
+                return adaptrans.AdapTrans(int(n_bands), dt_ms=float(dt_ms), **prefilter_kwargs)
+            return adaptrans.WillmoreHighPass(int(n_bands), dt_ms=float(dt_ms), **prefilter_kwargs)
+        if name.startswith("module:"):
+            raise ValueError(
+                f"this config was saved from a model with a custom prefilter module ({prefilter[7:]}); "
+                "it cannot be rebuilt from the config: pass the module itself as prefilter"
+            )
+    raise ValueError(f"expected prefilter None, 'adaptrans', 'willmore' or an nn.Module, got {prefilter!r}")
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise ValueError(f"expected {name} as a pair (frequency, time), got {value!r}") from None
+    return _positive_int(a, f"{name}[0]"), _positive_int(b, f"{name}[1]")
+
+
+class ResponseModel(nn.Module):
+    """Common constructor plumbing, input validation and config of the response models."""
+
+    def _setup(self, n_bands, n_neurons, prefilter, prefilter_kwargs, dt_ms) -> None:
+        self.n_bands = _positive_int(n_bands, "n_bands")
+        self.n_neurons = _positive_int(n_neurons, "n_neurons")
+        if not (isinstance(dt_ms, (int, float)) and dt_ms > 0):
+            raise ValueError(f"expected dt_ms > 0 (bin width in ms), got {dt_ms!r}")
+        self.dt_ms = float(dt_ms)
+        if prefilter_kwargs is not None and not isinstance(prefilter_kwargs, dict):
+            raise ValueError(f"expected prefilter_kwargs as a dict or None, got {type(prefilter_kwargs).__name__}")
+        self.prefilter = make_prefilter(prefilter, self.n_bands, self.dt_ms, **(prefilter_kwargs or {}))
+        self.in_channels = int(self.prefilter.out_channels)
+
+    def _set_config(self, prefilter, prefilter_kwargs, **kwargs) -> None:
+        if isinstance(prefilter, nn.Module):
+            prefilter = f"module:{type(prefilter).__name__}"
+        self.config = to_plain(
+            dict(
+                n_bands=self.n_bands,
+                n_neurons=self.n_neurons,
+                **kwargs,
+                prefilter=prefilter,
+                prefilter_kwargs=dict(prefilter_kwargs) if prefilter_kwargs else None,
+                dt_ms=self.dt_ms,
+            )
+        )
+
+    def _check_stimulus(self, x) -> None:
+        """ValueError unless x is a floating-point ``(B, 1, F, T)`` tensor with F = ``n_bands``."""
+        check_stimulus(x, self.n_bands)
+
+    def _prefiltered(self, x):
+        """Validate x ``(B, 1, F, T)`` and return the prefilter output ``(B, C, F, T)``."""
+        self._check_stimulus(x)
+        return self.prefilter(x)

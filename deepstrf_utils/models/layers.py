@@ -1,0 +1,237 @@
+"""Building blocks of the response models (``nn`` modules and small tensor helpers).
+
+* :func:`causal_strf_conv`: a bank of STRFs ``(U, C, F, K)`` applied causally (conv2d);
+  its frequency-domain twins live in :mod:`deepstrf_utils.spectral`.
+* :class:`ParametricNonlinearity` / :class:`ParametricSigmoid`: 3 parameters per neuron,
+  ``y = a * g(b * x) + c``.
+* :class:`DoubleExponential`: NEMS' per-neuron output nonlinearity (4 parameters).
+* :class:`LocallyConnectedFrequency`: unshared weights per frequency position (StateNet).
+* :class:`NoPrefilter`: the identity prefilter (``out_channels = 1``).
+* :func:`as_per_neuron`, :func:`model_device`: small helpers.
+
+Shapes: B batch, C channels, F bands, T bins, K lags, N neurons, U units (N or H).
+All operations are out-of-place and free of data-dependent Python control flow, so a
+model built from them can be run through ``torch.func.functional_call`` + ``torch.vmap``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "causal_strf_conv",
+    "ParametricNonlinearity",
+    "ParametricSigmoid",
+    "DoubleExponential",
+    "LocallyConnectedFrequency",
+    "NoPrefilter",
+    "as_per_neuron",
+    "model_device",
+]
+
+
+def as_per_neuron(value, n: int, name: str) -> torch.Tensor:
+    """Return ``value`` (a scalar or ``n`` values) as a float64 tensor of shape ``(n,)``."""
+    t = torch.as_tensor(value, dtype=torch.float64).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(n)
+    if t.numel() != n:
+        raise ValueError(f"expected {name} as a scalar or {n} values (one per neuron), got {t.numel()}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"expected finite {name}, got {t.tolist()}")
+    return t.clone()
+
+
+def causal_strf_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Apply STRFs causally: ``y[b, u, t] = bias[u] + sum_{c,f,k} weight[u, c, f, k] x[b, c, f, t - k]``.
+
+    x: ``(B, C, F, T)``; weight: ``(U, C, F, K)`` in lag order (``[..., k]`` multiplies
+    the input ``k`` bins in the past, ``k = 0`` the present bin); bias: ``(U,)`` or None.
+    Inputs before the first bin count as zero (left zero padding only). Returns
+    ``(B, U, T)``.
+    """
+    k = weight.shape[-1]
+    # conv2d is a cross-correlation over the left-padded input: tap j reads x[t + j - (K - 1)],
+    # i.e. lag K - 1 - j, hence the flip of the lag axis.
+    out = F.conv2d(F.pad(x, (k - 1, 0)), torch.flip(weight, dims=(-1,)), bias)
+    return out[:, :, 0, :]
+
+
+def _inverse_softplus(y: float) -> float:
+    """Return ``x`` with ``softplus(x) = y`` (``y > 0``)."""
+    return y + math.log(-math.expm1(-y))
+
+
+class ParametricNonlinearity(nn.Module):
+    """Per-neuron output nonlinearity ``y = a * g(b * x) + c`` with 3 parameters per neuron.
+
+    ``g`` is one of ``"sigmoid"``, ``"softplus"``, ``"exp"``, ``"relu"``; ``a = softplus(rho)``
+    is kept positive, the slope ``b`` and baseline ``c`` are free. The input offset is left
+    out on purpose: every model feeds it a layer that already has a bias.
+
+    Default initialisation: ``a = 1, b = 1, c = 0``, so a fresh model (pre-activations of
+    order 1) is in the unsaturated range of ``g``. Call :meth:`init_output` with the mean
+    and standard deviation of the target of each neuron to start at the data's scale.
+
+    forward: x ``(..., N, T)`` -> ``(..., N, T)``.
+    """
+
+    _G = {
+        # name: (function, g(0), average slope around 0)
+        "sigmoid": (torch.sigmoid, 0.5, 0.25),
+        "softplus": (F.softplus, math.log(2.0), 0.5),
+        "exp": (torch.exp, 1.0, 1.0),
+        "relu": (torch.relu, 0.0, 0.5),
+    }
+
+    def __init__(self, n: int, kind: str = "sigmoid"):
+        super().__init__()
+        if kind not in self._G:
+            raise ValueError(f"expected nonlinearity in {sorted(self._G)}, got {kind!r}")
+        self.n = int(n)
+        self.kind = kind
+        self.raw_amplitude = nn.Parameter(torch.full((self.n,), _inverse_softplus(1.0)))
+        self.slope = nn.Parameter(torch.ones(self.n))
+        self.baseline = nn.Parameter(torch.zeros(self.n))
+
+    @property
+    def amplitude(self) -> torch.Tensor:
+        """Output amplitude ``a > 0``, ``(N,)``."""
+        return F.softplus(self.raw_amplitude)
+
+    def inner(self, x: torch.Tensor) -> torch.Tensor:
+        """``g(b * x)`` for x ``(..., N, T)``."""
+        return self._G[self.kind][0](self.slope[:, None] * x)
+
+    def outer(self, u: torch.Tensor) -> torch.Tensor:
+        """``a * u + c`` for u ``(..., N, T)``."""
+        return self.amplitude[:, None] * u + self.baseline[:, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x ``(..., N, T)`` -> ``a * g(b * x) + c``, same shape."""
+        return self.outer(self.inner(x))
+
+    @torch.no_grad()
+    def init_output(self, mean, std) -> None:
+        """Set ``a`` and ``c`` so that an input around 0 maps to ``mean`` with gain ``std``.
+
+        mean, std: scalars or ``(N,)`` (the target's per-neuron mean and standard deviation).
+        """
+        mean = as_per_neuron(mean, self.n, "mean")
+        std = as_per_neuron(std, self.n, "std").clamp_min(1e-6)
+        _, g0, g1 = self._G[self.kind]
+        a = std / g1
+        raw = a + torch.log(-torch.expm1(-a))  # inverse softplus
+        self.raw_amplitude.copy_(raw.to(self.raw_amplitude))
+        self.slope.fill_(1.0)
+        self.baseline.copy_((mean - a * g0).to(self.baseline))
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}, kind={self.kind!r}"
+
+
+class ParametricSigmoid(ParametricNonlinearity):
+    """``y = a * sigmoid(b * x) + c`` per neuron (3 parameters each); x ``(..., N, T)``."""
+
+    def __init__(self, n: int):
+        super().__init__(n, kind="sigmoid")
+
+
+class DoubleExponential(nn.Module):
+    """NEMS double exponential per neuron: ``base + amplitude * exp(-exp(-exp(kappa) * (x - shift)))``.
+
+    4 parameters per neuron (``base``, ``amplitude``, ``kappa``, ``shift``), initialised to
+    ``0, 1, 0, 0``; see :meth:`init_output`. forward: x ``(..., N, T)`` -> same shape.
+    """
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = int(n)
+        self.base = nn.Parameter(torch.zeros(self.n))
+        self.amplitude = nn.Parameter(torch.ones(self.n))
+        self.kappa = nn.Parameter(torch.zeros(self.n))
+        self.shift = nn.Parameter(torch.zeros(self.n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x ``(..., N, T)`` -> ``(..., N, T)``."""
+        z = torch.exp(self.kappa)[:, None] * (x - self.shift[:, None])
+        return self.base[:, None] + self.amplitude[:, None] * torch.exp(-torch.exp(-z))
+
+    @torch.no_grad()
+    def init_output(self, mean, std) -> None:
+        """Set ``base`` and ``amplitude`` so that x = 0 maps to ``mean`` with slope ``std``.
+
+        mean, std: scalars or ``(N,)``.
+        """
+        mean = as_per_neuron(mean, self.n, "mean")
+        std = as_per_neuron(std, self.n, "std").clamp_min(1e-6)
+        # at x = shift = 0, kappa = 0: value amplitude / e, slope amplitude / e
+        self.kappa.zero_()
+        self.shift.zero_()
+        self.amplitude.copy_((std * math.e).to(self.amplitude))
+        self.base.copy_((mean - std).to(self.base))
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}"
+
+
+class LocallyConnectedFrequency(nn.Module):
+    """Locally connected layer over frequency, applied to every time bin independently.
+
+    Like a Conv1d over frequency (kernel ``kernel``, stride ``stride``, no padding) but each
+    of the ``P = (F - kernel) // stride + 1`` positions has its own weights
+    ``(out_channels, in_channels, kernel)`` and bias ``(out_channels,)``.
+
+    forward: x ``(B, C, F, T)`` -> ``(B, out_channels, P, T)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, n_bands: int, kernel: int = 7, stride: int = 3):
+        super().__init__()
+        if kernel < 1 or stride < 1 or n_bands < kernel:
+            raise ValueError(
+                f"expected 1 <= kernel <= n_bands and stride >= 1, got kernel={kernel}, "
+                f"stride={stride}, n_bands={n_bands}"
+            )
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel, self.stride = int(kernel), int(stride)
+        self.n_positions = (n_bands - kernel) // stride + 1
+        bound = 1.0 / math.sqrt(in_channels * kernel)
+        self.weight = nn.Parameter(
+            torch.empty(self.n_positions, out_channels, in_channels, kernel).uniform_(-bound, bound)
+        )
+        self.bias = nn.Parameter(torch.empty(self.n_positions, out_channels).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x ``(B, C, F, T)`` -> ``(B, O, P, T)``."""
+        patches = x.unfold(2, self.kernel, self.stride)  # (B, C, P, T, kernel), a view
+        out = torch.einsum("bcptk,pock->bopt", patches, self.weight)
+        return out + self.bias.t()[None, :, :, None]
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+            f"kernel={self.kernel}, stride={self.stride}, positions={self.n_positions}"
+        )
+
+
+class NoPrefilter(nn.Module):
+    """Identity prefilter: x ``(B, 1, F, T)`` -> x; ``out_channels = 1``."""
+
+    out_channels = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return x unchanged, ``(B, 1, F, T)``."""
+        return x
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's first parameter (or buffer); CPU for a model with neither."""
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
