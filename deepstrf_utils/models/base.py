@@ -83,7 +83,18 @@ def _pair(value, name: str) -> tuple[int, int]:
 
 
 class ResponseModel(nn.Module):
-    """Common constructor plumbing, input validation and config of the response models."""
+    """Base of the response models: ``forward(x) = forward_readout(forward_core(prefilter(x)))``.
+
+    The three slots: ``self.prefilter`` (an ``nn.Module``, :func:`make_prefilter`),
+    :meth:`forward_core` (the shared part: prefilter output ``(B, C, F, T)`` -> features
+    ``(B, H, T)``) and :meth:`forward_readout` (the per-neuron part: features ``(B, H, T)``
+    -> response ``(B, N, T)``). A new readout (per session, state gain) is a subclass that
+    overrides :meth:`forward_readout` (and builds its own readout parameters) without
+    touching the core; a new core overrides :meth:`forward_core`. Parameters keep their
+    historical names at the top level of the model (``weight``, ``convs``, ``readout``,
+    ``output_nonlinearity``...), so state dicts and checkpoints are unchanged.
+    Also: common constructor plumbing, input validation and ``config``.
+    """
 
     def _setup(self, n_bands, n_neurons, prefilter, prefilter_kwargs, dt_ms) -> None:
         self.n_bands = _positive_int(n_bands, "n_bands")
@@ -113,6 +124,18 @@ class ResponseModel(nn.Module):
     def _check_stimulus(self, x) -> None:
         """ValueError unless x is a floating-point ``(B, 1, F, T)`` tensor with F = ``n_bands``."""
         check_stimulus(x, self.n_bands)
+
+    def forward(self, x):
+        """x ``(B, 1, F, T)`` -> ``(B, N, T)``: prefilter -> :meth:`forward_core` -> :meth:`forward_readout`."""
+        return self.forward_readout(self.forward_core(self._prefiltered(x)))
+
+    def forward_core(self, z):
+        """The core on the prefilter output: z ``(B, C, F, T)`` -> features ``(B, H, T)``."""
+        raise NotImplementedError
+
+    def forward_readout(self, h):
+        """The readout: features ``(B, H, T)`` -> response ``(B, N, T)``."""
+        raise NotImplementedError
 
     def _prefiltered(self, x):
         """Validate x ``(B, 1, F, T)`` and return the prefilter output ``(B, C, F, T)``."""

@@ -117,14 +117,26 @@ class Linear(ResponseModel):
             self._check_stimulus(x)
             kernels = self.prefilter.kernels().to(dtype=x.dtype)
             return prefiltered_strf_fft(x, kernels, self.weight, self.bias)
-        z = self._prefiltered(x)
-        if path == "fft":
+        return self.forward_core(self._prefiltered(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x ``(B, 1, F, T)`` -> predicted response ``(B, N, T)``.
+
+        The core is the STRF bank (:meth:`linear_drive`, which takes the stimulus itself so
+        that it can fuse an un-rectified AdapTrans with the STRFs); the readout is
+        :meth:`forward_readout`.
+        """
+        return self.forward_readout(self.linear_drive(x))
+
+    def forward_core(self, z: torch.Tensor) -> torch.Tensor:
+        """The STRF bank on a prefilter output: z ``(B, C, F, T)`` -> ``(B, N, T)``."""
+        if self.strf_path() == "fft":
             return causal_strf_fft(z, self.weight, self.bias)
         return causal_strf_conv(z, self.weight, self.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x ``(B, 1, F, T)`` -> predicted response ``(B, N, T)``."""
-        return self.linear_drive(x)
+    def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
+        """The readout of the linear model: the identity, h ``(B, N, T)`` -> ``(B, N, T)``."""
+        return h
 
     def strf(self) -> torch.Tensor:
         """STRFs ``(N, C, F, K)``, ``[..., k]`` = weight of the input at lag k (k = 0: present).
@@ -171,9 +183,9 @@ class LinearNonlinear(Linear):
         self._set_config(prefilter, prefilter_kwargs, n_lags=self.n_lags, nonlinearity=nonlinearity,
                          implementation=implementation)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x ``(B, 1, F, T)`` -> ``(B, N, T)``."""
-        return self.output_nonlinearity(self.linear_drive(x))
+    def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
+        """The per-neuron output nonlinearity: h ``(B, N, T)`` -> ``(B, N, T)``."""
+        return self.output_nonlinearity(h)
 
     @torch.no_grad()
     def init_output(self, mean, std) -> None:
@@ -214,16 +226,24 @@ class NetworkReceptiveField(ResponseModel):
         self.output_nonlinearity = ParametricSigmoid(self.n_neurons)
         self._set_config(prefilter, prefilter_kwargs, n_hidden=self.n_hidden, n_lags=self.n_lags)
 
+    def _strf_units(self, z: torch.Tensor) -> torch.Tensor:
+        """Sigmoid STRF units: z ``(B, C, F, T)`` -> ``(B, H, T)``."""
+        return torch.sigmoid(causal_strf_conv(z, self.weight, self.bias))
+
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         """Hidden-unit activities: x ``(B, 1, F, T)`` -> ``(B, H, T)``."""
-        return torch.sigmoid(causal_strf_conv(self._prefiltered(x), self.weight, self.bias))
+        return self._strf_units(self._prefiltered(x))
+
+    def forward_core(self, z: torch.Tensor) -> torch.Tensor:
+        """The hidden layer on a prefilter output: z ``(B, C, F, T)`` -> ``(B, H, T)``."""
+        return self._strf_units(z)
 
     def _readout_drive(self, h: torch.Tensor) -> torch.Tensor:
         return torch.einsum("nh,bht->bnt", self.out_weight, h) + self.out_bias[:, None]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x ``(B, 1, F, T)`` -> ``(B, N, T)``."""
-        return self.output_nonlinearity(self._readout_drive(self.hidden(x)))
+    def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
+        """Per-neuron weighted sum of the hidden units, then the output sigmoid: ``(B, H, T) -> (B, N, T)``."""
+        return self.output_nonlinearity(self._readout_drive(h))
 
     def strf(self) -> torch.Tensor:
         """Hidden-unit STRFs ``(H, C, F, K)``, ``[..., k]`` = weight of the input at lag k."""
@@ -275,9 +295,13 @@ class DNet(NetworkReceptiveField):
         """Leaky-integrated hidden activities: x ``(B, 1, F, T)`` -> ``(B, H, T)``."""
         return leaky_integrate(super().hidden(x), self.hidden_k)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x ``(B, 1, F, T)`` -> ``(B, N, T)``."""
-        z = self._readout_drive(self.hidden(x))
+    def forward_core(self, z: torch.Tensor) -> torch.Tensor:
+        """Leaky-integrated hidden layer on a prefilter output: z ``(B, C, F, T)`` -> ``(B, H, T)``."""
+        return leaky_integrate(self._strf_units(z), self.hidden_k)
+
+    def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
+        """Weighted sum, sigmoid, output leaky integrator, affine output: ``(B, H, T) -> (B, N, T)``."""
+        z = self._readout_drive(h)
         v = leaky_integrate(self.output_nonlinearity.inner(z), self.output_k)
         return self.output_nonlinearity.outer(v)
 
@@ -329,18 +353,24 @@ class ConvNet2D(ResponseModel):
             hidden=self.n_hidden, n_blocks=self.n_blocks, negative_slope=self.negative_slope,
         )
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Convolutional features: x ``(B, 1, F, T)`` -> ``(B, channels, F', T)``."""
-        h = self._prefiltered(x)
+    def _conv_features(self, z: torch.Tensor) -> torch.Tensor:
+        """The convolution blocks: z ``(B, C, F, T)`` -> ``(B, channels, F', T)``."""
         pad = (self.kernel_size[1] - 1, 0)
         for conv, norm in zip(self.convs, self.norms):
-            h = F.leaky_relu(norm(conv(F.pad(h, pad))), self.negative_slope)
-        return h
+            z = F.leaky_relu(norm(conv(F.pad(z, pad))), self.negative_slope)
+        return z
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x ``(B, 1, F, T)`` -> ``(B, N, T)``."""
-        h = self.features(x).flatten(1, 2)  # (B, channels * F', T), a view
-        h = F.leaky_relu(self.dense(h), self.negative_slope)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolutional features: x ``(B, 1, F, T)`` -> ``(B, channels, F', T)``."""
+        return self._conv_features(self._prefiltered(x))
+
+    def forward_core(self, z: torch.Tensor) -> torch.Tensor:
+        """Convolutions and the shared dense layer: z ``(B, C, F, T)`` -> ``(B, hidden, T)``."""
+        h = self._conv_features(z).flatten(1, 2)  # (B, channels * F', T), a view
+        return F.leaky_relu(self.dense(h), self.negative_slope)
+
+    def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
+        """Per-neuron dense readout and output sigmoid: ``(B, hidden, T) -> (B, N, T)``."""
         return self.output_nonlinearity(self.readout(h))
 
     @torch.no_grad()
@@ -387,14 +417,15 @@ class PopulationCNN(ResponseModel):
             hidden=self.n_hidden, n_blocks=self.n_blocks,
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x ``(B, 1, F, T)`` -> ``(B, N, T)``."""
-        h = self._prefiltered(x)
+    def forward_core(self, z: torch.Tensor) -> torch.Tensor:
+        """Convolutions and the shared dense layer: z ``(B, C, F, T)`` -> ``(B, hidden, T)``."""
         for conv in self.convs:
-            h = torch.relu(conv(F.pad(h, self._pad)))
-        h = torch.relu(self.dense(h.flatten(1, 2)))
-        z = self.readout(h) + self.level_shift[:, None]
-        return self.output_nonlinearity(z)
+            z = torch.relu(conv(F.pad(z, self._pad)))
+        return torch.relu(self.dense(z.flatten(1, 2)))
+
+    def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
+        """Per-neuron dense readout, level shift, double exponential: ``(B, hidden, T) -> (B, N, T)``."""
+        return self.output_nonlinearity(self.readout(h) + self.level_shift[:, None])
 
     @torch.no_grad()
     def init_output(self, mean, std) -> None:
@@ -443,13 +474,17 @@ class StateNet(ResponseModel):
             stride=self.local.stride, hidden=hidden,
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x ``(B, 1, F, T)`` -> ``(B, N, T)``."""
-        h = torch.sigmoid(self.norm(self.local(self._prefiltered(x))))  # (B, O, P, T)
+    def forward_core(self, z: torch.Tensor) -> torch.Tensor:
+        """Locally connected layer and recurrent layer: z ``(B, C, F, T)`` -> ``(B, hidden, T)``."""
+        h = torch.sigmoid(self.norm(self.local(z)))  # (B, O, P, T)
         b, o, p, t = h.shape
         h = h.permute(0, 3, 1, 2).reshape(b, t, o * p)  # (B, T, O * P)
         h, _ = self.rnn(h)  # (B, T, hidden)
-        return self.readout(h).transpose(1, 2)
+        return h.transpose(1, 2)  # a view
+
+    def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
+        """Per-neuron linear readout: ``(B, hidden, T) -> (B, N, T)``."""
+        return self.readout(h.transpose(1, 2)).transpose(1, 2)
 
     @torch.no_grad()
     def init_output(self, mean, std) -> None:
