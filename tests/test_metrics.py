@@ -462,3 +462,42 @@ def test_trial_average_numpy_and_torch_agree_and_mark_empty_bins():
     t = trial_average(torch.from_numpy(r))
     assert isinstance(t, torch.Tensor)
     np.testing.assert_array_equal(t.numpy(), out)
+
+
+def test_masked_corr_known_answers_masks_and_types():
+    a = np.array([[1.0, 2.0, 3.0, 4.0, 100.0], [1.0, 1.0, 1.0, 1.0, 2.0]])
+    b = np.array([[2.0, 4.0, 6.0, 8.0, -50.0], [3.0, 1.0, 2.0, 5.0, 0.0]])
+    valid = np.array([[True, True, True, True, False], [True, True, True, True, False]])
+    r = M.masked_corr(a, b, valid)
+    assert isinstance(r, np.ndarray) and r.dtype == np.float64 and r.shape == (2,)
+    assert r[0] == pytest.approx(1.0, abs=1e-15)  # the outlier bin is masked out
+    assert np.isnan(r[1])  # a constant over the valid bins: no correlation
+    # against numpy on random data, torch in -> torch out
+    rng = np.random.default_rng(1)
+    x, y = rng.random((3, 40)), rng.random((3, 40))
+    keep = rng.random((3, 40)) > 0.3
+    t = M.masked_corr(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(keep))
+    assert isinstance(t, torch.Tensor)
+    ref = [np.corrcoef(x[i][keep[i]], y[i][keep[i]])[0, 1] for i in range(3)]
+    np.testing.assert_allclose(t.numpy(), ref, rtol=1e-12)
+    # valid=None: the finite bins of both; fewer than 2 valid bins -> NaN
+    x2 = x.copy()
+    x2[0, :20] = np.nan
+    np.testing.assert_allclose(M.masked_corr(x2, y)[0], np.corrcoef(x[0, 20:], y[0, 20:])[0, 1], rtol=1e-12)
+    assert np.isnan(M.masked_corr(np.array([1.0, 2.0]), np.array([3.0, 5.0]), np.array([True, False])))
+    with pytest.raises(ValueError, match="same shape"):
+        M.masked_corr(x, y[:, :3])
+    with pytest.raises(ValueError, match="bool mask"):
+        M.masked_corr(x, y, keep[:, :3])
+
+
+def test_cc_raw_is_masked_corr_of_the_trial_average():
+    """One correlation: cc_raw equals masked_corr(pred, trial average) where both are defined."""
+    rng = np.random.default_rng(2)
+    resp = rng.random((2, 3, 4, 30))  # (B, N, R, T)
+    resp[0, 1, :, 25:] = np.nan  # padding
+    resp[1, 2, 1] = np.nan  # a missing trial
+    pred = rng.random((2, 3, 30))
+    ybar = M.trial_average(resp).transpose(1, 0, 2).reshape(3, -1)
+    p = pred.transpose(1, 0, 2).reshape(3, -1)
+    np.testing.assert_allclose(M.cc_raw(pred, resp), M.masked_corr(p, ybar, np.isfinite(ybar)), rtol=1e-13)

@@ -641,3 +641,57 @@ def test_padded_rfft_equals_rfft_values_and_gradients(n):
     torch.testing.assert_close(ga, gb)
     with pytest.raises(ValueError, match="at most n=8"):
         padded_rfft(x, 8)
+
+
+def test_models_reject_bad_stimuli_with_the_shared_message():
+    """One stimulus check for prefilters and models: ValueError naming (B, 1, F, T) and F."""
+    for prefilter in (None, "adaptrans"):
+        model = Linear(F_BANDS, N_NEURONS, n_lags=4, prefilter=prefilter)
+        with pytest.raises(ValueError, match=r"floating-point stimulus \(B, 1, F, T\)"):
+            model(torch.ones(1, 1, F_BANDS, 5, dtype=torch.int64))
+        with pytest.raises(ValueError, match=rf"\(B, 1, F, T\) with F={F_BANDS}"):
+            model(torch.rand(1, 1, F_BANDS + 1, 5))
+        with pytest.raises(ValueError, match=r"torch.Tensor stimulus of shape \(B, 1, F, T\)"):
+            model(np.zeros((1, 1, F_BANDS, 5), dtype=np.float32))
+
+
+def test_model_side_imports_only_downwards_and_no_private_torch_api():
+    """spectral/shapes/metrics import nothing of the package, adaptrans only that floor,
+    models only those and adaptrans; no torch._C (private API) anywhere on this side."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "deepstrf_utils"
+    ground = {"metrics", "spectral", "shapes", "spectrogram", "stimuli", "plain"}
+    allowed = {
+        "spectral": set(), "shapes": set(), "plain": set(),
+        "metrics": {"metrics"},
+        "adaptrans": ground,
+        "models": ground | {"adaptrans", "models"},
+        "strfs": ground | {"adaptrans", "models"},
+        "insilico": ground | {"adaptrans", "models"},
+        "groundtruth": ground | {"adaptrans", "models"},
+    }
+    for top, ok in allowed.items():
+        files = sorted((root / top).glob("*.py")) if (root / top).is_dir() else [root / f"{top}.py"]
+        for path in files:
+            src = path.read_text()
+            assert "torch._C" not in src, path
+            package = [top] if path.parent != root else []
+            for node in ast.walk(ast.parse(src)):
+                if isinstance(node, ast.ImportFrom) and node.level:
+                    base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+                    parts = base + (node.module.split(".") if node.module else [a.name for a in node.names])
+                    target = parts[0] if parts else node.names[0].name
+                    assert target in ok, f"{path.name} imports {target} (allowed: {sorted(ok)})"
+
+
+def test_every_model_is_prefilter_core_readout():
+    x = torch.rand(2, 1, F_BANDS, T_BINS)
+    for name, cls in MODELS.items():
+        torch.manual_seed(0)
+        model = cls(F_BANDS, N_NEURONS, **SMALL[name]).eval()
+        with torch.no_grad():
+            h = model.forward_core(model.prefilter(x))
+            assert h.dim() == 3 and h.shape[0] == 2 and h.shape[-1] == T_BINS, name
+            torch.testing.assert_close(model.forward_readout(h), model(x), rtol=1e-5, atol=1e-6)
