@@ -227,6 +227,12 @@ def _check_times(values, name, positive=False) -> list:
     return vals
 
 
+def _checked_timing(prefilter: nn.Module, need_off: bool, hold_ms) -> tuple[float, float]:
+    """Check the prefilter; return its bin width and the plateau length (ms) of a trapezoid protocol."""
+    _prefilter_info(prefilter, need_off)
+    return float(prefilter.dt_ms), (_default_hold(prefilter) if hold_ms is None else float(hold_ms))
+
+
 def _default_hold(prefilter) -> float:
     return (prefilter.kernel_size - 1) * float(prefilter.dt_ms)
 
@@ -255,9 +261,7 @@ def off_response_vs_fall_time(prefilter: nn.Module, fall_times_ms: Sequence[floa
         DataFrame with one row per band x fall time: band, cf_hz, fall_ms, amplitude.
     """
     falls = _check_times(fall_times_ms, "fall times (ms)")
-    _prefilter_info(prefilter, need_off=True)
-    dt = float(prefilter.dt_ms)
-    hold = _default_hold(prefilter) if hold_ms is None else float(hold_ms)
+    dt, hold = _checked_timing(prefilter, True, hold_ms)
     onset = 10 * dt if onset_ms is None else float(onset_ms)
     post = prefilter.kernel_size * dt if post_ms is None else float(post_ms)
     y, marks = _run_trapezoids(prefilter, [(rise_ms, hold, f) for f in falls], level, onset, post, True)
@@ -281,9 +285,7 @@ def on_response_vs_rise_time(prefilter: nn.Module, rise_times_ms: Sequence[float
         DataFrame with one row per band x rise time: band, cf_hz, rise_ms, amplitude.
     """
     rises = _check_times(rise_times_ms, "rise times (ms)")
-    _prefilter_info(prefilter, need_off=False)
-    dt = float(prefilter.dt_ms)
-    hold = _default_hold(prefilter) if hold_ms is None else float(hold_ms)
+    dt, hold = _checked_timing(prefilter, False, hold_ms)
     onset = prefilter.kernel_size * dt if onset_ms is None else float(onset_ms)
     y, marks = _run_trapezoids(prefilter, [(r, hold, 0.0) for r in rises], level, onset, dt, False)
     amp = np.stack([np.maximum(y[i, 0, :, on:fall], 0).max(axis=-1) for i, (on, fall, _) in enumerate(marks)])

@@ -9,9 +9,9 @@
 * :class:`NoPrefilter`: the identity prefilter (``out_channels = 1``).
 * :func:`as_per_neuron`, :func:`model_device`: small helpers.
 
-Shapes: B batch, C channels, F bands, T bins, K lags, N neurons, U units (N or H).
-All operations are out-of-place and free of data-dependent Python control flow, so a
-model built from them can be run through ``torch.func.functional_call`` + ``torch.vmap``.
+Shapes: B batch, C channels, F bands, T bins, K lags, N neurons, U units (N or H). Like
+the helpers of :mod:`deepstrf_utils.spectral`, these blocks are vmap-safe (out-of-place,
+no data-dependent control flow).
 """
 
 from __future__ import annotations

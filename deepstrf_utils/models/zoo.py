@@ -309,7 +309,17 @@ class DNet(NetworkReceptiveField):
 # ----------------------------------------------------------------------------------------
 # 2D CNNs
 # ----------------------------------------------------------------------------------------
-class ConvNet2D(ResponseModel):
+class _ConvModel(ResponseModel):
+    """Shared sizes of the 2D-CNN models: ``kernel_size`` (k_f, k_t), ``channels``, ``hidden``, ``n_blocks``."""
+
+    def _conv_sizes(self, kernel_size, channels, hidden, n_blocks) -> None:
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.channels = _positive_int(channels, "channels")
+        self.n_hidden = _positive_int(hidden, "hidden")
+        self.n_blocks = _positive_int(n_blocks, "n_blocks")
+
+
+class ConvNet2D(_ConvModel):
     """deepSTRF's 2D-CNN (as used in the AdapTrans paper).
 
     ``n_blocks`` x [Conv2d(kernel (k_f, k_t), ``channels`` filters, no padding in frequency,
@@ -328,10 +338,7 @@ class ConvNet2D(ResponseModel):
     ):
         super().__init__()
         self._setup(n_bands, n_neurons, prefilter, prefilter_kwargs, dt_ms)
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.channels = _positive_int(channels, "channels")
-        self.n_hidden = _positive_int(hidden, "hidden")
-        self.n_blocks = _positive_int(n_blocks, "n_blocks")
+        self._conv_sizes(kernel_size, channels, hidden, n_blocks)
         self.negative_slope = float(negative_slope)
         k_f, k_t = self.kernel_size
         self.out_bands = self.n_bands - self.n_blocks * (k_f - 1)
@@ -380,7 +387,7 @@ class ConvNet2D(ResponseModel):
         self.output_nonlinearity.init_output(mean, std)
 
 
-class PopulationCNN(ResponseModel):
+class PopulationCNN(_ConvModel):
     """Pennington & David (2023) population CNN (NAT4).
 
     ``n_blocks`` x [Conv2d(``channels`` filters, kernel (k_f, k_t) = (3, 8), causal in time,
@@ -398,10 +405,7 @@ class PopulationCNN(ResponseModel):
     ):
         super().__init__()
         self._setup(n_bands, n_neurons, prefilter, prefilter_kwargs, dt_ms)
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.channels = _positive_int(channels, "channels")
-        self.n_hidden = _positive_int(hidden, "hidden")
-        self.n_blocks = _positive_int(n_blocks, "n_blocks")
+        self._conv_sizes(kernel_size, channels, hidden, n_blocks)
         k_f, k_t = self.kernel_size
         self._pad = (k_t - 1, 0, (k_f - 1) // 2, k_f // 2)  # (time left, time right, freq low, freq high)
         self.convs = nn.ModuleList(
