@@ -15,12 +15,22 @@ high-pass), a **core** and a **readout**, strictly causal in time. The package h
 =================  ======================================================================
 
 The frequency-domain helpers (``causal_strf_fft``, ``leaky_integrate``, ...) live one
-floor down in :mod:`deepstrf_utils.spectral`.
+floor down in :mod:`deepstrf_utils.spectral`; every name that ``deepstrf_utils.models``
+offered when it was one file is still importable from here.
 """
 
-from ..spectral import leaky_integrate
+from ..spectral import causal_strf_fft, leaky_integrate, prefiltered_strf_fft
 from .base import MODEL_ADAPTRANS_RECTIFY, PREFILTERS, ResponseModel, make_prefilter
-from .layers import DoubleExponential, ParametricNonlinearity, ParametricSigmoid, model_device
+from .layers import (
+    DoubleExponential,
+    LocallyConnectedFrequency,
+    NoPrefilter,
+    ParametricNonlinearity,
+    ParametricSigmoid,
+    as_per_neuron,
+    causal_strf_conv,
+    model_device,
+)
 from .registry import MODELS, build_model, count_parameters
 from .ridge import fit_ridge_strf
 from .zoo import (
