@@ -48,10 +48,12 @@ from .layers import (
     causal_strf_conv,
     causal_strf_fft,
     leaky_integrate,
+    model_device,
     prefiltered_strf_fft,
 )
 
 __all__ = [
+    "model_device",
     "Linear",
     "LinearNonlinear",
     "NetworkReceptiveField",
