@@ -12,7 +12,7 @@ One module per concept (see docs/ARCHITECTURE.md):
 - :mod:`deepstrf_utils.insilico` -- in-silico ON/OFF experiments (paper Figure 1 and beyond)
 - :mod:`deepstrf_utils.profiles`, :mod:`deepstrf_utils.session`, :mod:`deepstrf_utils.published`
   -- run profiles, notebook set-up and fitted-model lookup, the published numbers
-- :mod:`deepstrf_utils.plotting` -- figure helpers
+- :mod:`deepstrf_utils.plotting`, :mod:`deepstrf_utils.figures` -- panel helpers, the notebooks' multi-panel figures
 
 Submodules are imported on first use, so ``import deepstrf_utils`` stays cheap.
 """
@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 _SUBMODULES = {
     "adaptrans", "models", "metrics", "datasets", "training", "strfs", "insilico",
     "plotting", "stimuli", "spectrogram", "spectral", "plain", "profiles", "session",
-    "published", "groundtruth", "runner",
+    "published", "groundtruth", "runner", "figures",
 }
 
 
