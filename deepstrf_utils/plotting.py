@@ -31,6 +31,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
+from .metrics import trial_average  # noqa: E402
+
 __all__ = [
     "save_figure",
     "to_numpy",
@@ -178,10 +180,7 @@ def plot_psth(ax, resp, dt_ms: float, pred=None, ylabel: str = "response (a.u.)"
     prediction ``pred`` (T,) overlaid."""
     r = to_numpy(resp)
     if r.ndim == 2:
-        with np.errstate(all="ignore"):
-            valid = ~np.all(np.isnan(r), axis=0)
-            m = np.full(r.shape[1], np.nan)
-            m[valid] = np.nanmean(r[:, valid], axis=0)
+        m = trial_average(r, axis=0)
     elif r.ndim == 1:
         m = r
     else:
