@@ -608,3 +608,30 @@ def test_stacked_restore_is_strict():
     renamed["renamed." + key] = renamed.pop(key)
     with pytest.raises(ValueError, match=rf"missing keys \['{key}'\].*unexpected keys \['renamed.{key}'\]"):
         _load_unit_state(model, renamed)
+
+
+def test_training_batches_and_public_collate_share_one_padding():
+    """_Packed (training), the prediction batches and collate_responses pad the same way:
+    the packed target is the trial average of the collated responses, NaN in the padding."""
+    from deepstrf_utils.datasets import collate_responses
+    from deepstrf_utils.datasets.collate import pad_to_longest
+    from deepstrf_utils.metrics import trial_average
+    from deepstrf_utils.training.prediction import _stimulus_batches
+
+    rng = np.random.default_rng(0)
+    stims = [rng.random((3, t)) for t in (5, 7, 4)]
+    resps = [rng.random((2, r, t)) for r, t in zip((2, 3, 1), (5, 7, 4))]
+    resps[1][0, :, 6] = np.nan  # a bin without any valid trial for neuron 0
+    ds = ResponseDataset(stims, resps, dt_ms=5.0, cf_hz=[500.0, 1000.0, 2000.0], name="toy")
+    stim, resp, mask = collate_responses([ds[i] for i in range(len(ds))])
+    packed = packing._Packed.from_dataset(ds, torch.device("cpu"))
+    assert torch.equal(packed.stim, stim)
+    assert torch.equal(packed.lengths, mask.sum(1))
+    assert torch.allclose(packed.target, trial_average(resp, axis=2), equal_nan=True)
+    assert torch.isnan(packed.target[1, 0, 6]) and torch.isnan(packed.target[0, :, 5:]).all()
+    x, idx, lens = _stimulus_batches(ds, batch_size=8)[0]
+    assert idx == [2, 0, 1] and lens == [4, 5, 7]
+    assert torch.equal(x, stim[idx])
+    padded, lengths = pad_to_longest([torch.ones(1, 2), torch.ones(2, 3)], fill=-1.0)
+    assert padded.tolist() == [[[1, 1, -1], [-1, -1, -1]], [[1, 1, 1], [1, 1, 1]]]
+    assert lengths.tolist() == [2, 3]

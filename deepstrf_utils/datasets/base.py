@@ -3,7 +3,8 @@
 A :class:`ResponseDataset` holds B stimuli, each an ``(F, T_i)`` spectrogram, and the
 responses of N neurons to them, each ``(N, R_i, T_i)`` (R_i repeats, NaN marks a missing
 trial or padding). Item ``i`` is ``(stim (1, F, T_i), resp (N, R_i, T_i))`` as float32
-tensors, and :func:`collate_responses` pads a list of items into a batch.
+tensors, and :func:`~deepstrf_utils.datasets.collate.collate_responses` pads a list of items
+into a batch.
 
 Splits are by stimulus, never by time bin, and follow the dataset's ``split_spec``:
 
@@ -24,7 +25,6 @@ so an interrupted write never leaves a file that loads as valid.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -36,8 +36,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..metrics import trial_average
-from .collate import collate_responses  # noqa: F401  (re-exported: the public collate)
-from .storage import SCHEMA_VERSION, read_hdf5, write_hdf5
+from .storage import SCHEMA_VERSION, read_hdf5, write_hdf5  # noqa: F401  (SCHEMA_VERSION: public here)
 
 logger = logging.getLogger(__name__)
 

@@ -27,12 +27,12 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional
 
 import numpy as np
 import pandas as pd
 
-from ..spectrogram import apply_floor, cochleagram, load_wav, n_frames
+from ..spectrogram import apply_floor, cochleagram, load_wav
 from .base import ResponseDataset
 from .io import bin_spike_times, stack_trials  # noqa: F401  (part of this loader's public names)
 
