@@ -6,10 +6,13 @@ One module per concept (see docs/ARCHITECTURE.md):
 - :mod:`deepstrf_utils.models` -- L, LN, NRF, DNet, 2D-CNN, StateNet, population CNN, ridge STRF
 - :mod:`deepstrf_utils.metrics` -- CCraw, CCnorm, CCmax, signal power, losses
 - :mod:`deepstrf_utils.datasets` -- one canonical dataset type and its loaders
-- :mod:`deepstrf_utils.training` -- fitting, batched single-unit fitting, runner, checkpoints
+- :mod:`deepstrf_utils.training` -- fitting, batched single-unit fitting, evaluation, checkpoints
+- :mod:`deepstrf_utils.runner` -- configurations x seeds into one resumable results table
 - :mod:`deepstrf_utils.strfs` -- weight and gradient STRFs
 - :mod:`deepstrf_utils.insilico` -- in-silico ON/OFF experiments (paper Figure 1 and beyond)
-- :mod:`deepstrf_utils.plotting` -- figure helpers
+- :mod:`deepstrf_utils.profiles`, :mod:`deepstrf_utils.session`, :mod:`deepstrf_utils.published`
+  -- run profiles, notebook set-up and fitted-model lookup, the published numbers
+- :mod:`deepstrf_utils.plotting`, :mod:`deepstrf_utils.figures` -- panel helpers, the notebooks' multi-panel figures
 
 Submodules are imported on first use, so ``import deepstrf_utils`` stays cheap.
 """
@@ -19,7 +22,8 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "adaptrans", "models", "metrics", "datasets", "training", "strfs", "insilico",
-    "plotting", "stimuli", "spectrogram", "profiles", "groundtruth", "layers", "runner",
+    "plotting", "stimuli", "spectrogram", "spectral", "plain", "profiles", "session",
+    "published", "groundtruth", "runner", "figures", "shapes",
 }
 
 

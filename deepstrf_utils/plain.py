@@ -29,6 +29,8 @@ def to_plain(value: Any, tensors: str = "list") -> Any:
         raise ValueError(f"expected tensors='list' or 'keep', got {tensors!r}")
     import torch  # local: keeps this ground-floor module importable without torch
 
+    if isinstance(value, np.generic):  # before the builtins: np.float64 is a float subclass
+        return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, dict):
@@ -40,8 +42,6 @@ def to_plain(value: Any, tensors: str = "list") -> Any:
         return value if tensors == "keep" else value.numpy().tolist()
     if isinstance(value, np.ndarray):
         return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover - pandas is a dependency

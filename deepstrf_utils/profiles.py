@@ -47,9 +47,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
-
-from torch import nn
-
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -59,13 +56,6 @@ __all__ = [
     "MODEL_LABELS",
     "get_profile",
     "parse_datasets",
-    "find_checkpoints",
-    "load_fitted",
-    "UnitView",
-    "RunContext",
-    "repo_root",
-    "setup_run",
-    "PUBLISHED",
 ]
 
 #: The single-unit models of the AdapTrans paper (+ StateNet of the 2025 paper), in plot order.
@@ -299,153 +289,3 @@ def get_profile(name: str) -> Profile:
     if key not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; expected one of {list(PROFILES)}")
     return PROFILES[key]
-
-
-def find_checkpoints(config: dict, seed: int, checkpoint_dir: str | Path) -> list[Path]:
-    """Checkpoint files written by ``run_configs`` for ``config`` and ``seed``: one per
-    neuron in single-unit mode, one in population mode (sorted; empty if none)."""
-    from .runner import config_id
-
-    cid = config_id(config)
-    folder = Path(checkpoint_dir)
-    pop = folder / f"{cid}_seed{int(seed)}.pt"
-    if pop.exists():
-        return [pop]
-    return sorted(folder.glob(f"{cid}_seed{int(seed)}_*.pt"))
-
-
-class UnitView(nn.Module):
-    """Output ``index`` of a population model seen as a single-unit model.
-
-    forward: x ``(B, 1, F, T)`` -> ``(B, 1, T)`` (= ``model(x)[:, index:index + 1]``); exposes
-    the wrapped model's ``prefilter``, ``n_bands``, ``dt_ms`` (and ``n_lags`` if any), so
-    that :func:`deepstrf_utils.strfs.gradient_strf` works on it.
-    """
-
-    def __init__(self, model: nn.Module, index: int):
-        super().__init__()
-        self.model = model
-        self.index = int(index)
-        for name in ("prefilter", "n_bands", "dt_ms", "n_lags", "config"):
-            if hasattr(model, name) and name != "prefilter":
-                setattr(self, name, getattr(model, name))
-
-    @property
-    def prefilter(self):
-        """The wrapped model's prefilter module."""
-        return self.model.prefilter
-
-    def forward(self, x):
-        """x ``(B, 1, F, T)`` -> ``(B, 1, T)``."""
-        return self.model(x)[:, self.index:self.index + 1]
-
-
-def load_fitted(config: dict, seed: int, checkpoint_dir: str | Path, device: str = "cpu") -> dict:
-    """Models fitted by ``run_configs`` for ``config`` and ``seed``, rebuilt from their
-    checkpoints, as ``{neuron_id: model}`` (eval mode, on ``device``). In population mode
-    every neuron maps to a :class:`UnitView` of the one population model (its output for
-    that neuron), and the population model itself is under the key ``"population"``.
-    FileNotFoundError if nothing was saved."""
-    from .training import load_checkpoint
-
-    paths = find_checkpoints(config, seed, checkpoint_dir)
-    if not paths:
-        raise FileNotFoundError(
-            f"expected checkpoints of {config.get('model')} (prefilter {config.get('prefilter')}) on "
-            f"{config.get('dataset')}, seed {seed}, in {checkpoint_dir}; run notebook 03 first"
-        )
-    out = {}
-    for path in paths:
-        model, info = load_checkpoint(path, device=device)
-        if "neuron" in info:
-            out[str(info["neuron"])] = model
-            continue
-        ids = info.get("neuron_ids")
-        if ids is None:
-            metrics = info.get("metrics")
-            ids = list(metrics["neuron"]) if metrics is not None and "neuron" in metrics else None
-        if ids is None:
-            raise ValueError(f"expected the neuron ids of population checkpoint {path} in its info")
-        out["population"] = model
-        for i, nid in enumerate(ids):
-            out[str(nid)] = UnitView(model, i)
-    return out
-
-
-@dataclass
-class RunContext:
-    """Resolved notebook parameters: profile, datasets, device and absolute folders."""
-
-    profile: Profile
-    datasets: list
-    device: str
-    data_root: Path
-    fig_dir: Path
-    results_dir: Path
-
-    @property
-    def results_csv(self) -> Path:
-        """This profile's results table (``results_dir/results_<profile>.csv``)."""
-        return self.profile.results_csv(self.results_dir)
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        """This profile's checkpoint folder."""
-        return self.profile.checkpoint_dir(self.results_dir)
-
-    def load(self, dataset: str):
-        """``load_dataset`` with the profile's options for ``dataset``."""
-        return self.profile.load(dataset, self.data_root)
-
-
-def repo_root(start: str | Path | None = None) -> Path:
-    """The nearest folder at or above ``start`` (default: cwd) holding ``pyproject.toml``;
-    ``start`` itself if there is none."""
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").exists():
-            return folder
-    return here
-
-
-def setup_run(profile: str = "quick", datasets: str = "", device: str = "auto", data_root: str = "data",
-              fig_dir: str = "figures", results_dir: str = "build/results") -> RunContext:
-    """Resolve the notebooks' parameters into a :class:`RunContext`.
-
-    Relative folders are taken relative to the repository root (found from the current
-    directory), so a notebook run from ``notebooks/`` writes to ``<repo>/figures``;
-    ``fig_dir`` and ``results_dir`` are created. ``device="auto"`` becomes "cuda" when
-    available, else "cpu". Logging is set to INFO for ``deepstrf_utils`` messages.
-    """
-    import torch
-
-    root = repo_root()
-
-    def resolve(p) -> Path:
-        p = Path(p).expanduser()
-        return (p if p.is_absolute() else root / p).resolve()
-
-    prof = get_profile(profile)
-    data_root, fig_dir, results_dir = resolve(data_root), resolve(fig_dir), resolve(results_dir)
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    if device in (None, "", "auto"):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("deepstrf_utils").setLevel(logging.INFO)
-    names = prof.datasets(datasets, data_root)
-    return RunContext(prof, names, str(device), data_root, fig_dir, results_dir)
-
-
-#: Published CCraw / CCnorm (%) of the seed README (2024, all with AdapTrans).
-PUBLISHED = [
-    {"dataset": "ns1", "model": "ConvNet2D", "prefilter": "adaptrans", "cc_raw": 43.7, "cc_norm": 65.3,
-     "n_params": 37276},
-    {"dataset": "wehr", "model": "NetworkReceptiveField", "prefilter": "adaptrans", "cc_raw": 26.0,
-     "cc_norm": 26.3, "n_params": None},
-    {"dataset": "nat4_a1", "model": "ConvNet2D", "prefilter": "adaptrans", "cc_raw": 32.6, "cc_norm": 56.9,
-     "n_params": 15748},
-    {"dataset": "nat4_peg", "model": "ConvNet2D", "prefilter": "adaptrans", "cc_raw": 37.2, "cc_norm": 62.4,
-     "n_params": None},
-]

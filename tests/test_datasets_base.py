@@ -14,7 +14,7 @@ from deepstrf_utils.datasets import (
     collate_responses,
     load_dataset,
 )
-from deepstrf_utils.datasets import base
+from deepstrf_utils.datasets import base, storage
 
 LENGTHS = (10, 12, 8, 9, 11)
 CF = [250.0, 500.0, 1000.0, 2000.0]
@@ -324,7 +324,7 @@ def test_interrupted_write_leaves_no_loadable_file(tmp_path, monkeypatch):
         f.create_dataset("cf_hz", data=dataset.cf_hz)
         raise KeyboardInterrupt("killed mid-write")
 
-    monkeypatch.setattr(base, "_write_dataset", broken_writer)
+    monkeypatch.setattr(storage, "_write_dataset", broken_writer)
     with pytest.raises(KeyboardInterrupt):
         ds.to_hdf5(tmp_path / "new.h5")
     with pytest.raises(KeyboardInterrupt):

@@ -32,3 +32,10 @@ def test_to_plain_dataclass_and_bad_values():
         to_plain(object())
     with pytest.raises(ValueError, match="tensors="):
         to_plain(1, tensors="numpy")
+
+
+def test_to_plain_turns_numpy_float_subclasses_into_builtins():
+    # np.float64 is a subclass of float: it must still become a plain float, or
+    # torch.load(weights_only=True) refuses the checkpoint that holds it
+    out = to_plain({"x": np.float64(0.5), "y": [np.float64(1.5)]})
+    assert type(out["x"]) is float and type(out["y"][0]) is float

@@ -7,7 +7,7 @@ import pytest
 
 from deepstrf_utils import stimuli as st
 from deepstrf_utils.adaptrans import willmore_tau_ms
-from deepstrf_utils.datasets import base, load_dataset, synthetic
+from deepstrf_utils.datasets import base, load_dataset, storage, synthetic
 from deepstrf_utils.datasets.synthetic import generate_synthetic, load_synthetic, true_rate
 from deepstrf_utils.metrics import cc_max, cc_norm
 
@@ -156,7 +156,7 @@ def test_interrupted_cache_write_then_regenerates(tmp_path, monkeypatch):
         f.attrs["schema_version"] = base.SCHEMA_VERSION
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(base, "_write_dataset", broken_writer)
+    monkeypatch.setattr(storage, "_write_dataset", broken_writer)
     with pytest.raises(RuntimeError, match="disk full"):
         load_synthetic(tmp_path, **SMALL)
     assert os.listdir(tmp_path / "synthetic") == []

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from deepstrf_utils import runner, training
+from deepstrf_utils.training import fitting as training_fit
+from deepstrf_utils.training import optim, packing
 from deepstrf_utils.adaptrans import AdapTrans, center_frequencies, willmore_tau_ms
 from deepstrf_utils.datasets import ResponseDataset
 from deepstrf_utils.datasets.synthetic import load_synthetic
@@ -160,7 +162,7 @@ def test_plateau_matches_torch_scheduler():
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=1.0)
     ref = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2, cooldown=1)
-    ours = training._Plateau(1, 1.0, factor=0.5, patience=2, cooldown=1)
+    ours = optim._Plateau(1, 1.0, factor=0.5, patience=2, cooldown=1)
     values = [5, 4, 4, 4, 4, 3.9999, 4, 4, 4, 4, 4, 2, 2, 2, 2, 2, 2]
     for v in values:
         ref.step(v)
@@ -313,9 +315,9 @@ def _one_adamw_step(train, batched, model="Linear", weight_decay=0.1, **kw):
         return _linear(prefilter="adaptrans", seed=s, model=model, **extra)
 
     start = model_fn(7)
-    packed = training._Packed.from_dataset(train, torch.device("cpu"), [1])
+    packed = packing._Packed.from_dataset(train, torch.device("cpu"), [1])
     x, y = packed.batch(list(range(packed.n_stimuli)))
-    training._batch_loss(training._get_loss("mse"), start(x), y)[0].backward()
+    training_fit._batch_loss(training_fit._get_loss("mse"), start(x), y)[0].backward()
     before = {k: v.detach().clone() for k, v in start.named_parameters()}
     grads = {k: v.grad.detach().clone() for k, v in start.named_parameters()}
     common = dict(max_epochs=1, batch_size=len(train), device="cpu", progress=False, init_output=False,
@@ -585,3 +587,51 @@ def test_batched_none_stacks_only_where_it_pays_off(splits):
     assert not stacking_pays_off(relu(0), cpu)
     _, res = fit_single_units(relu, train, val, **kw)
     assert not any(r.batched for r in res)
+
+
+def test_stacked_restore_is_strict():
+    """The best weights of a stacked unit are loaded strictly: a key of the stack that the
+    model lacks, or a model entry that the stack lacks, raises naming it (strict=False
+    skipped both silently)."""
+    from deepstrf_utils.training.stacked import _load_unit_state
+
+    model = _linear(prefilter="adaptrans")
+    state = {k: v.clone() + 1.0 for k, v in model.state_dict().items()}
+    # non-persistent buffers (AdapTrans' fixed kernel) are part of a stacked unit's state
+    state.update({n: b.clone() for n, b in model.named_buffers() if n not in state})
+    target = {k: v.clone() for k, v in state.items()}
+    _load_unit_state(model, state)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, target[k])
+    renamed = dict(state)
+    key = next(iter(model.state_dict()))
+    renamed["renamed." + key] = renamed.pop(key)
+    with pytest.raises(ValueError, match=rf"missing keys \['{key}'\].*unexpected keys \['renamed.{key}'\]"):
+        _load_unit_state(model, renamed)
+
+
+def test_training_batches_and_public_collate_share_one_padding():
+    """_Packed (training), the prediction batches and collate_responses pad the same way:
+    the packed target is the trial average of the collated responses, NaN in the padding."""
+    from deepstrf_utils.datasets import collate_responses
+    from deepstrf_utils.datasets.collate import pad_to_longest
+    from deepstrf_utils.metrics import trial_average
+    from deepstrf_utils.training.prediction import _stimulus_batches
+
+    rng = np.random.default_rng(0)
+    stims = [rng.random((3, t)) for t in (5, 7, 4)]
+    resps = [rng.random((2, r, t)) for r, t in zip((2, 3, 1), (5, 7, 4))]
+    resps[1][0, :, 6] = np.nan  # a bin without any valid trial for neuron 0
+    ds = ResponseDataset(stims, resps, dt_ms=5.0, cf_hz=[500.0, 1000.0, 2000.0], name="toy")
+    stim, resp, mask = collate_responses([ds[i] for i in range(len(ds))])
+    packed = packing._Packed.from_dataset(ds, torch.device("cpu"))
+    assert torch.equal(packed.stim, stim)
+    assert torch.equal(packed.lengths, mask.sum(1))
+    assert torch.allclose(packed.target, trial_average(resp, axis=2), equal_nan=True)
+    assert torch.isnan(packed.target[1, 0, 6]) and torch.isnan(packed.target[0, :, 5:]).all()
+    x, idx, lens = _stimulus_batches(ds, batch_size=8)[0]
+    assert idx == [2, 0, 1] and lens == [4, 5, 7]
+    assert torch.equal(x, stim[idx])
+    padded, lengths = pad_to_longest([torch.ones(1, 2), torch.ones(2, 3)], fill=-1.0)
+    assert padded.tolist() == [[[1, 1, -1], [-1, -1, -1]], [[1, 1, 1], [1, 1, 1]]]
+    assert lengths.tolist() == [2, 3]

@@ -21,7 +21,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .base import SCHEMA_VERSION, ResponseDataset, collate_responses
+from .base import SCHEMA_VERSION, ResponseDataset
+from .collate import collate_responses
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,8 @@
 A :class:`ResponseDataset` holds B stimuli, each an ``(F, T_i)`` spectrogram, and the
 responses of N neurons to them, each ``(N, R_i, T_i)`` (R_i repeats, NaN marks a missing
 trial or padding). Item ``i`` is ``(stim (1, F, T_i), resp (N, R_i, T_i))`` as float32
-tensors, and :func:`collate_responses` pads a list of items into a batch.
+tensors, and :func:`~deepstrf_utils.datasets.collate.collate_responses` pads a list of items
+into a batch.
 
 Splits are by stimulus, never by time bin, and follow the dataset's ``split_spec``:
 
@@ -24,24 +25,21 @@ so an interrupted write never leaves a file that loads as valid.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import h5py
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from ..metrics import trial_average
+from .storage import SCHEMA_VERSION, read_hdf5, write_hdf5  # noqa: F401  (SCHEMA_VERSION: public here)
+
 logger = logging.getLogger(__name__)
 
-#: Version of the HDF5 layout written by :meth:`ResponseDataset.to_hdf5`. Bump it when the
-#: layout changes; :meth:`ResponseDataset.from_hdf5` refuses any other version.
-SCHEMA_VERSION = 1
 
 _DEFAULT_SPLIT = {"test": "random", "test_fraction": 0.2, "val_fraction": 0.1}
 _TEST_RULES = ("random", "repeated")
@@ -524,14 +522,7 @@ class ResponseDataset(Dataset):
     # ------------------------------------------------------------------ summaries
     def mean_responses(self) -> list[np.ndarray]:
         """Trial-averaged responses, a list of B ``(N, T_i)`` arrays (NaN where no trial)."""
-        out = []
-        for r in self.responses:
-            valid = ~np.isnan(r)
-            count = valid.sum(axis=1)
-            total = np.where(valid, r, 0.0).sum(axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out.append(np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32))
-        return out
+        return [trial_average(r, axis=1).astype(np.float32, copy=False) for r in self.responses]
 
     def summary(self) -> pd.DataFrame:
         """One-row table: name, neurons, stimuli, repeats, duration, bin width, bands, range."""
@@ -563,21 +554,7 @@ class ResponseDataset(Dataset):
         ``path``, and the temporary file lacks the ``complete`` mark that
         :meth:`from_hdf5` requires. Returns the path written.
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            with h5py.File(tmp, "w") as f:
-                _write_dataset(f, self)
-                f.attrs["complete"] = True
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
-            raise
+        path = write_hdf5(self, path)
         logger.info("wrote %s (%d neurons, %d stimuli)", path, self.n_neurons, self.n_stimuli)
         return path
 
@@ -590,215 +567,4 @@ class ResponseDataset(Dataset):
             ValueError: not a dataset file, an incomplete write, or another
                 ``schema_version`` than ``SCHEMA_VERSION``.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"expected a ResponseDataset HDF5 file at {path}, found none")
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            raise ValueError(f"expected a ResponseDataset HDF5 file at {path}, could not open it: {exc}") from exc
-        with f:
-            if "schema_version" not in f.attrs:
-                raise ValueError(f"expected a ResponseDataset HDF5 file with a 'schema_version' attribute: {path}")
-            version = int(f.attrs["schema_version"])
-            if version != SCHEMA_VERSION:
-                raise ValueError(
-                    f"{path} has schema_version {version}, this code reads version {SCHEMA_VERSION}; "
-                    "regenerate the file (delete it and reload)"
-                )
-            if not bool(f.attrs.get("complete", False)):
-                raise ValueError(f"{path} is an incomplete write (no 'complete' mark); delete it and regenerate")
-            return _read_dataset(f)
-
-
-# ----------------------------------------------------------------------------- HDF5 layout
-def _item_key(i: int) -> str:
-    return f"{i:06d}"
-
-
-def _write_tree(group: h5py.Group, key: str, value: Any) -> None:
-    """Write a nested dict/list/array/scalar under ``group[key]`` with a ``_type`` tag."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    if isinstance(value, dict):
-        g = group.create_group(key)
-        g.attrs["_type"] = "dict"
-        g.attrs["_keys"] = json.dumps([str(k) for k in value])
-        for j, (k, v) in enumerate(value.items()):
-            _write_tree(g, _item_key(j), v)
-    elif isinstance(value, (list, tuple)):
-        g = group.create_group(key)
-        g.attrs["_type"] = "list"
-        g.attrs["_len"] = len(value)
-        for j, v in enumerate(value):
-            _write_tree(g, _item_key(j), v)
-    elif isinstance(value, np.ndarray):
-        if value.dtype.kind in "US" or value.dtype == object:
-            ds = group.create_dataset(key, data=np.asarray([str(v) for v in value.ravel()], dtype=object),
-                                      dtype=h5py.string_dtype())
-            ds.attrs["_type"] = "str_array"
-            ds.attrs["_shape"] = value.shape
-        else:
-            ds = group.create_dataset(key, data=value)
-            ds.attrs["_type"] = "array"
-    elif value is None:
-        ds = group.create_dataset(key, data=0)
-        ds.attrs["_type"] = "none"
-    elif isinstance(value, (bool, np.bool_)):
-        ds = group.create_dataset(key, data=bool(value))
-        ds.attrs["_type"] = "bool"
-    elif isinstance(value, (int, np.integer)):
-        ds = group.create_dataset(key, data=np.int64(value))
-        ds.attrs["_type"] = "int"
-    elif isinstance(value, (float, np.floating)):
-        ds = group.create_dataset(key, data=np.float64(value))
-        ds.attrs["_type"] = "float"
-    elif isinstance(value, str):
-        ds = group.create_dataset(key, data=value, dtype=h5py.string_dtype())
-        ds.attrs["_type"] = "str"
-    else:
-        raise ValueError(
-            f"cannot store a {type(value).__name__} in HDF5; expected dict, list, numpy array, "
-            "number, bool, str or None in ground_truth / meta"
-        )
-
-
-def _read_tree(node: h5py.Group | h5py.Dataset) -> Any:
-    kind = node.attrs["_type"]
-    if isinstance(kind, bytes):
-        kind = kind.decode()
-    if kind == "dict":
-        keys = json.loads(node.attrs["_keys"])
-        return {k: _read_tree(node[_item_key(j)]) for j, k in enumerate(keys)}
-    if kind == "list":
-        return [_read_tree(node[_item_key(j)]) for j in range(int(node.attrs["_len"]))]
-    if kind == "array":
-        return node[()]
-    if kind == "str_array":
-        flat = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in node[()]])
-        return flat.reshape(tuple(node.attrs["_shape"]))
-    if kind == "none":
-        return None
-    if kind == "bool":
-        return bool(node[()])
-    if kind == "int":
-        return int(node[()])
-    if kind == "float":
-        return float(node[()])
-    if kind == "str":
-        v = node[()]
-        return v.decode() if isinstance(v, bytes) else str(v)
-    raise ValueError(f"unknown node type {kind!r} in {node.name}")
-
-
-def _write_table(group: h5py.Group, table: pd.DataFrame) -> None:
-    group.attrs["_columns"] = json.dumps([str(c) for c in table.columns])
-    for j, col in enumerate(table.columns):
-        series = table[col]
-        key = _item_key(j)
-        if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
-            ds = group.create_dataset(key, data=series.to_numpy())
-            ds.attrs["_kind"] = "numeric"
-        else:
-            values = ["" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v) for v in series]
-            ds = group.create_dataset(key, data=np.asarray(values, dtype=object), dtype=h5py.string_dtype())
-            ds.attrs["_kind"] = "str"
-
-
-def _read_table(group: h5py.Group) -> pd.DataFrame:
-    columns = json.loads(group.attrs["_columns"])
-    data = {}
-    for j, col in enumerate(columns):
-        ds = group[_item_key(j)]
-        if ds.attrs["_kind"] == "str":
-            data[col] = [v.decode() if isinstance(v, bytes) else str(v) for v in ds[()]]
-        else:
-            data[col] = ds[()]
-    return pd.DataFrame(data, columns=columns)
-
-
-def _write_dataset(f: h5py.File, ds: ResponseDataset) -> None:
-    f.attrs["schema_version"] = SCHEMA_VERSION
-    f.attrs["format"] = "deepstrf_utils.ResponseDataset"
-    f.attrs["name"] = ds.name
-    f.attrs["dt_ms"] = ds.dt_ms
-    f.attrs["split_spec"] = json.dumps(ds.split_spec)
-    f.create_dataset("cf_hz", data=ds.cf_hz)
-    f.create_dataset("neuron_ids", data=np.asarray(ds.neuron_ids.tolist(), dtype=object), dtype=h5py.string_dtype())
-    f.create_dataset("stim_names", data=np.asarray(ds.stim_names, dtype=object), dtype=h5py.string_dtype())
-    f.create_dataset("stim_types", data=np.asarray(ds.stim_types, dtype=object), dtype=h5py.string_dtype())
-    gs, gr = f.create_group("stimuli"), f.create_group("responses")
-    for i, (s, r) in enumerate(zip(ds.stimuli, ds.responses)):
-        gs.create_dataset(_item_key(i), data=s, compression="gzip", compression_opts=4, shuffle=True)
-        gr.create_dataset(_item_key(i), data=r, compression="gzip", compression_opts=4, shuffle=True)
-    _write_table(f.create_group("neurons"), ds.neurons)
-    f.attrs["has_ground_truth"] = ds.ground_truth is not None
-    if ds.ground_truth is not None:
-        _write_tree(f, "ground_truth", ds.ground_truth)
-    _write_tree(f, "meta", ds.meta)
-
-
-def _decode_strings(values: np.ndarray) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
-
-
-def _read_dataset(f: h5py.File) -> ResponseDataset:
-    n_stim = len(f["stimuli"])
-    return ResponseDataset(
-        stimuli=[f["stimuli"][_item_key(i)][()] for i in range(n_stim)],
-        responses=[f["responses"][_item_key(i)][()] for i in range(n_stim)],
-        dt_ms=float(f.attrs["dt_ms"]),
-        cf_hz=f["cf_hz"][()],
-        neuron_ids=_decode_strings(f["neuron_ids"][()]),
-        neurons=_read_table(f["neurons"]),
-        stim_names=_decode_strings(f["stim_names"][()]),
-        stim_types=_decode_strings(f["stim_types"][()]),
-        name=str(f.attrs["name"]),
-        split_spec=json.loads(f.attrs["split_spec"]),
-        ground_truth=_read_tree(f["ground_truth"]) if bool(f.attrs["has_ground_truth"]) else None,
-        meta=_read_tree(f["meta"]),
-    )
-
-
-# ----------------------------------------------------------------------------- collate
-def collate_responses(batch: Sequence[tuple[Any, Any]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pad a list of dataset items into one batch.
-
-    Args:
-        batch: list of B items ``(stim (1, F, T_i), resp (N, R_i, T_i))`` (tensors or arrays).
-
-    Returns:
-        ``stim (B, 1, F, Tmax)`` zero-padded, ``resp (B, N, Rmax, Tmax)`` NaN-padded (extra
-        repeats and bins), and ``mask (B, Tmax)`` bool, True on the real bins of each item.
-    """
-    if len(batch) == 0:
-        raise ValueError("expected a non-empty batch of (stim (1, F, T), resp (N, R, T)) items")
-    stims, resps = [], []
-    for i, item in enumerate(batch):
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise ValueError(f"expected batch item {i} as a pair (stim (1, F, T), resp (N, R, T))")
-        s, r = (torch.as_tensor(x, dtype=torch.float32) for x in item)
-        if s.ndim != 3 or s.shape[0] != 1:
-            raise ValueError(f"expected stimulus {i} of shape (1, F, T), got {tuple(s.shape)}")
-        if r.ndim != 3 or r.shape[2] != s.shape[2]:
-            raise ValueError(f"expected response {i} of shape (N, R, T) with T={s.shape[2]}, got {tuple(r.shape)}")
-        stims.append(s)
-        resps.append(r)
-    n_bands, n_neurons = stims[0].shape[1], resps[0].shape[0]
-    for i, (s, r) in enumerate(zip(stims, resps)):
-        if s.shape[1] != n_bands:
-            raise ValueError(f"expected stimulus {i} with F={n_bands} bands like item 0, got {tuple(s.shape)}")
-        if r.shape[0] != n_neurons:
-            raise ValueError(f"expected response {i} with N={n_neurons} neurons like item 0, got {tuple(r.shape)}")
-    t_max = max(s.shape[2] for s in stims)
-    r_max = max(r.shape[1] for r in resps)
-    b = len(batch)
-    stim = torch.zeros(b, 1, n_bands, t_max)
-    resp = torch.full((b, n_neurons, r_max, t_max), float("nan"))
-    mask = torch.zeros(b, t_max, dtype=torch.bool)
-    for i, (s, r) in enumerate(zip(stims, resps)):
-        t, n_r = s.shape[2], r.shape[1]
-        stim[i, :, :, :t] = s
-        resp[i, :, :n_r, :t] = r
-        mask[i, :t] = True
-    return stim, resp, mask
+        return read_hdf5(path, cls)

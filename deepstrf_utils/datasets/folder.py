@@ -27,13 +27,14 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional
 
 import numpy as np
 import pandas as pd
 
-from ..spectrogram import apply_floor, cochleagram, load_wav, n_frames
+from ..spectrogram import apply_floor, cochleagram, load_wav
 from .base import ResponseDataset
+from .io import bin_spike_times, stack_trials  # noqa: F401  (part of this loader's public names)
 
 log = logging.getLogger(__name__)
 
@@ -41,22 +42,6 @@ __all__ = ["load_folder", "bin_spike_times", "read_spike_file", "stack_trials",
            "is_available"]
 
 _SPLIT = re.compile(r"[\s,;]+")
-
-
-def bin_spike_times(times_ms, n_bins: int, dt_ms: float) -> np.ndarray:
-    """Count spikes in bins of width ``dt_ms``: bin ``k`` = ``[k dt, (k + 1) dt)`` ms.
-
-    Args:
-        times_ms: (n_spikes,) spike times in ms from stimulus onset.
-        n_bins: T. dt_ms: bin width.
-
-    Returns:
-        (T,) float32 spike counts; spikes before 0 or at/after ``T * dt_ms`` are dropped.
-    """
-    t = np.asarray(times_ms, dtype=np.float64).ravel()
-    idx = np.floor(t / dt_ms).astype(np.int64)
-    idx = idx[(t >= 0) & (idx >= 0) & (idx < n_bins)]
-    return np.bincount(idx, minlength=n_bins).astype(np.float32)
 
 
 def read_spike_file(path) -> List[np.ndarray]:
@@ -86,19 +71,6 @@ def read_spike_file(path) -> List[np.ndarray]:
             raise ValueError(f"{path}, line {i}: expected spike times in ms separated by "
                              f"spaces or commas, got {line.strip()[:60]!r}") from err
     return trials
-
-
-def stack_trials(per_neuron: Sequence[Optional[np.ndarray]], n_bins: int) -> np.ndarray:
-    """Stack per-neuron ``(R_n, T)`` arrays into ``(N, R_max, T)``, NaN-padding missing trials.
-
-    ``None`` (a neuron without responses to this stimulus) gives all-NaN trials.
-    """
-    r_max = max([a.shape[0] for a in per_neuron if a is not None] + [1])
-    out = np.full((len(per_neuron), r_max, n_bins), np.nan, dtype=np.float32)
-    for n, a in enumerate(per_neuron):
-        if a is not None:
-            out[n, :a.shape[0]] = a
-    return out
 
 
 def _response_dir(path: Path) -> Path:

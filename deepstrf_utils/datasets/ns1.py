@@ -43,7 +43,7 @@ import pandas as pd
 from ..spectrogram import apply_floor, cochleagram, load_wav
 from . import download as dl
 from .base import ResponseDataset
-from .folder import bin_spike_times, stack_trials
+from .io import bin_spike_times, loadmat, mat_field, stack_trials
 
 log = logging.getLogger(__name__)
 
@@ -67,29 +67,6 @@ CLIP_CATEGORIES = {0: "water", 3: "ferret vocalisation", 6: "insects buzzing", 8
 def is_available(root, **_) -> bool:
     """Whether the NS1 files are in ``<root>/ns1``."""
     return not dl.missing_files(NAME, root)
-
-
-def _loadmat(path: Path) -> dict:
-    from scipy.io import loadmat
-    from scipy.io.matlab import MatReadError
-
-    if not path.is_file():
-        raise FileNotFoundError(f"expected the NS1 file {path}, found nothing")
-    try:
-        return loadmat(path, squeeze_me=True, struct_as_record=False)
-    except NotImplementedError as err:   # v7.3 (HDF5) .mat
-        raise ValueError(f"{path} is a MATLAB v7.3 (HDF5) file; the NS1 release uses v5 .mat "
-                         f"files, so this one is not from it") from err
-    except (MatReadError, ValueError, OSError, EOFError, TypeError) as err:
-        raise ValueError(f"could not read {path} as a MATLAB .mat file (truncated or "
-                         f"corrupted?): {err}") from err
-
-
-def _field(struct, name: str, path: Path, where: str):
-    if not hasattr(struct, name):
-        have = sorted(getattr(struct, "_fieldnames", []) or [])
-        raise ValueError(f"{path}: expected a field '{name}' in {where}, found fields {have}")
-    return getattr(struct, name)
 
 
 def _as_list(x) -> list:
@@ -117,14 +94,14 @@ def read_ns1_metadata(path) -> pd.DataFrame:
             singleT); names the file and the fields found.
     """
     path = Path(path)
-    mat = _loadmat(path)
+    mat = loadmat(path, "NS1")
     if "neuron" not in mat:
         raise ValueError(f"{path}: expected a struct array 'neuron', found variables "
                          f"{sorted(k for k in mat if not k.startswith('__'))}")
     rows = []
     for k, unit in enumerate(_as_list(mat["neuron"])):
         for name in META_FIELDS:
-            _field(unit, name, path, f"neuron({k + 1})")
+            mat_field(unit, name, path, f"neuron({k + 1})")
         unit_path = str(unit.path)
         rows.append({
             "id": unit_path[:-4] if unit_path.endswith(".mat") else unit_path,
@@ -160,19 +137,19 @@ def read_ns1_unit(path, n_clips: int = N_CLIPS) -> List[List[np.ndarray]]:
             ``n_clips`` sets; names the file.
     """
     path = Path(path)
-    mat = _loadmat(path)
+    mat = loadmat(path, "NS1")
     if "data" not in mat:
         raise ValueError(f"{path}: expected a struct 'data' (with data.set(j).repeats(r).t), "
                          f"found variables {sorted(k for k in mat if not k.startswith('__'))}")
-    sets = _as_list(_field(mat["data"], "set", path, "data"))
+    sets = _as_list(mat_field(mat["data"], "set", path, "data"))
     if len(sets) < n_clips:
         raise ValueError(f"{path}: expected at least {n_clips} stimulus sets in data.set, "
                          f"found {len(sets)}")
     out = []
     for j in range(n_clips):
-        repeats = _as_list(_field(sets[j], "repeats", path, f"data.set({j + 1})"))
+        repeats = _as_list(mat_field(sets[j], "repeats", path, f"data.set({j + 1})"))
         out.append([np.atleast_1d(np.asarray(
-            _field(rep, "t", path, f"data.set({j + 1}).repeats({r + 1})"), dtype=np.float64)).ravel()
+            mat_field(rep, "t", path, f"data.set({j + 1}).repeats({r + 1})"), dtype=np.float64)).ravel()
             for r, rep in enumerate(repeats)])
     return out
 

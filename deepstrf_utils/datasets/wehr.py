@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,7 @@ import pandas as pd
 from ..spectrogram import apply_floor, cochleagram
 from . import download as dl
 from .base import ResponseDataset
+from .io import loadmat, mat_field
 
 log = logging.getLogger(__name__)
 
@@ -56,25 +57,6 @@ STIM_DIRS = ("fragments", "category1", "category2", "category3")
 def is_available(root, **_) -> bool:
     """Whether the Wehr archive or its extracted folders are in ``<root>/wehr``."""
     return not dl.missing_files(NAME, root)
-
-
-def _loadmat(path: Path) -> dict:
-    from scipy.io import loadmat
-    from scipy.io.matlab import MatReadError
-    try:
-        return loadmat(path, squeeze_me=True, struct_as_record=False)
-    except NotImplementedError as err:
-        raise ValueError(f"{path} is a MATLAB v7.3 file; the CRCNS ac-1 files are v5") from err
-    except (MatReadError, ValueError, OSError, EOFError, TypeError) as err:
-        raise ValueError(f"could not read {path} as a MATLAB .mat file (truncated or "
-                         f"corrupted?): {err}") from err
-
-
-def _get(struct, name: str, path: Path, where: str):
-    if not hasattr(struct, name):
-        have = sorted(getattr(struct, "_fieldnames", []) or [])
-        raise ValueError(f"{path}: expected a field '{name}' in {where}, found fields {have}")
-    return getattr(struct, name)
 
 
 def _first(x):
@@ -111,15 +93,15 @@ def find_wehr_root(folder) -> Path:
 def read_wehr_stimulus(path) -> Tuple[str, np.ndarray, float]:
     """(description, waveform (n,), sample rate) of a ``Stimuli/<dir>/<k>.mat`` file."""
     path = Path(path)
-    mat = _loadmat(path)
+    mat = loadmat(path, "CRCNS ac-1")
     if "stimulus" not in mat:
         raise ValueError(f"{path}: expected a struct 'stimulus' (samples, param)")
     stim = _first(mat["stimulus"])
-    param = _first(_get(stim, "param", path, "stimulus"))
-    samples = stim.samples if hasattr(stim, "samples") else _get(stim, "sample", path, "stimulus")
-    return (str(_get(param, "description", path, "stimulus.param")),
+    param = _first(mat_field(stim, "param", path, "stimulus"))
+    samples = stim.samples if hasattr(stim, "samples") else mat_field(stim, "sample", path, "stimulus")
+    return (str(mat_field(param, "description", path, "stimulus.param")),
             np.asarray(samples, dtype=np.float64).ravel(),
-            float(_get(param, "sf", path, "stimulus.param")))
+            float(mat_field(param, "sf", path, "stimulus.param")))
 
 
 def read_wehr_trial(path) -> Optional[Tuple[str, np.ndarray, float]]:
@@ -131,22 +113,22 @@ def read_wehr_trial(path) -> Optional[Tuple[str, np.ndarray, float]]:
         ValueError: missing ``triggers`` / ``response`` fields (names file and field).
     """
     path = Path(path)
-    mat = _loadmat(path)
+    mat = loadmat(path, "CRCNS ac-1")
     for key in ("triggers", "response"):
         if key not in mat:
             raise ValueError(f"{path}: expected a struct '{key}', found variables "
                              f"{sorted(k for k in mat if not k.startswith('__'))}")
     trig = _first(mat["triggers"])
-    if str(_get(trig, "type", path, "triggers")).lower().strip() not in NATURAL_TYPES:
+    if str(mat_field(trig, "type", path, "triggers")).lower().strip() not in NATURAL_TYPES:
         return None
-    param = _first(_get(trig, "param", path, "triggers"))
-    descr = str(_get(param, "description", path, "triggers.param"))
-    duration_ms = float(_get(param, "duration", path, "triggers.param"))
-    onset = int(np.asarray(_get(trig, "time", path, "triggers")).ravel()[0]) - 1   # 1-based
+    param = _first(mat_field(trig, "param", path, "triggers"))
+    descr = str(mat_field(param, "description", path, "triggers.param"))
+    duration_ms = float(mat_field(param, "duration", path, "triggers.param"))
+    onset = int(np.asarray(mat_field(trig, "time", path, "triggers")).ravel()[0]) - 1   # 1-based
     resp = _first(mat["response"])
-    trace = np.asarray(_get(resp, "trace", path, "response"), dtype=np.float64).ravel()
+    trace = np.asarray(mat_field(resp, "trace", path, "response"), dtype=np.float64).ravel()
     scale = float(np.asarray(getattr(resp, "scale", 1.0)).ravel()[0])
-    sf = float(_get(resp, "sf", path, "response"))
+    sf = float(mat_field(resp, "sf", path, "response"))
     n = int(round(duration_ms * sf / 1000.0))
     if onset < 0 or onset >= trace.size:
         raise ValueError(f"{path}: trigger time {onset + 1} is outside the trace "

@@ -1,0 +1,156 @@
+"""Notebook session helpers: resolve a notebook's parameters and find what it fitted.
+
+- :func:`setup_run` -> :class:`RunContext` (profile, datasets, device, absolute folders),
+  :func:`repo_root`;
+- :func:`find_checkpoints`, :func:`load_fitted` (models rebuilt from the checkpoints that
+  :func:`deepstrf_utils.runner.run_configs` wrote), :class:`UnitView` (one output of a
+  population model seen as a single-unit model).
+
+Top floor: imports :mod:`.profiles`, :mod:`.runner` and :mod:`.training`; nothing in the
+library imports it.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .profiles import Profile, get_profile
+from .runner import config_id
+from .training import load_checkpoint
+
+__all__ = ["find_checkpoints", "load_fitted", "UnitView", "RunContext", "repo_root", "setup_run"]
+
+
+def find_checkpoints(config: dict, seed: int, checkpoint_dir: str | Path) -> list[Path]:
+    """Checkpoint files written by ``run_configs`` for ``config`` and ``seed``: one per
+    neuron in single-unit mode, one in population mode (sorted; empty if none)."""
+    cid = config_id(config)
+    folder = Path(checkpoint_dir)
+    pop = folder / f"{cid}_seed{int(seed)}.pt"
+    if pop.exists():
+        return [pop]
+    return sorted(folder.glob(f"{cid}_seed{int(seed)}_*.pt"))
+
+
+class UnitView(nn.Module):
+    """Output ``index`` of a population model seen as a single-unit model.
+
+    forward: x ``(B, 1, F, T)`` -> ``(B, 1, T)`` (= ``model(x)[:, index:index + 1]``); exposes
+    the wrapped model's ``prefilter``, ``n_bands``, ``dt_ms`` (and ``n_lags`` if any), so
+    that :func:`deepstrf_utils.strfs.gradient_strf` works on it.
+    """
+
+    def __init__(self, model: nn.Module, index: int):
+        super().__init__()
+        self.model = model
+        self.index = int(index)
+        for name in ("prefilter", "n_bands", "dt_ms", "n_lags", "config"):
+            if hasattr(model, name) and name != "prefilter":
+                setattr(self, name, getattr(model, name))
+
+    @property
+    def prefilter(self):
+        """The wrapped model's prefilter module."""
+        return self.model.prefilter
+
+    def forward(self, x):
+        """x ``(B, 1, F, T)`` -> ``(B, 1, T)``."""
+        return self.model(x)[:, self.index:self.index + 1]
+
+
+def load_fitted(config: dict, seed: int, checkpoint_dir: str | Path, device: str = "cpu") -> dict:
+    """Models fitted by ``run_configs`` for ``config`` and ``seed``, rebuilt from their
+    checkpoints, as ``{neuron_id: model}`` (eval mode, on ``device``). In population mode
+    every neuron maps to a :class:`UnitView` of the one population model (its output for
+    that neuron), and the population model itself is under the key ``"population"``.
+    FileNotFoundError if nothing was saved."""
+    paths = find_checkpoints(config, seed, checkpoint_dir)
+    if not paths:
+        raise FileNotFoundError(
+            f"expected checkpoints of {config.get('model')} (prefilter {config.get('prefilter')}) on "
+            f"{config.get('dataset')}, seed {seed}, in {checkpoint_dir}; run notebook 03 first"
+        )
+    out = {}
+    for path in paths:
+        model, info = load_checkpoint(path, device=device)
+        if "neuron" in info:
+            out[str(info["neuron"])] = model
+            continue
+        ids = info.get("neuron_ids")
+        if ids is None:
+            metrics = info.get("metrics")
+            ids = list(metrics["neuron"]) if metrics is not None and "neuron" in metrics else None
+        if ids is None:
+            raise ValueError(f"expected the neuron ids of population checkpoint {path} in its info")
+        out["population"] = model
+        for i, nid in enumerate(ids):
+            out[str(nid)] = UnitView(model, i)
+    return out
+
+
+@dataclass
+class RunContext:
+    """Resolved notebook parameters: profile, datasets, device and absolute folders."""
+
+    profile: Profile
+    datasets: list
+    device: str
+    data_root: Path
+    fig_dir: Path
+    results_dir: Path
+
+    @property
+    def results_csv(self) -> Path:
+        """This profile's results table (``results_dir/results_<profile>.csv``)."""
+        return self.profile.results_csv(self.results_dir)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """This profile's checkpoint folder."""
+        return self.profile.checkpoint_dir(self.results_dir)
+
+    def load(self, dataset: str):
+        """``load_dataset`` with the profile's options for ``dataset``."""
+        return self.profile.load(dataset, self.data_root)
+
+
+def repo_root(start: str | Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` (default: cwd) holding ``pyproject.toml``;
+    ``start`` itself if there is none."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").exists():
+            return folder
+    return here
+
+
+def setup_run(profile: str = "quick", datasets: str = "", device: str = "auto", data_root: str = "data",
+              fig_dir: str = "figures", results_dir: str = "build/results") -> RunContext:
+    """Resolve the notebooks' parameters into a :class:`RunContext`.
+
+    Relative folders are taken relative to the repository root (found from the current
+    directory), so a notebook run from ``notebooks/`` writes to ``<repo>/figures``;
+    ``fig_dir`` and ``results_dir`` are created. ``device="auto"`` becomes "cuda" when
+    available, else "cpu". Logging is set to INFO for ``deepstrf_utils`` messages.
+    """
+    root = repo_root()
+
+    def resolve(p) -> Path:
+        p = Path(p).expanduser()
+        return (p if p.is_absolute() else root / p).resolve()
+
+    prof = get_profile(profile)
+    data_root, fig_dir, results_dir = resolve(data_root), resolve(fig_dir), resolve(results_dir)
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    if device in (None, "", "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("deepstrf_utils").setLevel(logging.INFO)
+    names = prof.datasets(datasets, data_root)
+    return RunContext(prof, names, str(device), data_root, fig_dir, results_dir)

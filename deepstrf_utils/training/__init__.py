@@ -1,0 +1,47 @@
+"""Training, prediction, evaluation and checkpoints (the paper's fitting protocol).
+
+Protocol (Rançon et al. 2024, upstream scripts): mean-squared error to the trial-averaged
+response, AdamW with lr 1e-3 (weight decay on weights only, not on time constants / gains:
+:func:`no_decay_names`), early stopping on the validation loss with patience 50 and the
+best weights restored. Options: LR-on-plateau, gradient clipping, other losses.
+
+- :mod:`.fitting` -- :func:`fit` trains one model (a single unit or a population model with N
+  outputs) and returns a :class:`FitResult`;
+- :mod:`.stacked` -- :func:`fit_single_units` trains N independent single-unit models
+  *together* (``torch.func.vmap`` over stacked parameters; the result equals N separate
+  :func:`fit` calls with the same seeds and batch order);
+- :mod:`.optim` -- the stacked AdamW, per-unit clipping, LR-on-plateau, :func:`no_decay_names`;
+- :mod:`.prediction` -- :func:`predict`, :func:`predict_units`, :func:`evaluate` (per-neuron
+  CCraw / CCnorm / CCmax), :func:`average_over_seeds`;
+- :mod:`.checkpoints` -- :func:`save_checkpoint` / :func:`load_checkpoint`;
+- :mod:`.packing` -- a dataset collated once on the training device; :mod:`.device` -- seeding.
+
+Multi-configuration, multi-seed runs (one tidy CSV: ``run_configs``, ``summary_table``)
+live one floor up, in :mod:`deepstrf_utils.runner`; nothing here imports it.
+
+Shapes: B stimuli, F bands, T time bins, N neurons, R repeats, U stacked single units.
+"""
+from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from .device import resolve_device, seed_everything
+from .prediction import average_over_seeds, evaluate, predict, predict_units
+from .fitting import FitResult, fit
+from .optim import PREFILTER_PREFIX, no_decay_names
+from .stacked import fit_single_units, stacking_pays_off
+
+__all__ = [
+    "FitResult",
+    "fit",
+    "fit_single_units",
+    "stacking_pays_off",
+    "no_decay_names",
+    "predict",
+    "predict_units",
+    "evaluate",
+    "save_checkpoint",
+    "load_checkpoint",
+    "seed_everything",
+    "resolve_device",
+    "average_over_seeds",
+    "CHECKPOINT_FORMAT",
+    "PREFILTER_PREFIX",
+]
