@@ -26,21 +26,19 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from . import training
+from . import jobs, training
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_configs", "run_config", "config_id", "prefilter_kwargs_for", "summary_table", "markdown_table",
-           "RESULT_COLUMNS"]
+__all__ = ["run_configs", "run_config", "run_job", "plan_jobs", "failed_jobs", "config_id", "prefilter_kwargs_for",
+           "summary_table", "markdown_table", "RESULT_COLUMNS"]
 
 #: Columns of the results CSV, in order.
 RESULT_COLUMNS = [
@@ -138,13 +136,15 @@ def _build(config: dict, dataset, n_neurons: int):
 
 
 def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=None,
-               progress: bool = True) -> pd.DataFrame:
+               progress: bool = True, neurons: Sequence | None = None) -> pd.DataFrame:
     """Fit and evaluate one configuration for one seed on an already loaded ``dataset``.
 
     Split with ``dataset.split(seed)``, optional neuron selection, model(s) built after
     ``torch.manual_seed(seed)``, fitted with ``fit_kwargs`` and ``seed``, scored on the
     test split. Returns one row per neuron with :data:`RESULT_COLUMNS`; ``wall_s`` is the
-    fit time of the whole (configuration, seed), shared by its rows.
+    fit time of the whole (configuration, seed), shared by its rows. ``neurons`` (ids, single
+    mode only): fit and score only these neurons of the configuration's split (one job's
+    chunk); each unit's fit is the same as in the whole stack.
     """
     from .models import count_parameters
 
@@ -153,6 +153,11 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
     if cfg["neurons"] is not None:
         dataset = dataset.select(cfg["neurons"])
     train, val, test = dataset.split(seed)
+    if neurons is not None:
+        if cfg["mode"] == "population":
+            raise ValueError("expected neurons=None for a population fit (one model for every neuron)")
+        train, val, test = (d.select([str(n) for n in neurons]) for d in (train, val, test))
+        dataset = test
     fit_kwargs = dict(cfg["fit_kwargs"])
     if cfg["mode"] == "population":
         training.seed_everything(seed)
@@ -198,68 +203,165 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
     return scores[RESULT_COLUMNS]
 
 
-def _read_results(out_csv: Path) -> pd.DataFrame:
-    if not out_csv.exists():
-        return pd.DataFrame(columns=RESULT_COLUMNS)
-    df = pd.read_csv(out_csv, dtype={"neuron": str, "config_id": str, "note": str, "prefilter": str},
-                     keep_default_na=False, na_values=[""])
-    missing = [c for c in RESULT_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"expected {out_csv} to hold the results columns; missing {missing}")
-    df["note"] = df["note"].fillna("")
-    return df
+def _neuron_ids(config: dict, dataset) -> list[str]:
+    return [str(n) for n in (config["neurons"] if config["neurons"] is not None else dataset.neuron_ids)]
 
 
-def _write_atomic(df: pd.DataFrame, out_csv: Path) -> None:
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_results_", suffix=".csv", dir=out_csv.parent)
+class _OneDataset:
+    """``load_dataset`` keeping the last dataset in memory (one at a time)."""
+
+    def __init__(self, root):
+        self.root, self.key, self.dataset = root, None, None
+
+    def __call__(self, config: dict):
+        from .datasets import load_dataset
+
+        key = (config["dataset"], json.dumps(config["dataset_options"], sort_keys=True, default=str))
+        if key != self.key:
+            self.key, self.dataset = None, None  # free the previous one first
+            self.dataset = load_dataset(config["dataset"], root=self.root, **config["dataset_options"])
+            self.key = key
+        return self.dataset
+
+
+def plan_jobs(configs: Sequence[dict], seeds: Sequence[int], root="data", chunk_size: int | None = None,
+              loader=None) -> list[jobs.Job]:
+    """The jobs of configurations x seeds (:class:`deepstrf_utils.jobs.Job`): per configuration
+    and seed, its neurons in chunks of ``chunk_size`` (None: one job with every neuron;
+    population fits: always one). Loads each dataset once to read its neuron ids."""
+    loader = loader or _OneDataset(root)
+    out = []
+    for cfg in (_normalise(c) for c in configs):
+        ids = _neuron_ids(cfg, loader(cfg))
+        out += jobs.make_jobs(cfg, config_id(cfg), [int(s) for s in seeds], ids, cfg["mode"] == "population",
+                              chunk_size)
+    return out
+
+
+def _job_log() -> str | None:
+    """stderr file of the submitit job running this process (None outside submitit)."""
     try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            df.to_csv(fh, index=False)
-        os.replace(tmp, out_csv)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        import submitit
+
+        return str(submitit.JobEnvironment().paths.stderr)
+    except Exception:  # not inside a submitit job (or submitit absent)
+        return None
+
+
+def run_job(spec: dict, loader=None) -> str:
+    """Run one job (a spec made by :func:`run_configs`): fit and score its neurons, save their
+    checkpoints, then write its result file (atomically, last); on an exception write its
+    error record instead. Returns "done" or "failed". Picklable by reference (submitit)."""
+    job = jobs.Job(**spec["job"])
+    folder = Path(spec["folder"])
+    log = _job_log()
+    if log is not None:  # own process: messages go to the job's log file
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("deepstrf_utils").setLevel(logging.INFO)
+    if spec.get("num_threads"):
+        import torch
+
+        torch.set_num_threads(int(spec["num_threads"]))
+    logger.info("job %s started (pid %d): %s %s, seed %d, neurons %d-%d", job.job_id, os.getpid(),
+                job.config["dataset"], job.config["model"], job.seed, job.start, job.stop)
+    try:
+        from .datasets import load_dataset
+
+        cfg = job.config
+        dataset = loader(cfg) if loader is not None else \
+            load_dataset(cfg["dataset"], root=spec["root"], **cfg["dataset_options"])
+        everyone = len(job.neurons) == len(_neuron_ids(cfg, dataset))
+        t0 = time.perf_counter()
+        rows = run_config(cfg, dataset, job.seed, device=spec["device"], checkpoint_dir=spec["checkpoint_dir"],
+                          progress=False, neurons=None if everyone else list(job.neurons))
+    except Exception as err:
+        logger.warning("job %s failed: %s: %s", job.job_id, type(err).__name__, err, exc_info=log is not None)
+        jobs.write_error(job, err, folder, log=log)
+        return "failed"
+    jobs.write_result(job, rows, folder)
+    logger.info("job %s: %d neurons in %.1f s", job.job_id, len(rows), time.perf_counter() - t0)
+    return "done"
+
+
+def failed_jobs(out_csv) -> pd.DataFrame:
+    """The failed jobs of the results CSV ``out_csv`` (no result file, an error record): one row
+    each with job_id, config_id, dataset, model, prefilter, seed, start, stop, error and log
+    (the job's log file, or its error record holding the traceback)."""
+    return jobs.read_errors(jobs.jobs_dir(out_csv))
 
 
 def run_configs(configs: Sequence[dict], seeds: Sequence[int], out_csv, root="data", device="auto",
-                checkpoint_dir=None, progress: bool = True) -> pd.DataFrame:
-    """Run every configuration for every seed; append results to ``out_csv``; resume.
+                checkpoint_dir=None, progress: bool = True, executor: str = "local", cluster: dict | None = None,
+                chunk_size: int | None = None, wait: bool = True) -> pd.DataFrame:
+    """Run every configuration for every seed as jobs; merge their results into ``out_csv``; resume.
 
-    ``(config_id, seed)`` pairs already in ``out_csv`` are skipped, so an interrupted run
-    continues where it stopped; each new (configuration, seed) is appended atomically
-    (the whole CSV is rewritten through a temp file + ``os.replace``). Datasets are loaded
-    once per (name, options) with ``load_dataset(name, root, **dataset_options)``.
+    The grid is cut into jobs (:func:`plan_jobs`: configuration x seed x chunk of
+    ``chunk_size`` neurons). Jobs whose neurons are all in ``out_csv`` or in a finished job
+    file (``<out_csv stem>_jobs/``) are skipped; the others (failed or missing) run through
+    ``executor`` ("local": in this process; "submitit-local": subprocesses; "slurm": a job
+    array; see :mod:`deepstrf_utils.executors`, options in ``cluster``). Each job writes its
+    checkpoints and then its own result file atomically; a job that raises (e.g. a
+    ``FloatingPointError``) writes an error record instead and the others go on (listed by
+    :func:`failed_jobs`, logged as warnings, and in ``results.attrs["failed"]``); the next
+    call retries it. ``wait=False`` submits and returns what is finished so far; a later
+    call skips the jobs still queued or running and collects the rest.
 
-    Returns the full results table (old + new rows) with :data:`RESULT_COLUMNS`.
+    Returns the full results table (old + new rows, one per neuron x seed x configuration)
+    with :data:`RESULT_COLUMNS`.
     """
-    from .datasets import load_dataset
+    from .executors import in_flight, make_executor
 
     configs = [_normalise(c) for c in configs]
     seeds = [int(s) for s in seeds]
     if not configs or not seeds:
         raise ValueError("expected at least one configuration and one seed")
     out_csv = Path(out_csv)
-    results = _read_results(out_csv)
-    done = set(zip(results["config_id"].astype(str), results["seed"].astype(int)))
-    todo = [(c, s) for c in configs for s in seeds if (config_id(c), s) not in done]
-    if len(todo) < len(configs) * len(seeds):
-        logger.info("run_configs: %d of %d runs already in %s", len(configs) * len(seeds) - len(todo),
-                    len(configs) * len(seeds), out_csv)
-    cache: dict = {}
-    for cfg, seed in tqdm(todo, disable=not progress, desc="runs"):
-        key = (cfg["dataset"], json.dumps(cfg["dataset_options"], sort_keys=True, default=str))
-        if key not in cache:
-            cache.clear()  # keep one dataset in memory at a time
-            cache[key] = load_dataset(cfg["dataset"], root=root, **cfg["dataset_options"])
-        t0 = time.perf_counter()
-        rows = run_config(cfg, cache[key], seed, device=device, checkpoint_dir=checkpoint_dir, progress=progress)
-        logger.info("run_configs: %s %s seed %d: %d neurons in %.1f s", cfg["dataset"], cfg["model"], seed,
-                    len(rows), time.perf_counter() - t0)
-        results = rows if results.empty else pd.concat([results, rows], ignore_index=True)
-        _write_atomic(results, out_csv)
-    return results.reset_index(drop=True)
+    folder = jobs.jobs_dir(out_csv)
+    cluster = dict(cluster or {})
+    chunk_size = chunk_size or cluster.pop("neurons_per_job", None) or None
+    ex = make_executor(executor, folder / "logs", cluster)
+    if not wait and ex.name == "local":
+        raise ValueError("the local executor runs in this process and cannot submit without waiting; "
+                         "use executor 'submitit-local' or 'slurm'")
+    loader = _OneDataset(root)
+    planned = plan_jobs(configs, seeds, root, chunk_size, loader=loader)
+    status = jobs.job_status(planned, folder, jobs.read_table(out_csv, RESULT_COLUMNS))
+    todo = [j for j, s in zip(planned, status) if s != "done"]
+    if not wait:
+        queued = jobs.read_submissions(folder)
+        todo = [j for j in todo if not in_flight(queued.get(j.job_id), folder / "logs")]
+    logger.info("run_configs: %d jobs, %d done, %d failed before, %d to run (%s)", len(planned),
+                status.count("done"), status.count("failed"), len(todo), ex.name)
+    specs = [{"job": {k: getattr(j, k) for k in ("config", "config_id", "seed", "start", "stop", "neurons")},
+              "folder": str(folder), "root": str(root), "device": device,
+              "checkpoint_dir": None if checkpoint_dir is None else str(checkpoint_dir),
+              "num_threads": _threads() if ex.name == "submitit-local" else None} for j in todo]
+    try:
+        if not todo:
+            pass
+        elif ex.name == "local":
+            ex.run(lambda spec: run_job(spec, loader=loader), specs, progress=progress)
+        elif wait:
+            for job, outcome in zip(todo, ex.run(run_job, specs, progress=progress)):
+                if outcome["lost"] and not job.result_path(folder).exists():
+                    jobs.write_error(job, outcome["lost"], folder, log=outcome["log"])
+        else:
+            jobs.record_submission(todo, ex.submit(run_job, specs), folder)
+    finally:
+        results = jobs.merge_results(out_csv, folder, RESULT_COLUMNS, order=planned)
+    failed = jobs.read_errors(folder, [j.job_id for j in planned])
+    for row in failed.itertuples():
+        logger.warning("run_configs: job %s (%s %s, seed %d) failed: %s -- log: %s", row.job_id, row.dataset,
+                       row.model, row.seed, row.error, row.log)
+    results = results.reset_index(drop=True)
+    results.attrs["failed"] = failed
+    return results
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 # ----------------------------------------------------------------------------- summaries
