@@ -2,13 +2,18 @@
 """Execute the project's notebooks 01..05 in order with papermill.
 
     python scripts/run_notebooks.py --profile quick --datasets "" --device auto \
-        --out build/notebooks [--only 01,02]
+        --out build/notebooks [--only 01,02] [--executor local|submitit-local|slurm] \
+        [--cluster-config cluster.toml] [--set partition=gpu ...] [--plan]
 
 Each notebook runs with its working directory set to ``notebooks/`` and receives absolute
 paths for DATA_ROOT, FIG_DIR and RESULTS_DIR (defaults: ``<repo>/data``,
 ``<repo>/figures``, ``<repo>/build/results``), so relative paths never depend on where the
 script is launched. Executed copies (with outputs) go to ``--out``. On failure the script
 stops, names the notebook and the failing cell, and exits with status 1.
+
+Notebook 03 runs its fits through ``--executor`` (``EXECUTOR``; options from
+``--cluster-config`` and ``--set KEY=VALUE`` as ``CLUSTER``) and waits for them. ``--plan``
+prints the cost plan of the profile (jobs, fits, estimated wall time) and runs nothing.
 """
 
 from __future__ import annotations
@@ -80,7 +85,7 @@ def failing_cell(err, output_path: Path) -> str:
 
 def run(profile: str, datasets: str, device: str, out: Path, only: str = "", data_root: Path | None = None,
         fig_dir: Path | None = None, results_dir: Path | None = None, timeout: int | None = None,
-        notebook_dir: Path = NOTEBOOK_DIR) -> int:
+        notebook_dir: Path = NOTEBOOK_DIR, executor: str = "local", cluster: dict | None = None) -> int:
     """Execute the notebooks; return 0 on success, 1 on the first failure (message on stderr)."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -95,6 +100,8 @@ def run(profile: str, datasets: str, device: str, out: Path, only: str = "", dat
         "DATA_ROOT": str(Path(data_root or REPO / "data").resolve()),
         "FIG_DIR": str(Path(fig_dir or REPO / "figures").resolve()),
         "RESULTS_DIR": str(Path(results_dir or REPO / "build" / "results").resolve()),
+        "EXECUTOR": executor,
+        "CLUSTER": dict(cluster or {}),
     }
     kernel = kernel_name()
     for book in books:
@@ -132,12 +139,30 @@ def main(argv=None) -> int:
     ap.add_argument("--fig-dir", default=None, help="figure folder (default <repo>/figures)")
     ap.add_argument("--results-dir", default=None, help="results folder (default <repo>/build/results)")
     ap.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default none)")
+    ap.add_argument("--executor", default="local", help="where notebook 03 fits: local, submitit-local or slurm")
+    ap.add_argument("--cluster-config", default="", help="JSON or TOML file of cluster options (slurm)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="cluster option overriding the file, e.g. partition=gpu (repeatable; empty values ignored)")
+    ap.add_argument("--plan", action="store_true", help="print the cost plan and run nothing")
     args = ap.parse_args(argv)
     try:
+        from deepstrf_utils.executors import EXECUTORS
+        from deepstrf_utils.sweep import cluster_options
+
+        if args.executor not in EXECUTORS:
+            raise ValueError(f"unknown executor {args.executor!r}; expected one of {list(EXECUTORS)}")
+        cluster = cluster_options(args.cluster_config, args.set)
+        if args.plan:
+            from deepstrf_utils.sweep import main as sweep
+
+            return sweep(["--plan", "--profile", args.profile, "--datasets", args.datasets, "--device", args.device,
+                          "--data-root", str(Path(args.data_root or REPO / "data").resolve())]
+                         + [f"--set={k}={v}" for k, v in cluster.items() if k == "neurons_per_job"])
         return run(args.profile, args.datasets, args.device, Path(args.out), args.only,
                    data_root=args.data_root and Path(args.data_root),
                    fig_dir=args.fig_dir and Path(args.fig_dir),
-                   results_dir=args.results_dir and Path(args.results_dir), timeout=args.timeout)
+                   results_dir=args.results_dir and Path(args.results_dir), timeout=args.timeout,
+                   executor=args.executor, cluster=cluster)
     except (FileNotFoundError, ValueError) as err:
         print(f"[run_notebooks] {err}", file=sys.stderr)
         return 2

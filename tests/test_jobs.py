@@ -239,3 +239,54 @@ def test_submitit_local_kill_resume_and_failures_match_in_process(tmp_path, data
     cols = [c for c in runner.RESULT_COLUMNS if c != "wall_s"]
     pd.testing.assert_frame_equal(df[cols], ref[cols], check_exact=True)
     assert len(df) == SYN["n_neurons"]
+
+
+@pytest.mark.slow
+def test_submit_without_waiting_then_collect(tmp_path, data_root):
+    import time
+
+    pytest.importorskip("submitit")
+    from deepstrf_utils import jobs as J
+    from deepstrf_utils.sweep import job_table
+
+    cfg = _config()
+    out = tmp_path / "r.csv"
+    kw = dict(root=data_root, device="cpu", progress=False, executor="submitit-local")
+    first = runner.run_configs([cfg], [0], out, wait=False, **kw)
+    assert first.empty and len(J.read_submissions(J.jobs_dir(out))) == 1
+    assert list(job_table([cfg], [0], out, data_root)["status"]) == ["queued"]
+    again = runner.run_configs([cfg], [0], out, wait=False, **kw)  # still running: not submitted twice
+    assert again.empty and len(list((J.jobs_dir(out) / "logs").glob("*_submitted.pkl"))) == 1
+    t0 = time.time()
+    while job_table([cfg], [0], out, data_root)["status"].iloc[0] != "done":
+        assert time.time() - t0 < 120, "the submitted job did not finish"
+        time.sleep(0.2)
+    collected = runner.run_configs([cfg], [0], out, wait=False, **kw)
+    ref = runner.run_configs([cfg], [0], tmp_path / "ref.csv", root=data_root, device="cpu", progress=False)
+    cols = [c for c in runner.RESULT_COLUMNS if c != "wall_s"]
+    pd.testing.assert_frame_equal(collected[cols], ref[cols], check_exact=True)
+    assert len(list((J.jobs_dir(out) / "logs").glob("*_submitted.pkl"))) == 1
+
+
+def test_plan_counts_jobs_fits_and_extrapolates_the_probe(data_root, monkeypatch):
+    from deepstrf_utils import sweep
+
+    configs = [_config(fit_kwargs={"max_epochs": 100, "patience": 10}),
+               _config("DNet", mode="population", model_kwargs={"n_lags": 6, "n_hidden": 4},
+                       fit_kwargs={"batch_size": 4})]
+    monkeypatch.setattr(sweep, "probe_seconds_per_epoch", lambda cfg, ds, epochs, device: 0.5)
+    table = sweep.plan_table(configs, [0, 1, 2], data_root, chunk_size=3)
+    assert list(table["jobs"]) == [3 * 2, 3] and list(table["fits"]) == [3 * 4, 3]
+    assert list(table["epochs low"]) == [11, 51] and list(table["epochs high"]) == [100, 1000]  # fit defaults
+    assert table.loc[0, "hours high"] == pytest.approx(0.5 * 100 * 12 / 3600)
+    assert table.loc[1, "hours low"] == pytest.approx(0.5 * 51 * 3 / 3600)
+    text = sweep.format_plan(table, "cpu", 2)
+    assert "9 jobs, 15 fits" in text and "patience + 1" in text
+
+
+def test_probe_times_real_epochs(data_root):
+    from deepstrf_utils.datasets.synthetic import load_synthetic
+    from deepstrf_utils.sweep import probe_seconds_per_epoch
+
+    s = probe_seconds_per_epoch(_config(), load_synthetic(root=data_root, **SYN), epochs=2)
+    assert 0 < s < 60
