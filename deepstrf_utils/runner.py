@@ -302,7 +302,7 @@ def run_configs(configs: Sequence[dict], seeds: Sequence[int], out_csv, root="da
     array; see :mod:`deepstrf_utils.executors`, options in ``cluster``). Each job writes its
     checkpoints and then its own result file atomically; a job that raises (e.g. a
     ``FloatingPointError``) writes an error record instead and the others go on (listed by
-    :func:`failed_jobs`, logged as warnings, and in ``results.attrs["failed"]``); the next
+    :func:`failed_jobs`, logged as warnings, and as records in ``results.attrs["failed"]``); the next
     call retries it. ``wait=False`` submits and returns what is finished so far; a later
     call skips the jobs still queued or running and collects the rest.
 
@@ -333,9 +333,9 @@ def run_configs(configs: Sequence[dict], seeds: Sequence[int], out_csv, root="da
     logger.info("run_configs: %d jobs, %d done, %d failed before, %d to run (%s)", len(planned),
                 status.count("done"), status.count("failed"), len(todo), ex.name)
     specs = [{"job": {k: getattr(j, k) for k in ("config", "config_id", "seed", "start", "stop", "neurons")},
-              "folder": str(folder), "root": str(root), "device": device,
-              "checkpoint_dir": None if checkpoint_dir is None else str(checkpoint_dir),
-              "num_threads": _threads() if ex.name == "submitit-local" else None} for j in todo]
+              "folder": str(folder.resolve()), "root": str(Path(root).resolve()), "device": device,
+              "checkpoint_dir": None if checkpoint_dir is None else str(Path(checkpoint_dir).resolve()),
+              "num_threads": _threads(ex.name, cluster)} for j in todo]
     try:
         if not todo:
             pass
@@ -349,19 +349,28 @@ def run_configs(configs: Sequence[dict], seeds: Sequence[int], out_csv, root="da
             jobs.record_submission(todo, ex.submit(run_job, specs), folder)
     finally:
         results = jobs.merge_results(out_csv, folder, RESULT_COLUMNS, order=planned)
-    failed = jobs.read_errors(folder, [j.job_id for j in planned])
+    status = jobs.job_status(planned, folder, results)
+    failed = jobs.read_errors(folder, [j.job_id for j, st in zip(planned, status) if st == "failed"])
     for row in failed.itertuples():
         logger.warning("run_configs: job %s (%s %s, seed %d) failed: %s -- log: %s", row.job_id, row.dataset,
                        row.model, row.seed, row.error, row.log)
     results = results.reset_index(drop=True)
-    results.attrs["failed"] = failed
+    results.attrs["failed"] = failed.to_dict("records")
     return results
 
 
-def _threads() -> int:
-    import torch
+def _threads(executor: str, cluster: dict) -> int | None:
+    """torch threads of a job: this process's count on this machine (same arithmetic as in
+    process), the Slurm allocation's cpus_per_task on a cluster, unchanged in process."""
+    if executor == "submitit-local":
+        import torch
 
-    return torch.get_num_threads()
+        return torch.get_num_threads()
+    if executor == "slurm":
+        from .executors import slurm_parameters
+
+        return slurm_parameters(cluster)["cpus_per_task"]
+    return None
 
 
 # ----------------------------------------------------------------------------- summaries

@@ -154,6 +154,8 @@ def main(argv=None) -> int:
         print(f"[sweep] {err}", file=sys.stderr)
         return 2
     configs, seeds = profile.configs(names), list(profile.seeds)
+    # absolute: the jobs may start in another folder (a Slurm node)
+    args.data_root, args.results_dir = Path(args.data_root).resolve(), Path(args.results_dir).resolve()
     out_csv = profile.results_csv(args.results_dir)
     chunk = cluster.get("neurons_per_job")
     device = training.resolve_device(args.device).type

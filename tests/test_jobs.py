@@ -290,3 +290,12 @@ def test_probe_times_real_epochs(data_root):
 
     s = probe_seconds_per_epoch(_config(), load_synthetic(root=data_root, **SYN), epochs=2)
     assert 0 < s < 60
+
+
+def test_failures_travel_with_the_results(tmp_path, data_root):
+    bad = _config("LinearNonlinear", fit_kwargs={**FAST, "lr": -1.0})
+    df = runner.run_configs([_config(), bad], [0], tmp_path / "r.csv", root=data_root, device="cpu",
+                            progress=False)
+    failed = pd.DataFrame(df.attrs["failed"])
+    assert list(failed["model"]) == ["LinearNonlinear"] and "expected lr > 0" in failed.loc[0, "error"]
+    pd.concat([df, df])  # plain records in attrs: pandas can still combine such tables
