@@ -299,3 +299,37 @@ def test_failures_travel_with_the_results(tmp_path, data_root):
     failed = pd.DataFrame(df.attrs["failed"])
     assert list(failed["model"]) == ["LinearNonlinear"] and "expected lr > 0" in failed.loc[0, "error"]
     pd.concat([df, df])  # plain records in attrs: pandas can still combine such tables
+
+
+def test_make_figures_plan_prints_the_plan(tmp_path, monkeypatch, capsys):
+    """`make figures PLAN=1` -> scripts/run_notebooks.py --plan: the plan, no notebook run."""
+    import importlib.util
+    from pathlib import Path
+
+    from deepstrf_utils import sweep
+
+    spec = importlib.util.spec_from_file_location("run_notebooks", Path(__file__).parents[1] / "scripts" /
+                                                  "run_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sweep, "probe_seconds_per_epoch", lambda cfg, ds, epochs, device: 0.25)
+    monkeypatch.setattr(module, "run", lambda *a, **k: pytest.fail("--plan must not run the notebooks"))
+    rc = module.main(["--plan", "--profile", "smoke", "--device", "cpu", "--data-root", str(tmp_path),
+                      "--set", "partition=gpu", "--set", "mem_gb="])
+    text = capsys.readouterr().out
+    assert rc == 0 and "cost plan of profile 'smoke' on synthetic" in text
+    assert "total: 12 jobs, 30 fits" in text  # 6 single-unit configs x 4 neurons + 6 population fits
+    assert module.main(["--executor", "pbs"]) == 2 and "unknown executor 'pbs'" in capsys.readouterr().err
+
+
+def test_cluster_options_from_file_and_overrides(tmp_path):
+    from deepstrf_utils.sweep import cluster_options
+
+    path = tmp_path / "c.json"
+    path.write_text('{"partition": "cpu", "time_min": 30}')
+    assert cluster_options(str(path), ["partition=gpu", "gpus_per_job=1", "mem_gb=", "mem_gb=7.5"]) == \
+        {"partition": "gpu", "time_min": 30, "gpus_per_job": 1, "mem_gb": 7.5}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        cluster_options("", ["partition"])
+    with pytest.raises(ValueError, match="unknown cluster option"):
+        cluster_options("", ["nodes=2"])
