@@ -8,6 +8,8 @@ One module per concept (see docs/ARCHITECTURE.md):
 - :mod:`deepstrf_utils.datasets` -- one canonical dataset type and its loaders
 - :mod:`deepstrf_utils.training` -- fitting, batched single-unit fitting, evaluation, checkpoints
 - :mod:`deepstrf_utils.runner` -- configurations x seeds into one resumable results table
+- :mod:`deepstrf_utils.jobs`, :mod:`deepstrf_utils.executors`, :mod:`deepstrf_utils.sweep` -- the runner's
+  jobs and their files, where they run (in process, submitit subprocesses, Slurm), cost plan and sweeps
 - :mod:`deepstrf_utils.strfs` -- weight and gradient STRFs
 - :mod:`deepstrf_utils.insilico` -- in-silico ON/OFF experiments (paper Figure 1 and beyond)
 - :mod:`deepstrf_utils.profiles`, :mod:`deepstrf_utils.session`, :mod:`deepstrf_utils.published`
@@ -23,7 +25,7 @@ __version__ = "0.1.0"
 _SUBMODULES = {
     "adaptrans", "models", "metrics", "datasets", "training", "strfs", "insilico",
     "plotting", "stimuli", "spectrogram", "spectral", "plain", "profiles", "session",
-    "published", "groundtruth", "runner", "figures", "shapes",
+    "published", "groundtruth", "runner", "jobs", "executors", "sweep", "figures", "shapes",
 }
 
 
