@@ -246,6 +246,8 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
     tr.check_neurons_have_data("training")
     if va is not None and va.n_neurons != tr.n_neurons:
         raise ValueError(f"expected the validation set to have N={tr.n_neurons} neurons, got {va.n_neurons}")
+    if va is not None and not bool(_validation_coverage(va).any()):
+        va = None  # no neuron has validation data: fitted as without a validation set
     gen = torch.Generator().manual_seed(seed)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
@@ -321,6 +323,24 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
     logger.info("fit %s: %d epochs, best %d (val %.4g), %.1f s", type(model).__name__, res.epochs,
                 res.best_epoch, res.best_val_loss, res.wall_s)
     return res
+
+
+def _validation_coverage(va) -> np.ndarray:
+    """Per neuron: whether it has validation data, (N,) bool; logs a warning naming those without.
+
+    The rule, the same in :func:`fit` and :func:`~.stacked.fit_single_units` (stacked or
+    looped): a neuron without any valid validation bin cannot be early-stopped, so it is
+    fitted as without a validation set (``max_epochs`` epochs, the last weights kept,
+    ``best_epoch`` the last epoch); in a population model it is simply left out of the
+    validation loss, which the other neurons define.
+    """
+    has = va.has_data().numpy()
+    if not has.all():
+        missing = [va.neuron_ids[i] for i in np.nonzero(~has)[0]]
+        what = ("fitted without early stopping (max_epochs epochs, last weights kept)" if not has.any()
+                else "left out of the validation loss (early stopping follows the other neurons)")
+        logger.warning("neuron(s) %s have no valid trial in the validation set of '%s': %s", missing, va.name, what)
+    return has
 
 
 def _check_parameters_finite(model, epoch):

@@ -127,8 +127,12 @@ class _Packed:
         var = torch.where(ok, (y0 - mean[:, None]) ** 2, torch.zeros((), dtype=y.dtype, device=y.device)).sum(1) / n
         return mean.cpu(), var.sqrt().cpu()
 
+    def has_data(self) -> torch.Tensor:
+        """Per neuron: whether it has at least one valid (finite) target bin -> (N,) bool on the CPU."""
+        return torch.isfinite(self.target).any(2).any(0).cpu()
+
     def check_neurons_have_data(self, what: str) -> None:
-        valid = torch.isfinite(self.target).any(2).any(0).cpu()
+        valid = self.has_data()
         if not bool(valid.all()):
             bad = [self.neuron_ids[i] for i in torch.nonzero(~valid).flatten().tolist()]
             raise ValueError(f"neuron(s) {bad} have no valid trial in the {what} set of '{self.name}'")

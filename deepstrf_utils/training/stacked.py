@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .device import resolve_device, seed_everything
 from .fitting import (FitResult, _check_fit_args, _check_output, _fit_packed, _get_loss, _init_output,
-                  _probe_output, _val_losses)
+                      _probe_output, _val_losses, _validation_coverage)
 from .optim import _clip_per_unit, _decay_scales, _lr_scales, _make_plateau, _StackedAdamW, no_decay_names
 from .packing import _epoch_order, _neuron_positions, _Packed
 
@@ -254,6 +254,10 @@ def _fit_stacked(models, tr, va, loss, lr, weight_decay, max_epochs, patience, b
     loss_fn = _get_loss(loss)
     U = len(models)
     ids = tr.neuron_ids
+    # units without validation data are fitted as fit(val=None) fits them (see _validation_coverage)
+    has_val = _validation_coverage(va) if va is not None else np.zeros(U, bool)
+    if va is not None and not has_val.any():
+        va = None
     stack = _Stack(models, dev)
     scales = _lr_scales([k for k in stack.params if k in stack.trainable], lr, prefilter_lr,
                         type(models[0]).__name__)
@@ -317,7 +321,7 @@ def _fit_stacked(models, tr, va, loss, lr, weight_decay, max_epochs, patience, b
             r.train_loss.append(float(train_loss[i]))
             r.val_loss.append(float(v[i]))
             r.lr.append(float(opt.lr[i]))
-            if va_s is None:
+            if va_s is None or not has_val[u]:
                 r.best_epoch = epoch
                 improved_s[i] = True
             elif v[i] < best_val[u] - min_delta:
@@ -332,11 +336,11 @@ def _fit_stacked(models, tr, va, loss, lr, weight_decay, max_epochs, patience, b
             full = np.full(U, np.nan)
             full[slots] = v
             mask = np.zeros(U, bool)
-            mask[slots] = active_s
+            mask[slots] = active_s & has_val[slots]
             lrs = plateau.step(np.nan_to_num(full, nan=np.inf), mask)
             opt.lr = np.where(active_s, lrs[slots], opt.lr)
         if va_s is not None and patience is not None:
-            stop = active_s & (since_best[slots] >= patience)
+            stop = active_s & has_val[slots] & (since_best[slots] >= patience)
             for i in np.nonzero(stop)[0]:
                 results[slots[i]].stopped_early = True
             active_u[slots[stop]] = False
