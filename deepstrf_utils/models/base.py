@@ -4,7 +4,8 @@
 module); :class:`ResponseModel` is the base of every model in :mod:`.zoo`: it validates
 ``n_bands`` / ``n_neurons`` / ``dt_ms``, owns ``self.prefilter`` and ``self.in_channels``
 (C), records every effective constructor value in ``self.config`` (plain JSON values, via
-:func:`deepstrf_utils.plain.to_plain`) and checks stimuli ``(B, 1, F, T)``.
+:func:`deepstrf_utils.plain.to_plain`; a string prefilter's ``prefilter_kwargs`` as the
+prefilter resolved them, its ``config``) and checks stimuli ``(B, 1, F, T)``.
 """
 
 from __future__ import annotations
@@ -110,6 +111,11 @@ class ResponseModel(nn.Module):
     def _set_config(self, prefilter, prefilter_kwargs, **kwargs) -> None:
         if isinstance(prefilter, nn.Module):
             prefilter = f"module:{type(prefilter).__name__}"
+        elif prefilter is not None:
+            # the prefilter's EFFECTIVE constructor values (rectification filled in by
+            # make_prefilter, band centres, time constants and kernel length as resolved), so a
+            # saved model rebuilds exactly even after a module default changes
+            prefilter_kwargs = {k: v for k, v in self.prefilter.config.items() if k not in ("n_bands", "dt_ms")}
         self.config = to_plain(
             dict(
                 n_bands=self.n_bands,

@@ -475,7 +475,7 @@ class StateNet(ResponseModel):
         self.readout = nn.Linear(self.n_hidden, self.n_neurons)
         self._set_config(
             prefilter, prefilter_kwargs, rnn=rnn, channels=self.channels, kernel=self.local.kernel,
-            stride=self.local.stride, hidden=hidden,
+            stride=self.local.stride, hidden=self.n_hidden,
         )
 
     def forward_core(self, z: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,54 @@
+"""A saved model rebuilds itself exactly (every effective constructor value in ``config``),
+gradient STRFs with respect to the prefilter output of every model, and one rule for
+infinite responses (rejected at the boundary)."""
+
+import numpy as np
+import pytest
+import torch
+
+from deepstrf_utils import adaptrans
+from deepstrf_utils.models import base as models_base
+from deepstrf_utils.models import build_model
+from deepstrf_utils.training import load_checkpoint, save_checkpoint
+
+
+# ----------------------------------------------------------------------------- item 6
+@pytest.mark.parametrize("name,kwargs", [("LinearNonlinear", {"n_lags": 6}), ("ConvNet2D", {"kernel_size": (3, 5)}),
+                                         ("StateNet", {})])
+@pytest.mark.parametrize("prefilter", ["adaptrans", "willmore"])
+def test_checkpoint_rebuilds_after_module_defaults_change(tmp_path, monkeypatch, name, kwargs, prefilter):
+    """A checkpoint holds every effective constructor value: changing the model-level AdapTrans
+    rectification default, the Willmore time constants or the default kernel length after
+    saving does not change what the reloaded model predicts (before: the rectification was
+    filled from a module global that config did not record, and the band centres, time
+    constants and kernel length were recomputed from the current defaults)."""
+    torch.manual_seed(0)
+    model = build_model(name, n_bands=16, n_neurons=2, prefilter=prefilter, **kwargs).eval()
+    x = torch.rand(2, 1, 16, 50)
+    with torch.no_grad():
+        before = model(x)
+    save_checkpoint(tmp_path / "m.pt", model)
+    monkeypatch.setattr(models_base, "MODEL_ADAPTRANS_RECTIFY", None)
+    monkeypatch.setattr(adaptrans, "willmore_tau_ms", lambda cf: np.full(np.shape(cf), 20.0))
+    monkeypatch.setattr(adaptrans, "default_kernel_size", lambda tau, dt: 5)
+    monkeypatch.setattr(adaptrans, "center_frequencies", lambda *a, **k: np.geomspace(100.0, 1000.0, 16))
+    fresh = build_model(name, n_bands=16, n_neurons=2, prefilter=prefilter, **kwargs)
+    assert fresh.prefilter.kernel_size == 5  # the defaults did change
+    rebuilt, _ = load_checkpoint(tmp_path / "m.pt")
+    with torch.no_grad():
+        after = rebuilt(x)
+    torch.testing.assert_close(after, before, rtol=0, atol=0)
+    assert rebuilt.config == model.config
+    if prefilter == "adaptrans":
+        assert model.config["prefilter_kwargs"]["rectify"] == "relu"
+        assert rebuilt.prefilter.rectify == "relu"
+    assert model.config["prefilter_kwargs"]["kernel_size"] == rebuilt.prefilter.kernel_size != 5
+
+
+def test_config_records_resolved_values():
+    m = build_model("StateNet", n_bands=34, prefilter="adaptrans", prefilter_kwargs={"rectify": None})
+    assert m.config["hidden"] == 70  # resolved from hidden=None
+    pk = m.config["prefilter_kwargs"]
+    assert pk["rectify"] is None and len(pk["cf_hz"]) == 34 and len(pk["tau_ms"]) == 34
+    assert pk["kernel_size"] == m.prefilter.kernel_size and pk["learnable"] is True and pk["w0"] == 0.75
+    assert build_model("StateNet", **m.config).config == m.config
