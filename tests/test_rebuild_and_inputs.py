@@ -52,3 +52,27 @@ def test_config_records_resolved_values():
     assert pk["rectify"] is None and len(pk["cf_hz"]) == 34 and len(pk["tau_ms"]) == 34
     assert pk["kernel_size"] == m.prefilter.kernel_size and pk["learnable"] is True and pk["w0"] == 0.75
     assert build_model("StateNet", **m.config).config == m.config
+
+
+# ----------------------------------------------------------------------------- item 8
+@pytest.mark.parametrize("name", ["Linear", "LinearNonlinear"])
+@pytest.mark.parametrize("method", ["batch", "vmap"])
+def test_prefiltered_gradient_strf_with_fused_linear_adaptrans(name, method):
+    """gradient_strf(wrt="prefiltered") on Linear / LN with the linear (fused) AdapTrans
+    (before: ValueError, the prefilter's forward hook never fired on the fused path). For
+    Linear the gradient w.r.t. the ON/OFF outputs is the weight STRF itself."""
+    from deepstrf_utils.strfs import gradient_strf, weight_strf
+
+    torch.manual_seed(0)
+    model = build_model(name, n_bands=6, n_neurons=3, n_lags=5, prefilter="adaptrans",
+                        prefilter_kwargs={"rectify": None, "kernel_size": 8})
+    assert model.strf_path() == "fused"
+    x = torch.rand(3, 1, 6, 60, generator=torch.Generator().manual_seed(0))
+    g = gradient_strf(model, x, wrt="prefiltered", method=method)
+    assert g.shape == (3, 2, 6, 5)
+    if name == "Linear":
+        torch.testing.assert_close(g, weight_strf(model), rtol=0, atol=1e-5)
+    else:  # the same through the unfused conv path
+        ref = build_model(name, **{**model.config, "implementation": "conv"})
+        ref.load_state_dict(model.state_dict())
+        torch.testing.assert_close(g, gradient_strf(ref, x, wrt="prefiltered", method=method), rtol=1e-4, atol=1e-6)
