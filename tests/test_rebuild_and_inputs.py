@@ -76,3 +76,45 @@ def test_prefiltered_gradient_strf_with_fused_linear_adaptrans(name, method):
         ref = build_model(name, **{**model.config, "implementation": "conv"})
         ref.load_state_dict(model.state_dict())
         torch.testing.assert_close(g, gradient_strf(ref, x, wrt="prefiltered", method=method), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_infinite_responses_are_rejected_at_every_boundary(value):
+    """One rule for +-inf in responses: a ValueError at the boundary (before: "missing" in
+    training, where the target masks non-finite bins, but "valid" in the metrics, which
+    mask NaN only), while NaN stays "missing" everywhere."""
+    from deepstrf_utils import metrics
+    from deepstrf_utils.datasets import ResponseDataset, collate_responses
+
+    rng = np.random.default_rng(0)
+    stims = [rng.random((4, 30)), rng.random((4, 20))]
+    resps = [rng.random((2, 3, 30)), rng.random((2, 3, 20))]
+    resps[1][0, 1, 5] = np.nan
+    ResponseDataset(stims, resps, dt_ms=5.0, cf_hz=[500, 1000, 2000, 4000])  # NaN: fine
+    bad = [r.copy() for r in resps]
+    bad[1][1, 2, 7] = value
+    with pytest.raises(ValueError, match=r"response 1 without \+-inf"):
+        ResponseDataset(stims, bad, dt_ms=5.0, cf_hz=[500, 1000, 2000, 4000])
+    # training's packer and the public collate (any dataset-like list of items)
+    items = [(torch.as_tensor(s[None], dtype=torch.float32), torch.as_tensor(r, dtype=torch.float32))
+             for s, r in zip(stims, bad)]
+    with pytest.raises(ValueError, match=r"response 1 without \+-inf"):
+        collate_responses(items)
+    # the metrics: responses and predictions, numpy and torch
+    pred = rng.random((2, 30))
+    resp = pred[:, None, :] + 0.1 * rng.random((2, 4, 30))  # a driven response: finite scores
+    assert np.all(np.isfinite(metrics.cc_norm(pred, resp)))
+    resp_bad = resp.copy()
+    resp_bad[0, 1, 3] = value
+    for fn in (metrics.cc_raw, metrics.cc_norm, metrics.fev):
+        with pytest.raises(ValueError, match=r"resp without \+-inf"):
+            fn(pred, resp_bad)
+        with pytest.raises(ValueError, match=r"resp without \+-inf"):
+            fn(torch.as_tensor(pred), torch.as_tensor(resp_bad))
+    for fn in (metrics.signal_power, metrics.cc_max):
+        with pytest.raises(ValueError, match=r"resp without \+-inf"):
+            fn(resp_bad)
+    pred_bad = pred.copy()
+    pred_bad[1, 0] = value
+    with pytest.raises(ValueError, match=r"pred without \+-inf"):
+        metrics.cc_raw(pred_bad, resp)

@@ -48,6 +48,23 @@ def trial_average(resp, axis: int = -2):
 # ----------------------------------------------------------------------------------------
 # input handling
 # ----------------------------------------------------------------------------------------
+def reject_inf(x, what: str) -> None:
+    """Raise ValueError if ``x`` (numpy array or torch tensor) holds ``+inf`` or ``-inf``.
+
+    The one rule for responses and predictions, at every boundary (``ResponseDataset``,
+    the training packer, the metrics): NaN marks a missing trial or padding; an infinite
+    value is an error, never silently "missing" (training) or "valid" (metrics).
+    """
+    if isinstance(x, torch.Tensor):
+        bad = int(torch.isinf(x).sum()) if x.is_floating_point() else 0
+    else:
+        a = np.asarray(x)
+        bad = int(np.isinf(a).sum()) if np.issubdtype(a.dtype, np.floating) else 0
+    if bad:
+        raise ValueError(f"expected {what} without +-inf (NaN marks a missing trial or padding), "
+                         f"got {bad} infinite value(s)")
+
+
 def _as_tensor(x, name: str) -> tuple[torch.Tensor, bool]:
     """Return ``(tensor, came_from_numpy)``; non-float input becomes floating point."""
     if isinstance(x, torch.Tensor):
@@ -80,6 +97,7 @@ def _resp_4d(resp: torch.Tensor, name: str = "resp") -> torch.Tensor:
         )
     if resp.numel() == 0:
         raise ValueError(f"expected a non-empty {name} of shape (B, N, R, T), got {tuple(resp.shape)}")
+    reject_inf(resp, name)
     return resp
 
 
@@ -93,6 +111,7 @@ def _pair_4d(pred: torch.Tensor, resp: torch.Tensor) -> tuple[torch.Tensor, torc
             f"(N, R, T); got pred {tuple(pred.shape)} and resp {tuple(resp.shape)}"
         )
     resp = _resp_4d(resp)
+    reject_inf(pred, "pred")
     B, N, R, T = resp.shape
     if tuple(pred.shape) != (B, N, T):
         raise ValueError(
