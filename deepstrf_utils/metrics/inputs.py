@@ -51,9 +51,10 @@ def trial_average(resp, axis: int = -2):
 def reject_inf(x, what: str) -> None:
     """Raise ValueError if ``x`` (numpy array or torch tensor) holds ``+inf`` or ``-inf``.
 
-    The one rule for responses and predictions, at every boundary (``ResponseDataset``,
-    the training packer, the metrics): NaN marks a missing trial or padding; an infinite
-    value is an error, never silently "missing" (training) or "valid" (metrics).
+    The one rule for responses, at every boundary (``ResponseDataset``, the training packer
+    and collate, the metrics): NaN marks a missing trial or padding; an infinite value is
+    an error, never silently "missing" (training) or "valid" (metrics). (A non-finite
+    PREDICTION is not an input error: the metrics score that neuron NaN with a warning.)
     """
     if isinstance(x, torch.Tensor):
         bad = int(torch.isinf(x).sum()) if x.is_floating_point() else 0
@@ -111,7 +112,6 @@ def _pair_4d(pred: torch.Tensor, resp: torch.Tensor) -> tuple[torch.Tensor, torc
             f"(N, R, T); got pred {tuple(pred.shape)} and resp {tuple(resp.shape)}"
         )
     resp = _resp_4d(resp)
-    reject_inf(pred, "pred")
     B, N, R, T = resp.shape
     if tuple(pred.shape) != (B, N, T):
         raise ValueError(
