@@ -131,12 +131,19 @@ class ResponseModel(nn.Module):
         """ValueError unless x is a floating-point ``(B, 1, F, T)`` tensor with F = ``n_bands``."""
         check_stimulus(x, self.n_bands)
 
-    def forward(self, x):
-        """x ``(B, 1, F, T)`` -> ``(B, N, T)``: prefilter -> :meth:`forward_core` -> :meth:`forward_readout`."""
-        return self.forward_readout(self.forward_core(self._prefiltered(x)))
+    def forward(self, x, lengths=None):
+        """x ``(B, 1, F, T)`` -> ``(B, N, T)``: prefilter -> :meth:`forward_core` -> :meth:`forward_readout`.
 
-    def forward_core(self, z):
-        """The core on the prefilter output: z ``(B, C, F, T)`` -> features ``(B, H, T)``."""
+        lengths: optional ``(B,)`` integer tensor on the model's device, the number of valid
+        bins of each stimulus of a zero-padded batch (padding at the end); cores with
+        batch statistics (BatchNorm) compute them over the valid bins only. None: every
+        bin is valid (and the result is exactly that of a model without the argument).
+        """
+        return self.forward_readout(self.forward_core(self._prefiltered(x), lengths))
+
+    def forward_core(self, z, lengths=None):
+        """The core on the prefilter output: z ``(B, C, F, T)`` (and the optional valid
+        ``lengths`` ``(B,)``) -> features ``(B, H, T)``."""
         raise NotImplementedError
 
     def forward_readout(self, h):

@@ -25,7 +25,7 @@ from .. import metrics
 
 from .device import resolve_device, seed_everything
 from .optim import _decay_scales, _lr_scales, _make_plateau, no_decay_names
-from .packing import _epoch_order, _Packed
+from .packing import _epoch_order, _Packed, accepts_lengths
 
 logger = logging.getLogger(__name__)
 
@@ -267,13 +267,14 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
     best_state = None
     best_val, since_best = math.inf, 0
     checked = False
+    pass_lengths = accepts_lengths(model)  # padded batches: BatchNorm statistics over valid bins
     bar = tqdm(range(max_epochs), disable=not progress, desc="fit", leave=False)
     for epoch in bar:
         model.train()
         order = _epoch_order(tr.n_stimuli, gen)
         total, nb = 0.0, 0
-        for x, y in tr.batches(order, batch_size):
-            pred = model(x)
+        for x, y, lengths in tr.batches(order, batch_size, with_lengths=True):
+            pred = model(x, lengths=lengths) if pass_lengths and lengths is not None else model(x)
             if not checked:
                 _check_output(pred, x, tr.n_neurons, tr.name)
                 checked = True
