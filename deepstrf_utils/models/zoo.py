@@ -12,7 +12,7 @@ padded symmetrically and let its models see 4 future frames).
 ``DNet``                   Rahman et al. (2019): NRF with leaky-integrator units
 ``ConvNet2D``              deepSTRF 2D-CNN used in the AdapTrans paper (37,276 params, NS1)
 ``StateNet``               Rancon et al. (2025): locally connected layer -> GRU / LSTM
-``PopulationCNN``          Pennington & David (2023) NAT4 population CNN
+``PopulationCNN``          Pennington & David (2023) NAT4 population CNN (21,360 shared params)
 =========================  ================================================================
 
 Models with BatchNorm (``ConvNet2D``, ``StateNet``) take the normalisation statistics of a
@@ -400,20 +400,26 @@ class ConvNet2D(_ConvModel):
 
 
 class PopulationCNN(_ConvModel):
-    """Pennington & David (2023) population CNN (NAT4).
+    """Pennington & David (2023) population CNN (NAT4), NEMS keyword
+    ``conv2d.10.8x3.rep3-wcn.90-relu.90-wc.90xR-lvl.R-dexp.R``.
 
     ``n_blocks`` x [Conv2d(``channels`` filters, kernel (k_f, k_t) = (3, 8), causal in time,
     same-padded in frequency) -> ReLU] -> per time bin: flatten (channels x F) -> dense
-    ``hidden`` without bias -> ReLU -> dense ``hidden`` -> N without bias -> per-neuron level
-    shift -> per-neuron :class:`DoubleExponential` (``self.output_nonlinearity``; freeze it for
-    the first fitting stage). 18 bands, no prefilter: 21,270 shared parameters + 95 per neuron.
+    ``hidden`` without bias (``wcn.90``) -> ReLU with a learnable threshold per hidden unit,
+    ``relu(h - threshold)`` (``relu.90``; ``threshold (hidden,)``, initialised to 0) -> dense
+    ``hidden`` -> N without bias (``wc.90xR``) -> per-neuron level shift (``lvl.R``) ->
+    per-neuron :class:`DoubleExponential` (``dexp.R``, ``self.output_nonlinearity``; frozen in
+    the first stage of :func:`~deepstrf_utils.training.fit_two_stage`). Sizes: conv
+    ``(1*24+1)*10 + 2*(10*24+1)*10 = 5,070``, dense ``10*F*90`` (16,200 for F = 18),
+    thresholds 90: 21,360 shared parameters for NAT4's 18 bands (no prefilter), + 95 per neuron
+    (90 readout weights, 1 level, 4 double-exponential). NAT4 bins are 10 ms (``dt_ms``).
 
     forward: x ``(B, 1, F, T)`` -> ``(B, N, T)``.
     """
 
     def __init__(
         self, n_bands, n_neurons=1, kernel_size=(3, 8), channels=10, hidden=90, n_blocks=3,
-        prefilter=None, prefilter_kwargs=None, dt_ms=5.0,
+        prefilter=None, prefilter_kwargs=None, dt_ms=10.0,
     ):
         super().__init__()
         self._setup(n_bands, n_neurons, prefilter, prefilter_kwargs, dt_ms)
@@ -425,6 +431,7 @@ class PopulationCNN(_ConvModel):
             for i in range(self.n_blocks)
         )
         self.dense = nn.Conv1d(self.channels * self.n_bands, self.n_hidden, 1, bias=False)
+        self.threshold = nn.Parameter(torch.zeros(self.n_hidden))
         self.readout = nn.Conv1d(self.n_hidden, self.n_neurons, 1, bias=False)
         self.level_shift = nn.Parameter(torch.zeros(self.n_neurons))
         self.output_nonlinearity = DoubleExponential(self.n_neurons)
@@ -437,7 +444,7 @@ class PopulationCNN(_ConvModel):
         """Convolutions and the shared dense layer: z ``(B, C, F, T)`` -> ``(B, hidden, T)``."""
         for conv in self.convs:
             z = torch.relu(conv(F.pad(z, self._pad)))
-        return torch.relu(self.dense(z.flatten(1, 2)))
+        return torch.relu(self.dense(z.flatten(1, 2)) - self.threshold[:, None])
 
     def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
         """Per-neuron dense readout, level shift, double exponential: ``(B, hidden, T) -> (B, N, T)``."""
