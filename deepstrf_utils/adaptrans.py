@@ -42,6 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F_
 
+from .plain import to_plain
 from .shapes import check_stimulus
 from .spectral import fast_fft_length, padded_rfft
 
@@ -368,6 +369,10 @@ class AdapTrans(nn.Module):
     ``logit_w``; ``a = sigmoid(logit_a)``, ``w = sigmoid(logit_w)``.
 
     Forward: (B, 1, F, T) -> (B, 2, F, T), channel 0 ON, channel 1 OFF, strictly causal.
+
+    ``config``: every effective constructor value (the band centres and initial time
+    constants as resolved, the kernel length, ...), so that ``AdapTrans(**config)`` rebuilds
+    the same module even if a default changes later.
     """
 
     out_channels = 2
@@ -388,6 +393,9 @@ class AdapTrans(nn.Module):
         self.learnable = bool(learnable)
         self.rectify = rectify
         self.implementation = implementation
+        self.config = to_plain(dict(n_bands=self.n_bands, dt_ms=self.dt_ms, cf_hz=cf, tau_ms=tau, w0=float(w0),
+                                    kernel_size=K, learnable=self.learnable, rectify=rectify,
+                                    implementation=implementation))
         a0 = np.exp(-self.dt_ms / tau)
         if np.any(a0 >= 1.0):
             raise ValueError("tau_ms / dt_ms is too large: exp(-dt/tau) rounds to 1")
@@ -505,7 +513,8 @@ class WillmoreHighPass(nn.Module):
 
     Args: as ``AdapTrans`` without ``w0``, ``learnable`` and ``rectify``.
 
-    Forward: (B, 1, F, T) -> (B, 1, F, T), >= 0, causal.
+    Forward: (B, 1, F, T) -> (B, 1, F, T), >= 0, causal. ``config``: every effective
+    constructor value, as for :class:`AdapTrans`.
     """
 
     out_channels = 1
@@ -522,6 +531,8 @@ class WillmoreHighPass(nn.Module):
         self.tau_ms = tau
         self.kernel_size = K
         self.implementation = implementation
+        self.config = to_plain(dict(n_bands=self.n_bands, dt_ms=self.dt_ms, cf_hz=cf, tau_ms=tau, kernel_size=K,
+                                    implementation=implementation))
         a = torch.as_tensor(np.exp(-self.dt_ms / tau), dtype=torch.float64)
         kern = adaptrans_kernels(a, a, torch.ones_like(a), K)[:1]  # (1, F, K)
         self.register_buffer("kernel", kern.to(torch.get_default_dtype()), persistent=False)

@@ -11,7 +11,8 @@ The "adaptrans" and "willmore" prefilters are built on the DATASET's band centre
 time constant of its own frequency; ``prefilter_kwargs`` (e.g. ``{"rectify": "relu"}``,
 ``{"kernel_size": 48}``) are added on top and may override ``cf_hz``. Setting any of
 ``min_freq`` / ``max_freq`` / ``scale`` there selects computed centres instead.
-``fit_kwargs`` go to ``fit`` / ``fit_single_units`` (e.g. ``lr``, ``prefilter_lr``, ``patience``).
+``fit_kwargs`` go to ``fit`` / ``fit_single_units`` (e.g. ``lr``, ``prefilter_lr``, ``patience``);
+``"protocol": "two_stage"`` fits a population model with ``training.fit_two_stage`` instead.
 
 For each seed the dataset is split anew (``dataset.split(seed)``) and every model is
 initialised after ``torch.manual_seed(seed)``; "single" fits one model per neuron (batched,
@@ -159,10 +160,13 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
         train, val, test = (d.select([str(n) for n in neurons]) for d in (train, val, test))
         dataset = test
     fit_kwargs = dict(cfg["fit_kwargs"])
+    fit_fn = training.get_fit_protocol(fit_kwargs.pop("protocol", "standard"))
+    if fit_fn is not training.fit and cfg["mode"] != "population":
+        raise ValueError("expected mode 'population' for a fit_kwargs 'protocol' other than 'standard'")
     if cfg["mode"] == "population":
         training.seed_everything(seed)
         model = _build(cfg, dataset, dataset.n_neurons)
-        result = training.fit(model, train, val, device=device, seed=seed, progress=progress, **fit_kwargs)
+        result = fit_fn(model, train, val, device=device, seed=seed, progress=progress, **fit_kwargs)
         scores = training.evaluate(model, test)
         scores["n_params"] = count_parameters(model)
         scores["epochs"] = result.epochs

@@ -286,9 +286,20 @@ def gradient_strf(
 
 
 def _capture(model, x, pre):
-    """Forward ``x``; return (pred (B, N, T), target tensor to differentiate against)."""
+    """Forward ``x``; return (pred (B, N, T), target tensor to differentiate against).
+
+    With the model's own prefilter, a model made of prefilter -> ``forward_core`` ->
+    ``forward_readout`` (every ``ResponseModel``) is run through those three steps, so the
+    prefilter output exists even where ``forward`` would skip it (Linear / LN fuse an
+    un-rectified AdapTrans with the STRFs into one frequency-domain product); the result is
+    the same function. Any other model: a forward hook on the prefilter module.
+    """
     if pre is None:
         return model(x), x
+    core, readout = getattr(model, "forward_core", None), getattr(model, "forward_readout", None)
+    if pre is getattr(model, "prefilter", None) and callable(core) and callable(readout):
+        y = pre(x)
+        return readout(core(y)), y
     store = {}
 
     def hook(_module, _inp, out):

@@ -133,9 +133,10 @@ def test_pinned_parameter_counts():
     assert count_parameters(ConvNet2D(34, kernel_size=(6, 15), prefilter="adaptrans")) == 37_276
     assert count_parameters(ConvNet2D(18, kernel_size=(3, 7), prefilter="adaptrans", dt_ms=10.0)) == 15_748
     assert count_parameters(StateNet(34, rnn="gru")) == 30_465
-    # 3 x conv (250 + 2410 + 2410) + dense 180 x 90 without bias = 21,270 shared; 90 + 1 + 4 per neuron
-    assert count_parameters(PopulationCNN(18, n_neurons=1)) == 21_270 + 95
-    assert count_parameters(PopulationCNN(18, n_neurons=7)) == 21_270 + 7 * 95
+    # 3 x conv (250 + 2410 + 2410) + dense 180 x 90 without bias + 90 relu thresholds = 21,360
+    # shared; 90 + 1 + 4 per neuron (Pennington & David 2023)
+    assert count_parameters(PopulationCNN(18, n_neurons=1)) == 21_360 + 95
+    assert count_parameters(PopulationCNN(18, n_neurons=7)) == 21_360 + 7 * 95
     assert count_parameters(LinearNonlinear(34, n_neurons=2, n_lags=20, prefilter="adaptrans")) == 2 * (
         2 * 34 * 20 + 1 + 3
     ) + 3 * 34

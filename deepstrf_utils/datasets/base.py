@@ -36,6 +36,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..metrics import trial_average
+from ..metrics.inputs import reject_inf
 from .storage import SCHEMA_VERSION, read_hdf5, write_hdf5  # noqa: F401  (SCHEMA_VERSION: public here)
 
 logger = logging.getLogger(__name__)
@@ -120,7 +121,8 @@ class ResponseDataset(Dataset):
     Args:
         stimuli: list of B spectrograms, each ``(F, T_i)`` (non-negative, float).
         responses: list of B recordings, each ``(N, R_i, T_i)``: spike counts per bin or a
-            continuous signal (membrane potential); NaN marks a missing trial or padding.
+            continuous signal (membrane potential); NaN marks a missing trial or padding;
+            ``+-inf`` is rejected (ValueError).
         dt_ms: bin width in ms (> 0).
         cf_hz: ``(F,)`` band centre frequencies in Hz, increasing.
         neuron_ids: ``(N,)`` unique identifiers; stored as strings (default ``"0"..."N-1"``).
@@ -196,6 +198,7 @@ class ResponseDataset(Dataset):
                 raise ValueError(f"expected stimulus {i} to be finite (no NaN/inf); NaN is for responses only")
             if r.ndim != 3:
                 raise ValueError(f"expected response {i} of shape (N, R, T), got {r.shape}")
+            reject_inf(r, f"response {i}")
             if n_neurons is None:
                 n_neurons = r.shape[0]
                 if n_neurons == 0:

@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import torch
 
+from ..metrics.inputs import reject_inf
+
 __all__ = ["check_items", "check_stimuli", "pad_to_longest", "collate_responses"]
 
 
@@ -51,6 +53,7 @@ def check_items(batch: Sequence[Any]) -> tuple[list[torch.Tensor], list[torch.Te
         if r.shape[0] != resps[0].shape[0]:
             raise ValueError(f"expected response {i} with N={resps[0].shape[0]} neurons like item 0, "
                              f"got {tuple(r.shape)}")
+        reject_inf(r, f"response {i}")
     return stims, resps
 
 

@@ -22,7 +22,7 @@ Metrics: :func:`cc_raw`, :func:`signal_power`, :func:`noise_power`, :func:`cc_no
 :func:`cc_max`, :func:`cc_max_from_sp`, :func:`mean_trial_correlation`, :func:`ttrc`,
 :func:`fev`, and :func:`score` (all of them at once, sharing the work).
 
-Losses (differentiable, NaN-masked): :func:`mse_loss`, :func:`poisson_loss`,
+Losses (differentiable, NaN-masked): :func:`mse_loss`, :func:`nmse_loss`, :func:`poisson_loss`,
 :func:`correlation_loss`, and :func:`get_loss`.
 
 References: Sahani & Linden (2003) NIPS 15, signal power; Hsu, Borst & Theunissen (2004)
@@ -32,7 +32,7 @@ Pennington & David (2023) PLOS Comput Biol 19:e1011110, trial-to-trial normalisa
 
 from .correlation import masked_corr
 from .inputs import trial_average
-from .losses import LOSSES, correlation_loss, get_loss, mse_loss, poisson_loss
+from .losses import LOSSES, correlation_loss, get_loss, mse_loss, nmse_loss, poisson_loss
 from .scores import (
     cc_max,
     cc_max_from_sp,
@@ -58,6 +58,7 @@ __all__ = [
     "fev",
     "score",
     "mse_loss",
+    "nmse_loss",
     "poisson_loss",
     "correlation_loss",
     "get_loss",

@@ -48,6 +48,24 @@ def trial_average(resp, axis: int = -2):
 # ----------------------------------------------------------------------------------------
 # input handling
 # ----------------------------------------------------------------------------------------
+def reject_inf(x, what: str) -> None:
+    """Raise ValueError if ``x`` (numpy array or torch tensor) holds ``+inf`` or ``-inf``.
+
+    The one rule for responses, at every boundary (``ResponseDataset``, the training packer
+    and collate, the metrics): NaN marks a missing trial or padding; an infinite value is
+    an error, never silently "missing" (training) or "valid" (metrics). (A non-finite
+    PREDICTION is not an input error: the metrics score that neuron NaN with a warning.)
+    """
+    if isinstance(x, torch.Tensor):
+        bad = int(torch.isinf(x).sum()) if x.is_floating_point() else 0
+    else:
+        a = np.asarray(x)
+        bad = int(np.isinf(a).sum()) if np.issubdtype(a.dtype, np.floating) else 0
+    if bad:
+        raise ValueError(f"expected {what} without +-inf (NaN marks a missing trial or padding), "
+                         f"got {bad} infinite value(s)")
+
+
 def _as_tensor(x, name: str) -> tuple[torch.Tensor, bool]:
     """Return ``(tensor, came_from_numpy)``; non-float input becomes floating point."""
     if isinstance(x, torch.Tensor):
@@ -80,6 +98,7 @@ def _resp_4d(resp: torch.Tensor, name: str = "resp") -> torch.Tensor:
         )
     if resp.numel() == 0:
         raise ValueError(f"expected a non-empty {name} of shape (B, N, R, T), got {tuple(resp.shape)}")
+    reject_inf(resp, name)
     return resp
 
 

@@ -1,4 +1,4 @@
-"""Training losses (differentiable, NaN-masked): mse, poisson, correlation, and get_loss."""
+"""Training losses (differentiable, NaN-masked): mse, nmse, poisson, correlation, and get_loss."""
 
 from __future__ import annotations
 
@@ -71,6 +71,47 @@ def mse_loss(pred: torch.Tensor, resp: torch.Tensor, reduction: str = "mean") ->
     return _reduce_elementwise(diff.square(), valid, reduction)
 
 
+def nmse_loss(pred: torch.Tensor, resp: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Normalised mean squared error per neuron: ``mean((pred - ybar)^2) / mean(ybar^2)``.
+
+    For each neuron n, over ITS valid bins of the batch (stimuli concatenated, NaN
+    masked), with ``ybar`` the trial average::
+
+        nmse[n] = sum_t (pred[n, t] - ybar[n, t])^2 / sum_t ybar[n, t]^2
+
+    i.e. its MSE divided by the mean square of its target: every neuron weighs the same
+    whatever its firing rate, which is what a population fit needs (plain MSE is dominated
+    by the high-rate neurons). The normaliser is the one of NEMS' TensorFlow losses (the
+    target's mean square, not its variance, so a neuron with a constant non-zero target
+    stays defined); NEMS' "nmse" also takes a square root per neuron and averages it over
+    10 time chunks, which changes the weighting between neurons but not the minimiser of a
+    neuron. A neuron whose target is 0 on every valid bin of the batch (or without valid
+    bins) has no scale: it contributes 0, like a neuron without data.
+
+    Args:
+        pred: ``(B, N, T)`` or ``(N, T)``.
+        resp: ``(B, N, R, T)`` or averaged ``(B, N, T)``; NaN masked.
+        reduction: ``"none"`` -> ``(N,)``; ``"mean"`` -> mean over the neurons that have a
+            scale; ``"sum"`` -> sum over neurons.
+
+    Returns:
+        scalar, or ``(N,)`` for ``"none"``.
+    """
+    _check_reduction(reduction, _LOSS_REDUCTIONS)
+    p, target, valid = _loss_inputs(pred, resp)
+    diff = torch.where(valid, p, target) - target  # exactly 0 (and no gradient) at invalid bins
+    err = diff.square().sum((0, 2))
+    scale = target.square().sum((0, 2))  # target is 0 at invalid bins
+    has_scale = scale > 0
+    loss = torch.where(has_scale, err / torch.where(has_scale, scale, torch.ones_like(scale)),
+                       torch.zeros_like(err))
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / has_scale.sum().clamp_min(1)
+
+
 def poisson_loss(pred: torch.Tensor, resp: torch.Tensor, reduction: str = "mean",
                  eps: float = 1e-8) -> torch.Tensor:
     """Poisson negative log-likelihood of the trial average with ``pred`` as the rate.
@@ -134,13 +175,14 @@ def correlation_loss(pred: torch.Tensor, resp: torch.Tensor, reduction: str = "m
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "mse": mse_loss,
+    "nmse": nmse_loss,
     "poisson": poisson_loss,
     "correlation": correlation_loss,
 }
 
 
 def get_loss(name) -> Callable[..., torch.Tensor]:
-    """Loss function by name: ``"mse"``, ``"poisson"`` or ``"correlation"``.
+    """Loss function by name: ``"mse"``, ``"nmse"``, ``"poisson"`` or ``"correlation"``.
 
     A callable is returned unchanged. Every loss has the signature
     ``loss(pred (B, N, T), resp (B, N, R, T) | (B, N, T), reduction="mean")``.

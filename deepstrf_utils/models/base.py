@@ -4,7 +4,8 @@
 module); :class:`ResponseModel` is the base of every model in :mod:`.zoo`: it validates
 ``n_bands`` / ``n_neurons`` / ``dt_ms``, owns ``self.prefilter`` and ``self.in_channels``
 (C), records every effective constructor value in ``self.config`` (plain JSON values, via
-:func:`deepstrf_utils.plain.to_plain`) and checks stimuli ``(B, 1, F, T)``.
+:func:`deepstrf_utils.plain.to_plain`; a string prefilter's ``prefilter_kwargs`` as the
+prefilter resolved them, its ``config``) and checks stimuli ``(B, 1, F, T)``.
 """
 
 from __future__ import annotations
@@ -110,6 +111,11 @@ class ResponseModel(nn.Module):
     def _set_config(self, prefilter, prefilter_kwargs, **kwargs) -> None:
         if isinstance(prefilter, nn.Module):
             prefilter = f"module:{type(prefilter).__name__}"
+        elif prefilter is not None:
+            # the prefilter's EFFECTIVE constructor values (rectification filled in by
+            # make_prefilter, band centres, time constants and kernel length as resolved), so a
+            # saved model rebuilds exactly even after a module default changes
+            prefilter_kwargs = {k: v for k, v in self.prefilter.config.items() if k not in ("n_bands", "dt_ms")}
         self.config = to_plain(
             dict(
                 n_bands=self.n_bands,
@@ -125,12 +131,19 @@ class ResponseModel(nn.Module):
         """ValueError unless x is a floating-point ``(B, 1, F, T)`` tensor with F = ``n_bands``."""
         check_stimulus(x, self.n_bands)
 
-    def forward(self, x):
-        """x ``(B, 1, F, T)`` -> ``(B, N, T)``: prefilter -> :meth:`forward_core` -> :meth:`forward_readout`."""
-        return self.forward_readout(self.forward_core(self._prefiltered(x)))
+    def forward(self, x, lengths=None):
+        """x ``(B, 1, F, T)`` -> ``(B, N, T)``: prefilter -> :meth:`forward_core` -> :meth:`forward_readout`.
 
-    def forward_core(self, z):
-        """The core on the prefilter output: z ``(B, C, F, T)`` -> features ``(B, H, T)``."""
+        lengths: optional ``(B,)`` integer tensor on the model's device, the number of valid
+        bins of each stimulus of a zero-padded batch (padding at the end); cores with
+        batch statistics (BatchNorm) compute them over the valid bins only. None: every
+        bin is valid (and the result is exactly that of a model without the argument).
+        """
+        return self.forward_readout(self.forward_core(self._prefiltered(x), lengths))
+
+    def forward_core(self, z, lengths=None):
+        """The core on the prefilter output: z ``(B, C, F, T)`` (and the optional valid
+        ``lengths`` ``(B,)``) -> features ``(B, H, T)``."""
         raise NotImplementedError
 
     def forward_readout(self, h):

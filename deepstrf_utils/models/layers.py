@@ -7,6 +7,8 @@
 * :class:`DoubleExponential`: NEMS' per-neuron output nonlinearity (4 parameters).
 * :class:`LocallyConnectedFrequency`: unshared weights per frequency position (StateNet).
 * :class:`NoPrefilter`: the identity prefilter (``out_channels = 1``).
+* :class:`MaskedBatchNorm2d`: BatchNorm whose batch statistics cover the valid (unpadded)
+  time bins only; :func:`valid_mask` turns stimulus lengths into the ``(B, T)`` mask.
 * :func:`as_per_neuron`, :func:`model_device`: small helpers.
 
 Shapes: B batch, C channels, F bands, T bins, K lags, N neurons, U units (N or H). Like
@@ -29,6 +31,8 @@ __all__ = [
     "DoubleExponential",
     "LocallyConnectedFrequency",
     "NoPrefilter",
+    "MaskedBatchNorm2d",
+    "valid_mask",
     "as_per_neuron",
     "model_device",
 ]
@@ -226,6 +230,61 @@ class NoPrefilter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return x unchanged, ``(B, 1, F, T)``."""
         return x
+
+
+def valid_mask(lengths: torch.Tensor | None, batch: int, n_bins: int) -> torch.Tensor | None:
+    """Valid time bins of a padded batch: lengths ``(B,)`` -> mask ``(B, T)`` bool (None -> None).
+
+    ``lengths[b]`` is the number of real bins of stimulus b (the rest, at the end, is
+    padding); the mask is built on the device of ``lengths`` (give them on the model's device).
+    """
+    if lengths is None:
+        return None
+    if not isinstance(lengths, torch.Tensor) or tuple(lengths.shape) != (batch,):
+        shape = tuple(lengths.shape) if isinstance(lengths, torch.Tensor) else type(lengths).__name__
+        raise ValueError(f"expected lengths as a tensor of shape (B,) = ({batch},) (valid bins per stimulus), "
+                         f"got {shape}")
+    return torch.arange(n_bins, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class MaskedBatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` over ``(B, C, H, T)`` whose batch statistics cover valid bins only.
+
+    ``forward(x, mask=None)``: with ``mask`` ``(B, T)`` bool (True = a real bin, False =
+    padding) in training mode, the per-channel mean and (biased) variance are taken over
+    the valid bins of every item and every H position only, the running statistics are
+    updated from them (unbiased variance, ``momentum`` as BatchNorm), and every bin is
+    normalised with them (padded bins too; causal models never read them back). Without
+    a mask, or in eval mode (running statistics), it IS ``nn.BatchNorm2d`` (bit for bit).
+    Same parameters, buffers and state-dict keys as ``nn.BatchNorm2d``; vmap-safe.
+    """
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x ``(B, C, H, T)``, mask ``(B, T)`` bool or None -> ``(B, C, H, T)``."""
+        use_batch_stats = self.training or not self.track_running_stats
+        if mask is None or not use_batch_stats:
+            return super().forward(x)
+        self._check_input_dim(x)
+        if tuple(mask.shape) != (x.shape[0], x.shape[-1]):
+            raise ValueError(f"expected a mask of shape (B, T) = ({x.shape[0]}, {x.shape[-1]}), "
+                             f"got {tuple(mask.shape)}")
+        m = mask[:, None, None, :]  # (B, 1, 1, T)
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        n = mask.sum().to(x.dtype) * x.shape[2]  # valid elements per channel
+        mean = torch.where(m, x, zero).sum((0, 2, 3)) / n
+        centred = x - mean[None, :, None, None]
+        var = torch.where(m, centred, zero).square().sum((0, 2, 3)) / n
+        if self.training and self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = self.momentum if self.momentum is not None else 1.0 / self.num_batches_tracked
+                unbiased = var.detach() * (n / (n - 1).clamp_min(1))
+                self.running_mean.mul_(1 - factor).add_(factor * mean.detach())
+                self.running_var.mul_(1 - factor).add_(factor * unbiased)
+        y = centred * torch.rsqrt(var + self.eps)[None, :, None, None]
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -12,12 +12,16 @@ padded symmetrically and let its models see 4 future frames).
 ``DNet``                   Rahman et al. (2019): NRF with leaky-integrator units
 ``ConvNet2D``              deepSTRF 2D-CNN used in the AdapTrans paper (37,276 params, NS1)
 ``StateNet``               Rancon et al. (2025): locally connected layer -> GRU / LSTM
-``PopulationCNN``          Pennington & David (2023) NAT4 population CNN
+``PopulationCNN``          Pennington & David (2023) NAT4 population CNN (21,360 shared params)
 =========================  ================================================================
 
-Models with BatchNorm (``ConvNet2D``, ``StateNet``) pool the normalisation statistics over
-all bins of the batch in training mode, as BatchNorm always does; in eval mode (running
-statistics) they are exactly causal.
+Models with BatchNorm (``ConvNet2D``, ``StateNet``) take the normalisation statistics of a
+training batch over its VALID bins only when given the stimuli's ``lengths``
+(:class:`~.layers.MaskedBatchNorm2d`; ``fit`` passes them for every padded batch), so
+zero padding of shorter stimuli never enters them; in eval mode (running statistics) they
+are exactly causal. Every model's ``forward(x, lengths=None)`` and
+``forward_core(z, lengths=None)`` accept the lengths; the models without BatchNorm ignore
+them (causal, their valid bins never read the padding).
 
 Shapes: B batch, C prefilter channels (2 with AdapTrans), F bands, T bins, K lags,
 N neurons, H hidden units, R repeats.
@@ -37,11 +41,13 @@ from .base import ResponseModel, _pair, _positive_int
 from .layers import (
     DoubleExponential,
     LocallyConnectedFrequency,
+    MaskedBatchNorm2d,
     NoPrefilter,
     ParametricNonlinearity,
     ParametricSigmoid,
     as_per_neuron,
     causal_strf_conv,
+    valid_mask,
 )
 
 __all__ = ["Linear", "LinearNonlinear", "NetworkReceptiveField", "DNet", "ConvNet2D", "StateNet", "PopulationCNN"]
@@ -119,8 +125,8 @@ class Linear(ResponseModel):
             return prefiltered_strf_fft(x, kernels, self.weight, self.bias)
         return self.forward_core(self._prefiltered(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x ``(B, 1, F, T)`` -> predicted response ``(B, N, T)``.
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """x ``(B, 1, F, T)`` -> predicted response ``(B, N, T)`` (``lengths`` ``(B,)``: ignored, causal).
 
         The core is the STRF bank (:meth:`linear_drive`, which takes the stimulus itself so
         that it can fuse an un-rectified AdapTrans with the STRFs); the readout is
@@ -128,7 +134,7 @@ class Linear(ResponseModel):
         """
         return self.forward_readout(self.linear_drive(x))
 
-    def forward_core(self, z: torch.Tensor) -> torch.Tensor:
+    def forward_core(self, z: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """The STRF bank on a prefilter output: z ``(B, C, F, T)`` -> ``(B, N, T)``."""
         if self.strf_path() == "fft":
             return causal_strf_fft(z, self.weight, self.bias)
@@ -234,7 +240,7 @@ class NetworkReceptiveField(ResponseModel):
         """Hidden-unit activities: x ``(B, 1, F, T)`` -> ``(B, H, T)``."""
         return self._strf_units(self._prefiltered(x))
 
-    def forward_core(self, z: torch.Tensor) -> torch.Tensor:
+    def forward_core(self, z: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """The hidden layer on a prefilter output: z ``(B, C, F, T)`` -> ``(B, H, T)``."""
         return self._strf_units(z)
 
@@ -295,7 +301,7 @@ class DNet(NetworkReceptiveField):
         """Leaky-integrated hidden activities: x ``(B, 1, F, T)`` -> ``(B, H, T)``."""
         return leaky_integrate(super().hidden(x), self.hidden_k)
 
-    def forward_core(self, z: torch.Tensor) -> torch.Tensor:
+    def forward_core(self, z: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Leaky-integrated hidden layer on a prefilter output: z ``(B, C, F, T)`` -> ``(B, H, T)``."""
         return leaky_integrate(self._strf_units(z), self.hidden_k)
 
@@ -351,7 +357,7 @@ class ConvNet2D(_ConvModel):
             nn.Conv2d(self.in_channels if i == 0 else self.channels, self.channels, self.kernel_size)
             for i in range(self.n_blocks)
         )
-        self.norms = nn.ModuleList(nn.BatchNorm2d(self.channels) for _ in range(self.n_blocks))
+        self.norms = nn.ModuleList(MaskedBatchNorm2d(self.channels) for _ in range(self.n_blocks))
         self.dense = nn.Conv1d(self.channels * self.out_bands, self.n_hidden, 1)
         self.readout = nn.Conv1d(self.n_hidden, self.n_neurons, 1)
         self.output_nonlinearity = ParametricSigmoid(self.n_neurons)
@@ -360,20 +366,26 @@ class ConvNet2D(_ConvModel):
             hidden=self.n_hidden, n_blocks=self.n_blocks, negative_slope=self.negative_slope,
         )
 
-    def _conv_features(self, z: torch.Tensor) -> torch.Tensor:
-        """The convolution blocks: z ``(B, C, F, T)`` -> ``(B, channels, F', T)``."""
+    def _conv_features(self, z: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """The convolution blocks: z ``(B, C, F, T)`` -> ``(B, channels, F', T)``; BatchNorm
+        statistics over the valid bins of ``lengths`` ``(B,)`` (None: every bin)."""
         pad = (self.kernel_size[1] - 1, 0)
+        mask = valid_mask(lengths, z.shape[0], z.shape[-1])
         for conv, norm in zip(self.convs, self.norms):
-            z = F.leaky_relu(norm(conv(F.pad(z, pad))), self.negative_slope)
+            z = F.leaky_relu(norm(conv(F.pad(z, pad)), mask), self.negative_slope)
         return z
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Convolutional features: x ``(B, 1, F, T)`` -> ``(B, channels, F', T)``."""
-        return self._conv_features(self._prefiltered(x))
+        return self._conv_features(self._prefiltered(x), lengths)
 
-    def forward_core(self, z: torch.Tensor) -> torch.Tensor:
-        """Convolutions and the shared dense layer: z ``(B, C, F, T)`` -> ``(B, hidden, T)``."""
-        h = self._conv_features(z).flatten(1, 2)  # (B, channels * F', T), a view
+    def forward_core(self, z: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Convolutions and the shared dense layer: z ``(B, C, F, T)`` -> ``(B, hidden, T)``.
+
+        lengths ``(B,)``: valid bins of each stimulus of a padded batch (on z's device), so
+        that BatchNorm's training statistics skip the padding; None: every bin is valid.
+        """
+        h = self._conv_features(z, lengths).flatten(1, 2)  # (B, channels * F', T), a view
         return F.leaky_relu(self.dense(h), self.negative_slope)
 
     def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
@@ -388,20 +400,26 @@ class ConvNet2D(_ConvModel):
 
 
 class PopulationCNN(_ConvModel):
-    """Pennington & David (2023) population CNN (NAT4).
+    """Pennington & David (2023) population CNN (NAT4), NEMS keyword
+    ``conv2d.10.8x3.rep3-wcn.90-relu.90-wc.90xR-lvl.R-dexp.R``.
 
     ``n_blocks`` x [Conv2d(``channels`` filters, kernel (k_f, k_t) = (3, 8), causal in time,
     same-padded in frequency) -> ReLU] -> per time bin: flatten (channels x F) -> dense
-    ``hidden`` without bias -> ReLU -> dense ``hidden`` -> N without bias -> per-neuron level
-    shift -> per-neuron :class:`DoubleExponential` (``self.output_nonlinearity``; freeze it for
-    the first fitting stage). 18 bands, no prefilter: 21,270 shared parameters + 95 per neuron.
+    ``hidden`` without bias (``wcn.90``) -> ReLU with a learnable threshold per hidden unit,
+    ``relu(h - threshold)`` (``relu.90``; ``threshold (hidden,)``, initialised to 0) -> dense
+    ``hidden`` -> N without bias (``wc.90xR``) -> per-neuron level shift (``lvl.R``) ->
+    per-neuron :class:`DoubleExponential` (``dexp.R``, ``self.output_nonlinearity``; frozen in
+    the first stage of :func:`~deepstrf_utils.training.fit_two_stage`). Sizes: conv
+    ``(1*24+1)*10 + 2*(10*24+1)*10 = 5,070``, dense ``10*F*90`` (16,200 for F = 18),
+    thresholds 90: 21,360 shared parameters for NAT4's 18 bands (no prefilter), + 95 per neuron
+    (90 readout weights, 1 level, 4 double-exponential). NAT4 bins are 10 ms (``dt_ms``).
 
     forward: x ``(B, 1, F, T)`` -> ``(B, N, T)``.
     """
 
     def __init__(
         self, n_bands, n_neurons=1, kernel_size=(3, 8), channels=10, hidden=90, n_blocks=3,
-        prefilter=None, prefilter_kwargs=None, dt_ms=5.0,
+        prefilter=None, prefilter_kwargs=None, dt_ms=10.0,
     ):
         super().__init__()
         self._setup(n_bands, n_neurons, prefilter, prefilter_kwargs, dt_ms)
@@ -413,6 +431,7 @@ class PopulationCNN(_ConvModel):
             for i in range(self.n_blocks)
         )
         self.dense = nn.Conv1d(self.channels * self.n_bands, self.n_hidden, 1, bias=False)
+        self.threshold = nn.Parameter(torch.zeros(self.n_hidden))
         self.readout = nn.Conv1d(self.n_hidden, self.n_neurons, 1, bias=False)
         self.level_shift = nn.Parameter(torch.zeros(self.n_neurons))
         self.output_nonlinearity = DoubleExponential(self.n_neurons)
@@ -421,11 +440,11 @@ class PopulationCNN(_ConvModel):
             hidden=self.n_hidden, n_blocks=self.n_blocks,
         )
 
-    def forward_core(self, z: torch.Tensor) -> torch.Tensor:
+    def forward_core(self, z: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Convolutions and the shared dense layer: z ``(B, C, F, T)`` -> ``(B, hidden, T)``."""
         for conv in self.convs:
             z = torch.relu(conv(F.pad(z, self._pad)))
-        return torch.relu(self.dense(z.flatten(1, 2)))
+        return torch.relu(self.dense(z.flatten(1, 2)) - self.threshold[:, None])
 
     def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
         """Per-neuron dense readout, level shift, double exponential: ``(B, hidden, T) -> (B, N, T)``."""
@@ -469,18 +488,23 @@ class StateNet(ResponseModel):
         self.n_positions = self.local.n_positions
         n_features = self.channels * self.n_positions
         self.n_hidden = n_features if hidden is None else _positive_int(hidden, "hidden")
-        self.norm = nn.BatchNorm2d(self.channels)
+        self.norm = MaskedBatchNorm2d(self.channels)
         rnn_cls = nn.GRU if rnn == "gru" else nn.LSTM
         self.rnn = rnn_cls(n_features, self.n_hidden, batch_first=True)
         self.readout = nn.Linear(self.n_hidden, self.n_neurons)
         self._set_config(
             prefilter, prefilter_kwargs, rnn=rnn, channels=self.channels, kernel=self.local.kernel,
-            stride=self.local.stride, hidden=hidden,
+            stride=self.local.stride, hidden=self.n_hidden,
         )
 
-    def forward_core(self, z: torch.Tensor) -> torch.Tensor:
-        """Locally connected layer and recurrent layer: z ``(B, C, F, T)`` -> ``(B, hidden, T)``."""
-        h = torch.sigmoid(self.norm(self.local(z)))  # (B, O, P, T)
+    def forward_core(self, z: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Locally connected layer and recurrent layer: z ``(B, C, F, T)`` -> ``(B, hidden, T)``.
+
+        lengths ``(B,)``: valid bins of each stimulus of a padded batch (on z's device), so
+        that BatchNorm's training statistics skip the padding; None: every bin is valid.
+        """
+        mask = valid_mask(lengths, z.shape[0], z.shape[-1])
+        h = torch.sigmoid(self.norm(self.local(z), mask))  # (B, O, P, T)
         b, o, p, t = h.shape
         h = h.permute(0, 3, 1, 2).reshape(b, t, o * p)  # (B, T, O * P)
         h, _ = self.rnn(h)  # (B, T, hidden)

@@ -10,6 +10,8 @@ best weights restored. Options: LR-on-plateau, gradient clipping, other losses.
 - :mod:`.stacked` -- :func:`fit_single_units` trains N independent single-unit models
   *together* (``torch.func.vmap`` over stacked parameters; the result equals N separate
   :func:`fit` calls with the same seeds and batch order);
+- :mod:`.protocols` -- :func:`fit_two_stage` (Pennington & David 2023: output nonlinearity
+  frozen, then everything at a lower rate), :data:`FIT_PROTOCOLS` / :func:`get_fit_protocol`;
 - :mod:`.optim` -- the stacked AdamW, per-unit clipping, LR-on-plateau, :func:`no_decay_names`;
 - :mod:`.prediction` -- :func:`predict`, :func:`predict_units`, :func:`evaluate` (per-neuron
   CCraw / CCnorm / CCmax), :func:`average_over_seeds`;
@@ -26,12 +28,16 @@ from .device import resolve_device, seed_everything
 from .prediction import average_over_seeds, evaluate, predict, predict_units
 from .fitting import FitResult, fit
 from .optim import PREFILTER_PREFIX, no_decay_names
+from .protocols import FIT_PROTOCOLS, fit_two_stage, get_fit_protocol
 from .stacked import fit_single_units, stacking_pays_off
 
 __all__ = [
     "FitResult",
     "fit",
     "fit_single_units",
+    "fit_two_stage",
+    "FIT_PROTOCOLS",
+    "get_fit_protocol",
     "stacking_pays_off",
     "no_decay_names",
     "predict",

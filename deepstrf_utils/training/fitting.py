@@ -25,7 +25,7 @@ from .. import metrics
 
 from .device import resolve_device, seed_everything
 from .optim import _decay_scales, _lr_scales, _make_plateau, no_decay_names
-from .packing import _epoch_order, _Packed
+from .packing import _epoch_order, _Packed, accepts_lengths
 
 logger = logging.getLogger(__name__)
 
@@ -246,6 +246,8 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
     tr.check_neurons_have_data("training")
     if va is not None and va.n_neurons != tr.n_neurons:
         raise ValueError(f"expected the validation set to have N={tr.n_neurons} neurons, got {va.n_neurons}")
+    if va is not None and not bool(_validation_coverage(va).any()):
+        va = None  # no neuron has validation data: fitted as without a validation set
     gen = torch.Generator().manual_seed(seed)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
@@ -265,13 +267,14 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
     best_state = None
     best_val, since_best = math.inf, 0
     checked = False
+    pass_lengths = accepts_lengths(model)  # padded batches: BatchNorm statistics over valid bins
     bar = tqdm(range(max_epochs), disable=not progress, desc="fit", leave=False)
     for epoch in bar:
         model.train()
         order = _epoch_order(tr.n_stimuli, gen)
         total, nb = 0.0, 0
-        for x, y in tr.batches(order, batch_size):
-            pred = model(x)
+        for x, y, lengths in tr.batches(order, batch_size, with_lengths=True):
+            pred = model(x, lengths=lengths) if pass_lengths and lengths is not None else model(x)
             if not checked:
                 _check_output(pred, x, tr.n_neurons, tr.name)
                 checked = True
@@ -321,6 +324,24 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
     logger.info("fit %s: %d epochs, best %d (val %.4g), %.1f s", type(model).__name__, res.epochs,
                 res.best_epoch, res.best_val_loss, res.wall_s)
     return res
+
+
+def _validation_coverage(va) -> np.ndarray:
+    """Per neuron: whether it has validation data, (N,) bool; logs a warning naming those without.
+
+    The rule, the same in :func:`fit` and :func:`~.stacked.fit_single_units` (stacked or
+    looped): a neuron without any valid validation bin cannot be early-stopped, so it is
+    fitted as without a validation set (``max_epochs`` epochs, the last weights kept,
+    ``best_epoch`` the last epoch); in a population model it is simply left out of the
+    validation loss, which the other neurons define.
+    """
+    has = va.has_data().numpy()
+    if not has.all():
+        missing = [va.neuron_ids[i] for i in np.nonzero(~has)[0]]
+        what = ("fitted without early stopping (max_epochs epochs, last weights kept)" if not has.any()
+                else "left out of the validation loss (early stopping follows the other neurons)")
+        logger.warning("neuron(s) %s have no valid trial in the validation set of '%s': %s", missing, va.name, what)
+    return has
 
 
 def _check_parameters_finite(model, epoch):

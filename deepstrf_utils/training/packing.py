@@ -65,7 +65,8 @@ class _Packed:
     """A dataset collated ONCE into padded tensors on the training device.
 
     stim (B, 1, F, Tmax) float32 (zero padding), target (B, N, Tmax) float32 trial average
-    (NaN where no repeat is valid or in padding), lengths (B,) int64.
+    (NaN where no repeat is valid or in padding), lengths (B,) int64 (CPU; a copy on the
+    device gives each padded training batch its valid lengths).
     A batch is an index_select plus a trim to the batch's longest stimulus.
     """
 
@@ -73,6 +74,7 @@ class _Packed:
         self.stim = stim
         self.target = target
         self.lengths = lengths
+        self._lengths_dev = lengths.to(stim.device)
         self.neuron_ids = list(neuron_ids)
         self.name = name
         self._lengths_list = lengths.tolist()
@@ -113,9 +115,23 @@ class _Packed:
         ind = torch.as_tensor(list(idx), dtype=torch.long, device=self.stim.device)
         return self.stim.index_select(0, ind)[..., :L], self.target.index_select(0, ind)[..., :L]
 
-    def batches(self, order: Sequence[int], batch_size: int):
+    def batch_lengths(self, idx: Sequence[int]) -> torch.Tensor | None:
+        """Valid bins of stimuli ``idx`` as a ``(b,)`` int64 tensor on the device, or None when
+        they all have the batch's length (no padding: the models' exact unpadded path)."""
+        lens = [self._lengths_list[i] for i in idx]
+        if min(lens) == max(lens):
+            return None
+        ind = torch.as_tensor(list(idx), dtype=torch.long, device=self._lengths_dev.device)
+        return self._lengths_dev.index_select(0, ind)
+
+    def batches(self, order: Sequence[int], batch_size: int, with_lengths: bool = False):
+        """Batches of ``order``: (stim, target), or (stim, target, lengths | None) with ``with_lengths``."""
         for start in range(0, len(order), batch_size):
-            yield self.batch(order[start:start + batch_size])
+            idx = order[start:start + batch_size]
+            if with_lengths:
+                yield (*self.batch(idx), self.batch_lengths(idx))
+            else:
+                yield self.batch(idx)
 
     def target_stats(self):
         """Per-neuron mean and standard deviation of the trial-averaged target over valid bins -> ((N,), (N,))."""
@@ -127,11 +143,31 @@ class _Packed:
         var = torch.where(ok, (y0 - mean[:, None]) ** 2, torch.zeros((), dtype=y.dtype, device=y.device)).sum(1) / n
         return mean.cpu(), var.sqrt().cpu()
 
+    def has_data(self) -> torch.Tensor:
+        """Per neuron: whether it has at least one valid (finite) target bin -> (N,) bool on the CPU."""
+        return torch.isfinite(self.target).any(2).any(0).cpu()
+
     def check_neurons_have_data(self, what: str) -> None:
-        valid = torch.isfinite(self.target).any(2).any(0).cpu()
+        valid = self.has_data()
         if not bool(valid.all()):
             bad = [self.neuron_ids[i] for i in torch.nonzero(~valid).flatten().tolist()]
             raise ValueError(f"neuron(s) {bad} have no valid trial in the {what} set of '{self.name}'")
+
+
+def accepts_lengths(model) -> bool:
+    """Whether ``model.forward`` takes a ``lengths`` keyword (the valid bins of a padded batch).
+
+    Training passes ``lengths`` to such models for every padded batch (every
+    ``ResponseModel``: BatchNorm statistics over valid bins); any other module is called
+    with the stimulus alone, as before.
+    """
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return "lengths" in params
 
 
 def _epoch_order(n: int, generator: torch.Generator) -> list[int]:

@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 
 from .device import resolve_device, seed_everything
 from .fitting import (FitResult, _check_fit_args, _check_output, _fit_packed, _get_loss, _init_output,
-                  _probe_output, _val_losses)
+                      _probe_output, _val_losses, _validation_coverage)
 from .optim import _clip_per_unit, _decay_scales, _lr_scales, _make_plateau, _StackedAdamW, no_decay_names
-from .packing import _epoch_order, _neuron_positions, _Packed
+from .packing import _epoch_order, _neuron_positions, _Packed, accepts_lengths
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +45,17 @@ class _Stack:
         self.trainable = {n for n, p in models[0].named_parameters() if p.requires_grad}
         self.params = {k: v.detach().to(device).requires_grad_(k in self.trainable) for k, v in params.items()}
         self.buffers = {k: v.detach().to(device).clone() for k, v in buffers.items()}
+        self.pass_lengths = accepts_lengths(self.base)
 
-    def _call(self, p, b, x):
-        return functional_call(self.base, (p, b), (x,))
+    def _call(self, p, b, x, lengths):
+        kwargs = {"lengths": lengths} if lengths is not None else {}
+        return functional_call(self.base, (p, b), (x,), kwargs)
 
-    def forward(self, x, n_units):
-        out = vmap(self._call, in_dims=(0, 0, None), randomness="different")(self.params, self.buffers, x)
+    def forward(self, x, n_units, lengths=None):
+        """x (B, 1, F, T) shared by the units, lengths (B,) or None -> (B, U, T)."""
+        lengths = lengths if self.pass_lengths else None
+        out = vmap(self._call, in_dims=(0, 0, None, None), randomness="different")(self.params, self.buffers, x,
+                                                                                    lengths)
         if out.dim() != 4 or out.shape[2] != 1:
             raise ValueError(f"expected each single-unit model to return (B, 1, T), got {tuple(out.shape[1:])}")
         return out[:, :, 0, :].transpose(0, 1)
@@ -254,6 +259,10 @@ def _fit_stacked(models, tr, va, loss, lr, weight_decay, max_epochs, patience, b
     loss_fn = _get_loss(loss)
     U = len(models)
     ids = tr.neuron_ids
+    # units without validation data are fitted as fit(val=None) fits them (see _validation_coverage)
+    has_val = _validation_coverage(va) if va is not None else np.zeros(U, bool)
+    if va is not None and not has_val.any():
+        va = None
     stack = _Stack(models, dev)
     scales = _lr_scales([k for k in stack.params if k in stack.trainable], lr, prefilter_lr,
                         type(models[0]).__name__)
@@ -278,8 +287,8 @@ def _fit_stacked(models, tr, va, loss, lr, weight_decay, max_epochs, patience, b
         order = _epoch_order(tr.n_stimuli, gen)
         sums = torch.zeros(len(slots), dtype=torch.float64)
         nb = 0
-        for x, y in tr_s.batches(order, batch_size):
-            pred = stack.forward(x, len(slots))
+        for x, y, lengths in tr_s.batches(order, batch_size, with_lengths=True):
+            pred = stack.forward(x, len(slots), lengths)
             if not checked:
                 _check_output(pred, x, len(slots), tr.name)
                 checked = True
@@ -317,7 +326,7 @@ def _fit_stacked(models, tr, va, loss, lr, weight_decay, max_epochs, patience, b
             r.train_loss.append(float(train_loss[i]))
             r.val_loss.append(float(v[i]))
             r.lr.append(float(opt.lr[i]))
-            if va_s is None:
+            if va_s is None or not has_val[u]:
                 r.best_epoch = epoch
                 improved_s[i] = True
             elif v[i] < best_val[u] - min_delta:
@@ -332,11 +341,11 @@ def _fit_stacked(models, tr, va, loss, lr, weight_decay, max_epochs, patience, b
             full = np.full(U, np.nan)
             full[slots] = v
             mask = np.zeros(U, bool)
-            mask[slots] = active_s
+            mask[slots] = active_s & has_val[slots]
             lrs = plateau.step(np.nan_to_num(full, nan=np.inf), mask)
             opt.lr = np.where(active_s, lrs[slots], opt.lr)
         if va_s is not None and patience is not None:
-            stop = active_s & (since_best[slots] >= patience)
+            stop = active_s & has_val[slots] & (since_best[slots] >= patience)
             for i in np.nonzero(stop)[0]:
                 results[slots[i]].stopped_early = True
             active_u[slots[stop]] = False
