@@ -45,7 +45,7 @@ __all__ = ["run_configs", "run_config", "config_id", "prefilter_kwargs_for", "su
 #: Columns of the results CSV, in order.
 RESULT_COLUMNS = [
     "dataset", "model", "prefilter", "note", "mode", "seed", "neuron", "cc_raw", "cc_norm",
-    "cc_max", "n_params", "epochs", "wall_s", "config_id",
+    "cc_max", "n_params", "epochs", "wall_s", "config_id", "excluded_reason",
 ]
 
 _CONFIG_KEYS = {"dataset", "dataset_options", "model", "model_kwargs", "prefilter", "prefilter_kwargs",
@@ -152,9 +152,13 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
     cid = config_id(cfg)
     if cfg["neurons"] is not None:
         dataset = dataset.select(cfg["neurons"])
-    train, val, test = dataset.split(seed)
+    dataset, train, val, test, excluded = split_for_fit(dataset, seed)
     fit_kwargs = dict(cfg["fit_kwargs"])
-    if cfg["mode"] == "population":
+    if dataset is None:  # every neuron excluded by the split: their rows, no fit
+        scores = pd.DataFrame({"neuron": list(excluded), "cc_raw": np.nan, "cc_norm": np.nan, "cc_max": np.nan,
+                               "n_params": np.nan, "epochs": 0, "wall_s": 0.0})
+        models = []
+    elif cfg["mode"] == "population":
         training.seed_everything(seed)
         model = _build(cfg, dataset, dataset.n_neurons)
         result = training.fit(model, train, val, device=device, seed=seed, progress=progress, **fit_kwargs)
@@ -176,6 +180,7 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
         scores["epochs"] = [r.epochs for r in results]
         scores["wall_s"] = [r.wall_s for r in results]
         scores["neuron"] = list(dataset.neuron_ids)
+    scores = _with_excluded(scores, excluded)
     scores["dataset"] = cfg["dataset"]
     scores["model"] = cfg["model"]
     scores["prefilter"] = cfg["prefilter"] or "none"
@@ -183,7 +188,7 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
     scores["mode"] = cfg["mode"]
     scores["seed"] = int(seed)
     scores["config_id"] = cid
-    if checkpoint_dir is not None:
+    if checkpoint_dir is not None and models:
         folder = Path(checkpoint_dir)
         info = {"dataset": cfg["dataset"], "dataset_options": cfg["dataset_options"], "split_seed": int(seed),
                 "seed": int(seed), "config": cfg, "config_id": cid}
@@ -198,11 +203,38 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
     return scores[RESULT_COLUMNS]
 
 
+def split_for_fit(dataset, seed: int):
+    """``dataset.split(seed)`` without the neurons the split excluded (too few stimuli heard)
+    -> (dataset, train, val, test, excluded {id: reason}); all None but ``excluded`` when
+    every neuron is excluded (:func:`deepstrf_utils.datasets.splits.drop_excluded`)."""
+    from .datasets.splits import drop_excluded
+
+    return drop_excluded(dataset, *dataset.split(seed))
+
+
+def _with_excluded(scores: pd.DataFrame, excluded: dict) -> pd.DataFrame:
+    """Scores of the fitted neurons plus one NaN row per excluded neuron, with ``excluded_reason``."""
+    scores = scores.copy()
+    scores["excluded_reason"] = ""
+    if excluded and not scores["neuron"].isin(list(excluded)).all():
+        extra = pd.DataFrame({"neuron": list(excluded), "excluded_reason": list(excluded.values())})
+        for col in ("cc_raw", "cc_norm", "cc_max", "n_params", "wall_s"):
+            extra[col] = np.nan
+        extra["epochs"] = 0
+        scores = pd.concat([scores, extra], ignore_index=True)
+    elif excluded:
+        scores["excluded_reason"] = [excluded.get(str(n), "") for n in scores["neuron"]]
+    return scores
+
+
 def _read_results(out_csv: Path) -> pd.DataFrame:
     if not out_csv.exists():
         return pd.DataFrame(columns=RESULT_COLUMNS)
-    df = pd.read_csv(out_csv, dtype={"neuron": str, "config_id": str, "note": str, "prefilter": str},
-                     keep_default_na=False, na_values=[""])
+    df = pd.read_csv(out_csv, dtype={"neuron": str, "config_id": str, "note": str, "prefilter": str,
+                                     "excluded_reason": str}, keep_default_na=False, na_values=[""])
+    if "excluded_reason" not in df.columns:  # tables written before per-neuron splits
+        df["excluded_reason"] = ""
+    df["excluded_reason"] = df["excluded_reason"].fillna("")
     missing = [c for c in RESULT_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"expected {out_csv} to hold the results columns; missing {missing}")
@@ -290,7 +322,7 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
             name += " + " + _PREFILTER_NAMES.get(pre, pre)
         row = {"Dataset": info["dataset"], "Model": name,
                "Note": "" if pd.isna(info["note"]) else str(info["note"]),
-               "Parameters": int(results.loc[results["config_id"] == cid, "n_params"].median())}
+               "Parameters": _median_int(results.loc[results["config_id"] == cid, "n_params"])}
         for col, label in (("cc_raw", "CCraw"), ("cc_norm", "CCnorm")):
             v = grp[col].to_numpy(dtype=float)
             v = v[np.isfinite(v)]
@@ -302,6 +334,12 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
     cols = ["Dataset", "Model", "Note", "Parameters", "CCraw (%)", "CCraw SEM", "CCnorm (%)", "CCnorm SEM",
             "Neurons", "Seeds"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _median_int(values: pd.Series):
+    """Median of the finite ``values`` as an int; NaN when there is none (every neuron excluded)."""
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    return int(v.median()) if len(v) else np.nan
 
 
 def markdown_table(df: pd.DataFrame, digits: int = 1, merge_sem: bool = True) -> str:
