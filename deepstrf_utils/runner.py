@@ -299,20 +299,27 @@ def run_configs(configs: Sequence[dict], seeds: Sequence[int], out_csv, root="da
 _PREFILTER_NAMES = {"adaptrans": "AdapTrans", "willmore": "Willmore"}
 
 
-def summary_table(results: pd.DataFrame) -> pd.DataFrame:
+def summary_table(results: pd.DataFrame, min_cc_max: float | None = None) -> pd.DataFrame:
     """Summary in the seed README's layout, one row per configuration.
 
     Columns: Dataset, Model ("ConvNet2D + AdapTrans"), Note, Parameters (per fitted model:
-    per unit in "single" mode), CCraw (%), CCraw SEM, CCnorm (%), CCnorm SEM, Neurons,
-    Seeds. Each neuron is first averaged over seeds, then neurons are averaged; SEM is
-    across neurons (std with ddof=1 / sqrt(n)). NaN scores (e.g. CCnorm without repeats)
-    are left out of the means.
+    per unit in "single" mode), CCraw (%), CCraw SEM, CCnorm (%), CCnorm SEM, then the
+    medians with a seeded bootstrap 95 % interval (CCraw median (%), CCraw CI low / high,
+    the same for CCnorm), Neurons (those entering the statistics), Excluded (the others),
+    Seeds. Each neuron is first averaged over the seeds where it was scored, then the
+    neurons that pass the reliability rule (:data:`deepstrf_utils.reliability.RELIABILITY_RULE`;
+    ``min_cc_max`` overrides the ceiling) are summarised; SEM is across neurons (std with
+    ddof=1 / sqrt(n)). NaN scores (e.g. CCnorm without repeats) are left out.
     """
-    needed = ["dataset", "model", "prefilter", "note", "seed", "neuron", "cc_raw", "cc_norm", "n_params", "config_id"]
+    from .reliability import MIN_CC_MAX, neuron_reliability, score_summary
+
+    needed = ["dataset", "model", "prefilter", "note", "seed", "neuron", "cc_raw", "cc_norm", "cc_max", "n_params",
+              "config_id"]
     missing = [c for c in needed if c not in results.columns]
     if missing:
         raise ValueError(f"expected the results table of run_configs; missing columns {missing}")
-    per_neuron = training.average_over_seeds(results, keys=("config_id",), values=("cc_raw", "cc_norm"))
+    per_neuron = neuron_reliability(results, keys=("config_id",),
+                                    min_cc_max=MIN_CC_MAX if min_cc_max is None else min_cc_max)
     rows = []
     for cid, grp in per_neuron.groupby("config_id", sort=False):
         info = results[results["config_id"] == cid].iloc[0]
@@ -323,16 +330,19 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
         row = {"Dataset": info["dataset"], "Model": name,
                "Note": "" if pd.isna(info["note"]) else str(info["note"]),
                "Parameters": _median_int(results.loc[results["config_id"] == cid, "n_params"])}
+        ok = grp[grp["reliable"]]
         for col, label in (("cc_raw", "CCraw"), ("cc_norm", "CCnorm")):
-            v = grp[col].to_numpy(dtype=float)
-            v = v[np.isfinite(v)]
-            row[f"{label} (%)"] = 100 * v.mean() if v.size else np.nan
-            row[f"{label} SEM"] = 100 * v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else np.nan
-        row["Neurons"] = int(grp["neuron"].nunique())
+            st = score_summary(100 * ok[col].to_numpy(dtype=float))
+            row[f"{label} (%)"], row[f"{label} SEM"] = st["mean"], st["sem"]
+            row[f"{label} median (%)"], row[f"{label} CI low"], row[f"{label} CI high"] = \
+                st["median"], st["ci_low"], st["ci_high"]
+        row["Neurons"] = int(ok["neuron"].nunique())
+        row["Excluded"] = int(len(grp) - len(ok))
         row["Seeds"] = int(results.loc[results["config_id"] == cid, "seed"].nunique())
         rows.append(row)
     cols = ["Dataset", "Model", "Note", "Parameters", "CCraw (%)", "CCraw SEM", "CCnorm (%)", "CCnorm SEM",
-            "Neurons", "Seeds"]
+            "CCraw median (%)", "CCraw CI low", "CCraw CI high", "CCnorm median (%)", "CCnorm CI low",
+            "CCnorm CI high", "Neurons", "Excluded", "Seeds"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -356,6 +366,11 @@ def markdown_table(df: pd.DataFrame, digits: int = 1, merge_sem: bool = True) ->
                 if base in table.columns:
                     table[base] = [_fmt_pm(m, s, digits) for m, s in zip(table[base], table[col])]
                     table = table.drop(columns=col)
+            if col.endswith(" CI low") and col[:-7] + " CI high" in table.columns:
+                base, high = col[:-7] + " median (%)", col[:-7] + " CI high"
+                if base in table.columns:  # "median [low, high]" under "X median [95 % CI]"
+                    table[base] = [_fmt_ci(m, lo, hi, digits) for m, lo, hi in zip(table[base], table[col], table[high])]
+                    table = table.drop(columns=[col, high]).rename(columns={base: col[:-7] + " median [95 % CI]"})
     header = [str(c) for c in table.columns]
     lines = [[_fmt(v, digits) for v in row] for row in table.itertuples(index=False)]
     numeric = [pd.api.types.is_numeric_dtype(df[c]) if c in df.columns else True for c in table.columns]
@@ -377,6 +392,14 @@ def _fmt(v, digits):
     if isinstance(v, (float, np.floating)):
         return f"{float(v):.{digits}f}"
     return str(v)
+
+
+def _fmt_ci(m, lo, hi, digits):
+    if m is None or not np.isfinite(m):
+        return "–"
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 def _fmt_pm(m, s, digits):
