@@ -461,7 +461,7 @@ def test_run_configs_writes_and_resumes(tmp_path, data_root, monkeypatch):
     assert calls == [0, 1]
     assert len(df) == 2 * SYN["n_neurons"]
     assert list(df.columns) == runner.RESULT_COLUMNS
-    on_disk = pd.read_csv(out, dtype={"neuron": str})
+    on_disk = pd.read_csv(out, dtype={"neuron": str, "excluded_reason": str})
     on_disk["excluded_reason"] = on_disk["excluded_reason"].fillna("")  # "" (not excluded) is read back as NaN
     assert len(on_disk) == len(df) and set(on_disk["seed"]) == {0, 1}
     assert on_disk["config_id"].nunique() == 1 and on_disk["prefilter"].iloc[0] == "adaptrans"
