@@ -73,8 +73,12 @@ def _common(batch_size: Fact, n_lags: Fact, kernel: Fact) -> dict[str, Fact]:
         "weight_decay": Fact(0.0, 0.0, _SCRIPTS + ": AdamW with weight_decay=0"),
         "patience": Fact(50, 50, _SCRIPTS + ": early stopping on the validation loss, best weights restored"),
         "max_epochs": Fact(None, 1000, _SCRIPTS,
-                           "the scripts stop on patience only; 1000 epochs is a cap that patience 50 "
-                           "reaches first in practice"),
+                           "the scripts stop on patience only; 1000 is our safety cap (a fit that reaches it "
+                           "reports stopped_early=False in its FitResult)"),
+        "adaptrans_rectify": Fact(None, "relu", "the 2024 paper's Figure 1 shows linear (signed) ON/OFF "
+                                  "outputs; later upstream code applies ReLU to both",
+                                  "the sources disagree; we follow the later upstream code (also the "
+                                  "synthetic neurons' and the models' default); 'linear' stays available"),
         "seeds": Fact(10, 10, _SCRIPTS + ": 10 seeds, each a new split and initialisation"),
         "batch_size": batch_size,
         "n_lags": n_lags,
@@ -229,16 +233,20 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
-def protocol_markdown(datasets: Sequence[str] | None = None) -> str:
+def protocol_markdown(datasets: Sequence[str] | None = None, choices_only: bool = False) -> str:
     """The protocol as a GitHub markdown table: dataset | setting | published protocol | ours | why.
 
     ``why`` is "as published" where ours is the published value without a remark, and the
-    recorded reason otherwise; the source follows the published value.
+    recorded reason otherwise; the source follows the published value. ``choices_only``
+    keeps only the rows with a recorded reason (sources silent, disagreeing, or ours
+    differs): the README's reproduction notes.
     """
     names = list(PROTOCOLS) if datasets is None else [str(d).strip().lower() for d in datasets]
     lines = ["| dataset | setting | published protocol (source) | ours | why |", "|:---|:---|:---|:---|:---|"]
     for name in names:
         for key, fact in get_protocol(name).items():
+            if choices_only and not fact.why:
+                continue
             why = fact.why or ("as published" if fact.matches else "")
             lines.append(f"| {name} | {key} | {_cell(fact.published)} ({_cell(fact.source)}) | "
                          f"{_cell(fact.ours)} | {_cell(why)} |")

@@ -41,6 +41,8 @@ def test_paper_profile_uses_the_table_per_dataset():
         assert paper.config(ds, "DNet")["model_kwargs"]["n_lags"] == lags
         assert paper.fit_kwargs_for(ds) == protocols.protocol_fit_kwargs(ds)
     assert len(paper.seeds) == protocols.PROTOCOLS["ns1"]["seeds"].ours
+    rectify = protocols.PROTOCOLS["ns1"]["adaptrans_rectify"].ours
+    assert paper.config("ns1", "LinearNonlinear", "adaptrans")["prefilter_kwargs"]["rectify"] == rectify
     # the loader options select the protocol's split: NAT4's 80/20 train/validation of the estimation set
     assert paper.options_for("nat4_a1")["val_fraction"] == 0.2
     assert paper.options_for("ns1") == {"valid_units": "single", "split": "random"}
@@ -74,3 +76,6 @@ def test_protocol_markdown_renders_the_table():
     assert "| 1 |" in row and "as published" in row
     assert all(line.count("|") - line.count("\\|") == 6 for line in lines)
     assert protocols.protocol_markdown(["wehr"]).count("| wehr |") == len(protocols.PROTOCOLS["wehr"])
+    choices = protocols.protocol_markdown(choices_only=True).splitlines()
+    assert 2 < len(choices) < len(lines) and all("as published" not in line for line in choices)
+    assert any(line.startswith("| wehr | split |") for line in choices)
