@@ -77,16 +77,18 @@ def test_fixed_test_rule_and_val_from_rest():
 def test_a_two_clip_neuron_is_excluded_with_a_reason_and_the_run_goes_on(caplog):
     from deepstrf_utils.runner import RESULT_COLUMNS, run_config
 
-    ds = _dataset(n_stimuli=12, heard={2: [4, 9]}, T=30, R=3)
+    ds = _dataset(n_stimuli=12, heard={1: [0, 2, 4, 6, 8, 10], 2: [4, 9]}, T=30, R=3)  # c1: its own split
     with caplog.at_level(logging.WARNING):
         _, _, test = ds.split(0)
     assert test.meta["split_excluded"] == {"c2": "heard 2 stimuli, fewer than 3 (one each for train, "
                                                   "validation and test)"}
     assert "c2 excluded" in caplog.text
     assert np.isnan(np.concatenate([r[2].ravel() for r in test.responses])).all()
-    for mode in ("single", "population"):
+    for mode, batched in (("single", True), ("single", False), ("population", None)):
+        fk = {"max_epochs": 2, "batch_size": 4} if batched is None else {"max_epochs": 2, "batch_size": 4,
+                                                                          "batched": batched}
         cfg = {"dataset": "toy", "model": "LinearNonlinear", "model_kwargs": {"n_lags": 3}, "mode": mode,
-               "fit_kwargs": {"max_epochs": 2, "batch_size": 4}}
+               "fit_kwargs": fk}
         rows = run_config(cfg, ds, seed=0, progress=False)
         assert list(rows.columns) == RESULT_COLUMNS
         assert rows["neuron"].tolist() == ["c0", "c1", "c2"]
