@@ -137,66 +137,103 @@ def plot_strf_table(rows: Sequence[Sequence], dt_ms: float, cf_hz=None, row_labe
 
 
 def performance_figure(results, metric: str = "cc_norm", models: Sequence[str] | None = None,
-                       labels: dict | None = None, prefilter: str = "adaptrans"):
+                       labels: dict | None = None, prefilter: str = "adaptrans", min_cc_max: float | None = None):
     """CCnorm (or ``metric``) without vs with ``prefilter`` per model and dataset.
 
     ``results``: the tidy table of ``run_configs`` (one row per neuron x seed x config).
-    Scores are averaged over seeds per neuron; bars show the mean over neurons +/- SEM,
-    the scatter one point per neuron and model (with vs without). One row of panels per
-    dataset. Returns ``(fig, table)`` where ``table`` holds the plotted means and SEMs (%).
+    Scores are averaged over the seeds where each neuron was scored; only neurons passing the
+    reliability rule (:data:`deepstrf_utils.reliability.RELIABILITY_RULE`; ``min_cc_max``
+    overrides the ceiling) enter the statistics: bars show their mean ± SEM, black dots
+    their median with a seeded bootstrap 95 % interval. The scatter shows one point per
+    neuron and model (with vs without): reliable neurons as dots, excluded ones as x
+    (clipped to the axes, whose range the reliable neurons set). One row of panels per
+    dataset. Returns ``(fig, table)``: ``table`` holds the plotted statistics (%), the
+    numbers of neurons used and excluded, and ``table.attrs["caption"]`` the caption (what
+    is drawn, how many neurons were excluded and why).
     """
     import pandas as pd
 
-    need = {"dataset", "model", "prefilter", "seed", "neuron", metric}
+    from .reliability import MIN_CC_MAX, exclusion_note, neuron_reliability, score_summary
+
+    need = {"dataset", "model", "prefilter", "seed", "neuron", "cc_raw", "cc_norm", "cc_max", metric}
     if not need <= set(results.columns):
         raise ValueError(f"expected the run_configs results table with columns {sorted(need)}")
     df = results.copy()
     df["prefilter"] = df["prefilter"].fillna("none").astype(str)
     df = df[df["prefilter"].isin(["none", prefilter])]
-    per = df.groupby(["dataset", "model", "prefilter", "neuron"], sort=False)[metric].mean().reset_index()
+    if df.empty:
+        raise ValueError("expected at least one result row with prefilter 'none' or the given prefilter")
+    ceiling = MIN_CC_MAX if min_cc_max is None else float(min_cc_max)
+    per = neuron_reliability(df, keys=("dataset", "model", "prefilter"), min_cc_max=ceiling)
     per[metric] = 100.0 * per[metric]
     models = list(models or [m for m in per["model"].unique()])
     labels = labels or {}
     datasets = list(per["dataset"].unique())
-    if not datasets:
-        raise ValueError("expected at least one result row with prefilter 'none' or the given prefilter")
     fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 3.8 * len(datasets)), squeeze=False,
                              constrained_layout=True, gridspec_kw={"width_ratios": (1.6, 1)})
-    rows = []
+    rows, notes = [], []
     name = {"cc_norm": "CCnorm", "cc_raw": "CCraw"}.get(metric, metric)
+    pre_label = "AdapTrans" if prefilter == "adaptrans" else prefilter
     for i, ds in enumerate(datasets):
         d = per[per["dataset"] == ds]
-        wide = d.pivot_table(index=["model", "neuron"], columns="prefilter", values=metric)
         stats = {}
         for m in models:
             for p in ("none", prefilter):
-                v = d[(d["model"] == m) & (d["prefilter"] == p)][metric].to_numpy(dtype=float)
-                v = v[np.isfinite(v)]
-                mean = v.mean() if v.size else np.nan
-                sem = v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else np.nan
-                stats[(m, p)] = (mean, sem)
-                rows.append({"dataset": ds, "model": m, "prefilter": p, f"{name} (%)": mean, "SEM": sem,
-                             "neurons": int(v.size)})
-        plot_paired_bars(axes[i, 0], [labels.get(m, m) for m in models],
-                         [stats[(m, "none")][0] for m in models], [stats[(m, prefilter)][0] for m in models],
-                         [stats[(m, "none")][1] for m in models], [stats[(m, prefilter)][1] for m in models],
-                         label_b=f"with {prefilter if prefilter != 'adaptrans' else 'AdapTrans'}",
-                         ylabel=f"{name} (%)", title=f"{ds}: mean over neurons ± SEM")
-        ax = axes[i, 1]
-        xs, ys = [], []
-        for k, m in enumerate(models):
-            if m not in wide.index.get_level_values(0) or not {"none", prefilter} <= set(wide.columns):
-                continue
-            w = wide.loc[m].dropna()
-            xs.append(w["none"].to_numpy())
-            ys.append(w[prefilter].to_numpy())
-            ax.scatter(w["none"], w[prefilter], s=10, alpha=0.7, color=f"C{k}", label=labels.get(m, m),
-                       edgecolors="none")
-        allv = np.concatenate(xs + ys) if xs else np.array([0.0, 1.0])
-        allv = allv[np.isfinite(allv)] if allv.size else np.array([0.0, 1.0])
-        lo, hi = (allv.min(), allv.max()) if allv.size else (0.0, 1.0)
-        pad = 0.05 * (hi - lo if hi > lo else 1.0)
-        plot_scatter_diagonal(ax, [], [], xlabel=f"{name} without (%)", ylabel=f"{name} with AdapTrans (%)",
-                              lim=(lo - pad, hi + pad), title=f"{ds}: per neuron")
+                sel = d[(d["model"] == m) & (d["prefilter"] == p)]
+                st = score_summary(sel.loc[sel["reliable"], metric])
+                stats[(m, p)] = st
+                rows.append({"dataset": ds, "model": m, "prefilter": p, f"{name} (%)": st["mean"], "SEM": st["sem"],
+                             "median": st["median"], "CI low": st["ci_low"], "CI high": st["ci_high"],
+                             "neurons": st["n"], "excluded": int((~sel["reliable"]).sum())})
+        ax = axes[i, 0]
+        plot_paired_bars(ax, [labels.get(m, m) for m in models],
+                         [stats[(m, "none")]["mean"] for m in models], [stats[(m, prefilter)]["mean"] for m in models],
+                         [stats[(m, "none")]["sem"] for m in models], [stats[(m, prefilter)]["sem"] for m in models],
+                         label_b=f"with {pre_label}", ylabel=f"{name} (%)",
+                         title=f"{ds}: reliable neurons, mean ± SEM; median, 95 % CI (black)")
+        for k, p in enumerate(("none", prefilter)):
+            x = np.arange(len(models)) + (k - 0.5) * 0.38
+            med = np.array([stats[(m, p)]["median"] for m in models])
+            lo = np.array([stats[(m, p)]["ci_low"] for m in models])
+            hi = np.array([stats[(m, p)]["ci_high"] for m in models])
+            ax.errorbar(x, med, yerr=[med - lo, hi - med], fmt="o", color="k", ms=3, lw=0.8, capsize=2,
+                        label="median, bootstrap 95 % CI" if k == 0 else None)
         ax.legend(frameon=False, fontsize="x-small")
-    return fig, pd.DataFrame(rows)
+        ax = axes[i, 1]
+        wide = d.pivot_table(index=["model", "neuron"], columns="prefilter", values=metric)
+        ok = d.pivot_table(index=["model", "neuron"], columns="prefilter", values="reliable", aggfunc="all")
+        pairs = []
+        if {"none", prefilter} <= set(wide.columns):
+            for k, m in enumerate(models):
+                if m not in wide.index.get_level_values(0):
+                    continue
+                w = wide.loc[m].dropna()
+                good = ok.loc[m].reindex(w.index).fillna(False).all(axis=1).to_numpy(dtype=bool)
+                pairs.append((k, m, w["none"].to_numpy(), w[prefilter].to_numpy(), good))
+        ref = np.concatenate([np.r_[x[g], y[g]] for _, _, x, y, g in pairs]) if pairs else np.array([])
+        ref = ref[np.isfinite(ref)]
+        if ref.size == 0:
+            ref = np.array([0.0, 100.0])
+        lo_v, hi_v = float(ref.min()), float(ref.max())
+        pad = 0.05 * (hi_v - lo_v if hi_v > lo_v else 1.0)
+        lim = (lo_v - pad, hi_v + pad)
+        first_x = True
+        for k, m, x, y, good in pairs:
+            ax.scatter(x[good], y[good], s=10, alpha=0.7, color=f"C{k}", label=labels.get(m, m), edgecolors="none")
+            if (~good).any():
+                ax.scatter(np.clip(x[~good], *lim), np.clip(y[~good], *lim), s=22, marker="x", linewidths=0.9,
+                           color=f"C{k}", label="excluded (reliability rule)" if first_x else None)
+                first_x = False
+        plot_scatter_diagonal(ax, [], [], xlabel=f"{name} without (%)", ylabel=f"{name} with {pre_label} (%)",
+                              lim=lim, title=f"{ds}: per neuron")
+        ax.legend(frameon=False, fontsize="x-small")
+        neurons = d.sort_values("reliable").drop_duplicates("neuron")
+        notes.append(f"{ds}: {exclusion_note(neurons)}")
+    table = pd.DataFrame(rows)
+    table.attrs["caption"] = (
+        f"{name} (%) without and with {pre_label} per model. Left: bars, mean over reliable neurons ± SEM "
+        f"(each neuron averaged over the seeds where it was scored); black dots, median with a seeded bootstrap "
+        f"95 % interval. Right: one point per neuron and model, with against without {pre_label}; x marks "
+        f"neurons excluded by the reliability rule (valid unit, scored, noise ceiling CCmax >= {ceiling:.2f}), "
+        f"clipped to the axes. " + " ".join(notes))
+    return fig, table

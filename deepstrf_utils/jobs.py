@@ -38,7 +38,7 @@ __all__ = ["Job", "make_jobs", "jobs_dir", "job_status", "write_result", "write_
 
 #: Columns identifying one result row.
 KEY = ("config_id", "seed", "neuron")
-_DTYPES = {"neuron": str, "config_id": str, "note": str, "prefilter": str}
+_DTYPES = {"neuron": str, "config_id": str, "note": str, "prefilter": str, "excluded_reason": str}
 
 
 @dataclass(frozen=True)
@@ -98,11 +98,15 @@ def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) ->
     if not path.exists():
         return pd.DataFrame(columns=list(columns or []))
     df = pd.read_csv(path, dtype=_DTYPES, keep_default_na=False, na_values=[""])
+    if columns is not None and "excluded_reason" in columns and "excluded_reason" not in df.columns:
+        df["excluded_reason"] = ""  # tables written before per-neuron splits
     missing = [c for c in (columns or []) if c not in df.columns]
     if missing:
         raise ValueError(f"expected {path} to hold the results columns; missing {missing}")
     if "note" in df.columns:
         df["note"] = df["note"].fillna("")
+    if "excluded_reason" in df.columns:
+        df["excluded_reason"] = df["excluded_reason"].fillna("")
     return df
 
 

@@ -9,8 +9,11 @@ quick   the default of ``make figures``: the synthetic set only (unless datasets
         (``prefilter_lr``); L, LN and NRF fitted per neuron, the costly DNet, 2D-CNN and
         StateNet as one population model each (note "quick, population fit"); meant to
         finish within 15 min on 2 CPU cores
-paper   the published protocol on every dataset found under ``data/``: single-unit fits,
-        10 seeds, AdamW lr 1e-3 for every parameter, up to 1000 epochs with patience 50
+paper   the published protocol of each dataset found under ``data/``, read from
+        :data:`deepstrf_utils.protocols.PROTOCOLS` (single-unit fits, 10 seeds, AdamW lr
+        1e-3 without weight decay, patience 50, and per dataset the batch size, STRF window,
+        2D-CNN kernel, valid-unit rule and split); on the synthetic set (no published
+        protocol) NS1's protocol
 ======  ===============================================================================
 
 Both real profiles use AdapTrans with ``rectify="relu"`` (ON and OFF outputs rectified, as
@@ -47,6 +50,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
+
+from .protocols import PROTOCOL_DATASETS, protocol_dataset_options, protocol_fit_kwargs, protocol_model_kwargs
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -106,6 +112,10 @@ class Profile:
             mode, fit_kwargs, note, ...) added after that dataset's model x prefilter grid,
             e.g. the published reference model of the dataset (``paper``: Pennington & David
             2023 on NAT4).
+        protocol: take the per-dataset fit arguments, model arguments (STRF window, 2D-CNN
+            kernel) and loader options from :mod:`deepstrf_utils.protocols` (``paper``);
+            ``fit_kwargs`` / ``model_kwargs`` / ``dataset_options`` then hold only what the
+            protocol leaves open.
     """
 
     name: str
@@ -124,6 +134,7 @@ class Profile:
     top_fraction: float = 0.1
     description: str = ""
     extra_configs: dict = field(default_factory=dict)
+    protocol: bool = False
 
     # ------------------------------------------------------------------ datasets
     def datasets(self, requested: str | Sequence[str] = "", data_root: str | Path = "data") -> list[str]:
@@ -154,7 +165,8 @@ class Profile:
 
     def options_for(self, dataset: str) -> dict:
         """``load_dataset`` keyword arguments of ``dataset`` in this profile (a copy)."""
-        return copy.deepcopy(self.dataset_options.get(dataset, {}))
+        base = _protocol_part(self, dataset, protocol_dataset_options)
+        return {**base, **copy.deepcopy(self.dataset_options.get(dataset, {}))}
 
     def load(self, dataset: str, data_root: str | Path = "data"):
         """Load ``dataset`` with this profile's options -> ``ResponseDataset``."""
@@ -169,6 +181,8 @@ class Profile:
         kwargs = {}
         if model == "ConvNet2D":
             kwargs["kernel_size"] = list(_CNN_KERNEL.get(dataset, (6, 15)))
+        if self.protocol:
+            kwargs.update(_protocol_part(self, dataset, protocol_model_kwargs, model))
         kwargs.update(copy.deepcopy(self.model_kwargs.get(model, {})))
         return kwargs
 
@@ -179,8 +193,9 @@ class Profile:
         if prefilter not in (None, "adaptrans", "willmore"):
             raise ValueError(f"expected prefilter None, 'adaptrans' or 'willmore', got {prefilter!r}")
         mode = self.mode_by_model.get(model, self.mode)
-        fit_kwargs = {**self.fit_kwargs, **self.prefilter_fit_kwargs.get(prefilter, {})} if prefilter else \
-            dict(self.fit_kwargs)
+        fit_kwargs = self.fit_kwargs_for(dataset)
+        if prefilter:
+            fit_kwargs.update(self.prefilter_fit_kwargs.get(prefilter, {}))
         config = {
             "dataset": dataset,
             "dataset_options": self.options_for(dataset),
@@ -194,6 +209,11 @@ class Profile:
         if prefilter is not None and self.prefilter_kwargs.get(prefilter):
             config["prefilter_kwargs"] = copy.deepcopy(self.prefilter_kwargs[prefilter])
         return config
+
+    def fit_kwargs_for(self, dataset: str) -> dict:
+        """``fit`` arguments of ``dataset`` (without the prefilter's extras): the protocol's
+        explicit arguments (``protocol`` profiles) updated with ``fit_kwargs``; a copy."""
+        return {**_protocol_part(self, dataset, protocol_fit_kwargs), **copy.deepcopy(self.fit_kwargs)}
 
     def configs(self, datasets: Sequence[str]) -> list[dict]:
         """Configurations for every dataset x model x prefilter, in that nesting order, each
@@ -225,10 +245,21 @@ class Profile:
                       for p in self.prefilters if p)
         extra = "".join(f"\n  {d}: also {c['model']} ({c.get('note', '')}, {c.get('mode', self.mode)} fit, "
                         f"{c.get('fit_kwargs', {})})" for d, cs in self.extra_configs.items() for c in cs)
+        if self.protocol:
+            fk = "per dataset from deepstrf_utils.protocols: " + "; ".join(
+                f"{d}: batch_size={v['batch_size']}, weight_decay={v['weight_decay']:g}, lr={v['lr']:g}, "
+                f"patience={v['patience']}" for d, v in ((d, self.fit_kwargs_for(d)) for d in PROTOCOL_DATASETS))
         return (f"profile '{self.name}': {self.description}\n"
                 f"  seeds {list(self.seeds)}; {modes}; {fk}\n"
                 f"  models {', '.join(MODEL_LABELS[m] for m in self.models)}; prefilters "
                 f"{[p or 'none' for p in self.prefilters]}; default datasets: {ds}{pre}{extra}")
+
+
+def _protocol_part(profile: Profile, dataset: str, getter, *args) -> dict:
+    """``getter(dataset, *args)`` for a protocol profile on a dataset with a protocol, else {}."""
+    if not profile.protocol or dataset not in PROTOCOL_DATASETS:
+        return {}
+    return getter(dataset, *args)
 
 
 def parse_datasets(requested: str | Sequence[str] | None) -> list[str]:
@@ -276,7 +307,8 @@ PROFILES: dict[str, Profile] = {
         prefilter_fit_kwargs={"adaptrans": {"prefilter_lr": 3e-2}},
         n_examples=2,
         top_fraction=0.2,
-        description="tiny synthetic data, one epoch, one seed (tests only; numbers are meaningless)",
+        description="tiny synthetic data, one epoch, one seed (tests only; numbers are meaningless; not the "
+                    "published protocol)",
     ),
     "quick": Profile(
         name="quick",
@@ -296,13 +328,16 @@ PROFILES: dict[str, Profile] = {
     "paper": Profile(
         name="paper",
         seeds=tuple(range(10)),
-        fit_kwargs={**_FIT_COMMON, "lr": 1e-3, "max_epochs": 1000, "patience": 50, "batch_size": 8},
+        fit_kwargs={},  # everything from deepstrf_utils.protocols, per dataset
+        protocol=True,
         default_datasets=None,
         prefilter_kwargs=copy.deepcopy(_ADAPTRANS_RELU),
         n_examples=6,
         top_fraction=0.1,
-        description="the published protocol: single-unit fits, AdamW lr 1e-3, 10 seeds, early stopping with "
-                    "patience 50, every dataset found under the data folder",
+        description="the published protocol of each dataset (deepstrf_utils.protocols: single-unit fits, AdamW "
+                    "lr 1e-3 without weight decay, 10 seeds, patience 50, the dataset's batch size, STRF "
+                    "window, 2D-CNN kernel, valid units and split); NS1's protocol on the synthetic set, which "
+                    "has none; every dataset found under the data folder",
         extra_configs={"nat4_a1": (_PENNINGTON_2023,), "nat4_peg": (_PENNINGTON_2023,)},
     ),
 }

@@ -44,7 +44,7 @@ __all__ = ["run_configs", "run_config", "run_job", "plan_jobs", "failed_jobs", "
 #: Columns of the results CSV, in order.
 RESULT_COLUMNS = [
     "dataset", "model", "prefilter", "note", "mode", "seed", "neuron", "cc_raw", "cc_norm",
-    "cc_max", "n_params", "epochs", "wall_s", "config_id",
+    "cc_max", "n_params", "epochs", "wall_s", "config_id", "excluded_reason",
 ]
 
 _CONFIG_KEYS = {"dataset", "dataset_options", "model", "model_kwargs", "prefilter", "prefilter_kwargs",
@@ -153,17 +153,27 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
     cid = config_id(cfg)
     if cfg["neurons"] is not None:
         dataset = dataset.select(cfg["neurons"])
-    train, val, test = dataset.split(seed)
+    dataset, train, val, test, excluded = split_for_fit(dataset, seed)
     if neurons is not None:
         if cfg["mode"] == "population":
             raise ValueError("expected neurons=None for a population fit (one model for every neuron)")
-        train, val, test = (d.select([str(n) for n in neurons]) for d in (train, val, test))
-        dataset = test
+        chunk = [str(n) for n in neurons]
+        excluded = {n: excluded[n] for n in chunk if n in excluded}
+        keep = [n for n in chunk if n not in excluded]
+        if dataset is not None and keep:
+            train, val, test = (d.select(keep) for d in (train, val, test))
+            dataset = test
+        else:
+            dataset = None
     fit_kwargs = dict(cfg["fit_kwargs"])
     fit_fn = training.get_fit_protocol(fit_kwargs.pop("protocol", "standard"))
     if fit_fn is not training.fit and cfg["mode"] != "population":
         raise ValueError("expected mode 'population' for a fit_kwargs 'protocol' other than 'standard'")
-    if cfg["mode"] == "population":
+    if dataset is None:  # every neuron excluded by the split: their rows, no fit
+        scores = pd.DataFrame({"neuron": list(excluded), "cc_raw": np.nan, "cc_norm": np.nan, "cc_max": np.nan,
+                               "n_params": np.nan, "epochs": 0, "wall_s": 0.0})
+        models = []
+    elif cfg["mode"] == "population":
         training.seed_everything(seed)
         model = _build(cfg, dataset, dataset.n_neurons)
         result = fit_fn(model, train, val, device=device, seed=seed, progress=progress, **fit_kwargs)
@@ -185,6 +195,7 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
         scores["epochs"] = [r.epochs for r in results]
         scores["wall_s"] = [r.wall_s for r in results]
         scores["neuron"] = list(dataset.neuron_ids)
+    scores = _with_excluded(scores, excluded)
     scores["dataset"] = cfg["dataset"]
     scores["model"] = cfg["model"]
     scores["prefilter"] = cfg["prefilter"] or "none"
@@ -192,7 +203,7 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
     scores["mode"] = cfg["mode"]
     scores["seed"] = int(seed)
     scores["config_id"] = cid
-    if checkpoint_dir is not None:
+    if checkpoint_dir is not None and models:
         folder = Path(checkpoint_dir)
         info = {"dataset": cfg["dataset"], "dataset_options": cfg["dataset_options"], "split_seed": int(seed),
                 "seed": int(seed), "config": cfg, "config_id": cid}
@@ -209,6 +220,30 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
 
 def _neuron_ids(config: dict, dataset) -> list[str]:
     return [str(n) for n in (config["neurons"] if config["neurons"] is not None else dataset.neuron_ids)]
+
+
+def split_for_fit(dataset, seed: int):
+    """``dataset.split(seed)`` without the neurons the split excluded (too few stimuli heard)
+    -> (dataset, train, val, test, excluded {id: reason}); all None but ``excluded`` when
+    every neuron is excluded (:func:`deepstrf_utils.datasets.splits.drop_excluded`)."""
+    from .datasets.splits import drop_excluded
+
+    return drop_excluded(dataset, *dataset.split(seed))
+
+
+def _with_excluded(scores: pd.DataFrame, excluded: dict) -> pd.DataFrame:
+    """Scores of the fitted neurons plus one NaN row per excluded neuron, with ``excluded_reason``."""
+    scores = scores.copy()
+    scores["excluded_reason"] = ""
+    if excluded and not scores["neuron"].isin(list(excluded)).all():
+        extra = pd.DataFrame({"neuron": list(excluded), "excluded_reason": list(excluded.values())})
+        for col in ("cc_raw", "cc_norm", "cc_max", "n_params", "wall_s"):
+            extra[col] = np.nan
+        extra["epochs"] = 0
+        scores = pd.concat([scores, extra], ignore_index=True)
+    elif excluded:
+        scores["excluded_reason"] = [excluded.get(str(n), "") for n in scores["neuron"]]
+    return scores
 
 
 class _OneDataset:
@@ -382,20 +417,27 @@ def _threads(executor: str, cluster: dict) -> int | None:
 _PREFILTER_NAMES = {"adaptrans": "AdapTrans", "willmore": "Willmore"}
 
 
-def summary_table(results: pd.DataFrame) -> pd.DataFrame:
+def summary_table(results: pd.DataFrame, min_cc_max: float | None = None) -> pd.DataFrame:
     """Summary in the seed README's layout, one row per configuration.
 
     Columns: Dataset, Model ("ConvNet2D + AdapTrans"), Note, Parameters (per fitted model:
-    per unit in "single" mode), CCraw (%), CCraw SEM, CCnorm (%), CCnorm SEM, Neurons,
-    Seeds. Each neuron is first averaged over seeds, then neurons are averaged; SEM is
-    across neurons (std with ddof=1 / sqrt(n)). NaN scores (e.g. CCnorm without repeats)
-    are left out of the means.
+    per unit in "single" mode), CCraw (%), CCraw SEM, CCnorm (%), CCnorm SEM, then the
+    medians with a seeded bootstrap 95 % interval (CCraw median (%), CCraw CI low / high,
+    the same for CCnorm), Neurons (those entering the statistics), Excluded (the others),
+    Seeds. Each neuron is first averaged over the seeds where it was scored, then the
+    neurons that pass the reliability rule (:data:`deepstrf_utils.reliability.RELIABILITY_RULE`;
+    ``min_cc_max`` overrides the ceiling) are summarised; SEM is across neurons (std with
+    ddof=1 / sqrt(n)). NaN scores (e.g. CCnorm without repeats) are left out.
     """
-    needed = ["dataset", "model", "prefilter", "note", "seed", "neuron", "cc_raw", "cc_norm", "n_params", "config_id"]
+    from .reliability import MIN_CC_MAX, neuron_reliability, score_summary
+
+    needed = ["dataset", "model", "prefilter", "note", "seed", "neuron", "cc_raw", "cc_norm", "cc_max", "n_params",
+              "config_id"]
     missing = [c for c in needed if c not in results.columns]
     if missing:
         raise ValueError(f"expected the results table of run_configs; missing columns {missing}")
-    per_neuron = training.average_over_seeds(results, keys=("config_id",), values=("cc_raw", "cc_norm"))
+    per_neuron = neuron_reliability(results, keys=("config_id",),
+                                    min_cc_max=MIN_CC_MAX if min_cc_max is None else min_cc_max)
     rows = []
     for cid, grp in per_neuron.groupby("config_id", sort=False):
         info = results[results["config_id"] == cid].iloc[0]
@@ -405,18 +447,27 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
             name += " + " + _PREFILTER_NAMES.get(pre, pre)
         row = {"Dataset": info["dataset"], "Model": name,
                "Note": "" if pd.isna(info["note"]) else str(info["note"]),
-               "Parameters": int(results.loc[results["config_id"] == cid, "n_params"].median())}
+               "Parameters": _median_int(results.loc[results["config_id"] == cid, "n_params"])}
+        ok = grp[grp["reliable"]]
         for col, label in (("cc_raw", "CCraw"), ("cc_norm", "CCnorm")):
-            v = grp[col].to_numpy(dtype=float)
-            v = v[np.isfinite(v)]
-            row[f"{label} (%)"] = 100 * v.mean() if v.size else np.nan
-            row[f"{label} SEM"] = 100 * v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else np.nan
-        row["Neurons"] = int(grp["neuron"].nunique())
+            st = score_summary(100 * ok[col].to_numpy(dtype=float))
+            row[f"{label} (%)"], row[f"{label} SEM"] = st["mean"], st["sem"]
+            row[f"{label} median (%)"], row[f"{label} CI low"], row[f"{label} CI high"] = \
+                st["median"], st["ci_low"], st["ci_high"]
+        row["Neurons"] = int(ok["neuron"].nunique())
+        row["Excluded"] = int(len(grp) - len(ok))
         row["Seeds"] = int(results.loc[results["config_id"] == cid, "seed"].nunique())
         rows.append(row)
     cols = ["Dataset", "Model", "Note", "Parameters", "CCraw (%)", "CCraw SEM", "CCnorm (%)", "CCnorm SEM",
-            "Neurons", "Seeds"]
+            "CCraw median (%)", "CCraw CI low", "CCraw CI high", "CCnorm median (%)", "CCnorm CI low",
+            "CCnorm CI high", "Neurons", "Excluded", "Seeds"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _median_int(values: pd.Series):
+    """Median of the finite ``values`` as an int; NaN when there is none (every neuron excluded)."""
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    return int(v.median()) if len(v) else np.nan
 
 
 def markdown_table(df: pd.DataFrame, digits: int = 1, merge_sem: bool = True) -> str:
@@ -433,6 +484,11 @@ def markdown_table(df: pd.DataFrame, digits: int = 1, merge_sem: bool = True) ->
                 if base in table.columns:
                     table[base] = [_fmt_pm(m, s, digits) for m, s in zip(table[base], table[col])]
                     table = table.drop(columns=col)
+            if col.endswith(" CI low") and col[:-7] + " CI high" in table.columns:
+                base, high = col[:-7] + " median (%)", col[:-7] + " CI high"
+                if base in table.columns:  # "median [low, high]" under "X median [95 % CI]"
+                    table[base] = [_fmt_ci(m, lo, hi, digits) for m, lo, hi in zip(table[base], table[col], table[high])]
+                    table = table.drop(columns=[col, high]).rename(columns={base: col[:-7] + " median [95 % CI]"})
     header = [str(c) for c in table.columns]
     lines = [[_fmt(v, digits) for v in row] for row in table.itertuples(index=False)]
     numeric = [pd.api.types.is_numeric_dtype(df[c]) if c in df.columns else True for c in table.columns]
@@ -454,6 +510,14 @@ def _fmt(v, digits):
     if isinstance(v, (float, np.floating)):
         return f"{float(v):.{digits}f}"
     return str(v)
+
+
+def _fmt_ci(m, lo, hi, digits):
+    if m is None or not np.isfinite(m):
+        return "–"
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 def _fmt_pm(m, s, digits):

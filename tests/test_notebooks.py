@@ -168,7 +168,7 @@ def test_profiles_configs_and_dataset_resolution(tmp_path):
     cnn = [c for c in configs if c["model"] == "ConvNet2D"]
     assert {tuple(c["model_kwargs"]["kernel_size"]) for c in cnn} == {(6, 15), (3, 7)}
     assert len({config_id(c) for c in configs}) == len(configs)  # accepted by the runner, all distinct
-    assert paper.fit_kwargs["patience"] == 50 and len(paper.seeds) == 10
+    assert paper.fit_kwargs_for("ns1")["patience"] == 50 and len(paper.seeds) == 10
     # AdapTrans: rectified, with its own learning rate in quick only; nothing extra without a prefilter
     for c in configs:
         if c["prefilter"] == "adaptrans":
@@ -178,7 +178,7 @@ def test_profiles_configs_and_dataset_resolution(tmp_path):
         assert c["fit_kwargs"]["lr"] == 1e-2
     p_at = paper.config("ns1", "LinearNonlinear", "adaptrans")
     assert p_at["prefilter_kwargs"] == {"rectify": "relu"} and p_at["mode"] == "single"
-    assert p_at["fit_kwargs"]["lr"] == 1e-3 and "prefilter_lr" not in p_at["fit_kwargs"]
+    assert p_at["fit_kwargs"]["lr"] == 1e-3 and p_at["fit_kwargs"]["prefilter_lr"] is None
     assert quick.options_for("synthetic")["n_neurons"] >= 14  # enough neurons for a tau correlation
     assert quick.datasets("", tmp_path) == ["synthetic"]
     assert paper.datasets("", tmp_path) == ["synthetic"]  # nothing downloaded under tmp_path

@@ -461,7 +461,8 @@ def test_run_configs_writes_and_resumes(tmp_path, data_root, monkeypatch):
     assert calls == [0, 1]
     assert len(df) == 2 * SYN["n_neurons"]
     assert list(df.columns) == runner.RESULT_COLUMNS
-    on_disk = pd.read_csv(out, dtype={"neuron": str})
+    on_disk = pd.read_csv(out, dtype={"neuron": str, "excluded_reason": str})
+    on_disk["excluded_reason"] = on_disk["excluded_reason"].fillna("")  # "" (not excluded) is read back as NaN
     assert len(on_disk) == len(df) and set(on_disk["seed"]) == {0, 1}
     assert on_disk["config_id"].nunique() == 1 and on_disk["prefilter"].iloc[0] == "adaptrans"
     assert len(list((tmp_path / "ckpt").glob("*.pt"))) == 2 * SYN["n_neurons"]
@@ -505,7 +506,7 @@ def test_summary_table_known_answer():
         for seed, v in enumerate(vals):
             rows.append({"dataset": "ns1", "model": "ConvNet2D", "prefilter": "none", "note": "",
                          "mode": "single", "seed": seed, "neuron": nid, "cc_raw": v, "cc_norm": 2 * v,
-                         "cc_max": 0.5, "n_params": 1234, "epochs": 3, "wall_s": 1.0, "config_id": "c1"})
+                         "cc_max": 0.8, "n_params": 1234, "epochs": 3, "wall_s": 1.0, "config_id": "c1"})
     table = runner.summary_table(pd.DataFrame(rows))
     row = table.iloc[0]
     assert row["Model"] == "ConvNet2D" and row["Parameters"] == 1234 and row["Neurons"] == 2

@@ -17,7 +17,10 @@ Splits are by stimulus, never by time bin, and follow the dataset's ``split_spec
 
 ``n_test`` / ``n_val`` (integers) override the fractions. The validation set is drawn at
 random (seeded) from the non-test stimuli, at least one stimulus; train is the rest.
-:attr:`ResponseDataset.split_rule` states the rule in words.
+``val_fraction`` is a fraction of all stimuli, or of the non-test ones with
+``"val_from": "rest"`` (NAT4's 80/20 split of the estimation stimuli).
+:attr:`ResponseDataset.split_rule` states the rule in words. Neurons that did not hear every
+stimulus get their own split of the stimuli they heard (:mod:`.splits`).
 
 Files: :meth:`ResponseDataset.to_hdf5` writes a versioned HDF5 file (attribute
 ``schema_version``) atomically (temporary file in the same folder, then ``os.replace``),
@@ -331,12 +334,14 @@ class ResponseDataset(Dataset):
         if not isinstance(spec, dict):
             raise ValueError(f"expected split_spec as a dict, got {type(spec).__name__}")
         spec = dict(spec)
-        unknown = set(spec) - {"test", "test_fraction", "val_fraction", "n_test", "n_val", "description"}
+        unknown = set(spec) - {"test", "test_fraction", "val_fraction", "n_test", "n_val", "val_from", "description"}
         if unknown:
             raise ValueError(
-                "expected split_spec keys among test, test_fraction, val_fraction, n_test, n_val, "
+                "expected split_spec keys among test, test_fraction, val_fraction, n_test, n_val, val_from, "
                 f"description; got unknown {sorted(unknown)}"
             )
+        if spec.get("val_from", "all") not in ("all", "rest"):
+            raise ValueError(f"expected split_spec['val_from'] 'all' or 'rest', got {spec['val_from']!r}")
         test = spec.setdefault("test", "random")
         if isinstance(test, str):
             if test not in _TEST_RULES:
@@ -371,11 +376,12 @@ class ResponseDataset(Dataset):
             return max(1, spec["n_test"])
         return max(1, int(round(spec.get("test_fraction", 0.2) * self.n_stimuli)))
 
-    def _n_val(self) -> int:
+    def _n_val(self, n_rest: int | None = None) -> int:
         spec = self.split_spec
         if spec.get("n_val") is not None:
             return max(1, spec["n_val"])
-        return max(1, int(round(spec.get("val_fraction", 0.1) * self.n_stimuli)))
+        base = n_rest if spec.get("val_from", "all") == "rest" and n_rest is not None else self.n_stimuli
+        return max(1, int(round(spec.get("val_fraction", 0.1) * base)))
 
     def split_indices(self, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Stimulus indices ``(train, val, test)`` of :meth:`split`, each sorted, a partition of range(B)."""
@@ -393,7 +399,7 @@ class ResponseDataset(Dataset):
         else:
             test = np.array(sorted(test_rule), dtype=np.int64)
         rest = np.setdiff1d(order, test)
-        n_val = self._n_val()
+        n_val = self._n_val(rest.size)
         if rest.size < n_val + 1:
             raise ValueError(
                 f"cannot split {b} stimuli: {test.size} test leave {rest.size}, fewer than {n_val} validation + 1 train"
@@ -405,10 +411,14 @@ class ResponseDataset(Dataset):
     def split(self, seed: int = 0) -> tuple["ResponseDataset", "ResponseDataset", "ResponseDataset"]:
         """Train, validation and test subsets for ``seed``, following ``split_spec``.
 
-        Deterministic per seed; see :attr:`split_rule` for the rule in words.
+        Deterministic per seed; see :attr:`split_rule` for the rule in words. A neuron that
+        did not hear every stimulus gets its own split of the stimuli it heard (NaN outside
+        it); one with too few is excluded, listed in each part's ``meta["split_excluded"]``
+        (:func:`.splits.split_by_neuron`).
         """
-        train, val, test = self.split_indices(seed)
-        return self.subset(train), self.subset(val), self.subset(test)
+        from .splits import split_by_neuron
+
+        return split_by_neuron(self, seed)
 
     @property
     def split_rule(self) -> str:
@@ -421,7 +431,8 @@ class ResponseDataset(Dataset):
             t = f"test: the {int((self.n_repeats > 1).sum())} of {b} stimuli presented more than once (fixed)"
         else:
             t = f"test: the fixed stimuli {list(test)} (same for every seed)"
-        n_val = self._n_val()
+        n_val = self._n_val(b - (self._n_test_random() if test == "random" else
+                                 int((self.n_repeats > 1).sum()) if test == "repeated" else len(test)))
         noun = "stimulus" if n_val == 1 else "stimuli"
         sentence = f"{t}; validation: {n_val} {noun} drawn at random per seed from the rest; train: the remaining stimuli."
         if spec.get("description"):

@@ -35,7 +35,9 @@ Dataset built by `load_nat4`:
 * neurons: the auditory cells of ``<area>_pred_correlation.csv`` (``sig_auditory`` true;
   777 A1, 339 PEG) when ``auditory_only`` (default);
 * split: test = the stimuli with more than one repeat (``{"test": "repeated"}``), validation
-  10 % of the rest at random per seed, train the remainder.
+  20 % of the rest (the single-repeat estimation stimuli) at random per seed, train the
+  remainder (80/20, Pennington & David 2023); cells that did not hear every stimulus get
+  their own split of the stimuli they heard (:mod:`.splits`).
 """
 from __future__ import annotations
 
@@ -355,12 +357,12 @@ def _build(folder: Path, area: str, auditory_only: bool, single_sites: bool,
             for n, a in per_cell.items():
                 full[n, :a.shape[0]] = a
             responses[j] = full
-        split_spec = {"test": "repeated", "val_fraction": val_fraction}
+        split_spec = {"test": "repeated", "val_fraction": val_fraction, "val_from": "rest"}
         test = sorted(trials)
     else:
         if not test:
             raise ValueError(f"{pop_path}: no stimulus name matches {TEST_REGEX!r}")
-        split_spec = {"test": test, "val_fraction": val_fraction}
+        split_spec = {"test": test, "val_fraction": val_fraction, "val_from": "rest"}
     neurons = table.set_index(table["cellid"].astype(str)).reindex(kept).reset_index(drop=True)
     neurons.insert(0, "id", kept)
     neurons["area"] = area
@@ -387,7 +389,7 @@ def _ozgf_centres(F: int) -> np.ndarray:
 
 def load_nat4(root="data", download: bool = False, area: str = "A1",
               auditory_only: bool = True, single_sites: bool = True,
-              stim_norm: Optional[str] = "nems", val_fraction: float = 0.1,
+              stim_norm: Optional[str] = "nems", val_fraction: float = 0.2,
               cache: bool = True) -> ResponseDataset:
     """Load NAT4 A1 or PEG as a ResponseDataset (see module docstring for the rules).
 
@@ -400,7 +402,8 @@ def load_nat4(root="data", download: bool = False, area: str = "A1",
             ``<area>_single_sites/``; False keeps the population recording's single
             (averaged) trace and fixes the test set to the ``STIM_00`` stimuli.
         stim_norm: "nems" (default), "log1p_global" or None (`normalise_stim`).
-        val_fraction: fraction of all stimuli drawn (per seed) as validation set.
+        val_fraction: fraction of the non-test (estimation) stimuli drawn per seed as
+            validation set (0.2: the published 80/20 split).
         cache: read/write the preprocessed HDF5 cache in the dataset folder.
 
     Returns:

@@ -26,7 +26,9 @@ Dataset built by `load_wehr`:
   optional per-trial baseline removal (``subtract_median``);
 * stimulus = `cochleagram` of the clip (hop ``dt_ms``; ``max_freq`` None -> min(22627,
   0.95 sr/2)), floored 60 dB below the loudest bin of all clips;
-* split: random 20 % test / 10 % validation clips per seed.
+* split: each cell's own clips, drawn per seed: 20 % test, 10 % validation (at least one
+  each), the rest train; a cell with fewer than 3 clips is excluded from that run with a
+  logged reason (:mod:`.splits`; the protocol table: :mod:`deepstrf_utils.protocols`).
 """
 from __future__ import annotations
 

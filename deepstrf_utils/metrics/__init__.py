@@ -22,6 +22,8 @@ Metrics: :func:`cc_raw`, :func:`signal_power`, :func:`noise_power`, :func:`cc_no
 :func:`cc_max`, :func:`cc_max_from_sp`, :func:`mean_trial_correlation`, :func:`ttrc`,
 :func:`fev`, and :func:`score` (all of them at once, sharing the work).
 
+Summaries: :func:`bootstrap_ci` (seeded percentile bootstrap of a median or mean).
+
 Losses (differentiable, NaN-masked): :func:`mse_loss`, :func:`nmse_loss`, :func:`poisson_loss`,
 :func:`correlation_loss`, and :func:`get_loss`.
 
@@ -30,6 +32,7 @@ Network 15, CCmax; Schoppe et al. (2016) Front Comput Neurosci 10:10, CCnorm;
 Pennington & David (2023) PLOS Comput Biol 19:e1011110, trial-to-trial normalisation.
 """
 
+from .bootstrap import bootstrap_ci
 from .correlation import masked_corr
 from .inputs import trial_average
 from .losses import LOSSES, correlation_loss, get_loss, mse_loss, nmse_loss, poisson_loss
@@ -65,4 +68,5 @@ __all__ = [
     "LOSSES",
     "trial_average",
     "masked_corr",
+    "bootstrap_ci",
 ]

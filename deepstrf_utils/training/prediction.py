@@ -131,11 +131,15 @@ def evaluate(model: nn.Module | None, dataset, device: str | torch.device | None
 def average_over_seeds(results: pd.DataFrame, keys: Sequence[str] = ("config_id",),
                        values: Sequence[str] = ("cc_raw", "cc_norm", "cc_max")) -> pd.DataFrame:
     """Per-neuron means over seeds: one row per (``keys``..., neuron) with the NaN-aware
-    mean of ``values`` and ``n_seeds``. Average these over neurons for a summary."""
+    mean of ``values`` and ``n_seeds``, the number of seeds in which the neuron was scored
+    (some value finite; a seed whose split excluded the neuron, or left its score NaN, is
+    not counted; 0 when never scored). Average these over neurons for a summary."""
     missing = [c for c in (*keys, "neuron", "seed", *values) if c not in results.columns]
     if missing:
         raise ValueError(f"expected results columns {missing} (one row per neuron x seed)")
-    g = results.groupby([*keys, "neuron"], sort=False, dropna=False)
+    scored = np.isfinite(results[list(values)].to_numpy(dtype=float)).any(axis=1)
+    seeds = results["seed"].where(scored)
+    g = results.assign(_scored_seed=seeds).groupby([*keys, "neuron"], sort=False, dropna=False)
     out = g[list(values)].mean()
-    out["n_seeds"] = g["seed"].nunique()
+    out["n_seeds"] = g["_scored_seed"].nunique()
     return out.reset_index()

@@ -1,0 +1,81 @@
+"""The published protocol per dataset as data, and the paper profile reading it (issue 10, item 1)."""
+import inspect
+
+import pytest
+
+from deepstrf_utils import protocols
+from deepstrf_utils.profiles import PROFILES, get_profile
+from deepstrf_utils.runner import config_id
+from deepstrf_utils.training import fit
+
+
+def test_every_dataset_has_every_setting_with_a_source():
+    keys = set(protocols.PROTOCOLS["ns1"])
+    assert {"batch_size", "weight_decay", "lr", "patience", "seeds", "split", "valid_units", "n_lags",
+            "cnn_kernel", "dt_ms"} <= keys
+    for name in ("ns1", "nat4_a1", "nat4_peg", "wehr", "synthetic"):
+        facts = protocols.get_protocol(name)
+        assert set(facts) == keys, name
+        for key, fact in facts.items():
+            assert fact.source, (name, key)
+            # where ours is not the published value (or the sources are silent) a reason is recorded
+            assert fact.matches or fact.why, (name, key)
+    with pytest.raises(ValueError, match="no protocol for dataset"):
+        protocols.get_protocol("nope")
+
+
+def test_paper_profile_uses_the_table_per_dataset():
+    paper = get_profile("paper")
+    expected = {"ns1": (1, (6, 15), 15), "nat4_a1": (16, (3, 7), 15), "nat4_peg": (16, (3, 7), 15),
+                "wehr": (1, (6, 15), 15)}
+    for ds, (batch, kernel, lags) in expected.items():
+        for model in ("LinearNonlinear", "ConvNet2D"):
+            for pre in (None, "adaptrans"):
+                c = paper.config(ds, model, pre)
+                fk = c["fit_kwargs"]
+                assert fk["batch_size"] == batch and fk["weight_decay"] == 0.0, (ds, model, pre)
+                assert fk["lr"] == 1e-3 and fk["patience"] == 50 and fk["loss"] == "mse"
+                assert c["mode"] == "single"
+        assert paper.config(ds, "ConvNet2D")["model_kwargs"]["kernel_size"] == list(kernel)
+        assert paper.config(ds, "LinearNonlinear")["model_kwargs"]["n_lags"] == lags
+        assert paper.config(ds, "DNet")["model_kwargs"]["n_lags"] == lags
+        assert paper.fit_kwargs_for(ds) == protocols.protocol_fit_kwargs(ds)
+    assert len(paper.seeds) == protocols.PROTOCOLS["ns1"]["seeds"].ours
+    rectify = protocols.PROTOCOLS["ns1"]["adaptrans_rectify"].ours
+    assert paper.config("ns1", "LinearNonlinear", "adaptrans")["prefilter_kwargs"]["rectify"] == rectify
+    # the loader options select the protocol's split: NAT4's 80/20 train/validation of the estimation set
+    assert paper.options_for("nat4_a1")["val_fraction"] == 0.2
+    assert paper.options_for("ns1") == {"valid_units": "single", "split": "random"}
+    assert len({config_id(c) for c in paper.configs(["ns1", "nat4_a1", "wehr"])}) == 3 * 6 * 2
+
+
+def test_paper_fit_arguments_are_explicit_so_new_fit_defaults_do_not_move_them():
+    """Every optimisation argument of fit() with a default is spelled out by the protocol."""
+    optimisation = {"loss", "lr", "weight_decay", "max_epochs", "patience", "batch_size", "scheduler",
+                    "clip_grad", "min_delta", "init_output", "prefilter_lr"}
+    params = inspect.signature(fit).parameters
+    assert optimisation <= set(params)
+    fk = get_profile("paper").config("ns1", "ConvNet2D", "adaptrans")["fit_kwargs"]
+    assert optimisation <= set(fk)
+
+
+def test_only_the_paper_profile_claims_the_published_protocol():
+    for name, prof in PROFILES.items():
+        text = prof.describe().replace("not the published protocol", "")
+        assert ("the published protocol" in text) == prof.protocol, name
+    assert get_profile("paper").protocol and not get_profile("quick").protocol
+
+
+def test_protocol_markdown_renders_the_table():
+    md = protocols.protocol_markdown()
+    lines = md.splitlines()
+    assert lines[0] == "| dataset | setting | published protocol (source) | ours | why |"
+    n_rows = sum(len(v) for v in protocols.PROTOCOLS.values())
+    assert len(lines) == 2 + n_rows
+    row = next(line for line in lines if line.startswith("| ns1 | batch_size |"))
+    assert "| 1 |" in row and "as published" in row
+    assert all(line.count("|") - line.count("\\|") == 6 for line in lines)
+    assert protocols.protocol_markdown(["wehr"]).count("| wehr |") == len(protocols.PROTOCOLS["wehr"])
+    choices = protocols.protocol_markdown(choices_only=True).splitlines()
+    assert 2 < len(choices) < len(lines) and all("as published" not in line for line in choices)
+    assert any(line.startswith("| wehr | split |") for line in choices)
