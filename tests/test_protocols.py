@@ -46,7 +46,10 @@ def test_paper_profile_uses_the_table_per_dataset():
     # the loader options select the protocol's split: NAT4's 80/20 train/validation of the estimation set
     assert paper.options_for("nat4_a1")["val_fraction"] == 0.2
     assert paper.options_for("ns1") == {"valid_units": "single", "split": "random"}
-    assert len({config_id(c) for c in paper.configs(["ns1", "nat4_a1", "wehr"])}) == 3 * 6 * 2
+    configs = paper.configs(["ns1", "nat4_a1", "wehr"])
+    # 6 models x 2 prefilters per dataset, plus the Pennington & David (2023) population row on NAT4
+    assert len({config_id(c) for c in configs}) == 3 * 6 * 2 + 1
+    assert [c["note"] for c in configs if c["model"] == "PopulationCNN"] == ["Pennington & David 2023"]
 
 
 def test_paper_fit_arguments_are_explicit_so_new_fit_defaults_do_not_move_them():
