@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from .multisession import MultiSessionModel, StateGainModel
 from .zoo import ConvNet2D, DNet, Linear, LinearNonlinear, NetworkReceptiveField, PopulationCNN, StateNet
 
 __all__ = ["MODELS", "build_model", "count_parameters"]
@@ -16,6 +17,8 @@ MODELS: dict[str, type[nn.Module]] = {
     "ConvNet2D": ConvNet2D,
     "StateNet": StateNet,
     "PopulationCNN": PopulationCNN,
+    "MultiSessionModel": MultiSessionModel,
+    "StateGainModel": StateGainModel,
 }
 
 
