@@ -4,7 +4,11 @@ A configuration is a dict::
 
     {"dataset": "ns1", "dataset_options": {...}, "model": "ConvNet2D", "model_kwargs": {...},
      "prefilter": None | "adaptrans" | "willmore", "prefilter_kwargs": {...},
-     "mode": "single" | "population", "fit_kwargs": {...}, "neurons": None | [ids], "note": "..."}
+     "mode": "single" | "population" | "state" | "sessions", "fit_kwargs": {...},
+     "neurons": None | [ids], "note": "...", "sessions": None | {id: {"dataset", "dataset_options", "neurons"}}}
+
+Modes "state" (a state-gain readout on a dataset with state signals) and "sessions" (a core
+shared by the sessions named in "sessions", one readout each): :mod:`.session_runs`.
 
 The "adaptrans" and "willmore" prefilters are built on the DATASET's band centres
 (``cf_hz=dataset.cf_hz``, ``dt_ms=dataset.dt_ms``), so each band starts from the Willmore
@@ -36,6 +40,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import training
+from .session_runs import SESSION_MODES, fit_session_config, load_sessions
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +54,9 @@ RESULT_COLUMNS = [
 ]
 
 _CONFIG_KEYS = {"dataset", "dataset_options", "model", "model_kwargs", "prefilter", "prefilter_kwargs",
-                "mode", "fit_kwargs", "neurons", "note"}
+                "mode", "fit_kwargs", "neurons", "note", "sessions"}
 _DEFAULTS = {"dataset_options": {}, "model_kwargs": {}, "prefilter": None, "prefilter_kwargs": {},
-             "mode": "single", "fit_kwargs": {}, "neurons": None, "note": ""}
+             "mode": "single", "fit_kwargs": {}, "neurons": None, "note": "", "sessions": None}
 #: prefilter_kwargs that select computed band centres instead of the dataset's cf_hz
 _CENTRE_KEYS = ("cf_hz", "min_freq", "max_freq", "scale")
 
@@ -72,8 +77,10 @@ def _normalise(config: dict) -> dict:
         if not isinstance(out[key], dict):
             raise ValueError(f"expected configuration field {key!r} as a dict, got {type(out[key]).__name__}")
         out[key] = dict(out[key])  # never modify the caller's dicts
-    if out["mode"] not in ("single", "population"):
-        raise ValueError(f"expected mode 'single' or 'population', got {out['mode']!r}")
+    if out["mode"] not in ("single", "population", *SESSION_MODES):
+        raise ValueError(f"expected mode 'single', 'population', 'state' or 'sessions', got {out['mode']!r}")
+    if (out["mode"] == "sessions") != (out["sessions"] is not None):
+        raise ValueError("expected a 'sessions' field exactly when mode is 'sessions'")
     if out["prefilter"] not in (None, "adaptrans", "willmore"):
         raise ValueError(f"expected prefilter None, 'adaptrans' or 'willmore', got {out['prefilter']!r}")
     for key in ("n_bands", "n_neurons", "dt_ms", "prefilter", "prefilter_kwargs"):
@@ -100,12 +107,14 @@ def _normalise(config: dict) -> dict:
 def config_id(config: dict) -> str:
     """Stable 12-hex-digit hash of a (normalised) configuration: same dict -> same id.
 
-    An empty ``prefilter_kwargs`` is left out of the hash, so configurations written
-    before that field existed keep their ids.
+    An empty ``prefilter_kwargs`` and a None ``sessions`` are left out of the hash, so
+    configurations written before those fields existed keep their ids.
     """
     cfg = _normalise(config)
     if not cfg["prefilter_kwargs"]:
         del cfg["prefilter_kwargs"]
+    if cfg["sessions"] is None:
+        del cfg["sessions"]
     text = json.dumps(cfg, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -152,9 +161,12 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
     cid = config_id(cfg)
     if cfg["neurons"] is not None:
         dataset = dataset.select(cfg["neurons"])
-    train, val, test = dataset.split(seed)
+    train, val, test = dataset.split(seed) if cfg["mode"] != "sessions" else (None, None, None)
     fit_kwargs = dict(cfg["fit_kwargs"])
-    if cfg["mode"] == "population":
+    if cfg["mode"] in SESSION_MODES:
+        scores, model = fit_session_config(cfg, dataset, seed, _build, device, progress)
+        models = [model]
+    elif cfg["mode"] == "population":
         training.seed_everything(seed)
         model = _build(cfg, dataset, dataset.n_neurons)
         result = training.fit(model, train, val, device=device, seed=seed, progress=progress, **fit_kwargs)
@@ -187,7 +199,7 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
         folder = Path(checkpoint_dir)
         info = {"dataset": cfg["dataset"], "dataset_options": cfg["dataset_options"], "split_seed": int(seed),
                 "seed": int(seed), "config": cfg, "config_id": cid}
-        if cfg["mode"] == "population":
+        if cfg["mode"] != "single":
             training.save_checkpoint(folder / f"{cid}_seed{seed}.pt", models[0], metrics=scores, **info)
         else:
             for u, m in enumerate(models):
@@ -250,9 +262,12 @@ def run_configs(configs: Sequence[dict], seeds: Sequence[int], out_csv, root="da
     cache: dict = {}
     for cfg, seed in tqdm(todo, disable=not progress, desc="runs"):
         key = (cfg["dataset"], json.dumps(cfg["dataset_options"], sort_keys=True, default=str))
+        if cfg["sessions"] is not None:
+            key = ("sessions", json.dumps(cfg["sessions"], sort_keys=True, default=str))
         if key not in cache:
             cache.clear()  # keep one dataset in memory at a time
-            cache[key] = load_dataset(cfg["dataset"], root=root, **cfg["dataset_options"])
+            cache[key] = (load_dataset(cfg["dataset"], root=root, **cfg["dataset_options"]) if cfg["sessions"] is None
+                          else load_sessions(cfg["sessions"], load_dataset, root))
         t0 = time.perf_counter()
         rows = run_config(cfg, cache[key], seed, device=device, checkpoint_dir=checkpoint_dir, progress=progress)
         logger.info("run_configs: %s %s seed %d: %d neurons in %.1f s", cfg["dataset"], cfg["model"], seed,

@@ -307,3 +307,33 @@ def test_pupil_of_the_real_nems_recording(shared_data):
     np.testing.assert_allclose(states[1][0], np.nanmean(trials[:, 0], axis=0), rtol=1e-6)
     with pytest.raises(ValueError, match=r"expected the pupil signal at the resp rate fs=20"):
         _state_signals(rec, ["pupil"], names, [55, 55], 20.0, path)
+
+
+# ----------------------------------------------------------------------------- runner
+def test_runner_runs_state_and_session_configurations(tmp_path):
+    from deepstrf_utils.runner import config_id, run_configs
+
+    opts = dict(n_neurons=6, n_clips=6, clip_s=1.0, n_repeats=4, n_bands=16, seed=3)
+    plain = {"dataset": "synthetic", "model": "NetworkReceptiveField", "model_kwargs": {"n_hidden": 3}}
+    assert config_id(plain) == config_id({**plain, "sessions": None})          # old ids unchanged
+    sessions = {"dataset": "synthetic", "model": "NetworkReceptiveField", "model_kwargs": {"n_hidden": 3},
+                "mode": "sessions", "fit_kwargs": {"max_epochs": 2},
+                "sessions": {"a": {"dataset": "synthetic", "dataset_options": opts, "neurons": ["syn000", "syn001"]},
+                             "b": {"dataset": "synthetic", "dataset_options": opts, "neurons": ["syn002"]}}}
+    out = run_configs([sessions], [0], tmp_path / "r.csv", root=tmp_path, device="cpu",
+                      checkpoint_dir=tmp_path / "ckpt", progress=False)
+    assert sorted(out["neuron"]) == ["a:syn000", "a:syn001", "b:syn002"]
+    loaded, info = load_checkpoint(next((tmp_path / "ckpt").glob("*.pt")))
+    assert isinstance(loaded, MultiSessionModel) and loaded.session_ids == ["a", "b"]
+    state = {"dataset": "synthetic", "dataset_options": opts, "model": "LinearNonlinear", "mode": "state"}
+    with pytest.raises(ValueError, match="expected mode 'state' on a dataset with state signals"):
+        run_configs([state], [0], tmp_path / "r2.csv", root=tmp_path, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="'sessions' field exactly when mode is 'sessions'"):
+        run_configs([{**plain, "mode": "sessions"}], [0], tmp_path / "r3.csv", root=tmp_path, progress=False)
+    from deepstrf_utils.runner import run_config
+
+    rows = run_config({**state, "fit_kwargs": {"max_epochs": 2}}, plant_state_gain(generate_synthetic(**opts)), 0,
+                      device="cpu", checkpoint_dir=tmp_path / "ck2", progress=False)
+    assert len(rows) == 6 and rows["mode"].eq("state").all() and rows["n_params"].iloc[0] > 0
+    loaded, _ = load_checkpoint(next((tmp_path / "ck2").glob("*.pt")))
+    assert isinstance(loaded, StateGainModel) and loaded.state_names == ["state0"]
