@@ -4,7 +4,11 @@ A configuration is a dict::
 
     {"dataset": "ns1", "dataset_options": {...}, "model": "ConvNet2D", "model_kwargs": {...},
      "prefilter": None | "adaptrans" | "willmore", "prefilter_kwargs": {...},
-     "mode": "single" | "population", "fit_kwargs": {...}, "neurons": None | [ids], "note": "..."}
+     "mode": "single" | "population" | "state" | "sessions", "fit_kwargs": {...},
+     "neurons": None | [ids], "note": "...", "sessions": None | {id: {"dataset", "dataset_options", "neurons"}}}
+
+Modes "state" (a state-gain readout on a dataset with state signals) and "sessions" (a core
+shared by the sessions named in "sessions", one readout each): :mod:`.session_runs`.
 
 The "adaptrans" and "willmore" prefilters are built on the DATASET's band centres
 (``cf_hz=dataset.cf_hz``, ``dt_ms=dataset.dt_ms``), so each band starts from the Willmore
@@ -35,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from . import jobs, training
+from .session_runs import SESSION_MODES, fit_session_config, load_sessions
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +53,9 @@ RESULT_COLUMNS = [
 ]
 
 _CONFIG_KEYS = {"dataset", "dataset_options", "model", "model_kwargs", "prefilter", "prefilter_kwargs",
-                "mode", "fit_kwargs", "neurons", "note"}
+                "mode", "fit_kwargs", "neurons", "note", "sessions"}
 _DEFAULTS = {"dataset_options": {}, "model_kwargs": {}, "prefilter": None, "prefilter_kwargs": {},
-             "mode": "single", "fit_kwargs": {}, "neurons": None, "note": ""}
+             "mode": "single", "fit_kwargs": {}, "neurons": None, "note": "", "sessions": None}
 #: prefilter_kwargs that select computed band centres instead of the dataset's cf_hz
 _CENTRE_KEYS = ("cf_hz", "min_freq", "max_freq", "scale")
 
@@ -71,8 +76,10 @@ def _normalise(config: dict) -> dict:
         if not isinstance(out[key], dict):
             raise ValueError(f"expected configuration field {key!r} as a dict, got {type(out[key]).__name__}")
         out[key] = dict(out[key])  # never modify the caller's dicts
-    if out["mode"] not in ("single", "population"):
-        raise ValueError(f"expected mode 'single' or 'population', got {out['mode']!r}")
+    if out["mode"] not in ("single", "population", *SESSION_MODES):
+        raise ValueError(f"expected mode 'single', 'population', 'state' or 'sessions', got {out['mode']!r}")
+    if (out["mode"] == "sessions") != (out["sessions"] is not None):
+        raise ValueError("expected a 'sessions' field exactly when mode is 'sessions'")
     if out["prefilter"] not in (None, "adaptrans", "willmore"):
         raise ValueError(f"expected prefilter None, 'adaptrans' or 'willmore', got {out['prefilter']!r}")
     for key in ("n_bands", "n_neurons", "dt_ms", "prefilter", "prefilter_kwargs"):
@@ -99,12 +106,14 @@ def _normalise(config: dict) -> dict:
 def config_id(config: dict) -> str:
     """Stable 12-hex-digit hash of a (normalised) configuration: same dict -> same id.
 
-    An empty ``prefilter_kwargs`` is left out of the hash, so configurations written
-    before that field existed keep their ids.
+    An empty ``prefilter_kwargs`` and a None ``sessions`` are left out of the hash, so
+    configurations written before those fields existed keep their ids.
     """
     cfg = _normalise(config)
     if not cfg["prefilter_kwargs"]:
         del cfg["prefilter_kwargs"]
+    if cfg["sessions"] is None:
+        del cfg["sessions"]
     text = json.dumps(cfg, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -153,23 +162,32 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
     cid = config_id(cfg)
     if cfg["neurons"] is not None:
         dataset = dataset.select(cfg["neurons"])
-    dataset, train, val, test, excluded = split_for_fit(dataset, seed)
-    if neurons is not None:
-        if cfg["mode"] == "population":
-            raise ValueError("expected neurons=None for a population fit (one model for every neuron)")
-        chunk = [str(n) for n in neurons]
-        excluded = {n: excluded[n] for n in chunk if n in excluded}
-        keep = [n for n in chunk if n not in excluded]
-        if dataset is not None and keep:
-            train, val, test = (d.select(keep) for d in (train, val, test))
-            dataset = test
-        else:
-            dataset = None
+    excluded: dict = {}
+    if cfg["mode"] in SESSION_MODES:  # several sessions or state signals: one model, its own splits
+        if neurons is not None:
+            raise ValueError(f"expected neurons=None for mode {cfg['mode']!r} (one model for every neuron)")
+        scores, model = fit_session_config(cfg, dataset, seed, _build, device, progress)
+        models = [model]
+    else:
+        dataset, train, val, test, excluded = split_for_fit(dataset, seed)
+        if neurons is not None:
+            if cfg["mode"] == "population":
+                raise ValueError("expected neurons=None for a population fit (one model for every neuron)")
+            chunk = [str(n) for n in neurons]
+            excluded = {n: excluded[n] for n in chunk if n in excluded}
+            keep = [n for n in chunk if n not in excluded]
+            if dataset is not None and keep:
+                train, val, test = (d.select(keep) for d in (train, val, test))
+                dataset = test
+            else:
+                dataset = None
     fit_kwargs = dict(cfg["fit_kwargs"])
     fit_fn = training.get_fit_protocol(fit_kwargs.pop("protocol", "standard"))
     if fit_fn is not training.fit and cfg["mode"] != "population":
         raise ValueError("expected mode 'population' for a fit_kwargs 'protocol' other than 'standard'")
-    if dataset is None:  # every neuron excluded by the split: their rows, no fit
+    if cfg["mode"] in SESSION_MODES:
+        pass
+    elif dataset is None:  # every neuron excluded by the split: their rows, no fit
         scores = pd.DataFrame({"neuron": list(excluded), "cc_raw": np.nan, "cc_norm": np.nan, "cc_max": np.nan,
                                "n_params": np.nan, "epochs": 0, "wall_s": 0.0})
         models = []
@@ -207,7 +225,7 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
         folder = Path(checkpoint_dir)
         info = {"dataset": cfg["dataset"], "dataset_options": cfg["dataset_options"], "split_seed": int(seed),
                 "seed": int(seed), "config": cfg, "config_id": cid}
-        if cfg["mode"] == "population":
+        if cfg["mode"] != "single":
             training.save_checkpoint(folder / f"{cid}_seed{seed}.pt", models[0], metrics=scores, **info)
         else:
             for u, m in enumerate(models):
@@ -219,7 +237,18 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
 
 
 def _neuron_ids(config: dict, dataset) -> list[str]:
+    if config["mode"] == "sessions":  # results name a session's neuron "session:neuron"
+        return [f"{key}:{n}" for key, ds in dataset.items() for n in ds.neuron_ids]
     return [str(n) for n in (config["neurons"] if config["neurons"] is not None else dataset.neuron_ids)]
+
+
+def _load_data(config: dict, root):
+    """The dataset of a normalised configuration, or its SessionSet in mode 'sessions'."""
+    from .datasets import load_dataset
+
+    if config["sessions"] is not None:
+        return load_sessions(config["sessions"], load_dataset, root)
+    return load_dataset(config["dataset"], root=root, **config["dataset_options"])
 
 
 def split_for_fit(dataset, seed: int):
@@ -253,12 +282,11 @@ class _OneDataset:
         self.root, self.key, self.dataset = root, None, None
 
     def __call__(self, config: dict):
-        from .datasets import load_dataset
-
-        key = (config["dataset"], json.dumps(config["dataset_options"], sort_keys=True, default=str))
+        key = (config["dataset"], json.dumps(config["dataset_options"], sort_keys=True, default=str),
+               json.dumps(config["sessions"], sort_keys=True, default=str))
         if key != self.key:
             self.key, self.dataset = None, None  # free the previous one first
-            self.dataset = load_dataset(config["dataset"], root=self.root, **config["dataset_options"])
+            self.dataset = _load_data(config, self.root)
             self.key = key
         return self.dataset
 
@@ -272,7 +300,7 @@ def plan_jobs(configs: Sequence[dict], seeds: Sequence[int], root="data", chunk_
     out = []
     for cfg in (_normalise(c) for c in configs):
         ids = _neuron_ids(cfg, loader(cfg))
-        out += jobs.make_jobs(cfg, config_id(cfg), [int(s) for s in seeds], ids, cfg["mode"] == "population",
+        out += jobs.make_jobs(cfg, config_id(cfg), [int(s) for s in seeds], ids, cfg["mode"] != "single",
                               chunk_size)
     return out
 
@@ -304,11 +332,8 @@ def run_job(spec: dict, loader=None) -> str:
     logger.info("job %s started (pid %d): %s %s, seed %d, neurons %d-%d", job.job_id, os.getpid(),
                 job.config["dataset"], job.config["model"], job.seed, job.start, job.stop)
     try:
-        from .datasets import load_dataset
-
         cfg = job.config
-        dataset = loader(cfg) if loader is not None else \
-            load_dataset(cfg["dataset"], root=spec["root"], **cfg["dataset_options"])
+        dataset = loader(cfg) if loader is not None else _load_data(cfg, spec["root"])
         everyone = len(job.neurons) == len(_neuron_ids(cfg, dataset))
         t0 = time.perf_counter()
         rows = run_config(cfg, dataset, job.seed, device=spec["device"], checkpoint_dir=spec["checkpoint_dir"],

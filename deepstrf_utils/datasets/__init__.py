@@ -23,6 +23,8 @@ from typing import Any
 
 from .base import SCHEMA_VERSION, ResponseDataset
 from .collate import collate_responses
+from .sessions import SessionSet
+from .state import plant_state_gain
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +117,8 @@ __all__ = [
     "DATASETS",
     "SCHEMA_VERSION",
     "ResponseDataset",
+    "SessionSet",
+    "plant_state_gain",
     "available_datasets",
     "collate_responses",
     "load_dataset",

@@ -40,6 +40,7 @@ from torch.utils.data import Dataset
 
 from ..metrics import trial_average
 from ..metrics.inputs import reject_inf
+from .state import check_states
 from .storage import SCHEMA_VERSION, read_hdf5, write_hdf5  # noqa: F401  (SCHEMA_VERSION: public here)
 
 logger = logging.getLogger(__name__)
@@ -142,6 +143,8 @@ class ResponseDataset(Dataset):
             per-neuron; lists of length B are per-stimulus (their items' first axis, if of
             length N, is per-neuron too); anything under the key ``"shared"`` is kept whole.
         meta: free dict of provenance (source, options, preprocessing).
+        states, state_names: optional behavioural state signals, one ``(S, T_i)`` array per
+            stimulus (NaN = unknown), and their S names (:mod:`.state`).
 
     Item ``i``: ``(stim (1, F, T_i) float32 tensor, resp (N, R_i, T_i) float32 tensor)``.
     """
@@ -160,6 +163,8 @@ class ResponseDataset(Dataset):
         split_spec: dict | None = None,
         ground_truth: dict | None = None,
         meta: dict | None = None,
+        states: Sequence[Any] | None = None,
+        state_names: Sequence[str] | None = None,
     ):
         if isinstance(stimuli, (np.ndarray, torch.Tensor)) or isinstance(responses, (np.ndarray, torch.Tensor)):
             raise ValueError(
@@ -265,6 +270,7 @@ class ResponseDataset(Dataset):
                             f"{stims[i].shape[1]}), got {_shape(x)}"
                         )
 
+        self.states, self.state_names = check_states(states, state_names, [s.shape[1] for s in stims])
         self.stimuli: list[np.ndarray] = stims
         self.responses: list[np.ndarray] = resps
         self.dt_ms = dt_ms
@@ -293,6 +299,16 @@ class ResponseDataset(Dataset):
             f"ResponseDataset(name={self.name!r}, neurons={self.n_neurons}, stimuli={self.n_stimuli}, "
             f"bands={self.n_bands}, dt_ms={self.dt_ms:g}, duration_s={self.duration_s:.1f})"
         )
+
+    def state_item(self, i: int) -> torch.Tensor | None:
+        """State signals of stimulus ``i``, ``(S, T_i)`` float32 (NaN = unknown), or None without states."""
+        return None if self.states is None else torch.from_numpy(self.states[i])
+
+    def replace(self, **changes) -> "ResponseDataset":
+        """A new dataset with the same fields except ``changes`` (constructor arguments), validated."""
+        keys = ("stimuli", "responses", "dt_ms", "cf_hz", "neuron_ids", "neurons", "stim_names", "stim_types",
+                "name", "split_spec", "ground_truth", "meta", "states", "state_names")
+        return ResponseDataset(**{**{k: getattr(self, k) for k in keys}, **changes})
 
     @property
     def n_neurons(self) -> int:
@@ -481,6 +497,8 @@ class ResponseDataset(Dataset):
             split_spec=spec,
             ground_truth=_subset_ground_truth(self.ground_truth, idx_list, self.n_stimuli),
             meta=meta,
+            states=None if self.states is None else [self.states[i].copy() for i in idx_list],
+            state_names=self.state_names or None,
         )
 
     def _neuron_indices(self, neurons: Any) -> np.ndarray:
@@ -531,6 +549,8 @@ class ResponseDataset(Dataset):
             split_spec=dict(self.split_spec),
             ground_truth=_select_ground_truth(self.ground_truth, idx, n),
             meta=_copy_tree(self.meta),
+            states=_copy_tree(self.states),
+            state_names=self.state_names or None,
         )
 
     # ------------------------------------------------------------------ summaries

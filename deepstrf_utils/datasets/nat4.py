@@ -46,9 +46,10 @@ import json
 import logging
 import re
 import tarfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -125,12 +126,14 @@ class _Source:
             self._tar.close()
 
 
-def read_nems_recording(path, signals: Optional[List[str]] = None) -> Dict[str, NemsSignal]:
+def read_nems_recording(path, signals: Optional[List[str]] = None,
+                        optional: Sequence[str] = ()) -> Dict[str, NemsSignal]:
     """Read a NEMS recording (folder or .tgz of ``<rec>.<signal>.*`` files), without NEMS.
 
     Args:
         path: the folder or .tgz.
         signals: names to read (default all signals that have a json file).
+        optional: names also read where the recording has them (e.g. ``["pupil"]``).
 
     Returns:
         dict signal name -> `NemsSignal`: ``data (C, T)`` from the csv (time x channels in
@@ -149,6 +152,7 @@ def read_nems_recording(path, signals: Optional[List[str]] = None) -> Dict[str, 
             raise ValueError(f"{path}: expected NEMS signal files <rec>.<signal>.json, found "
                              f"{sorted(src.files)[:10]}")
         wanted = list(jsons) if signals is None else list(signals)
+        wanted += [s for s in optional if s in jsons and s not in wanted]
         missing = [s for s in wanted if s not in jsons]
         if missing:
             raise ValueError(f"{path}: expected signal(s) {missing}, found {sorted(jsons)}")
@@ -300,12 +304,34 @@ def _auditory_cells(csv: Path) -> pd.DataFrame:
     return table
 
 
+def _state_signals(rec: Dict[str, NemsSignal], wanted: Sequence[str], names: List[str], n_bins: List[int],
+                   fs: float, where: Path):
+    """The state signals ``wanted`` that the recording has -> (B ``(S, T_i)`` arrays or None, names).
+
+    Each stimulus gets the NaN-aware trial average of its occurrences (rasterized signals).
+    """
+    have = [w for w in wanted if w in rec and rec[w].data is not None]
+    if not have:
+        return None, None
+    for w in have:
+        if abs(rec[w].fs - fs) > 1e-9:
+            raise ValueError(f"{where}: expected the {w} signal at the resp rate fs={fs} Hz, got fs={rec[w].fs}")
+    states = []
+    for name, t in zip(names, n_bins):
+        rows = [extract_epoch(rec[w], name, n_bins=t) for w in have]     # (R, C_w, T) each
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)              # all-NaN bins stay NaN
+            states.append(np.concatenate([np.nanmean(r, axis=0) for r in rows], axis=0).astype(np.float32))
+    labels = [w if len(rec[w].chans) <= 1 else f"{w}:{c}" for w in have for c in (rec[w].chans or [w])]
+    return states, labels
+
+
 def _build(folder: Path, area: str, auditory_only: bool, single_sites: bool,
-           stim_norm: Optional[str], val_fraction: float) -> ResponseDataset:
+           stim_norm: Optional[str], val_fraction: float, state_signals: Sequence[str] = ()) -> ResponseDataset:
     pop_path = folder / f"{area}_NAT4_ozgf.fs100.ch18.tgz"
     if not pop_path.exists() and (folder / f"{area}_NAT4_ozgf.fs100.ch18").is_dir():
         pop_path = folder / f"{area}_NAT4_ozgf.fs100.ch18"
-    rec = read_nems_recording(pop_path, signals=["resp", "stim"])
+    rec = read_nems_recording(pop_path, signals=["resp", "stim"], optional=list(state_signals))
     resp, stim = rec["resp"], rec["stim"]
     if resp.data is None or stim.data is None:
         raise ValueError(f"{pop_path}: expected rasterized (csv) resp and stim signals")
@@ -368,7 +394,9 @@ def _build(folder: Path, area: str, auditory_only: bool, single_sites: bool,
     neurons["area"] = area
     neurons = neurons.drop(columns=["cellid"])
     F = stimuli[0].shape[0]
+    states, state_names = _state_signals(rec, state_signals, names, [s.shape[1] for s in stimuli], resp.fs, pop_path)
     return ResponseDataset(
+        states=states, state_names=state_names,
         stimuli=stimuli, responses=responses, dt_ms=dt_ms,
         cf_hz=_ozgf_centres(F), neuron_ids=kept, neurons=neurons,
         stim_names=names, stim_types=["natural"] * len(names), name=f"nat4_{area.lower()}",
@@ -390,7 +418,7 @@ def _ozgf_centres(F: int) -> np.ndarray:
 def load_nat4(root="data", download: bool = False, area: str = "A1",
               auditory_only: bool = True, single_sites: bool = True,
               stim_norm: Optional[str] = "nems", val_fraction: float = 0.2,
-              cache: bool = True) -> ResponseDataset:
+              cache: bool = True, state_signals: Sequence[str] = ("pupil",)) -> ResponseDataset:
     """Load NAT4 A1 or PEG as a ResponseDataset (see module docstring for the rules).
 
     Args:
@@ -405,6 +433,8 @@ def load_nat4(root="data", download: bool = False, area: str = "A1",
         val_fraction: fraction of the non-test (estimation) stimuli drawn per seed as
             validation set (0.2: the published 80/20 split).
         cache: read/write the preprocessed HDF5 cache in the dataset folder.
+        state_signals: behavioural state signals to read where the population recording has
+            them (default pupil), as ``dataset.states`` (trial average per stimulus).
 
     Returns:
         ResponseDataset "nat4_a1" / "nat4_peg": stimuli ``(18, 150)`` at 10 ms, responses
@@ -419,5 +449,5 @@ def load_nat4(root="data", download: bool = False, area: str = "A1",
     name = f"nat4_{area.lower()}"
     folder = dl.require(name, root, download)
     options = dict(area=area, auditory_only=auditory_only, single_sites=single_sites,
-                   stim_norm=stim_norm, val_fraction=val_fraction)
+                   stim_norm=stim_norm, val_fraction=val_fraction, state_signals=list(state_signals))
     return dl.cached_dataset(name, root, options, lambda: _build(folder, **options), cache=cache)

@@ -21,8 +21,11 @@ import torch
 __all__ = ["SCHEMA_VERSION", "write_hdf5", "read_hdf5"]
 
 #: Version of the HDF5 layout written by :meth:`ResponseDataset.to_hdf5`. Bump it when the
-#: layout changes; :meth:`ResponseDataset.from_hdf5` refuses any other version.
-SCHEMA_VERSION = 1
+#: layout changes; :meth:`ResponseDataset.from_hdf5` refuses any version not in
+#: :data:`READABLE_VERSIONS`. Version 2 added the optional ``states`` group (behavioural
+#: state signals); a version-1 file reads as a dataset without states.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 def write_hdf5(ds, path: str | os.PathLike) -> Path:
@@ -58,9 +61,9 @@ def read_hdf5(path: str | os.PathLike, cls):
         if "schema_version" not in f.attrs:
             raise ValueError(f"expected a ResponseDataset HDF5 file with a 'schema_version' attribute: {path}")
         version = int(f.attrs["schema_version"])
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ValueError(
-                f"{path} has schema_version {version}, this code reads version {SCHEMA_VERSION}; "
+                f"{path} has schema_version {version}, this code reads versions {READABLE_VERSIONS}; "
                 "regenerate the file (delete it and reload)"
             )
         if not bool(f.attrs.get("complete", False)):
@@ -189,6 +192,11 @@ def _write_dataset(f: h5py.File, ds) -> None:
         gs.create_dataset(_item_key(i), data=s, compression="gzip", compression_opts=4, shuffle=True)
         gr.create_dataset(_item_key(i), data=r, compression="gzip", compression_opts=4, shuffle=True)
     _write_table(f.create_group("neurons"), ds.neurons)
+    if getattr(ds, "states", None) is not None:
+        g = f.create_group("states")
+        g.attrs["names"] = json.dumps(list(ds.state_names))
+        for i, s in enumerate(ds.states):
+            g.create_dataset(_item_key(i), data=s, compression="gzip", compression_opts=4, shuffle=True)
     f.attrs["has_ground_truth"] = ds.ground_truth is not None
     if ds.ground_truth is not None:
         _write_tree(f, "ground_truth", ds.ground_truth)
@@ -214,4 +222,6 @@ def _read_dataset(f: h5py.File, cls):
         split_spec=json.loads(f.attrs["split_spec"]),
         ground_truth=_read_tree(f["ground_truth"]) if bool(f.attrs["has_ground_truth"]) else None,
         meta=_read_tree(f["meta"]),
+        states=[f["states"][_item_key(i)][()] for i in range(n_stim)] if "states" in f else None,
+        state_names=json.loads(f["states"].attrs["names"]) if "states" in f else None,
     )

@@ -11,6 +11,9 @@ high-pass), a **core** and a **readout**, strictly causal in time. The package h
                    ``NetworkReceptiveField``, ``DNet``, ``ConvNet2D``, ``StateNet``,
                    ``PopulationCNN``
 ``ridge.py``       ``fit_ridge_strf``: closed-form ridge STRFs
+``readouts.py``    ``LinearReadout``, ``SessionReadouts``, ``StateGain`` (readouts of their own)
+``multisession.py`` ``MultiSessionModel`` (shared core, per-session readouts),
+                   ``StateGainModel`` (any model + state gain)
 ``registry.py``    ``MODELS``, ``build_model``, ``count_parameters``
 =================  ======================================================================
 
@@ -31,6 +34,8 @@ from .layers import (
     causal_strf_conv,
     model_device,
 )
+from .multisession import MultiSessionModel, StateGainModel
+from .readouts import LinearReadout, SessionReadouts, StateGain
 from .registry import MODELS, build_model, count_parameters
 from .ridge import fit_ridge_strf
 from .zoo import (
@@ -52,6 +57,11 @@ __all__ = [
     "ConvNet2D",
     "StateNet",
     "PopulationCNN",
+    "MultiSessionModel",
+    "StateGainModel",
+    "LinearReadout",
+    "SessionReadouts",
+    "StateGain",
     "ParametricSigmoid",
     "ParametricNonlinearity",
     "DoubleExponential",

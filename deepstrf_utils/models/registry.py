@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from .multisession import MultiSessionModel, StateGainModel
 from .zoo import ConvNet2D, DNet, Linear, LinearNonlinear, NetworkReceptiveField, PopulationCNN, StateNet
 
-__all__ = ["MODELS", "build_model", "count_parameters"]
+__all__ = ["MODELS", "COMPOSITE_MODELS", "build_model", "count_parameters"]
 
 MODELS: dict[str, type[nn.Module]] = {
     "Linear": Linear,
@@ -18,12 +19,21 @@ MODELS: dict[str, type[nn.Module]] = {
     "PopulationCNN": PopulationCNN,
 }
 
+#: Models built around a zoo model, called with extra inputs (``session=``, ``state=``):
+#: rebuilt by :func:`build_model` (and checkpoints) but not in ``MODELS``, whose models all
+#: take a stimulus alone.
+COMPOSITE_MODELS: dict[str, type[nn.Module]] = {
+    "MultiSessionModel": MultiSessionModel,
+    "StateGainModel": StateGainModel,
+}
+
 
 def build_model(name: str, **config) -> nn.Module:
     """Build ``MODELS[name](**config)``; ``build_model(type(m).__name__, **m.config)`` rebuilds ``m``."""
-    if name not in MODELS:
-        raise ValueError(f"expected a model name in {sorted(MODELS)}, got {name!r}")
-    return MODELS[name](**config)
+    classes = {**MODELS, **COMPOSITE_MODELS}
+    if name not in classes:
+        raise ValueError(f"expected a model name in {sorted(classes)}, got {name!r}")
+    return classes[name](**config)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

@@ -15,6 +15,8 @@ best weights restored. Options: LR-on-plateau, gradient clipping, other losses.
 - :mod:`.optim` -- the stacked AdamW, per-unit clipping, LR-on-plateau, :func:`no_decay_names`;
 - :mod:`.prediction` -- :func:`predict`, :func:`predict_units`, :func:`evaluate` (per-neuron
   CCraw / CCnorm / CCmax), :func:`average_over_seeds`;
+- :mod:`.sessions` -- :func:`fit_sessions` (several recording sessions, shared core, state
+  inputs), :func:`fit_new_session` (frozen core, new readout), per-session evaluation;
 - :mod:`.checkpoints` -- :func:`save_checkpoint` / :func:`load_checkpoint`;
 - :mod:`.packing` -- a dataset collated once on the training device; :mod:`.device` -- seeding.
 
@@ -30,6 +32,7 @@ from .fitting import FitResult, fit
 from .optim import PREFILTER_PREFIX, no_decay_names
 from .protocols import FIT_PROTOCOLS, fit_two_stage, get_fit_protocol
 from .stacked import fit_single_units, stacking_pays_off
+from .sessions import SessionFitResult, evaluate_sessions, fit_new_session, fit_sessions, predict_sessions
 
 __all__ = [
     "FitResult",
@@ -38,6 +41,11 @@ __all__ = [
     "fit_two_stage",
     "FIT_PROTOCOLS",
     "get_fit_protocol",
+    "fit_sessions",
+    "fit_new_session",
+    "predict_sessions",
+    "evaluate_sessions",
+    "SessionFitResult",
     "stacking_pays_off",
     "no_decay_names",
     "predict",

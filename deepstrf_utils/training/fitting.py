@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .. import metrics
 
 from .device import resolve_device, seed_everything
-from .optim import _decay_scales, _lr_scales, _make_plateau, no_decay_names
+from .optim import _make_plateau, make_adamw
 from .packing import _epoch_order, _Packed, accepts_lengths
 
 logger = logging.getLogger(__name__)
@@ -249,18 +249,8 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
     if va is not None and not bool(_validation_coverage(va).any()):
         va = None  # no neuron has validation data: fitted as without a validation set
     gen = torch.Generator().manual_seed(seed)
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    params = [p for _, p in named]
-    # param groups by (learning-rate factor, weight-decay factor): prefilter_lr, and no decay
-    # for time constants / gains (no_decay_names)
-    lr_scales = _lr_scales([n for n, _ in named], lr, prefilter_lr, type(model).__name__)
-    wd_scales = _decay_scales([n for n, _ in named], no_decay_names(model))
-    groups = {}
-    for n, p in named:
-        groups.setdefault((lr_scales[n], wd_scales[n]), []).append(p)
-    group_scales = [sc for sc, _ in groups]
-    opt = torch.optim.AdamW([{"params": ps, "lr": lr * sc, "weight_decay": weight_decay * wd}
-                             for (sc, wd), ps in groups.items()], lr=lr, weight_decay=weight_decay)
+    # param groups: prefilter_lr, and no decay for time constants / gains (no_decay_names)
+    opt, params, group_scales = make_adamw(model, lr, weight_decay, prefilter_lr)
     plateau = _make_plateau(scheduler, scheduler_kwargs, 1, lr, patience or 50)
     cur_lr = float(lr)
     res = FitResult(neuron=neuron)

@@ -77,11 +77,35 @@ def _lr_scales(names, lr, prefilter_lr, what) -> dict:
     if prefilter_lr is None:
         return {n: 1.0 for n in names}
     scale = float(prefilter_lr) / float(lr)
-    out = {n: (scale if n.startswith(PREFILTER_PREFIX) else 1.0) for n in names}
-    if not any(n.startswith(PREFILTER_PREFIX) for n in names):
+    out = {n: (scale if _is_prefilter(n) else 1.0) for n in names}
+    if not any(_is_prefilter(n) for n in names):
         logger.warning("prefilter_lr=%g is ignored: %s has no trainable '%s*' parameter", prefilter_lr, what,
                        PREFILTER_PREFIX)
     return out
+
+
+def _is_prefilter(name: str) -> bool:
+    """A parameter of a prefilter: ``prefilter.*``, or ``<wrapper>.prefilter.*`` inside a
+    wrapped model (``core.prefilter.*`` of a MultiSessionModel, ``model.prefilter.*``)."""
+    return name.startswith(PREFILTER_PREFIX) or f".{PREFILTER_PREFIX}" in name
+
+
+def make_adamw(model: nn.Module, lr: float, weight_decay: float, prefilter_lr: float | None = None):
+    """AdamW over ``model``'s trainable parameters -> ``(optimizer, params, group_scales)``.
+
+    Param groups by (learning-rate factor, weight-decay factor): ``prefilter_lr`` for the
+    prefilter's parameters, no decay for :func:`no_decay_names`; ``group_scales[i]`` is the
+    learning-rate factor of group i (for the plateau scheduler).
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    lr_scales = _lr_scales([n for n, _ in named], lr, prefilter_lr, type(model).__name__)
+    wd_scales = _decay_scales([n for n, _ in named], no_decay_names(model))
+    groups = {}
+    for n, p in named:
+        groups.setdefault((lr_scales[n], wd_scales[n]), []).append(p)
+    opt = torch.optim.AdamW([{"params": ps, "lr": lr * sc, "weight_decay": weight_decay * wd}
+                             for (sc, wd), ps in groups.items()], lr=lr, weight_decay=weight_decay)
+    return opt, [p for _, p in named], [sc for sc, _ in groups]
 
 
 def no_decay_names(model: nn.Module) -> set[str]:
@@ -98,7 +122,7 @@ def no_decay_names(model: nn.Module) -> set[str]:
       ``d`` to 0, i.e. the integration rate ``k = 1 / (1 + d^2)`` to 1: no integration),
       found by module type wherever a DNet sits in ``model``.
     """
-    out = {n for n, _ in model.named_parameters() if n.startswith(PREFILTER_PREFIX)}
+    out = {n for n, _ in model.named_parameters() if _is_prefilter(n)}
     for prefix, mod in model.named_modules():
         if isinstance(mod, DNet):
             dot = f"{prefix}." if prefix else ""

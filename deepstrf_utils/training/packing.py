@@ -66,12 +66,15 @@ class _Packed:
 
     stim (B, 1, F, Tmax) float32 (zero padding), target (B, N, Tmax) float32 trial average
     (NaN where no repeat is valid or in padding), lengths (B,) int64 (CPU; a copy on the
-    device gives each padded training batch its valid lengths).
+    device gives each padded training batch its valid lengths); with ``with_state``,
+    state (B, S, Tmax) float32 (zero padding like the stimuli; a NaN state bin becomes 0
+    and its target NaN, so it is left out of the loss), else None.
     A batch is an index_select plus a trim to the batch's longest stimulus.
     """
 
-    def __init__(self, stim, target, lengths, neuron_ids, name):
+    def __init__(self, stim, target, lengths, neuron_ids, name, state=None):
         self.stim = stim
+        self.state = state
         self.target = target
         self.lengths = lengths
         self._lengths_dev = lengths.to(stim.device)
@@ -88,7 +91,8 @@ class _Packed:
         return int(self.target.shape[1])
 
     @classmethod
-    def from_dataset(cls, dataset, device: torch.device, positions: Sequence[int] | None = None):
+    def from_dataset(cls, dataset, device: torch.device, positions: Sequence[int] | None = None,
+                     with_state: bool = False):
         if len(dataset) == 0:
             raise ValueError(f"expected a non-empty dataset, got '{_dataset_name(dataset)}' with 0 stimuli")
         ids = _neuron_ids(dataset)
@@ -99,13 +103,22 @@ class _Packed:
         target_all, _ = pad_to_longest([trial_average(r, axis=1) for r in resps], float("nan"))
         if positions is not None:
             ids = [ids[p] for p in positions]
-        return cls(stim_all.to(device), target_all.to(device), lengths, ids, _dataset_name(dataset))
+        state = None
+        if with_state:
+            if getattr(dataset, "states", None) is None:
+                raise ValueError(f"expected dataset '{_dataset_name(dataset)}' with state signals (dataset.states), "
+                                 "got none")
+            state, _ = pad_to_longest([torch.as_tensor(s, dtype=torch.float32) for s in dataset.states], 0.0)
+            missing = torch.isnan(state).any(1, keepdim=True)                  # (B, 1, Tmax)
+            target_all = target_all.masked_fill(missing, float("nan"))
+            state = state.masked_fill(missing, 0.0).to(device)
+        return cls(stim_all.to(device), target_all.to(device), lengths, ids, _dataset_name(dataset), state)
 
     def select(self, positions: Sequence[int]) -> "_Packed":
         """The same stimuli with only the neurons at ``positions``."""
         pos = torch.as_tensor(list(positions), dtype=torch.long, device=self.target.device)
         return _Packed(self.stim, self.target.index_select(1, pos), self.lengths,
-                       [self.neuron_ids[int(p)] for p in positions], self.name)
+                       [self.neuron_ids[int(p)] for p in positions], self.name, self.state)
 
     def batch(self, idx: Sequence[int]):
         """Stimuli ``idx`` -> (stim (b, 1, F, L), target (b, N, L)), L = longest of the batch."""
@@ -114,6 +127,14 @@ class _Packed:
             return self.stim[..., :L], self.target[..., :L]
         ind = torch.as_tensor(list(idx), dtype=torch.long, device=self.stim.device)
         return self.stim.index_select(0, ind)[..., :L], self.target.index_select(0, ind)[..., :L]
+
+    def batch_state(self, idx: Sequence[int]):
+        """State of stimuli ``idx``, ``(b, S, L)`` like :meth:`batch` (None without state)."""
+        if self.state is None:
+            return None
+        L = max(self._lengths_list[i] for i in idx)
+        ind = torch.as_tensor(list(idx), dtype=torch.long, device=self.state.device)
+        return self.state.index_select(0, ind)[..., :L]
 
     def batch_lengths(self, idx: Sequence[int]) -> torch.Tensor | None:
         """Valid bins of stimuli ``idx`` as a ``(b,)`` int64 tensor on the device, or None when

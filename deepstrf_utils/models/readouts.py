@@ -1,0 +1,190 @@
+"""Readouts that are not tied to one model: per-session readouts and the state gain.
+
+* :class:`LinearReadout`: per-neuron weighted sum of the core's features, bias and an
+  optional per-neuron output nonlinearity, ``(B, H, T) -> (B, N, T)``: the readout of
+  ``ConvNet2D`` (sigmoid), ``NetworkReceptiveField`` (sigmoid), ``StateNet`` (none) and
+  ``PopulationCNN`` (double exponential) as a module of its own;
+  :func:`readout_from_model` copies a zoo model's readout into one.
+* :class:`SessionReadouts`: one readout per recording session (a ``ModuleDict`` keyed by
+  session id), ``forward(h, session)``.
+* :class:`StateGain`: NEMS' state-gain readout, per neuron a gain and an offset linear in
+  the state, ``y = (g0 + g . s) * x + (d0 + d . s)``.
+
+Shapes: B batch, H features, N neurons, S state signals, T time bins.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .base import _positive_int
+from .layers import DoubleExponential, ParametricNonlinearity, as_per_neuron
+from .zoo import ConvNet2D, DNet, NetworkReceptiveField, PopulationCNN, StateNet
+
+__all__ = ["LinearReadout", "SessionReadouts", "StateGain", "readout_from_model", "READOUT_PARTS",
+           "check_session_id", "shared_core_types"]
+
+NONLINEARITIES = (None, "sigmoid", "softplus", "exp", "relu", "double_exponential")
+
+#: zoo model -> (readout nonlinearity, names of its readout attributes: not part of its core)
+READOUT_PARTS = {
+    ConvNet2D: ("sigmoid", ("readout", "output_nonlinearity")),
+    NetworkReceptiveField: ("sigmoid", ("out_weight", "out_bias", "output_nonlinearity")),
+    StateNet: (None, ("readout",)),
+    PopulationCNN: ("double_exponential", ("readout", "level_shift", "output_nonlinearity")),
+}
+
+
+def check_session_id(session) -> str:
+    """A session id as a string usable as a ``ModuleDict`` key (ValueError otherwise)."""
+    key = str(session)
+    if not key or "." in key:
+        raise ValueError(f"expected a session id as a non-empty name without '.', got {session!r}")
+    return key
+
+
+class LinearReadout(nn.Module):
+    """Per-neuron readout ``y[b, n, t] = g_n(sum_h W[n, h] h[b, h, t] + bias[n])``.
+
+    nonlinearity: None (identity), ``"sigmoid"`` / ``"softplus"`` / ``"exp"`` / ``"relu"``
+    (:class:`ParametricNonlinearity`, 3 parameters per neuron) or ``"double_exponential"``
+    (:class:`DoubleExponential`). forward: h ``(B, H, T)`` -> ``(B, N, T)``.
+    """
+
+    def __init__(self, n_hidden: int, n_neurons: int, nonlinearity: str | None = "sigmoid"):
+        super().__init__()
+        if nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"expected a readout nonlinearity in {NONLINEARITIES}, got {nonlinearity!r}")
+        self.n_hidden = _positive_int(n_hidden, "n_hidden")
+        self.n_neurons = _positive_int(n_neurons, "n_neurons")
+        self.nonlinearity = nonlinearity
+        bound = 1.0 / math.sqrt(self.n_hidden)
+        self.weight = nn.Parameter(torch.empty(self.n_neurons, self.n_hidden).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(self.n_neurons).uniform_(-bound, bound))
+        if nonlinearity == "double_exponential":
+            self.output_nonlinearity = DoubleExponential(self.n_neurons)
+        elif nonlinearity is not None:
+            self.output_nonlinearity = ParametricNonlinearity(self.n_neurons, kind=nonlinearity)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """h ``(B, H, T)`` -> ``(B, N, T)``."""
+        if h.dim() != 3 or h.shape[1] != self.n_hidden:
+            raise ValueError(f"expected core features of shape (B, H, T) with H={self.n_hidden}, got {tuple(h.shape)}")
+        y = torch.einsum("nh,bht->bnt", self.weight, h) + self.bias[:, None]
+        return y if self.nonlinearity is None else self.output_nonlinearity(y)
+
+    @torch.no_grad()
+    def init_output(self, mean, std) -> None:
+        """Start at the data's scale (per-neuron target ``mean`` and ``std``, scalars or ``(N,)``)."""
+        if self.nonlinearity is None:
+            std = as_per_neuron(std, self.n_neurons, "std").clamp_min(1e-6).to(self.weight)
+            self.weight.mul_(std[:, None])
+            self.bias.copy_(as_per_neuron(mean, self.n_neurons, "mean").to(self.bias))
+        else:
+            self.bias.zero_()
+            self.output_nonlinearity.init_output(mean, std)
+
+    def extra_repr(self) -> str:
+        return f"n_hidden={self.n_hidden}, n_neurons={self.n_neurons}, nonlinearity={self.nonlinearity!r}"
+
+
+def _readout_kind(model: nn.Module):
+    if isinstance(model, DNet):  # DNet's readout has a leaky integrator of its own
+        return None
+    for cls, parts in READOUT_PARTS.items():
+        if type(model) is cls:
+            return parts
+    return None
+
+
+def shared_core_types() -> list[str]:
+    """Names of the zoo models whose core can be shared across sessions."""
+    return [cls.__name__ for cls in READOUT_PARTS]
+
+
+@torch.no_grad()
+def readout_from_model(model: nn.Module) -> LinearReadout:
+    """A :class:`LinearReadout` computing exactly ``model.forward_readout`` (weights copied).
+
+    model: a ``ConvNet2D``, ``NetworkReceptiveField``, ``StateNet`` or ``PopulationCNN``.
+    """
+    parts = _readout_kind(model)
+    if parts is None:
+        raise ValueError(f"expected a model among {shared_core_types()} (a shared core and a per-neuron "
+                         f"readout), got {type(model).__name__}")
+    kind, _ = parts
+    if isinstance(model, NetworkReceptiveField):
+        weight, bias = model.out_weight, model.out_bias
+    elif isinstance(model, StateNet):
+        weight, bias = model.readout.weight, model.readout.bias
+    else:
+        weight = model.readout.weight[:, :, 0]
+        bias = model.level_shift if isinstance(model, PopulationCNN) else model.readout.bias
+    out = LinearReadout(weight.shape[1], weight.shape[0], kind)
+    out.weight.copy_(weight)
+    out.bias.copy_(bias)
+    if kind is not None:
+        out.output_nonlinearity.load_state_dict(model.output_nonlinearity.state_dict())
+    return out.to(weight.device)
+
+
+class SessionReadouts(nn.ModuleDict):
+    """One readout per recording session: ``readouts[session]`` maps ``(B, H, T)`` to ``(B, N_session, T)``."""
+
+    def forward(self, h: torch.Tensor, session: str) -> torch.Tensor:
+        """h ``(B, H, T)`` -> ``(B, N_session, T)`` through the readout of ``session``."""
+        return self[self.check(session)](h)
+
+    def check(self, session) -> str:
+        """The key of ``session``; ValueError naming the known sessions when it is unknown."""
+        key = str(session)
+        if key not in self:
+            raise ValueError(f"unknown session {session!r}; expected one of {list(self.keys())}")
+        return key
+
+
+class StateGain(nn.Module):
+    """NEMS' state gain: ``y[b, n, t] = (g0[n] + g[n] . s[b, :, t]) x[b, n, t] + d0[n] + d[n] . s[b, :, t]``.
+
+    Parameters: ``gain_delta (N,)`` (``g0 = 1 + gain_delta``: weight decay pulls the gain to
+    1, not 0), ``gain (N, S)``, ``offset0 (N,)``, ``offset (N, S)``; all zero at start, so a
+    new state gain is the identity. forward: x ``(B, N, T)``, state ``(B, S, T)`` -> ``(B, N, T)``.
+    """
+
+    def __init__(self, n_neurons: int, n_states: int):
+        super().__init__()
+        self.n_neurons = _positive_int(n_neurons, "n_neurons")
+        self.n_states = _positive_int(n_states, "n_states")
+        self.gain_delta = nn.Parameter(torch.zeros(self.n_neurons))
+        self.gain = nn.Parameter(torch.zeros(self.n_neurons, self.n_states))
+        self.offset0 = nn.Parameter(torch.zeros(self.n_neurons))
+        self.offset = nn.Parameter(torch.zeros(self.n_neurons, self.n_states))
+
+    @property
+    def gain0(self) -> torch.Tensor:
+        """The gain at state 0, ``(N,)``."""
+        return 1.0 + self.gain_delta
+
+    def check_state(self, state, x: torch.Tensor) -> None:
+        """ValueError unless ``state`` is a ``(B, S, T)`` tensor matching x ``(B, N, T)``."""
+        want = (x.shape[0], self.n_states, x.shape[-1])
+        if not isinstance(state, torch.Tensor) or tuple(state.shape) != want:
+            got = tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
+            raise ValueError(f"expected a state of shape (B, S, T)={want} (S state signals, T bins like the "
+                             f"stimulus), got {got}")
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """x ``(B, N, T)``, state ``(B, S, T)`` -> ``(B, N, T)``."""
+        self.check_state(state, x)
+        s = state.to(x.dtype)
+        gain = self.gain0[:, None] + torch.einsum("ns,bst->bnt", self.gain, s)
+        return gain * x + self.offset0[:, None] + torch.einsum("ns,bst->bnt", self.offset, s)
+
+    def relative_gain(self) -> torch.Tensor:
+        """The state's gain relative to the gain at state 0, ``g / g0``, ``(N, S)`` (detached)."""
+        return (self.gain / self.gain0[:, None]).detach()
+
+    def extra_repr(self) -> str:
+        return f"n_neurons={self.n_neurons}, n_states={self.n_states}"
