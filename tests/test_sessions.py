@@ -326,8 +326,9 @@ def test_runner_runs_state_and_session_configurations(tmp_path):
     loaded, info = load_checkpoint(next((tmp_path / "ckpt").glob("*.pt")))
     assert isinstance(loaded, MultiSessionModel) and loaded.session_ids == ["a", "b"]
     state = {"dataset": "synthetic", "dataset_options": opts, "model": "LinearNonlinear", "mode": "state"}
-    with pytest.raises(ValueError, match="expected mode 'state' on a dataset with state signals"):
-        run_configs([state], [0], tmp_path / "r2.csv", root=tmp_path, device="cpu", progress=False)
+    # a configuration that cannot run is recorded as a failed job with its error; it never raises
+    failed = run_configs([state], [0], tmp_path / "r2.csv", root=tmp_path, device="cpu", progress=False).attrs["failed"]
+    assert len(failed) == 1 and "expected mode 'state' on a dataset with state signals" in failed[0]["error"]
     with pytest.raises(ValueError, match="'sessions' field exactly when mode is 'sessions'"):
         run_configs([{**plain, "mode": "sessions"}], [0], tmp_path / "r3.csv", root=tmp_path, progress=False)
     from deepstrf_utils.runner import run_config

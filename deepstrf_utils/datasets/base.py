@@ -41,6 +41,7 @@ from torch.utils.data import Dataset
 from ..metrics import trial_average
 from ..metrics.inputs import reject_inf
 from .state import check_states
+from .tree import copy_tree, select_ground_truth, subset_ground_truth
 from .storage import SCHEMA_VERSION, read_hdf5, write_hdf5  # noqa: F401  (SCHEMA_VERSION: public here)
 
 logger = logging.getLogger(__name__)
@@ -68,57 +69,6 @@ def _as_float_array(x: Any, what: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _is_per_stimulus(value: Any, n_stimuli: int) -> bool:
-    return isinstance(value, list) and len(value) == n_stimuli
-
-
-def _slice_neurons(value: Any, idx: np.ndarray, n: int) -> Any:
-    """Slice the leading neuron axis of arrays whose first axis has length ``n``."""
-    if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == n:
-        return value[idx].copy()
-    if isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == n:
-        return value[torch.as_tensor(idx)].clone()
-    if isinstance(value, list):
-        return [_slice_neurons(v, idx, n) for v in value]
-    if isinstance(value, dict):
-        return {k: _slice_neurons(v, idx, n) for k, v in value.items()}
-    return value
-
-
-def _copy_tree(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.copy()
-    if isinstance(value, list):
-        return [_copy_tree(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _copy_tree(v) for k, v in value.items()}
-    return value
-
-
-def _select_ground_truth(gt: dict | None, idx: np.ndarray, n_neurons: int) -> dict | None:
-    """Per-neuron view of a ground-truth dict; entries under ``"shared"`` are kept whole."""
-    if gt is None:
-        return None
-    out = {}
-    for key, value in gt.items():
-        out[key] = _copy_tree(value) if key == "shared" else _slice_neurons(value, idx, n_neurons)
-    return out
-
-
-def _subset_ground_truth(gt: dict | None, idx: Sequence[int], n_stimuli: int) -> dict | None:
-    """Per-stimulus view: lists of length ``n_stimuli`` are indexed by ``idx``."""
-    if gt is None:
-        return None
-    out = {}
-    for key, value in gt.items():
-        if key != "shared" and _is_per_stimulus(value, n_stimuli):
-            out[key] = [_copy_tree(value[i]) for i in idx]
-        else:
-            out[key] = _copy_tree(value)
-    return out
-
-
-# ----------------------------------------------------------------------------- dataset
 class ResponseDataset(Dataset):
     """Stimuli and neural responses, the one dataset type of every source.
 
@@ -481,7 +431,7 @@ class ResponseDataset(Dataset):
             spec["test"] = [pos[t] for t in spec["test"] if t in pos]
             if not spec["test"]:
                 spec["test"] = "random"
-        meta = _copy_tree(self.meta)
+        meta = copy_tree(self.meta)
         parent = self.meta.get("stimulus_indices")
         meta["stimulus_indices"] = [int(parent[i]) for i in idx_list] if parent is not None else idx_list
         return ResponseDataset(
@@ -495,7 +445,7 @@ class ResponseDataset(Dataset):
             stim_types=[self.stim_types[i] for i in idx_list],
             name=self.name,
             split_spec=spec,
-            ground_truth=_subset_ground_truth(self.ground_truth, idx_list, self.n_stimuli),
+            ground_truth=subset_ground_truth(self.ground_truth, idx_list, self.n_stimuli),
             meta=meta,
             states=None if self.states is None else [self.states[i].copy() for i in idx_list],
             state_names=self.state_names or None,
@@ -547,9 +497,9 @@ class ResponseDataset(Dataset):
             stim_types=list(self.stim_types),
             name=self.name,
             split_spec=dict(self.split_spec),
-            ground_truth=_select_ground_truth(self.ground_truth, idx, n),
-            meta=_copy_tree(self.meta),
-            states=_copy_tree(self.states),
+            ground_truth=select_ground_truth(self.ground_truth, idx, n),
+            meta=copy_tree(self.meta),
+            states=copy_tree(self.states),
             state_names=self.state_names or None,
         )
 
