@@ -207,6 +207,39 @@ def ridge_init_fast(model, tr, va):
     return alpha
 
 
+
+
+def _channels_last_features(self, x):
+    h = self._prefiltered(x).contiguous(memory_format=torch.channels_last)
+    pad = (self.kernel_size[1] - 1, 0)
+    for conv, norm in zip(self.convs, self.norms):
+        h = torch.nn.functional.leaky_relu(norm(conv(torch.nn.functional.pad(h, pad))), self.negative_slope)
+    return h.contiguous()
+
+
+def fit_lbfgs_cl(model, train, val, **kw):
+    from deepstrf_utils.models import ConvNet2D
+    if isinstance(model, ConvNet2D):
+        ConvNet2D.features = _channels_last_features
+        pass
+    return fit_lbfgs(model, train, val, **kw)
+
+
+def fit_adam_cl(model, train, val, **kw):
+    from deepstrf_utils.models import ConvNet2D
+    if isinstance(model, ConvNet2D):
+        ConvNet2D.features = _channels_last_features
+        pass
+    return T.fit(model, train, val, **kw)
+
+
+PROTO.update({
+    "lbfgs_cl_p2": (fit_lbfgs_cl, dict(init=None, patience=2)),
+    "adam_cl_p10": (fit_adam_cl, dict(lr=1e-3, patience=10)),
+    "adam3e-3_cl_p10": (fit_adam_cl, dict(lr=3e-3, patience=10)),
+})
+
+
 if __name__ == "__main__":
     install()
     bench_fit.main()

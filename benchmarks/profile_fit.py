@@ -5,7 +5,7 @@ One epoch of ``fit`` (12 training songs, batch 8 -> 2 steps; then one validation
 gradient that the rest of the model would send), the rest of the forward + backward (STRF
 / convolutions / recurrence), the AdamW step, the validation pass, and the rest (Python:
 batching, loss, checks, state copies) = measured epoch - the parts. For StateNet the GRU
-is also timed alone. Medians of ``--reps`` repeats; 1 thread.
+is also timed alone. CPU time (time.process_time, robust to other jobs on the machine), medians of ``--reps`` repeats; 1 thread.
 
 Usage::
 
@@ -33,9 +33,9 @@ def _median_time(fn, reps):
     fn()  # warm-up
     out = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        out.append(time.perf_counter() - t0)
+        out.append(time.process_time() - t0)
     return statistics.median(out)
 
 
@@ -88,15 +88,15 @@ def profile_model(name, data, reps):
     # whole epochs through fit (no early stop): wall / epochs, minus the set-up (1 epoch run)
     torch.manual_seed(0)
     m1 = build(name)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     fit(m1, train, val, device="cpu", progress=False, max_epochs=1, patience=None)
-    t_one = time.perf_counter() - t0
+    t_one = time.process_time() - t0
     n = max(2, reps)
     torch.manual_seed(0)
     m2 = build(name)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     fit(m2, train, val, device="cpu", progress=False, max_epochs=n + 1, patience=None)
-    t_epoch = (time.perf_counter() - t0 - t_one) / n
+    t_epoch = (time.process_time() - t0 - t_one) / n
     extra = {}
     if name == "StateNet":
         gru = model.rnn
