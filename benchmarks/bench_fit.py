@@ -14,9 +14,11 @@ epochs, best epoch, and test CCnorm (and the correlation with the true noiseless
 channels, the closed-form reference.
 
 Modes:
-- ``today``: the published / pre-issue-11 settings passed explicitly (AdamW lr 1e-3,
-  weight decay 1e-2, batch 8, up to 1000 epochs, patience 50);
-- ``defaults``: ``fit(model, train, val)`` with the library's current defaults.
+- ``today``: the published / pre-issue-11 defaults passed explicitly (AdamW lr 1e-3,
+  weight decay 1e-2, batch 8, up to 1000 epochs, patience 50, no ridge start), i.e.
+  ``training.PAPER_FIT_KWARGS``;
+- ``defaults``: ``fit(model, train, val)`` with the library's current defaults (since
+  issue 11: full-batch L-BFGS, ridge start for L / LN).
 
 Usage::
 
@@ -53,8 +55,8 @@ SHORT = {"Linear": "L", "LinearNonlinear": "LN", "NetworkReceptiveField": "NRF",
          "ConvNet2D": "2D-CNN", "StateNet": "StateNet", "ridge": "ridge STRF"}
 
 #: the settings `fit` used by default before issue 11 (the paper's protocol), passed explicitly
-TODAY = dict(lr=1e-3, weight_decay=1e-2, max_epochs=1000, patience=50, batch_size=8, scheduler=None,
-             min_delta=0.0, prefilter_lr=None)
+TODAY = dict(optimizer="adamw", init=None, lr=1e-3, weight_decay=1e-2, max_epochs=1000, patience=50, batch_size=8,
+             scheduler=None, min_delta=0.0, rel_tol=0.0, prefilter_lr=None)
 
 MODES = {"today": TODAY, "defaults": {}}
 #: mode -> fitting function with fit's signature (default: training.fit)

@@ -26,6 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models import Linear, LinearNonlinear
+from ..models.ridge import _lagged_design
+
 __all__ = ["ridge_strf", "supports_ridge_init", "ridge_init", "RELATIVE_ALPHAS"]
 
 #: ridge penalties tried, relative to the mean diagonal of the centred X'X (then refined x/÷ 10^0.5)
@@ -34,26 +37,15 @@ RELATIVE_ALPHAS = tuple(10.0 ** np.arange(-4, 1.01, 1.0))
 
 def supports_ridge_init(model: nn.Module) -> bool:
     """True for models whose STRF stage :func:`ridge_init` can set (Linear and LinearNonlinear)."""
-    from .models import Linear
-
     return isinstance(model, Linear)
 
 
-def _lagged(z: torch.Tensor, n_lags: int) -> torch.Tensor:
-    """z ``(C, F, T)`` -> causal lagged design ``(T, C * F * K)``; column (c, f, k) = z[c, f, t - k] (0 before t = 0)."""
-    c, f, t = z.shape
-    win = nn.functional.pad(z, (n_lags - 1, 0)).unfold(-1, n_lags, 1).flip(-1)  # (C, F, T, K)
-    return win.permute(2, 0, 1, 3).reshape(t, c * f * n_lags)
-
-
 def _design(prefilter: nn.Module, stim: torch.Tensor, target: torch.Tensor, lengths: Sequence[int], n_lags: int):
-    """Stacked design (sum T_i, D) float64 and target (sum T_i, N) float64 (NaN kept)."""
-    z = prefilter(stim).double()
-    xs, ys = [], []
-    for i, n in enumerate(lengths):
-        xs.append(_lagged(z[i, :, :, :n], n_lags))
-        ys.append(target[i, :, :n].double().T)
-    return torch.cat(xs), torch.cat(ys)
+    """Stacked causal lagged design (sum T_i, C * F * K) and target (sum T_i, N), float64 (NaN kept)."""
+    z = prefilter(stim).double().cpu().numpy()
+    x = np.concatenate([_lagged_design(z[i, :, :, :n], n_lags) for i, n in enumerate(lengths)])
+    y = torch.cat([target[i, :, :n].double().T.cpu() for i, n in enumerate(lengths)])
+    return torch.from_numpy(x), y
 
 
 @torch.no_grad()
@@ -155,8 +147,6 @@ def ridge_init(model: nn.Module, train: tuple, val: tuple | None = None, mean=No
 
     Returns: the :func:`ridge_strf` dict.
     """
-    from .models import LinearNonlinear
-
     if not supports_ridge_init(model):
         raise ValueError(f"expected a Linear or LinearNonlinear model for the ridge initialisation, "
                          f"got {type(model).__name__}")
