@@ -234,6 +234,9 @@ def fit_adam_cl(model, train, val, **kw):
 
 
 PROTO.update({
+    "lib_lbfgs_p4": (None, dict(optimizer="lbfgs", patience=4)),
+    "lib_lbfgs_p3": (None, dict(optimizer="lbfgs", patience=3)),
+    "lib_adam3e-3_b12_p10": (None, dict(optimizer="adamw", lr=3e-3, batch_size=12, patience=10)),
     "lbfgs_cl_p2": (fit_lbfgs_cl, dict(init=None, patience=2)),
     "adam_cl_p10": (fit_adam_cl, dict(lr=1e-3, patience=10)),
     "adam3e-3_cl_p10": (fit_adam_cl, dict(lr=3e-3, patience=10)),
