@@ -234,6 +234,8 @@ def fit_adam_cl(model, train, val, **kw):
 
 
 PROTO.update({
+    "lib_adam3e-3_p10": (None, dict(optimizer="adamw", lr=3e-3, patience=10)),
+    "lib_adam1e-2_p10": (None, dict(optimizer="adamw", lr=1e-2, patience=10)),
     "lib_lbfgs_p4": (None, dict(optimizer="lbfgs", patience=4)),
     "lib_lbfgs_p3": (None, dict(optimizer="lbfgs", patience=3)),
     "lib_adam3e-3_b12_p10": (None, dict(optimizer="adamw", lr=3e-3, batch_size=12, patience=10)),

@@ -106,7 +106,7 @@ def test_lbfgs_recovers_a_planted_linear_neuron():
     res = fit(model, train, val, optimizer="lbfgs", init=None, max_epochs=60, device="cpu", progress=False)
     assert res.optimizer == "lbfgs" and res.init is None
     np.testing.assert_allclose(model.weight.detach().numpy(), w, atol=1e-3)
-    assert abs(float(model.bias) - 0.3) < 1e-3
+    assert abs(float(model.bias.detach()) - 0.3) < 1e-3
     assert res.best_val_loss < 1e-6 * np.var(np.concatenate(rates, 1))
 
 
@@ -134,6 +134,17 @@ def test_explicit_adamw_settings_keep_the_published_protocol(syn):
     # the ridge start is explicit-only with AdamW, automatic with L-BFGS for L / LN only
     assert fit(_model(), train, val, lr=1e-3, init="ridge", **kw).init == "ridge"
     assert fit(_model("NetworkReceptiveField"), train, val, **kw).init is None
+
+
+def test_recurrent_models_get_adamw_by_default(syn):
+    from deepstrf_utils.training.fitting import RECURRENT_AUTO
+
+    train, val, _ = syn
+    r = fit(_model("StateNet", prefilter=None), train, val, max_epochs=2, device="cpu", progress=False)
+    assert (r.optimizer, r.init, r.lr) == ("adamw", None, [RECURRENT_AUTO["lr"]] * 2)
+    r = fit(_model("StateNet", prefilter=None), train, val, optimizer="adamw", max_epochs=1, device="cpu",
+            progress=False)
+    assert r.lr == [PAPER_FIT_KWARGS["lr"]]
 
 
 @pytest.mark.parametrize("kwargs, match", [
