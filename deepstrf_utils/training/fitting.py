@@ -76,8 +76,9 @@ class FitResult:
     optimizer: "adamw" or "lbfgs"; init: "ridge" (closed-form STRF start) or None;
     init_train_loss, init_val_loss: losses of the starting point (L-BFGS path; NaN
     otherwise); neuron: the unit's id (single-unit fits); batched: trained inside a vmapped
-    stack. On the L-BFGS path the starting point competes with the epochs: ``best_epoch =
-    -1`` means no epoch beat it on the validation set and the starting weights were kept.
+    stack. On the L-BFGS path a closed-form start (``init="ridge"``) competes with the
+    epochs: ``best_epoch = -1`` means no epoch beat it on the validation set and the
+    starting weights were kept.
     """
 
     train_loss: list = field(default_factory=list)
@@ -269,7 +270,7 @@ def fit(
     epoch = :data:`LBFGS_ITERATIONS_PER_EPOCH` (5) L-BFGS iterations (strong-Wolfe line
     search, ``lr`` 1.0) on the loss over ALL training stimuli (accumulated over chunks of
     :data:`LBFGS_CHUNK` stimuli; exact for bin-averaged losses such as "mse"), up to 200
-    epochs, ``patience`` 2, ``rel_tol`` 1e-4. The starting point is a candidate too (see
+    epochs, ``patience`` 2, ``rel_tol`` 1e-4. A ridge start is a candidate too (see
     :class:`FitResult`). Linear / LN models first get the closed-form ridge STRF on their
     own prefilter channels at initialisation (``init="ridge"``,
     :func:`~.warmstart.ridge_init`; alpha chosen on ``val``). No weight decay on this path
@@ -509,9 +510,11 @@ def _fit_packed_lbfgs(model, tr, va, loss, lr, max_epochs, patience, batch_size,
     if not math.isfinite(last["value"]):  # reported as epoch 0: the start of the first epoch
         raise _nan_error(0, last["per"], last["valid"], tr.neuron_ids)
     res.init_train_loss = last["value"]
-    res.init_val_loss = best_val = validate(0)
-    best_state = {k: t.detach().clone() for k, t in model.state_dict().items()} if va is not None else None
-    res.best_val_loss = best_val
+    res.init_val_loss = validate(0)
+    best_val, best_state = math.inf, None
+    if init is not None and va is not None:  # a closed-form start competes with the epochs; a random one does not
+        best_val = res.best_val_loss = res.init_val_loss
+        best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
     since_best = 0
     bar = tqdm(range(max_epochs), disable=not progress, desc=f"fit {type(model).__name__} (L-BFGS)", leave=False)
     for epoch in bar:
