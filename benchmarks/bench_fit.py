@@ -25,7 +25,7 @@ Usage::
     python benchmarks/bench_fit.py                        # everything, 3 seeds (long: today's StateNet)
     python benchmarks/bench_fit.py --models Linear,LinearNonlinear --modes defaults --seeds 0
     python benchmarks/bench_fit.py --cap StateNet=120 --csv build/bench_fit.csv   # cap epochs, append a CSV
-    python benchmarks/bench_fit.py --summary build/bench_fit.csv                  # median table of a CSV
+    python benchmarks/bench_fit.py --summary build/a.csv build/b.csv              # median tables of CSVs
 """
 from __future__ import annotations
 
@@ -154,6 +154,25 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["_o", "mode"], kind="stable").drop(columns="_o")
 
 
+def compare(df: pd.DataFrame, base: str = "today", new: str = "defaults") -> pd.DataFrame:
+    """Side by side per model: medians over seeds of ``base`` and ``new`` rows, and the speed-ups."""
+    rows = []
+    for model in [m for m in MODELS if m in set(df.model)]:
+        a, b = df[(df.model == model) & (df["mode"] == base)], df[(df.model == model) & (df["mode"] == new)]
+        if a.empty or b.empty:
+            continue
+        rows.append({
+            "model": SHORT[model], "seeds": f"{len(a)} / {len(b)}",
+            f"{base} wall s": float(a.wall_s.median()), f"{base} CPU s": float(a.cpu_s.median()),
+            f"{base} epochs": float(a.epochs.median()), f"{base} CCnorm": float(a.cc_norm.median()),
+            f"{new} wall s": float(b.wall_s.median()), f"{new} CPU s": float(b.cpu_s.median()),
+            f"{new} epochs": float(b.epochs.median()), f"{new} CCnorm": float(b.cc_norm.median()),
+            "speed-up wall": f"{a.wall_s.median() / b.wall_s.median():.1f}x",
+            "speed-up CPU": f"{a.cpu_s.median() / b.cpu_s.median():.1f}x",
+        })
+    return pd.DataFrame(rows)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated model names (and/or 'ridge')")
@@ -163,12 +182,15 @@ def main(argv=None):
     p.add_argument("--cap", default="", help="per-model epoch caps, e.g. StateNet=120,ConvNet2D=300")
     p.add_argument("--no-ridge", action="store_true")
     p.add_argument("--csv", default=None, help="append every row to this CSV")
-    p.add_argument("--summary", default=None, help="only print the median table of this CSV")
+    p.add_argument("--summary", default=None, nargs="+", help="only print the median tables of these CSVs")
     args = p.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
     if args.summary:
-        print(table(summary(pd.read_csv(args.summary))))
+        df = pd.concat([pd.read_csv(f) for f in args.summary], ignore_index=True)
+        print(table(summary(df)))
+        print()
+        print(table(compare(df)))
         return
     caps = {k: int(v) for k, v in (c.split("=") for c in args.cap.split(",") if c)}
     models = [m for m in args.models.split(",") if m and m != "ridge"]
