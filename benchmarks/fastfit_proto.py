@@ -1,5 +1,8 @@
 """Scratch prototypes of faster fits (issue 11, phase 1): extra bench_fit modes.
 
+Kept as the record of what was measured (benchmarks/README.md, "What was tried"); the
+chosen pieces live in the library (training.fitting's L-BFGS path, training.warmstart).
+
 Usage: python benchmarks/fastfit_proto.py --models Linear --modes ridge_lbfgs,adam1e-2_p10 --seeds 0
 """
 from __future__ import annotations
@@ -16,7 +19,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import bench_fit  # noqa: E402
-from deepstrf_utils import training as T  # noqa: E402
+import types  # noqa: E402
+
+from deepstrf_utils.training import fitting as _fitting  # noqa: E402
+
+#: the private fitting helpers the prototypes use (training/fitting.py imports them all)
+T = types.SimpleNamespace(**vars(_fitting))
 from deepstrf_utils.models import Linear, LinearNonlinear, fit_ridge_strf  # noqa: E402
 
 
