@@ -80,9 +80,10 @@ def bench_epochs(args):
             torch.manual_seed(0)
             model = build(name, pre)
             # one warm-up epoch, then timed epochs (no validation, no early stopping)
-            fit(model, ds, None, max_epochs=1, batch_size=8, device=args.device, progress=False)
+            fit(model, ds, None, optimizer="adamw", max_epochs=1, batch_size=8, device=args.device, progress=False)
             t0 = time.perf_counter()
-            fit(model, ds, None, max_epochs=args.epochs, batch_size=8, device=args.device, progress=False)
+            fit(model, ds, None, optimizer="adamw", max_epochs=args.epochs, batch_size=8, device=args.device,
+                progress=False)
             per = (time.perf_counter() - t0) / args.epochs
             rows.append((name, pre or "-", f"{count_parameters(model):,}", f"{per:.2f}"))
     print(f"### Time per epoch, NS1-shaped (20 x (34, 999), batch 8, 1 neuron, {args.epochs} epochs)\n")
@@ -94,7 +95,8 @@ def bench_batched(args):
     ds = ns1_like(U)
     val = ns1_like(U, n_stimuli=2, seed=1)
     rows = []
-    kw = dict(max_epochs=args.epochs, patience=None, batch_size=8, device=args.device, progress=False)
+    kw = dict(optimizer="adamw", max_epochs=args.epochs, patience=None, batch_size=8, device=args.device,
+              progress=False)
     stack_kw = {"max_stack": args.max_stack} if args.max_stack else {}
     for name in args.batched_models:
         for pre in (None, "adaptrans"):

@@ -163,7 +163,8 @@ def test_fit_passes_lengths_of_padded_batches_only():
     (ts, tr), (vs, vr) = _sets(lengths=((40, 30, 30, 30), (39, 42)))
     torch.manual_seed(0)
     model = Recording(8, n_neurons=3, kernel_size=(3, 5), channels=3, hidden=6)
-    fit(model, _dataset(ts, tr), _dataset(vs, vr), max_epochs=2, batch_size=2, device="cpu", progress=False)
+    fit(model, _dataset(ts, tr), _dataset(vs, vr), optimizer="adamw", max_epochs=2, batch_size=2, device="cpu",
+        progress=False)
     assert len(seen) == 4
     for t, lens in seen:
         if lens is None:

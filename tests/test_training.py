@@ -118,13 +118,15 @@ def test_fit_rejects_neuron_without_trials():
         fit(_linear(n_neurons=2), ds, None, max_epochs=1, device="cpu", progress=False)
 
 
-def test_nan_loss_names_epoch_and_neuron(splits):
+@pytest.mark.parametrize("optimizer", ["adamw", "lbfgs"])
+def test_nan_loss_names_epoch_and_neuron(splits, optimizer):
     train, val, _ = splits
     model = _linear(n_neurons=4)
     with torch.no_grad():
         model.bias[2] = float("nan")
     with pytest.raises(FloatingPointError, match=r"epoch 0.*'syn002'"):
-        fit(model, train, val, max_epochs=2, device="cpu", progress=False, init_output=False)
+        fit(model, train, val, max_epochs=2, device="cpu", progress=False, init_output=False, optimizer=optimizer,
+            init=None)
 
 
 def test_nan_parameter_names_parameter(splits):
@@ -148,13 +150,15 @@ def test_reproducible_metrics(splits):
     runs = []
     for _ in range(2):
         model = _linear(n_neurons=4, prefilter="adaptrans", seed=3)
-        res = fit(model, train, val, max_epochs=4, batch_size=2, seed=5, device="cpu", progress=False)
+        res = fit(model, train, val, max_epochs=4, batch_size=2, seed=5, device="cpu", progress=False,
+                  optimizer="adamw")
         runs.append((res.train_loss, res.val_loss, evaluate(model, test)))
     assert runs[0][0] == runs[1][0] and runs[0][1] == runs[1][1]
     pd.testing.assert_frame_equal(runs[0][2], runs[1][2])
     # a different data seed changes the batch order, hence the fit
     model = _linear(n_neurons=4, prefilter="adaptrans", seed=3)
-    res = fit(model, train, val, max_epochs=4, batch_size=2, seed=6, device="cpu", progress=False)
+    res = fit(model, train, val, max_epochs=4, batch_size=2, seed=6, device="cpu", progress=False,
+              optimizer="adamw")
     assert res.train_loss != runs[0][0]
 
 
@@ -286,8 +290,10 @@ def test_single_units_loop_fallback_and_nan(splits):
             m.weight.fill_(float("nan"))
         return m
 
-    with pytest.raises(FloatingPointError, match=r"epoch 0.*neuron"):
-        fit_single_units(bad, train, val, max_epochs=2, device="cpu", progress=False, init_output=False)
+    for optimizer in ("adamw", "lbfgs"):
+        with pytest.raises(FloatingPointError, match=r"epoch 0.*neuron"):
+            fit_single_units(bad, train, val, max_epochs=2, device="cpu", progress=False, init_output=False,
+                             optimizer=optimizer, init=None)
 
 
 def test_single_units_keep_frozen_parameters_frozen(splits):
@@ -581,7 +587,7 @@ def test_batched_none_stacks_only_where_it_pays_off(splits):
     cpu = torch.device("cpu")
     assert stacking_pays_off(_linear(), cpu)
     assert stacking_pays_off(_linear(prefilter="adaptrans"), torch.device("cuda"))
-    kw = dict(neurons=[0, 1], max_epochs=1, device="cpu", progress=False)
+    kw = dict(neurons=[0, 1], max_epochs=1, device="cpu", progress=False, optimizer="adamw")
     _, res = fit_single_units(lambda s: _linear(seed=s), train, val, **kw)
     assert all(r.batched for r in res)
     relu = lambda s: _linear(prefilter="adaptrans", seed=s)  # noqa: E731  (models rectify by default)

@@ -367,13 +367,25 @@ class ConvNet2D(_ConvModel):
         )
 
     def _conv_features(self, z: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """The convolution blocks: z ``(B, C, F, T)`` -> ``(B, channels, F', T)``; BatchNorm
-        statistics over the valid bins of ``lengths`` ``(B,)`` (None: every bin)."""
+        """The convolution blocks: z ``(B, C, F, T)`` -> ``(B, channels, F', T)`` (contiguous);
+        BatchNorm statistics over the valid bins of ``lengths`` ``(B,)`` (None: every bin).
+
+        On a CPU the blocks run on channels-last tensors: oneDNN's convolution backward
+        for these small channel counts and (6, 15) kernels is ~2x faster than on NCHW
+        tensors (``benchmarks/README.md``, issue 11); the values are the same. Inside
+        ``torch.func.vmap`` (stacked single units), which cannot query memory formats, they
+        stay NCHW.
+        """
+        if z.device.type == "cpu":
+            try:
+                z = z.contiguous(memory_format=torch.channels_last)
+            except RuntimeError:  # vmap: "NYI: querying is_contiguous inside of vmap ..."
+                pass
         pad = (self.kernel_size[1] - 1, 0)
         mask = valid_mask(lengths, z.shape[0], z.shape[-1])
         for conv, norm in zip(self.convs, self.norms):
             z = F.leaky_relu(norm(conv(F.pad(z, pad)), mask), self.negative_slope)
-        return z
+        return z.contiguous()
 
     def features(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Convolutional features: x ``(B, 1, F, T)`` -> ``(B, channels, F', T)``."""

@@ -1,9 +1,12 @@
-"""Training, prediction, evaluation and checkpoints (the paper's fitting protocol).
+"""Training, prediction, evaluation and checkpoints.
 
-Protocol (Rançon et al. 2024, upstream scripts): mean-squared error to the trial-averaged
-response, AdamW with lr 1e-3 (weight decay on weights only, not on time constants / gains:
-:func:`no_decay_names`), early stopping on the validation loss with patience 50 and the
-best weights restored. Options: LR-on-plateau, gradient clipping, other losses.
+Default fit (issue 11): full-batch L-BFGS with early stopping on the validation loss (Linear
+/ LN models start from the closed-form ridge STRF, :mod:`.warmstart`). The published
+protocol (Rançon et al. 2024, upstream scripts) is ``fit(..., **ADAMW_FIT_KWARGS)`` (or any
+explicit AdamW setting): mean-squared error to the trial-averaged response, AdamW with lr
+1e-3 (weight decay on weights only, not on time constants / gains: :func:`no_decay_names`),
+early stopping on the validation loss with patience 50 and the best weights restored.
+Options: LR-on-plateau, gradient clipping, other losses.
 
 - :mod:`.fitting` -- :func:`fit` trains one model (a single unit or a population model with N
   outputs) and returns a :class:`FitResult`;
@@ -18,6 +21,7 @@ best weights restored. Options: LR-on-plateau, gradient clipping, other losses.
 - :mod:`.sessions` -- :func:`fit_sessions` (several recording sessions, shared core, state
   inputs), :func:`fit_new_session` (frozen core, new readout), per-session evaluation;
 - :mod:`.checkpoints` -- :func:`save_checkpoint` / :func:`load_checkpoint`;
+- :mod:`.warmstart` -- the closed-form ridge STRF start of Linear / LN models;
 - :mod:`.packing` -- a dataset collated once on the training device; :mod:`.device` -- seeding.
 
 Multi-configuration, multi-seed runs (one tidy CSV: ``run_configs``, ``summary_table``)
@@ -28,7 +32,7 @@ Shapes: B stimuli, F bands, T time bins, N neurons, R repeats, U stacked single 
 from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .device import resolve_device, seed_everything
 from .prediction import average_over_seeds, evaluate, predict, predict_units
-from .fitting import FitResult, fit
+from .fitting import LBFGS_ITERATIONS_PER_EPOCH, ADAMW_FIT_KWARGS, FitResult, fit
 from .optim import PREFILTER_PREFIX, no_decay_names
 from .protocols import FIT_PROTOCOLS, fit_two_stage, get_fit_protocol
 from .stacked import fit_single_units, stacking_pays_off
@@ -37,6 +41,8 @@ from .sessions import SessionFitResult, evaluate_sessions, fit_new_session, fit_
 __all__ = [
     "FitResult",
     "fit",
+    "ADAMW_FIT_KWARGS",
+    "LBFGS_ITERATIONS_PER_EPOCH",
     "fit_single_units",
     "fit_two_stage",
     "FIT_PROTOCOLS",

@@ -21,8 +21,9 @@ from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
 from .device import resolve_device, seed_everything
-from .fitting import (FitResult, _check_fit_args, _check_output, _fit_packed, _get_loss, _init_output,
-                      _probe_output, _val_losses, _validation_coverage)
+from .fitting import (FitResult, _check_fit_args, _check_output, _fit_packed, _fit_packed_lbfgs, _get_loss,
+                      _improved, _init_output, _probe_output, _resolve_fit_options, _ridge_start, _val_losses,
+                      _validation_coverage)
 from .optim import _clip_per_unit, _decay_scales, _lr_scales, _make_plateau, _StackedAdamW, no_decay_names
 from .packing import _epoch_order, _neuron_positions, _Packed, accepts_lengths
 
@@ -98,10 +99,10 @@ def fit_single_units(
     neurons: Sequence | None = None,
     seeds: int | Sequence[int] | None = None,
     loss: str | Callable = "mse",
-    lr: float = 1e-3,
+    lr: float | None = None,
     weight_decay: float = 1e-2,
-    max_epochs: int = 1000,
-    patience: int | None = 50,
+    max_epochs: int | None = None,
+    patience: int | None | str = "auto",
     batch_size: int = 8,
     scheduler: str | None = None,
     scheduler_kwargs: dict | None = None,
@@ -115,6 +116,9 @@ def fit_single_units(
     init_output: bool = True,
     max_stack: int | None = None,
     prefilter_lr: float | None = None,
+    optimizer: str = "auto",
+    init: str | None = "auto",
+    rel_tol: float | None = None,
 ):
     """Fit one independent single-unit model per neuron, all in one vmapped module.
 
@@ -132,6 +136,11 @@ def fit_single_units(
     of separate fits, with a log message; ``batched=None`` stacks only where it pays off
     (:func:`stacking_pays_off`), ``batched=False`` forces the loop, ``True`` forces the stack
     and forbids the fallback.
+
+    Optimiser, as in :func:`fit`: ``optimizer="auto"`` is full-batch L-BFGS (Linear / LN
+    units from their ridge STRF) unless an AdamW setting (``lr``, ``prefilter_lr``,
+    ``scheduler``, ``clip_grad``) or ``batched=True`` is given; L-BFGS fits the units one
+    by one (never stacked). Each result records ``optimizer``, ``init`` and ``stop_reason``.
 
     Args:
         model_fn: ``seed -> nn.Module`` with ``n_neurons=1``.
@@ -152,7 +161,6 @@ def fit_single_units(
         (models, results): U fitted single-unit models (eval mode, on ``device``) and U
         :class:`FitResult` (``neuron`` = the unit's id, ``wall_s`` = the whole batched fit).
     """
-    _check_fit_args(lr, max_epochs, patience, batch_size, clip_grad, prefilter_lr)
     t0 = time.perf_counter()
     dev = resolve_device(device)
     positions = _neuron_positions(train, neurons)
@@ -173,17 +181,33 @@ def fit_single_units(
         if not isinstance(m, nn.Module):
             raise ValueError(f"expected model_fn(seed) to return an nn.Module, got {type(m).__name__}")
         models.append(m.to(dev))
+    o = _resolve_fit_options(models[0], optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
+                             clip_grad, force_adamw=batched is True)
+    if o["optimizer"] == "lbfgs" and batched:
+        raise ValueError("optimizer='lbfgs' fits units one by one; it cannot be combined with batched=True")
+    lr, max_epochs, patience, rel_tol = o["lr"], o["max_epochs"], o["patience"], o["rel_tol"]
+    _check_fit_args(lr, max_epochs, patience, batch_size, clip_grad, prefilter_lr, rel_tol)
     seed_everything(seed)
     tr = _Packed.from_dataset(train, dev, positions)
     va = _Packed.from_dataset(val, dev, positions) if val is not None else None
     tr.check_neurons_have_data("training")
     _probe_output(models[0], tr.select([0]))
-    if init_output:
-        mean, std = tr.target_stats()  # per unit, computed once for all units
-        for u, m in enumerate(models):
+    mean, std = tr.target_stats()  # per unit, computed once for all units
+
+    def start(u, m):
+        """Unit u's starting point: output at the data's scale, then the ridge STRF (init="ridge")."""
+        if init_output:
             _init_output(m, mean[u:u + 1], std[u:u + 1])
+        if o["init"] == "ridge":
+            _ridge_start(m, tr.select([u]), va.select([u]) if va is not None else None,
+                         (mean[u:u + 1], std[u:u + 1]))
+
+    for u, m in enumerate(models):
+        start(u, m)
 
     use_batched = batched if batched is not None else stacking_pays_off(models[0], dev)
+    if o["optimizer"] == "lbfgs":
+        use_batched = False  # L-BFGS fits the units one by one
     if batched is None and not use_batched:
         logger.info("fit_single_units: fitting %d units of %s in a loop (each unit filters the stimulus "
                     "with its own prefilter; stacking does not pay off on %s)", U, type(models[0]).__name__,
@@ -201,7 +225,7 @@ def fit_single_units(
                         (va.select(chunk) if step < U else va) if va is not None else None,
                         loss, lr, weight_decay, max_epochs, patience, batch_size, scheduler,
                         scheduler_kwargs, clip_grad, seed, progress, min_delta, compact_below, t0, dev,
-                        prefilter_lr)
+                        prefilter_lr, rel_tol)
                     out_models += ms
                     out_results += rs
                 for r in out_results:
@@ -215,8 +239,7 @@ def fit_single_units(
                 for u, s in enumerate(seeds):
                     seed_everything(s)
                     models.append(model_fn(s).to(dev))
-                    if init_output:
-                        _init_output(models[-1], mean[u:u + 1], std[u:u + 1])
+                    start(u, models[-1])
         if batched:
             raise ValueError(f"cannot batch {type(models[0]).__name__}: {reason}")
         logger.warning("fit_single_units: %s cannot be batched (%s); fitting %d units in a loop",
@@ -225,10 +248,15 @@ def fit_single_units(
     for u in tqdm(range(U), disable=not progress or U == 1, desc="units", leave=False):
         t_u = time.perf_counter()
         seed_everything(seed)
-        r = _fit_packed(models[u], tr.select([u]), va.select([u]) if va is not None else None,
-                        loss, lr, weight_decay, max_epochs, patience, batch_size, scheduler,
-                        scheduler_kwargs, clip_grad, seed, progress and U == 1, min_delta, t_u,
-                        neuron=tr.neuron_ids[u], prefilter_lr=prefilter_lr)
+        va_u = va.select([u]) if va is not None else None
+        if o["optimizer"] == "lbfgs":
+            r = _fit_packed_lbfgs(models[u], tr.select([u]), va_u, loss, lr, max_epochs, patience, batch_size, seed,
+                                  progress and U == 1, min_delta, rel_tol, t_u, neuron=tr.neuron_ids[u], init=o["init"])
+        else:
+            r = _fit_packed(models[u], tr.select([u]), va_u, loss, lr, weight_decay, max_epochs, patience,
+                            batch_size, scheduler, scheduler_kwargs, clip_grad, seed, progress and U == 1, min_delta,
+                            t_u, neuron=tr.neuron_ids[u], prefilter_lr=prefilter_lr, rel_tol=rel_tol)
+            r.init = o["init"]
         results.append(r)
     wall = time.perf_counter() - t0
     for r in results:
@@ -255,7 +283,7 @@ def _unbatchable_reason(models) -> str | None:
 
 def _fit_stacked(models, tr, va, loss, lr, weight_decay, max_epochs, patience, batch_size,
                  scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta,
-                 compact_below, t0, dev, prefilter_lr=None):
+                 compact_below, t0, dev, prefilter_lr=None, rel_tol=0.0):
     loss_fn = _get_loss(loss)
     U = len(models)
     ids = tr.neuron_ids
@@ -329,7 +357,7 @@ def _fit_stacked(models, tr, va, loss, lr, weight_decay, max_epochs, patience, b
             if va_s is None or not has_val[u]:
                 r.best_epoch = epoch
                 improved_s[i] = True
-            elif v[i] < best_val[u] - min_delta:
+            elif _improved(float(v[i]), float(best_val[u]), min_delta, rel_tol):
                 best_val[u], since_best[u] = v[i], 0
                 r.best_epoch, r.best_val_loss = epoch, float(v[i])
                 improved_s[i] = True
@@ -371,6 +399,7 @@ def _fit_stacked(models, tr, va, loss, lr, weight_decay, max_epochs, patience, b
         r = results[u]
         r.epochs = len(r.train_loss)
         r.wall_s = wall
+        r.stop_reason = "patience" if r.stopped_early else ("max_epochs" if va is not None else "no validation set")
         out.append(m)
     logger.info("fit_single_units: %d units of %s in %.1f s (batched)", U, type(models[0]).__name__, wall)
     return out, results

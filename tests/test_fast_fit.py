@@ -1,0 +1,194 @@
+"""Tests of the fast fitting path (issue 11): ridge STRF start, full-batch L-BFGS, stop
+reasons, the rules that pick the optimiser, and the channels-last 2D-CNN."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F_
+
+from deepstrf_utils.datasets import ResponseDataset
+from deepstrf_utils.datasets.synthetic import generate_synthetic
+from deepstrf_utils.models import build_model, fit_ridge_strf
+from deepstrf_utils.training import ADAMW_FIT_KWARGS, fit, fit_single_units, predict
+from deepstrf_utils.training.packing import _Packed
+from deepstrf_utils.training.warmstart import ridge_init, ridge_strf
+
+F = 12
+K = 6
+
+
+@pytest.fixture(scope="module")
+def syn():
+    """Two ground-truth neurons, 6 clips of 1 s, 12 bands: (train, val, test)."""
+    ds = generate_synthetic(n_neurons=2, n_clips=6, clip_s=1.0, n_repeats=6, n_bands=F, seed=3)
+    return ds.subset([0, 1, 2, 3]), ds.subset([4]), ds.subset([5])
+
+
+def _model(name="Linear", prefilter="adaptrans", seed=0, n_neurons=2, **kw):
+    torch.manual_seed(seed)
+    if name in ("Linear", "LinearNonlinear", "NetworkReceptiveField", "DNet"):
+        kw.setdefault("n_lags", K)
+    if prefilter == "adaptrans":
+        kw.setdefault("prefilter_kwargs", {"kernel_size": 16})
+    return build_model(name, n_bands=F, n_neurons=n_neurons, dt_ms=5.0, prefilter=prefilter, **kw)
+
+
+def _packed(ds):
+    p = _Packed.from_dataset(ds, torch.device("cpu"))
+    return p.stim, p.target, p.lengths
+
+
+def _train_mse(model, ds):
+    """Mean-squared error of the model on the trial-averaged responses, per neuron, all bins pooled."""
+    preds = predict(model, ds, device="cpu")
+    se, n = 0.0, 0
+    for p, r in zip(preds, ds.responses):
+        y = np.nanmean(np.asarray(r, dtype=np.float64), axis=1)
+        se = se + ((np.asarray(p, dtype=np.float64) - y) ** 2).sum(1)
+        n += y.shape[1]
+    return se / n
+
+
+def test_ridge_init_is_the_closed_form_solution(syn):
+    train, val, _ = syn
+    model = _model()
+    sol = ridge_init(model, _packed(train), _packed(val))
+    # the same penalty through fit_ridge_strf (eigendecomposition, on the same fixed channels)
+    for n in range(2):
+        ref, _ = fit_ridge_strf(train.select([n]), val.select([n]), n_lags=K, prefilter=model.prefilter,
+                                alphas=[sol["alpha"][n]])
+        torch.testing.assert_close(model.weight[n:n + 1].detach(), ref.weight.detach(), atol=1e-6, rtol=1e-4)
+        torch.testing.assert_close(model.bias[n:n + 1].detach(), ref.bias.detach(), atol=1e-6, rtol=1e-4)
+    # the model's training loss at the start IS the ridge solution's training loss
+    np.testing.assert_allclose(_train_mse(model, train), sol["train_mse"], rtol=1e-4)
+    # and the best alpha of the grid has the lowest validation error of the grid
+    assert np.all(np.isfinite(sol["val_mse"])) and np.all(sol["alpha"] > 0)
+
+
+def test_fit_starts_from_the_ridge_solution(syn):
+    """fit's default on a Linear model: the starting point's losses are the ridge losses,
+    and the returned model is never worse on the validation set than that start."""
+    train, val, _ = syn
+    sol = ridge_strf(_model().prefilter, K, _packed(train), _packed(val))
+    model = _model()
+    res = fit(model, train, val, device="cpu", progress=False)
+    assert (res.optimizer, res.init) == ("lbfgs", "ridge")
+    np.testing.assert_allclose(res.init_train_loss, sol["train_mse"].mean(), rtol=1e-4)
+    np.testing.assert_allclose(res.init_val_loss, sol["val_mse"].mean(), rtol=1e-4)
+    assert res.best_val_loss <= res.init_val_loss
+    assert res.stop_reason in ("patience", "converged", "max_epochs") and res.wall_s > 0
+    assert "lbfgs + ridge init" in res.summary()
+
+
+def test_ln_ridge_start_predicts_like_the_ridge_model(syn):
+    train, val, test = syn
+    lin, ln = _model("Linear"), _model("LinearNonlinear")
+    ridge_init(lin, _packed(train), _packed(val))
+    ridge_init(ln, _packed(train), _packed(val))
+    a = np.concatenate([p for p in predict(lin, test)], 1)
+    b = np.concatenate([p for p in predict(ln, test)], 1)
+    for n in range(2):
+        assert np.corrcoef(a[n], b[n])[0, 1] > 0.98  # the same prediction up to the sigmoid's curvature
+
+
+def test_lbfgs_recovers_a_planted_linear_neuron():
+    """Noise-free responses of a known STRF (no prefilter): L-BFGS from a random start finds it."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(1, 1, F, K)).astype(np.float32)
+    stims = [rng.random((F, t)).astype(np.float32) for t in (80, 95, 70, 90, 85, 60)]
+    truth = build_model("Linear", n_bands=F, n_neurons=1, n_lags=K)
+    truth.load_strf(w, bias=[0.3])
+    rates = predict(truth, ResponseDataset(stims, [np.zeros((1, 1, s.shape[1]), np.float32) for s in stims],
+                                           dt_ms=5.0, cf_hz=np.geomspace(500, 8000, F)))
+    ds = ResponseDataset(stims, [r[:, None, :] for r in rates], dt_ms=5.0, cf_hz=np.geomspace(500, 8000, F))
+    train, val = ds.subset([0, 1, 2, 3]), ds.subset([4, 5])
+    model = _model(prefilter=None, n_neurons=1, seed=1)
+    res = fit(model, train, val, optimizer="lbfgs", init=None, max_epochs=60, device="cpu", progress=False)
+    assert res.optimizer == "lbfgs" and res.init is None
+    np.testing.assert_allclose(model.weight.detach().numpy(), w, atol=1e-3)
+    assert abs(float(model.bias.detach()) - 0.3) < 1e-3
+    assert res.best_val_loss < 1e-6 * np.var(np.concatenate(rates, 1))
+
+
+def test_stop_reasons(syn):
+    train, val, _ = syn
+    kw = dict(device="cpu", progress=False)
+    assert fit(_model(), train, None, max_epochs=2, **kw).stop_reason == "no validation set"
+    assert fit(_model(), train, val, max_epochs=1, patience=None, **kw).stop_reason == "max_epochs"
+    r = fit(_model(), train, val, max_epochs=200, patience=1, rel_tol=0.5, **kw)
+    assert (r.stop_reason, r.stopped_early, r.epochs) == ("patience", True, 1)
+    r = fit(_model(), train, val, lr=1e-3, max_epochs=30, patience=1, rel_tol=0.5, **kw)
+    assert (r.optimizer, r.stop_reason, r.epochs, r.best_epoch) == ("adamw", "patience", 2, 0)
+    assert fit(_model(), train, val, lr=1e-3, max_epochs=2, patience=None, **kw).stop_reason == "max_epochs"
+
+
+def test_explicit_adamw_settings_keep_the_published_protocol(syn):
+    train, val, _ = syn
+    kw = dict(max_epochs=3, device="cpu", progress=False, seed=4)
+    a = fit(_model(seed=2), train, val, lr=1e-3, **kw)
+    b = fit(_model(seed=2), train, val, **{**ADAMW_FIT_KWARGS, **kw})
+    assert (a.optimizer, a.init, b.optimizer, b.init) == ("adamw", None, "adamw", None)
+    assert a.train_loss == b.train_loss and a.val_loss == b.val_loss
+    assert fit(_model(), train, val, prefilter_lr=1e-2, **kw).optimizer == "adamw"
+    assert fit(_model(), train, val, optimizer="adamw", **kw).lr == [1e-3] * 3
+    # the ridge start is explicit-only with AdamW, automatic with L-BFGS for L / LN only
+    assert fit(_model(), train, val, lr=1e-3, init="ridge", **kw).init == "ridge"
+    r = fit(_model("NetworkReceptiveField"), train, val, **kw)
+    # a random start is not a candidate: the weights of an epoch come back (never the random ones)
+    assert r.init is None and r.optimizer == "lbfgs" and r.best_epoch >= 0
+
+
+def test_recurrent_models_get_adamw_by_default(syn):
+    from deepstrf_utils.training.fitting import RECURRENT_AUTO
+
+    train, val, _ = syn
+    r = fit(_model("StateNet", prefilter=None), train, val, max_epochs=2, device="cpu", progress=False)
+    assert (r.optimizer, r.init, r.lr) == ("adamw", None, [RECURRENT_AUTO["lr"]] * 2)
+    r = fit(_model("StateNet", prefilter=None), train, val, optimizer="adamw", max_epochs=1, device="cpu",
+            progress=False)
+    assert r.lr == [ADAMW_FIT_KWARGS["lr"]]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(optimizer="sgd"), "optimizer"),
+    (dict(optimizer="lbfgs", prefilter_lr=1e-2), "AdamW settings"),
+    (dict(init="zeros"), "init"),
+    (dict(rel_tol=1.5), "rel_tol"),
+])
+def test_bad_fit_options(syn, kwargs, match):
+    train, val, _ = syn
+    with pytest.raises(ValueError, match=match):
+        fit(_model(), train, val, max_epochs=1, device="cpu", progress=False, **kwargs)
+    with pytest.raises(ValueError, match="Linear or LinearNonlinear"):
+        fit(_model("NetworkReceptiveField"), train, val, init="ridge", device="cpu", progress=False)
+
+
+def test_single_units_lbfgs_equal_separate_fits(syn):
+    train, val, _ = syn
+    kw = dict(max_epochs=4, device="cpu", progress=False)
+    models, results = fit_single_units(lambda s: _model(seed=s, n_neurons=1), train, val, seeds=[5, 6], **kw)
+    for u, (nid, s) in enumerate(zip(train.neuron_ids, [5, 6])):
+        ref = _model(seed=s, n_neurons=1)
+        r = fit(ref, train.select([nid]), val.select([nid]), **kw)
+        assert (results[u].optimizer, results[u].init, results[u].stop_reason) == (r.optimizer, r.init, r.stop_reason)
+        np.testing.assert_allclose(results[u].train_loss, r.train_loss, rtol=1e-5)
+        torch.testing.assert_close(models[u].weight, ref.weight)
+
+
+def test_convnet2d_channels_last_gives_the_nchw_values():
+    torch.manual_seed(0)
+    m = build_model("ConvNet2D", n_bands=F, n_neurons=1, kernel_size=(3, 5), channels=4, hidden=6, n_blocks=2,
+                    prefilter="adaptrans", prefilter_kwargs={"kernel_size": 16})
+    x = torch.rand(3, 1, F, 40)
+    z = m.prefilter(x)
+    ref = z
+    for conv, norm in zip(m.convs, m.norms):
+        ref = F_.leaky_relu(norm(F_.conv2d(F_.pad(ref, (4, 0)), conv.weight, conv.bias)), m.negative_slope)
+    got = m.features(x)
+    assert got.is_contiguous()
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    got.sum().backward()
+    g = m.convs[0].weight.grad.clone()
+    m.zero_grad()
+    ref.sum().backward()
+    torch.testing.assert_close(g, m.convs[0].weight.grad, atol=1e-4, rtol=1e-4)
