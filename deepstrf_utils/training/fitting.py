@@ -8,12 +8,13 @@ response with early stopping on the validation loss and the best weights restore
   iterations, stop after ``patience`` = 2 checks without a relative improvement of 1e-4;
   Linear / LN models start from the closed-form ridge STRF on their own prefilter channels
   (:mod:`.warmstart`). Measured in ``benchmarks/bench_fit.py`` (issue 11): 2.5-6x less CPU
-  time than the published protocol and a higher test CCnorm on one neuron of ~4,000 bins.
+  time than AdamW at lr 1e-3 and a higher test CCnorm on one neuron of ~4,000 bins.
 - ``optimizer="adamw"`` (or any explicit ``lr``, ``prefilter_lr``, ``scheduler`` or
-  ``clip_grad``): the published protocol (Rançon et al. 2024, upstream scripts): AdamW with
-  lr 1e-3 (weight decay on weights only, not on time constants / gains:
-  :func:`~.optim.no_decay_names`), batches of 8 stimuli, early stopping with patience 50.
-  :data:`ADAMW_FIT_KWARGS` spells it out.
+  ``clip_grad``): AdamW (weight decay on weights only, not on time constants / gains:
+  :func:`~.optim.no_decay_names`), minibatches, early stopping with patience 50.
+  :data:`ADAMW_FIT_KWARGS` spells out the previous defaults (lr 1e-3, weight decay 1e-2,
+  batch 8); the published protocol of each dataset (e.g. NS1: batch 1, no weight decay) is
+  ``deepstrf_utils.protocols.protocol_fit_kwargs(dataset)``, which the paper profile passes.
 
 Shapes: B stimuli, F bands, T time bins, N neurons, R repeats.
 """
@@ -227,17 +228,18 @@ def fit(
     own prefilter channels at initialisation (``init="ridge"``,
     :func:`~.warmstart.ridge_init`; alpha chosen on ``val``). No weight decay on this path
     (regularisation: the ridge start and the early stop). Measured (issue 11,
-    ``benchmarks/bench_fit.py``): 2.5-6x less CPU time than the published protocol with a
+    ``benchmarks/bench_fit.py``): 2.5-6x less CPU time than AdamW at lr 1e-3 with a
     higher test CCnorm for L, LN, NRF, DNet and the 2D-CNN. Recurrent models (a GRU / LSTM
     inside, e.g. StateNet), where L-BFGS measured no better, get AdamW with
     :data:`RECURRENT_AUTO` instead (lr 3e-3, patience 10).
 
     **AdamW (``optimizer="adamw"``, or any explicit ``lr``, ``prefilter_lr``, ``scheduler``
-    or ``clip_grad``): the published protocol.** Each epoch visits the training stimuli in
+    or ``clip_grad``).** Each epoch visits the training stimuli in
     a seeded random order in batches of ``batch_size`` and takes AdamW steps (``lr``
     default 1e-3, ``weight_decay``); ``max_epochs`` default 1000, ``patience`` 50,
     ``rel_tol`` 0, no ridge start unless ``init="ridge"``. ``fit(model, train, val,
-    **ADAMW_FIT_KWARGS)`` is exactly the paper's protocol.
+    **ADAMW_FIT_KWARGS)`` gives the previous defaults; the published protocol of a dataset
+    is ``fit(model, train, val, **protocols.protocol_fit_kwargs(dataset))``.
 
     Args:
         model: ``forward((B, 1, F, T)) -> (B, N, T)`` with N = ``train.n_neurons``; trained in place
