@@ -48,7 +48,7 @@ from .layers import model_device
 from .models import ConvNet2D, DNet, Linear, NetworkReceptiveField, PopulationCNN, StateNet
 from .strfs import as_stimulus_list
 
-__all__ = ["receptive_field", "dstrf", "iter_dstrf", "dpcs", "dstrf_pcs"]
+__all__ = ["receptive_field", "default_n_lags", "dstrf", "iter_dstrf", "dpcs", "dstrf_pcs"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,10 @@ def receptive_field(model: nn.Module) -> dict:
     return {"prefilter": p, "core": core, "total": None if core is None else p + core - 1}
 
 
-def _default_lags(model: nn.Module, rf: dict) -> int:
+def default_n_lags(model: nn.Module, rf: dict | None = None) -> int:
+    """Default K of :func:`dstrf` (and MEI window): the full receptive field when finite, else
+    the prefilter's taps - 1 + the model's ``n_lags`` (or ``DEFAULT_UNBOUNDED_LAGS``)."""
+    rf = receptive_field(model) if rf is None else rf
     if rf["total"] is not None:
         return rf["total"]
     n_lags = getattr(model, "n_lags", None)
@@ -230,7 +233,7 @@ def dstrf(model: nn.Module, stimulus, n_lags: int | None = None, neurons: Sequen
     T = x.shape[-1]
     rf = receptive_field(model)
     R = rf["total"]
-    K = _default_lags(model, rf) if n_lags is None else int(n_lags)
+    K = default_n_lags(model, rf) if n_lags is None else int(n_lags)
     if K < 1:
         raise ValueError(f"expected n_lags >= 1 (number of lags K), got {n_lags}")
     if R is not None and K < R:
@@ -345,7 +348,7 @@ def dstrf_pcs(model: nn.Module, stimuli, n_components: int = 3, n_lags: int | No
     """
     items = as_stimulus_list(stimuli, n_bands=getattr(model, "n_bands", None))
     if times is None:
-        K = _default_lags(model, receptive_field(model)) if n_lags is None else int(n_lags)
+        K = default_n_lags(model, receptive_field(model)) if n_lags is None else int(n_lags)
         keep = [i for i, x in enumerate(items) if x.shape[-1] >= K]
         if not keep:
             raise ValueError(f"expected at least one stimulus with T >= K = {K} bins (a complete window)")
