@@ -52,6 +52,8 @@ __all__ = [
     "plot_histogram",
     "plot_by_band",
     "plot_tau_recovery",
+    "plot_onoff_curves",
+    "plot_explained",
     "STRF_CMAP",
 ]
 
@@ -436,3 +438,48 @@ def plot_tau_recovery(ax, table, title: str | None = None, s: float = 16):
     ax.legend(frameon=False, fontsize="x-small")
     if title:
         ax.set_title(title)
+
+
+def plot_onoff_curves(axes, df, stat: str = "relative"):
+    """In-silico ON/OFF curves of whole models beside their AdapTrans alone (three panels).
+
+    ``df``: :func:`deepstrf_utils.insilico.model_onoff_curves` outputs (concatenated); per
+    label and source, the median over neurons of ``stat`` against the condition: OFF vs
+    fall time (``axes[0]``), OFF vs preceding duration (``axes[1]``, log x), ON vs rise time
+    (``axes[2]``); whole model solid, its AdapTrans alone dashed, one colour per label.
+    """
+    need = {"label", "source", "experiment", "x_ms", stat}
+    if not need <= set(df.columns) or len(axes) != 3:
+        raise ValueError(f"expected three axes and a model_onoff_curves table with columns {sorted(need)}")
+    panels = (("fall", "fall time (ms)", "OFF"), ("duration", "preceding sound duration (ms)", "OFF"),
+              ("rise", "rise time (ms)", "ON"))
+    labels = list(dict.fromkeys(df["label"]))
+    for ax, (kind, xlabel, which) in zip(axes, panels):
+        for i, lab in enumerate(labels):
+            for source, ls in (("model", "-"), ("adaptrans", "--")):
+                d = df[(df["label"] == lab) & (df["source"] == source) & (df["experiment"] == kind)]
+                if d.empty:
+                    continue
+                m = d.groupby("x_ms")[stat].median()
+                ax.plot(m.index, m.to_numpy(), ls, marker="o", ms=3, color=f"C{i}",
+                        label=f"{lab}: {'whole model' if source == 'model' else 'its AdapTrans'}")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"{which} amplitude ({'fraction of max' if stat == 'relative' else 'a.u.'})")
+        ax.set_title(f"{which} vs {xlabel.split(' (')[0]}")
+    axes[1].set_xscale("log")
+    axes[0].legend(frameon=False, fontsize="xx-small")
+
+
+def plot_explained(ax, explained, label: str | None = None, color: str | None = None):
+    """Share of each neuron's dSTRF energy per dPC (``explained`` ``(N, P)``, from
+    :func:`deepstrf_utils.dstrf.dpcs`): thin line per neuron, median thick, in percent."""
+    e = 100.0 * to_numpy(explained)
+    if e.ndim != 2:
+        raise ValueError(f"expected explained shares of shape (N, P), got {e.shape}")
+    k = np.arange(1, e.shape[1] + 1)
+    line = ax.plot(k, np.nanmedian(e, 0), marker="o", lw=2, color=color, label=label)[0]
+    for row in e:
+        ax.plot(k, row, lw=0.6, alpha=0.4, color=line.get_color())
+    ax.set_xlabel("dPC")
+    ax.set_ylabel("energy explained (%)")
+    ax.set_xticks(k)
