@@ -140,45 +140,136 @@ def _gather_windows(grad: torch.Tensor, item: torch.Tensor, times: torch.Tensor,
     lags = torch.arange(K, device=grad.device)
     idx = times.to(grad.device)[:, None] - lags[None, :]  # (P, K)
     valid = (idx >= 0) & (lags[None, :] < span)
-    rows = grad[item.to(grad.device)]  # (P, F, T)
-    out = torch.gather(rows, 2, idx.clamp_min(0)[:, None, :].expand(-1, rows.shape[1], -1))
+    bands = torch.arange(grad.shape[1], device=grad.device)
+    out = grad[item.to(grad.device)[:, None, None], bands[None, :, None], idx.clamp_min(0)[:, None, :]]
     return out * valid[:, None, :].to(out.dtype)
 
 
-def _segment_dstrf(model, x, neurons, times, K, R, batch_size, n_out):
+class _NoPrefilterCall(Exception):
+    """The prefilter module was not called by the model (e.g. a fused Linear path)."""
+
+
+def _prefilter_grad(model, pre, xb: torch.Tensor, mask: torch.Tensor):
+    """Gradient of ``sum(pred * mask)`` w.r.t. the prefilter output of the copies ``xb``.
+
+    The prefilter's output is replaced by a leaf tensor through a forward hook, so autograd
+    stops there. Returns (grad (B, C, F, T), prefilter output (B, C, F, T)).
+    """
+    store = {}
+
+    def hook(_module, _inp, out):
+        store["y"] = out.detach().requires_grad_(True)
+        return store["y"]
+
+    handle = pre.register_forward_hook(hook)
+    try:
+        with torch.enable_grad():
+            pred = _forward(model, xb.detach())
+    finally:
+        handle.remove()
+    if "y" not in store:
+        raise _NoPrefilterCall
+    grad = None
+    if pred.requires_grad:
+        (grad,) = torch.autograd.grad((pred * mask.to(pred.dtype)).sum(), store["y"], allow_unused=True)
+    if grad is None:
+        raise ValueError(
+            "expected a prediction that is differentiable with respect to the input spectrogram; autograd "
+            "found no path from the prefilter output to the model's output"
+        )
+    return grad, store["y"].detach()
+
+
+def _compose(jc: torch.Tensor, mwin: torch.Tensor, kern: torch.Tensor, times: torch.Tensor, R: int) -> torch.Tensor:
+    """Chain rule through a band-wise prefilter ``y = act(h * x)`` (AdapTrans, Willmore).
+
+    jc (P, C, F, Rc): d pred / d y[c, f, t - l]; mwin (P, C, F, Rc): act'(.) at the same
+    entries; kern (C, F, Kp): h. Returns (P, F, R), R = Rc + Kp - 1:
+    ``sum_c sum_l jc[.., l] mwin[.., l] h[c, f, k - l]`` (a full convolution over lags), with
+    the lags that reach before the stimulus start (``t - k < 0``) folded into lag ``t``, since
+    the prefilter replicates the first frame to the left.
+    """
+    n = jc.shape[-1] + kern.shape[-1] - 1
+    a = (jc * mwin).double()
+    prod = torch.fft.rfft(a, n=n) * torch.fft.rfft(kern.double(), n=n)[None]
+    out = torch.fft.irfft(prod, n=n)[..., :R].sum(1)  # (P, F, R)
+    lags = torch.arange(R, device=out.device)
+    beyond = lags[None, :] > times.to(out.device)[:, None]  # (P, R)
+    early = beyond.any(1).nonzero(as_tuple=True)[0]
+    if early.numel():
+        folded = (out[early] * beyond[early, None, :]).sum(-1)  # (P', F)
+        t_e = times.to(out.device)[early]
+        out[early, :, t_e] = out[early, :, t_e] + folded
+        out = out * (~beyond)[:, None, :]
+    return out
+
+
+def _segment_dstrf(model, x, neurons, times, K, R, batch_size, n_out, factor=None):
     """dSTRFs of ``neurons`` at ``times`` (sorted, within x) of one stimulus x (1, 1, F, T).
 
+    ``factor``: None (differentiate the whole model w.r.t. x) or ``(prefilter, kernels
+    (C, F, Kp), rectified, Rc)`` to differentiate the core w.r.t. the prefilter output (bins
+    of one residue class mod Rc share a pass) and chain with the prefilter's Jacobian.
     Returns (len(neurons), len(times), F, K) on x's device.
     """
     F_, T = x.shape[2], x.shape[-1]
     n_sel, n_t = len(neurons), len(times)
     out = torch.zeros(n_sel, n_t, F_, K, dtype=x.dtype, device=x.device)
-    if R is not None:
-        # one item per (neuron, residue class of t mod R); each item covers every selected t of its class
-        classes = torch.unique(times % R)
+    stride = factor[3] if factor is not None else R
+    if stride is not None:
+        # one item per (neuron, residue class of t mod stride); each item covers every selected t of its class
+        classes = torch.unique(times % stride)
         items = torch.cartesian_prod(torch.arange(n_sel), classes).view(-1, 2)
-        span = R
     else:
         # unbounded memory: one item per (neuron, bin)
         items = torch.cartesian_prod(torch.arange(n_sel), times).view(-1, 2)
-        span = K
     pos_of = torch.full((T,), -1, dtype=torch.long)
     pos_of[times] = torch.arange(n_t)
     for start in range(0, items.shape[0], int(batch_size)):
         chunk = items[start:start + int(batch_size)]
         rows, keys = chunk[:, 0], chunk[:, 1]
-        if R is not None:
-            sel = (times[None, :] % R) == keys[:, None]  # (B, n_t)
+        if stride is not None:
+            sel = (times[None, :] % stride) == keys[:, None]  # (B, n_t)
         else:
             sel = times[None, :] == keys[:, None]
         t_end = int(times[sel.any(0)].max()) + 1
         mask = torch.zeros(len(chunk), n_out, t_end, dtype=torch.bool)
         item_idx, t_idx = sel.nonzero(as_tuple=True)
         mask[item_idx, neurons[rows[item_idx]], times[t_idx]] = True
-        grad = _input_grad(model, x[..., :t_end].expand(len(chunk), -1, -1, -1), mask.to(x.device))
-        win = _gather_windows(grad, item_idx, times[t_idx], K, span)  # (P, F, K)
-        out[rows[item_idx].to(x.device), pos_of[times[t_idx]].to(x.device)] = win
+        xb = x[..., :t_end].expand(len(chunk), -1, -1, -1)
+        t_pairs = times[t_idx]
+        if factor is None:
+            grad = _input_grad(model, xb, mask.to(x.device))
+            win = _gather_windows(grad, item_idx, t_pairs, K, R if R is not None else K)  # (P, F, K)
+        else:
+            pre, kern, rectified, Rc = factor
+            grad, y = _prefilter_grad(model, pre, xb, mask.to(x.device))
+            B, C = grad.shape[:2]
+            jc = _gather_windows(grad.reshape(B, C * F_, -1), item_idx, t_pairs, Rc, Rc).view(-1, C, F_, Rc)
+            act = (y[:1] > 0).to(grad.dtype) if rectified else torch.ones_like(y[:1])
+            mwin = _gather_windows(act.reshape(1, C * F_, -1), torch.zeros_like(item_idx), t_pairs, Rc, Rc)
+            full = _compose(jc, mwin.view(-1, C, F_, Rc), kern.to(grad.device), t_pairs, R)  # (P, F, R)
+            win = full[..., :K] if K <= R else torch.nn.functional.pad(full, (0, K - R))
+        out[rows[item_idx].to(x.device), pos_of[t_pairs].to(x.device)] = win.to(out.dtype)
     return out
+
+
+def _factor_info(model, rf, method):
+    """(prefilter, kernels, rectified, Rc) when the chain rule through the prefilter applies, else None."""
+    if method == "direct" or rf["total"] is None or rf["prefilter"] <= 1:
+        return None
+    from .adaptrans import AdapTrans, WillmoreHighPass
+
+    inner = model
+    while not hasattr(inner, "prefilter") and isinstance(getattr(inner, "model", None), nn.Module):
+        inner = inner.model
+    pre = getattr(inner, "prefilter", None)
+    if not isinstance(pre, (AdapTrans, WillmoreHighPass)):
+        return None
+    with torch.no_grad():
+        kern = pre.kernels().detach()
+    rectified = isinstance(pre, WillmoreHighPass) or pre.rectify == "relu"
+    return pre, kern, rectified, rf["core"]
 
 
 def _check_neurons(neurons, n_out: int) -> torch.Tensor:
@@ -200,7 +291,8 @@ def _check_times(times, T: int) -> torch.Tensor:
 
 
 def dstrf(model: nn.Module, stimulus, n_lags: int | None = None, neurons: Sequence[int] | None = None,
-          times: Sequence[int] | None = None, batch_size: int = 16, time_chunk: int | None = None) -> torch.Tensor:
+          times: Sequence[int] | None = None, batch_size: int = 16, time_chunk: int | None = None,
+          method: str = "auto") -> torch.Tensor:
     """dSTRFs of a model on one stimulus: ``(N, T', F, K)``.
 
     Args:
@@ -216,6 +308,13 @@ def dstrf(model: nn.Module, stimulus, n_lags: int | None = None, neurons: Sequen
             activations of one pass over the segment).
         time_chunk: cut the stimulus into segments of this many bins (plus the ``R - 1`` bins
             of context each needs; for an unbounded memory each segment is run from bin 0).
+        method: ``"direct"`` (differentiate the whole model w.r.t. the input: R passes per
+            neuron), ``"chain"`` (for an AdapTrans / Willmore prefilter and a finite core:
+            differentiate the core w.r.t. the prefilter output, Rc passes per neuron, then
+            apply the chain rule through the band-wise prefilter exactly: a convolution of
+            the core Jacobian, times the rectifier's slope, with the prefilter kernels) or
+            ``"auto"`` (= "chain" where it applies, else "direct"; both give the same values
+            up to float rounding).
 
     Returns:
         CPU float32 tensor ``(len(neurons), len(times), F, K)``:
@@ -228,6 +327,8 @@ def dstrf(model: nn.Module, stimulus, n_lags: int | None = None, neurons: Sequen
         raise ValueError(f"expected batch_size >= 1, got {batch_size}")
     if time_chunk is not None and int(time_chunk) < 1:
         raise ValueError(f"expected time_chunk >= 1 or None, got {time_chunk}")
+    if method not in ("auto", "chain", "direct"):
+        raise ValueError(f"expected method 'auto', 'chain' or 'direct', got {method!r}")
     device = model_device(model)
     x = items[0].to(device)
     T = x.shape[-1]
@@ -245,6 +346,10 @@ def dstrf(model: nn.Module, stimulus, n_lags: int | None = None, neurons: Sequen
         with torch.no_grad():
             n_out = _forward(model, x[..., : min(T, 8)]).shape[1]
         idx = _check_neurons(neurons, n_out)
+        factor = _factor_info(model, rf, method)
+        if method == "chain" and factor is None:
+            raise ValueError("method='chain' expects an AdapTrans or WillmoreHighPass prefilter and a core of "
+                             f"finite memory, got receptive field {rf}")
         chunk = T if time_chunk is None else int(time_chunk)
         parts = []
         for t0 in range(0, T, chunk):
@@ -252,7 +357,14 @@ def dstrf(model: nn.Module, stimulus, n_lags: int | None = None, neurons: Sequen
             if seg_t.numel() == 0:
                 continue
             start = 0 if R is None else max(0, int(seg_t.min()) - R + 1)
-            parts.append(_segment_dstrf(model, x[..., start:], idx, seg_t - start, K, R, batch_size, n_out))
+            args = (model, x[..., start:], idx, seg_t - start, K, R, batch_size, n_out)
+            try:
+                parts.append(_segment_dstrf(*args, factor=factor))
+            except _NoPrefilterCall:  # e.g. Linear's fused AdapTrans + STRF path: differentiate directly
+                if method == "chain":
+                    raise ValueError("method='chain': the model never calls its prefilter module") from None
+                factor = None
+                parts.append(_segment_dstrf(*args))
     finally:
         model.train(was_training)
     return torch.cat(parts, dim=1).to("cpu", torch.float32)

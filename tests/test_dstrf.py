@@ -134,3 +134,22 @@ def test_bad_inputs_raise_value_errors():
         dstrf(_NoGrad(), _x())
     with pytest.raises(ValueError, match="N, T, F, K"):
         dpcs(np.zeros((3, 4, 5)))
+
+
+@pytest.mark.parametrize("prefilter,kwargs", [("adaptrans", {"kernel_size": 9}), ("adaptrans", {"kernel_size": 9, "rectify": None}),
+                                              ("willmore", {"kernel_size": 7})])
+def test_chain_rule_through_the_prefilter_equals_direct_differentiation(prefilter, kwargs):
+    torch.manual_seed(0)
+    cnn = ConvNet2D(12, n_neurons=2, kernel_size=(3, 4), channels=3, hidden=8, n_blocks=2, prefilter=prefilter,
+                    prefilter_kwargs=kwargs).eval()
+    ln = LinearNonlinear(12, n_neurons=2, n_lags=K, prefilter=prefilter, prefilter_kwargs=kwargs)
+    x = _x(t=50, f=12)
+    for model in (cnn, ln):
+        fused = model is ln and "rectify" in kwargs  # Linear fuses an un-rectified AdapTrans: "auto" goes direct
+        chain = dstrf(model, x, method="auto" if fused else "chain", times=range(0, 50, 2))
+        direct = dstrf(model, x, method="direct", times=range(0, 50, 2))
+        assert chain.shape == direct.shape == (2, 25, 12, receptive_field(model)["total"])
+        torch.testing.assert_close(chain, direct, rtol=1e-4, atol=1e-6)
+        assert direct.abs().max() > 0
+    with pytest.raises(ValueError, match="method='chain' expects an AdapTrans"):
+        dstrf(Linear(F, n_lags=K), _x(), method="chain")
