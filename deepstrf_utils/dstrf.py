@@ -20,7 +20,14 @@ finite, the bins ``t`` of one residue class ``t = r (mod R)`` have disjoint inpu
 so one backward pass of ``sum_{t = r mod R} pred[n, t]`` yields the dSTRFs of all of them at
 once, exactly: a neuron needs ``R`` backward passes whatever the stimulus length. These
 passes run as one batch of stimulus copies per chunk (``batch_size`` copies, one per
-(neuron, residue class); batch items are independent in eval mode). Models with an
+(neuron, residue class); batch items are independent in eval mode). With an AdapTrans or
+Willmore prefilter (band-wise: ``y = act(h * x)`` per band), the default ``method="chain"``
+differentiates only the core, with respect to the prefilter output, so the stride is the
+core's receptive field ``Rc`` (43 instead of 173 for the 2D-CNN: ~6x faster, measured in
+``benchmarks/bench_interpret.py``), and applies the chain rule through the prefilter
+exactly: the core Jacobian times the rectifier's slope, convolved over lags with the
+prefilter kernels (FFT), lags before the stimulus start folded onto its replicated first
+frame. ``method="direct"`` differentiates the whole model (tests check both agree). Models with an
 unbounded memory (DNet's leaky integrators, StateNet's GRU, unknown modules) get one copy
 per (neuron, bin), cropped after the chunk's last bin (causality makes that exact) and
 ``K`` then covers only the last ``K`` lags of the memory (default: prefilter taps - 1 +

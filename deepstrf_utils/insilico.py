@@ -186,19 +186,14 @@ def _prefilter_info(prefilter: nn.Module, need_off: bool):
     return device, dtype
 
 
-def _run_trapezoids(prefilter, conditions, level, onset_ms, post_ms, need_off):
-    """Filter one trapezoid per condition (rise, hold, fall in ms).
+def _trapezoid_batch(dt, conditions, level, onset_ms, post_ms):
+    """One broadband trapezoid envelope per condition (rise, hold, fall in ms).
 
-    Returns outputs (B, C, F, T) as numpy, and per condition the bins (onset, fall start, offset).
+    Returns the envelopes (B, T) and per condition the bins (onset, fall start, offset).
     """
-    device, dtype = _prefilter_info(prefilter, need_off)
-    dt = float(prefilter.dt_ms)
     ends = [onset_ms + r + h + f for r, h, f in conditions]
     n_bins = int(math.ceil((max(ends) + post_ms) / dt)) + 1
     env = np.stack([trapezoid_envelope(n_bins, dt, onset_ms, r, h, f, level) for r, h, f in conditions])
-    x = torch.as_tensor(env, dtype=dtype, device=device)[:, None, None, :].expand(-1, 1, prefilter.n_bands, -1)
-    with torch.no_grad():
-        y = prefilter(x.contiguous()).double().cpu().numpy()
     t = np.arange(n_bins) * dt
     eps = 1e-9 * dt
     marks = []
@@ -206,6 +201,19 @@ def _run_trapezoids(prefilter, conditions, level, onset_ms, post_ms, need_off):
         t1 = onset_ms + r + h
         marks.append((int(np.argmax(t >= onset_ms - eps)), int(np.argmax(t >= t1 - eps)),
                       int(np.argmax(t >= t1 + f - eps))))
+    return env, marks
+
+
+def _run_trapezoids(prefilter, conditions, level, onset_ms, post_ms, need_off):
+    """Filter one trapezoid per condition (rise, hold, fall in ms).
+
+    Returns outputs (B, C, F, T) as numpy, and per condition the bins (onset, fall start, offset).
+    """
+    device, dtype = _prefilter_info(prefilter, need_off)
+    env, marks = _trapezoid_batch(float(prefilter.dt_ms), conditions, level, onset_ms, post_ms)
+    x = torch.as_tensor(env, dtype=dtype, device=device)[:, None, None, :].expand(-1, 1, prefilter.n_bands, -1)
+    with torch.no_grad():
+        y = prefilter(x.contiguous()).double().cpu().numpy()
     return y, marks
 
 
@@ -370,20 +378,14 @@ def _model_experiment(model, kind, values, level, hold_ms, onset_ms, post_ms, n_
         conds = [(0.0, v, 0.0) for v in values]
     else:
         conds = [(v, hold_ms, 0.0) for v in values]
-    ends = [onset_ms + r + h + f for r, h, f in conds]
-    n_bins = int(math.ceil((max(ends) + post_ms) / dt)) + 1
-    t = np.arange(n_bins) * dt
-    eps = 1e-9 * dt
-    env = np.stack([trapezoid_envelope(n_bins, dt, onset_ms, r, h, f, level) for r, h, f in conds])
+    env, marks = _trapezoid_batch(dt, conds, level, onset_ms, post_ms)
+    n_bins = env.shape[1]
     # references: silence, and each sound continued to the end of the trial (no offset)
-    cont = np.stack([trapezoid_envelope(n_bins, dt, onset_ms, r, t[-1] + dt, 0.0, level) for r, _, _ in conds])
+    cont = np.stack([trapezoid_envelope(n_bins, dt, onset_ms, r, n_bins * dt, 0.0, level) for r, _, _ in conds])
     y = _model_run(model, np.concatenate([env, cont, np.zeros((1, n_bins))]), n_bands)
     resp, resp_cont, silence = y[: len(conds)], y[len(conds): 2 * len(conds)], y[-1]
     amps = []
-    for i, (r, h, f) in enumerate(conds):
-        on = int(np.argmax(t >= onset_ms - eps))
-        fall_start = int(np.argmax(t >= onset_ms + r + h - eps))
-        off = int(np.argmax(t >= onset_ms + r + h + f - eps))
+    for i, (on, fall_start, off) in enumerate(marks):
         if kind == "rise":  # ON: peak above the response to silence, from the onset to the fall
             amps.append(np.maximum(resp[i, :, on:fall_start] - silence[:, on:fall_start], 0).max(axis=-1))
         else:  # OFF: peak, after the offset, above the response to the same sound continued
