@@ -85,9 +85,9 @@ def main() -> None:
     print("| model | method | neurons measured | passes (N x R or N x Rc) | time (s) | s / neuron | 64 neurons (extrapolated) "
           "| naive N x T passes, 64 neurons (extrapolated) | peak RSS (MiB) | output (MiB) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    naive = 64 * per * args.bins / stride
+    naive = f"{64 * per * args.bins / stride / 60:.0f} min" if args.method == "direct" else "- (run --method direct)"
     print(f"| {args.model} + AdapTrans | {args.method} | {args.neurons} | {passes} | {wall:.1f} | {per:.1f} | {64 * per / 60:.1f} min "
-          f"| {naive / 60:.0f} min | {statistics.median(x['peak_mib'] for x in runs):.0f} "
+          f"| {naive} | {statistics.median(x['peak_mib'] for x in runs):.0f} "
           f"(at start {r['base_mib']:.0f}) | {r['out_mib']:.0f} |")
 
 
