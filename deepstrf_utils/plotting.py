@@ -467,6 +467,10 @@ def plot_onoff_curves(axes, df, stat: str = "relative"):
         ax.set_ylabel(f"{which} amplitude ({'fraction of max' if stat == 'relative' else 'a.u.'})")
         ax.set_title(f"{which} vs {xlabel.split(' (')[0]}")
     axes[1].set_xscale("log")
+    durations = np.unique(df.loc[df["experiment"] == "duration", "x_ms"].to_numpy(float))
+    axes[1].xaxis.set_major_locator(FixedLocator(durations))
+    axes[1].xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axes[1].xaxis.set_minor_formatter(NullFormatter())
     axes[0].legend(frameon=False, fontsize="xx-small")
 
 
