@@ -3,8 +3,11 @@
 For a neuron (or a hidden unit) of a model, the MEI is the spectrogram window ``(F, T)``
 that maximises the unit's response at the window's last bin under explicit constraints:
 
-* **energy** (contrast): ``||x - baseline||_2 = energy`` (the Euclidean norm over all F x T
-  entries of the deviation from a baseline level);
+* **energy** (contrast) budget: ``||x - baseline||_2 <= energy`` (the Euclidean norm over all
+  F x T entries of the deviation from a baseline level). A unit whose response grows with
+  contrast spends the whole budget (the optimum is on the sphere: for a linear unit, exactly
+  ``energy`` along its STRF), and the bins it is blind to stay at the baseline instead of
+  being forced to carry energy; ``achieved_energy`` reports what was used;
 * **range**: every entry in ``value_range = (lo, hi)``, e.g. the range of the dataset's
   stimuli (:func:`stimulus_statistics`);
 * optional **smoothness**: a penalty ``smoothness x`` (mean squared difference between
@@ -12,13 +15,13 @@ that maximises the unit's response at the window's last bin under explicit const
   objective.
 
 At least one of energy and range must be given (a linear unit has no bounded maximum
-otherwise). After every Adam step the input is projected on the constraint set: the energy
-sphere, then the range box, alternated ``n_projections`` times when both are given (the
+otherwise). After every step the input is projected on the constraint set: the energy
+ball, then the range box, alternated ``n_projections`` times when both are given (the
 range then holds exactly and the energy to within the reported ``achieved_energy``).
 Steps follow the normalised gradient (projected gradient ascent: for a linear unit under
 the energy constraint its fixed point is exactly the STRF direction; per-coordinate
 optimisers such as Adam drift to sign patterns instead). Several random starts (one seed
-each, drawn around the baseline) run as one batch. The
+each: the baseline plus Gaussian noise of a tenth of the per-entry budget) run as one batch. The
 least exciting input is the same search with ``direction="min"``.
 
 The window length defaults to the model's receptive field (prefilter included,
@@ -73,7 +76,7 @@ class MEIResult:
         c = self.constraints
         parts = [f"{c['direction']}imise {c['target']} at the last of {c['n_bins']} bins"]
         if c["energy"] is not None:
-            parts.append(f"||x - {c['baseline']:.3g}|| = {c['energy']:.3g}")
+            parts.append(f"||x - {c['baseline']:.3g}|| <= {c['energy']:.3g}")
         if c["value_range"] is not None:
             parts.append(f"x in [{c['value_range'][0]:.3g}, {c['value_range'][1]:.3g}]")
         parts.append(f"smoothness penalty {c['smoothness']:g}")
@@ -154,7 +157,7 @@ def most_exciting_input(model: nn.Module, neuron: int = 0, n_bins: int | None = 
         model: ``(B, 1, F, T) -> (B, N, T)``; run in eval mode (flag restored), untouched.
         neuron: output index (ignored when ``layer`` is given).
         n_bins: T of the window; default the receptive field (prefilter included).
-        energy: ``||x - baseline||_2`` to hold (None: no energy constraint).
+        energy: the budget ``||x - baseline||_2 <= energy`` (None: no energy constraint).
         baseline: the level the energy is measured from (e.g. the dataset's mean).
         value_range: ``(lo, hi)`` every entry is clipped to (None: no range).
         smoothness: weight of the smoothness penalty (0: none).
@@ -206,13 +209,15 @@ def most_exciting_input(model: nn.Module, neuron: int = 0, n_bins: int | None = 
         for _ in range(int(n_projections) if (energy is not None and value_range is not None) else 1):
             if energy is not None:
                 d = x - baseline
-                x = baseline + d * (float(energy) / d.flatten(1).norm(dim=1).clamp_min(1e-12))[:, None, None]
+                shrink = (float(energy) / d.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1.0)
+                x = baseline + d * shrink[:, None, None]
             if value_range is not None:
                 x = x.clamp(lo, hi)
         return x
 
     init = torch.stack([torch.randn(F_, T, generator=torch.Generator().manual_seed(s)) for s in seeds])
-    x = project((baseline + 0.5 * scale * init).to(device)).requires_grad_(True)
+    noise = 0.1 * (float(energy) / np.sqrt(F_ * T) if energy is not None else (hi - lo) / 4)
+    x = project((baseline + noise * init).to(device)).requires_grad_(True)
     step = float(lr) * scale * np.sqrt(F_ * T)  # the norm of one step
     sign = 1.0 if direction == "max" else -1.0
     traj = np.zeros((S, int(steps) + 1))
