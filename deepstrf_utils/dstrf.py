@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .layers import model_device
+from .models import model_device
 from .models import ConvNet2D, DNet, Linear, NetworkReceptiveField, PopulationCNN, StateNet
 from .strfs import as_stimulus_list
 

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from .dstrf import default_n_lags, receptive_field
-from .layers import model_device
+from .models import model_device
 
 __all__ = ["MEIResult", "most_exciting_input", "least_exciting_input", "stimulus_statistics"]
 
