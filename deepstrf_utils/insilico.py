@@ -335,6 +335,8 @@ def off_response_vs_duration(prefilter: nn.Module, durations_ms: Sequence[float]
 # --------------------------------------------------------------------------------------
 # The same experiments on fitted models (whole model, not just its prefilter)
 # --------------------------------------------------------------------------------------
+#: bins of silence granted to a model's core (beyond its prefilter) before and after each sound
+CORE_CONTEXT_BINS = 64
 #: default conditions of :func:`model_onoff_curves` (ms)
 FALL_TIMES_MS = (0, 10, 25, 50, 100, 200, 400)
 DURATIONS_MS = (25, 50, 100, 200, 400, 800)
@@ -401,10 +403,11 @@ def model_onoff_curves(model, neurons: Optional[Sequence[int]] = None, fall_time
 
     Stimuli: the broadband trapezoids of :func:`off_response_vs_fall_time`,
     :func:`off_response_vs_duration` and :func:`on_response_vs_rise_time` (same envelope in
-    every band), each preceded and followed by ``R`` bins of silence (``R`` = the model's
-    receptive field, or 200 bins for an unbounded memory), so that the model starts from its
-    steady response to silence; plateau ``(K - 1) * dt`` for the fall- and rise-time
-    experiments (K = the prefilter's taps, or R without one). Amplitudes of the model (ours;
+    every band), each preceded and followed by ``R`` bins of silence, ``R = K - 1 +
+    max(n_lags, CORE_CONTEXT_BINS)`` (K = the prefilter's taps; 64 bins cover the cores of the
+    zoo, e.g. 43 for the 2D-CNN), so that the model starts from its steady response to
+    silence; plateau ``(K - 1) * dt`` for the fall- and rise-time experiments (R bins
+    without a prefilter). Amplitudes of the model (ours;
     the paper measures only the prefilter):
 
     * **OFF** (fall time, preceding duration): the peak, from the sound offset to the end of
@@ -415,7 +418,7 @@ def model_onoff_curves(model, neurons: Optional[Sequence[int]] = None, fall_time
 
     Beside them (``source = "adaptrans"``), the same protocol on the model's own prefilter
     alone (``model.prefilter``, or ``model.prefilter_of(n)`` per neuron, e.g. the synthetic
-    truth :class:`~deepstrf_utils.groundtruth.GroundTruthNeurons`): the per-band amplitudes of
+    truth :class:`~deepstrf_utils.datasets.synthetic.GroundTruthNeurons`): the per-band amplitudes of
     notebook 02 averaged over bands with ``band_weights`` ``(N, F)`` (e.g. the neuron's STRF
     energy per band; default uniform). Skipped for a model without an ON/OFF prefilter.
 
@@ -430,17 +433,15 @@ def model_onoff_curves(model, neurons: Optional[Sequence[int]] = None, fall_time
         experiment ("fall" / "duration" / "rise"), x_ms, amplitude, relative (amplitude over
         its maximum across conditions, per label, neuron, source and experiment; NaN if 0).
     """
-    from .dstrf import receptive_field
-
     n_bands, dt = _model_bands_dt(model)
     values = {"fall": _check_times(fall_times_ms, "fall times (ms)"),
               "duration": _check_times(durations_ms, "durations (ms)", positive=True),
               "rise": _check_times(rise_times_ms, "rise times (ms)")}
-    rf = receptive_field(model)
-    R = rf["total"] if rf["total"] is not None else 200
-    taps = rf["prefilter"] if rf["prefilter"] > 1 else R
+    pre = getattr(model, "prefilter", None)
+    taps = int(getattr(pre, "kernel_size", 1) or 1)
+    R = taps - 1 + max(int(getattr(model, "n_lags", 0) or 0), CORE_CONTEXT_BINS)
     onset = post = R * dt
-    hold = (taps - 1) * dt
+    hold = (taps - 1) * dt if taps > 1 else R * dt
     amps = {k: _model_experiment(model, k, v, level, hold, onset, post, n_bands, dt) for k, v in values.items()}
     N = amps["fall"].shape[1]
     idx = list(range(N)) if neurons is None else [int(n) for n in np.atleast_1d(neurons)]

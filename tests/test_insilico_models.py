@@ -1,12 +1,11 @@
 """Tests of the in-silico ON/OFF experiments on whole models (insilico.model_onoff_curves) and of
-the synthetic truth as a model (groundtruth.GroundTruthNeurons)."""
+the synthetic truth as a model (datasets.synthetic.GroundTruthNeurons)."""
 import numpy as np
 import pytest
 import torch
 
 from deepstrf_utils.adaptrans import adaptrans_filter
-from deepstrf_utils.datasets.synthetic import generate_synthetic
-from deepstrf_utils.groundtruth import GroundTruthNeurons
+from deepstrf_utils.datasets.synthetic import GroundTruthNeurons, generate_synthetic
 from deepstrf_utils.insilico import model_onoff_curves
 from deepstrf_utils.models import Linear, LinearNonlinear
 

@@ -45,13 +45,13 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..adaptrans import adaptrans_filter, default_kernel_size, willmore_tau_ms
+from ..adaptrans import AdapTrans, adaptrans_filter, default_kernel_size, willmore_tau_ms
 from ..spectrogram import band_centre_frequencies
 from ..stimuli import compose_clip
 from .base import ResponseDataset
@@ -414,3 +414,55 @@ def load_synthetic(root: str | Path = "data", n_neurons: int = 50, n_clips: int 
     if cache:
         ds.to_hdf5(path)
     return ds
+
+
+class GroundTruthNeurons:
+    """The synthetic population's true neurons as a callable model (no gradients).
+
+    ``ground_truth``: a synthetic dataset's ``ground_truth``; ``cf_hz`` ``(F,)`` and ``dt_ms``
+    its bands and bin width. Calling it maps a stimulus batch ``(B, 1, F, T)`` (tensor) to the
+    noiseless rates ``(B, N, T)`` (spikes per bin, float32 tensor), through
+    :func:`true_rate`. :meth:`prefilter_of` returns neuron
+    ``n``'s true AdapTrans (its own tau ON / OFF and w per band, rectified, fixed), so that the
+    in-silico experiments (:func:`deepstrf_utils.insilico.model_onoff_curves`) can put the
+    truth beside fitted models.
+    """
+
+    def __init__(self, ground_truth: Mapping, cf_hz, dt_ms: float):
+        for key in ("strf", "a_on", "a_off", "w", "tau_on_ms", "tau_off_ms", "gain", "bias", "shared"):
+            if key not in ground_truth:
+                raise ValueError(f"expected a synthetic dataset's ground_truth with key {key!r}")
+        self.ground_truth = ground_truth
+        self.cf_hz = np.asarray(cf_hz, dtype=np.float64)
+        self.dt_ms = float(dt_ms)
+        self.n_bands = int(self.cf_hz.size)
+        self.n_neurons = int(np.asarray(ground_truth["strf"]).shape[0])
+        self.training = False
+
+    def eval(self):
+        """No-op (API of ``nn.Module``)."""
+        return self
+
+    def train(self, mode: bool = True):
+        """No-op (API of ``nn.Module``)."""
+        return self
+
+    def __call__(self, x):
+        if not hasattr(x, "shape") or len(x.shape) != 4 or x.shape[1] != 1 or x.shape[2] != self.n_bands:
+            raise ValueError(f"expected a stimulus of shape (B, 1, F, T) with F={self.n_bands}, got "
+                             f"{tuple(x.shape) if hasattr(x, 'shape') else type(x).__name__}")
+        stims = [np.asarray(s, dtype=np.float32) for s in x[:, 0].detach().cpu().numpy()]
+        return torch.as_tensor(np.stack(true_rate(stims, self.ground_truth)))
+
+    def prefilter_of(self, n: int):
+        """Neuron ``n``'s true AdapTrans: a fixed ``AdapTrans`` (rectified) with its parameters."""
+        gt = self.ground_truth
+        pre = AdapTrans(self.n_bands, dt_ms=self.dt_ms, cf_hz=self.cf_hz, tau_ms=np.asarray(gt["tau_on_ms"])[n],
+                        kernel_size=int(gt["shared"]["adaptrans_kernel_size"]), learnable=False,
+                        rectify=gt["shared"].get("rectify", "relu"))
+        with torch.no_grad():
+            for name, key in (("logit_a_on", "a_on"), ("logit_a_off", "a_off"), ("logit_w", "w")):
+                p = np.asarray(gt[key], dtype=np.float64)[n]
+                getattr(pre, name).copy_(torch.as_tensor(np.log(p) - np.log1p(-p)))
+        pre.clear_cache()
+        return pre
