@@ -277,4 +277,3 @@ def paired_comparison(results: pd.DataFrame, model: str = "LinearNonlinear", pre
                      "median_difference": float(np.median(d)) if d.size else float("nan"),
                      "n_better": int((d > 0).sum()), "p_wilcoxon": p})
     return pd.DataFrame(rows)
-
