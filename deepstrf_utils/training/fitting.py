@@ -325,6 +325,48 @@ def _improved(v, best, min_delta, rel_tol) -> bool:
     return v < best - max(min_delta, rel_tol * abs(best))
 
 
+def _validation_loss(model, va, loss_fn, batch_size: int, epoch: int) -> float:
+    """Mean validation loss over the neurons with valid bins; NaN without a validation set."""
+    if va is None:
+        return float("nan")
+    v_per, v_valid = _val_losses(model, va, loss_fn, batch_size, stacked=None)
+    if not bool(torch.isfinite(v_per[v_valid]).all()):
+        raise _nan_error(epoch, v_per, v_valid, va.neuron_ids, "validation loss")
+    return float(v_per[v_valid].mean()) if bool(v_valid.any()) else float("nan")
+
+
+class _EarlyStopping:
+    """The best-epoch bookkeeping of both paths: best validation loss, the weights at it
+    (restored at the end) and the checks since it improved. Without a validation set every
+    epoch is the best one and the last weights stay."""
+
+    def __init__(self, res: "FitResult", has_val: bool, patience, min_delta: float, rel_tol: float):
+        self.res, self.has_val, self.patience = res, has_val, patience
+        self.min_delta, self.rel_tol = min_delta, rel_tol
+        self.best_val, self.best_state, self.since_best = math.inf, None, 0
+
+    def keep(self, model: nn.Module, v: float) -> None:
+        """Make the current weights, with validation loss ``v``, the best so far (a closed-form start)."""
+        self.best_val = self.res.best_val_loss = v
+        self.best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+
+    def update(self, model: nn.Module, epoch: int, v: float) -> bool:
+        """Record ``epoch``'s validation loss ``v``; True when patience has run out."""
+        if not self.has_val:
+            self.res.best_epoch = epoch
+            return False
+        if _improved(v, self.best_val, self.min_delta, self.rel_tol):
+            self.keep(model, v)
+            self.since_best, self.res.best_epoch = 0, epoch
+        else:
+            self.since_best += 1
+        return self.patience is not None and self.since_best >= self.patience
+
+    def restore(self, model: nn.Module) -> None:
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+
 def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, batch_size,
                 scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta, t0,
                 neuron=None, prefilter_lr=None, rel_tol=0.0) -> FitResult:
@@ -340,8 +382,7 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
     plateau = _make_plateau(scheduler, scheduler_kwargs, 1, lr, patience or 50)
     cur_lr = float(lr)
     res = FitResult(neuron=neuron)
-    best_state = None
-    best_val, since_best = math.inf, 0
+    stopper = _EarlyStopping(res, va is not None, patience, min_delta, rel_tol)
     checked = False
     pass_lengths = accepts_lengths(model)  # padded batches: BatchNorm statistics over valid bins
     bar = tqdm(range(max_epochs), disable=not progress, desc="fit", leave=False)
@@ -368,33 +409,19 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
         _check_parameters_finite(model, epoch)
         res.train_loss.append(total / max(nb, 1))
         res.lr.append(cur_lr)
-        if va is not None:
-            v_per, v_valid = _val_losses(model, va, loss_fn, batch_size, stacked=None)
-            if not bool(torch.isfinite(v_per[v_valid]).all()):
-                raise _nan_error(epoch, v_per, v_valid, va.neuron_ids, "validation loss")
-            v = float(v_per[v_valid].mean()) if bool(v_valid.any()) else float("nan")
-        else:
-            v = float("nan")
+        v = _validation_loss(model, va, loss_fn, batch_size, epoch)
         res.val_loss.append(v)
-        if va is None:
-            res.best_epoch = epoch
-        elif _improved(v, best_val, min_delta, rel_tol):
-            best_val, since_best = v, 0
-            res.best_epoch, res.best_val_loss = epoch, v
-            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-        else:
-            since_best += 1
+        out_of_patience = stopper.update(model, epoch, v)
         if plateau is not None and va is not None:
             cur_lr = float(plateau.step(np.array([v]))[0])
             for g, sc in zip(opt.param_groups, group_scales):
                 g["lr"] = cur_lr * sc
         bar.set_postfix(train=f"{res.train_loss[-1]:.4g}", val=f"{v:.4g}", best=res.best_epoch)
-        if va is not None and patience is not None and since_best >= patience:
+        if out_of_patience:
             res.stopped_early = True
             break
     res.epochs = len(res.train_loss)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    stopper.restore(model)
     return _finish(model, res, bar, t0, "adamw")
 
 
@@ -451,25 +478,15 @@ def _fit_packed_lbfgs(model, tr, va, loss, lr, max_epochs, patience, batch_size,
     opt = torch.optim.LBFGS(params, lr=lr, max_iter=LBFGS_ITERATIONS_PER_EPOCH, history_size=20,
                             line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-12)
 
-    def validate(epoch):
-        if va is None:
-            return float("nan")
-        v_per, v_valid = _val_losses(model, va, loss_fn, batch_size, stacked=None)
-        if not bool(torch.isfinite(v_per[v_valid]).all()):
-            raise _nan_error(epoch, v_per, v_valid, va.neuron_ids, "validation loss")
-        return float(v_per[v_valid].mean()) if bool(v_valid.any()) else float("nan")
-
     model.train()
     closure()  # the starting point's training loss (and a first gradient, which L-BFGS recomputes)
     if not math.isfinite(last["value"]):  # reported as epoch 0: the start of the first epoch
         raise _nan_error(0, last["per"], last["valid"], tr.neuron_ids)
     res.init_train_loss = last["value"]
-    res.init_val_loss = validate(0)
-    best_val, best_state = math.inf, None
+    res.init_val_loss = _validation_loss(model, va, loss_fn, batch_size, 0)
+    stopper = _EarlyStopping(res, va is not None, patience, min_delta, rel_tol)
     if init is not None and va is not None:  # a closed-form start competes with the epochs; a random one does not
-        best_val = res.best_val_loss = res.init_val_loss
-        best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-    since_best = 0
+        stopper.keep(model, res.init_val_loss)
     bar = tqdm(range(max_epochs), disable=not progress, desc=f"fit {type(model).__name__} (L-BFGS)", leave=False)
     for epoch in bar:
         model.train()
@@ -479,27 +496,19 @@ def _fit_packed_lbfgs(model, tr, va, loss, lr, max_epochs, patience, batch_size,
         _check_parameters_finite(model, epoch)
         res.train_loss.append(last["value"])
         res.lr.append(float(lr))
-        v = validate(epoch)
+        v = _validation_loss(model, va, loss_fn, batch_size, epoch)
         res.val_loss.append(v)
-        if va is None:
-            res.best_epoch = epoch
-        elif _improved(v, best_val, min_delta, rel_tol):
-            best_val, since_best = v, 0
-            res.best_epoch, res.best_val_loss = epoch, v
-            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-        else:
-            since_best += 1
+        out_of_patience = stopper.update(model, epoch, v)
         bar.set_postfix(train=f"{res.train_loss[-1]:.4g}", val=f"{v:.4g}", best=res.best_epoch)
         state = opt.state[params[0]] if params else {}
         if len(res.train_loss) > 1 and res.train_loss[-1] == res.train_loss[-2] and state.get("n_iter", 0) > 0:
             res.stop_reason = "converged"
             break
-        if va is not None and patience is not None and since_best >= patience:
+        if out_of_patience:
             res.stopped_early = True
             break
     res.epochs = len(res.train_loss)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    stopper.restore(model)
     return _finish(model, res, bar, t0, "lbfgs")
 
 
