@@ -367,15 +367,22 @@ class _EarlyStopping:
             model.load_state_dict(self.best_state)
 
 
-def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, batch_size,
-                scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta, t0,
-                neuron=None, prefilter_lr=None, rel_tol=0.0) -> FitResult:
-    loss_fn = _get_loss(loss)
+def _checked_sets(tr, va):
+    """Check the packed training / validation sets; the validation set, or None when no neuron
+    has validation data (then fitted as without a validation set)."""
     tr.check_neurons_have_data("training")
     if va is not None and va.n_neurons != tr.n_neurons:
         raise ValueError(f"expected the validation set to have N={tr.n_neurons} neurons, got {va.n_neurons}")
     if va is not None and not bool(_validation_coverage(va).any()):
-        va = None  # no neuron has validation data: fitted as without a validation set
+        return None
+    return va
+
+
+def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, batch_size,
+                scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta, t0,
+                neuron=None, prefilter_lr=None, rel_tol=0.0) -> FitResult:
+    loss_fn = _get_loss(loss)
+    va = _checked_sets(tr, va)
     gen = torch.Generator().manual_seed(seed)
     # param groups: prefilter_lr, and no decay for time constants / gains (no_decay_names)
     opt, params, group_scales = make_adamw(model, lr, weight_decay, prefilter_lr)
@@ -466,11 +473,7 @@ def _fit_packed_lbfgs(model, tr, va, loss, lr, max_epochs, patience, batch_size,
                       rel_tol, t0, neuron=None, init=None) -> FitResult:
     """Full-batch L-BFGS with a validation check every LBFGS_ITERATIONS_PER_EPOCH iterations (see :func:`fit`)."""
     loss_fn = _get_loss(loss)
-    tr.check_neurons_have_data("training")
-    if va is not None and va.n_neurons != tr.n_neurons:
-        raise ValueError(f"expected the validation set to have N={tr.n_neurons} neurons, got {va.n_neurons}")
-    if va is not None and not bool(_validation_coverage(va).any()):
-        va = None  # no neuron has validation data: fitted as without a validation set
+    va = _checked_sets(tr, va)
     params = [p for p in model.parameters() if p.requires_grad]
     res = FitResult(neuron=neuron, init=init)
     last = {}
