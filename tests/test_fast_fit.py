@@ -192,3 +192,42 @@ def test_convnet2d_channels_last_gives_the_nchw_values():
     m.zero_grad()
     ref.sum().backward()
     torch.testing.assert_close(g, m.convs[0].weight.grad, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("lengths, n_lags, n_channels", [([50, 3, 17], 5, 6), ([7], 10, 3), ([1, 1], 3, 2),
+                                                         ([40, 41], 1, 4)])
+def test_lagged_gram_equals_the_product_of_the_design(lengths, n_lags, n_channels):
+    """X'X from the lag-0 columns and the stimuli's last rows = the explicit product, stimuli
+    shorter than the lags included."""
+    from deepstrf_utils.models.ridge import _lagged_design, lagged_gram
+
+    rng = np.random.default_rng(1)
+    x = np.concatenate([_lagged_design(rng.standard_normal((n_channels, 1, n)), n_lags) for n in lengths])
+    gram = lagged_gram(x, lengths, n_lags)
+    np.testing.assert_allclose(gram, x.T @ x, rtol=0, atol=1e-12 * np.abs(x.T @ x).max())
+    with pytest.raises(ValueError, match="stacked lagged design"):
+        lagged_gram(x[1:], lengths, n_lags)
+
+
+def test_ridge_paths_agree_with_and_without_missing_bins(syn):
+    """A missing target bin sends ridge_strf down the explicit X'X path; with the bin
+    restored the Toeplitz X'X gives the same solution as the explicit one on complete data."""
+    train, val, _ = syn
+    model = _model()
+    tr, va = _packed(train), _packed(val)
+    fast = ridge_strf(model.prefilter, K, tr, va)
+    import deepstrf_utils.training.warmstart as ws
+
+    real = ws.lagged_gram
+    ws.lagged_gram = lambda x, lengths, n_lags: x.T @ x  # the explicit product
+    try:
+        slow = ridge_strf(model.prefilter, K, tr, va)
+    finally:
+        ws.lagged_gram = real
+    np.testing.assert_allclose(fast["weight"].numpy(), slow["weight"].numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(fast["alpha"], slow["alpha"])
+    target = tr[1].clone()
+    target[0, 0, 5] = float("nan")
+    gap = ridge_strf(model.prefilter, K, (tr[0], target, tr[2]), va)
+    assert np.all(np.isfinite(gap["weight"].numpy()))
+    assert not torch.equal(gap["weight"][0], fast["weight"][0])

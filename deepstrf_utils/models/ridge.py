@@ -14,7 +14,7 @@ from ..metrics import masked_corr, trial_average
 from .base import _positive_int
 from .zoo import Linear
 
-__all__ = ["fit_ridge_strf"]
+__all__ = ["fit_ridge_strf", "lagged_gram"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,42 @@ def _lagged_design(channels: np.ndarray, n_lags: int) -> np.ndarray:
     windows = np.lib.stride_tricks.sliding_window_view(padded, n_lags, axis=1)  # (CF, T, K): x[t - K + 1 + j]
     lagged = windows[:, :, ::-1]  # [:, t, k] = x[t - k]
     return np.ascontiguousarray(lagged.transpose(1, 0, 2)).reshape(t, c * f * n_lags)
+
+
+def lagged_gram(x: np.ndarray, lengths, n_lags: int) -> np.ndarray:
+    """``x.T @ x`` of stacked causal lagged designs, from their lag-0 columns and last rows.
+
+    ``x``: ``(sum T_i, A * K)``, the row-wise concatenation of :func:`_lagged_design` of each
+    stimulus (``lengths`` = its ``T_i``, complete: no row dropped), feature ``a * K + l`` =
+    channel a at lag l. Exact up to float64 rounding, in one ``(A K) x A`` product instead
+    of an ``(A K) x (A K)`` one: with ``z`` the channels of a stimulus of ``n`` bins (0
+    before its start), block ``(l, m)`` of ``X'X`` is a cross-correlation at lag
+    ``l - m`` less the products the lagged columns lose at the stimulus' end, so
+
+        G[(a, l), (b, 0)] = sum_t z_a(t - l) z_b(t)                  (X' times the lag-0 columns)
+        G[(a, l), (b, m)] = G[(a, l - 1), (b, m - 1)] - sum_i z_a(n_i - l) z_b(n_i - m)
+
+    (the last row of each stimulus' design holds ``z(n_i - 1 - l)``).
+
+    Returns: ``(A K, A K)`` float64.
+    """
+    k = _positive_int(n_lags, "n_lags")
+    lengths = [int(v) for v in lengths]
+    if x.ndim != 2 or x.shape[1] % k or sum(lengths) != x.shape[0]:
+        raise ValueError(f"expected a stacked lagged design (sum T_i = {sum(lengths)}, A * K) with K = {k}, "
+                         f"got shape {x.shape}")
+    a = x.shape[1] // k
+    gram = np.empty((a, k, a, k))
+    gram[:, :, :, 0] = (x.T @ np.ascontiguousarray(x[:, ::k])).reshape(a, k, a)
+    gram[:, 0, :, :] = gram[:, :, :, 0].transpose(2, 0, 1)
+    ends = np.cumsum(lengths) - 1
+    tails = np.zeros((len(lengths), a, k))  # tails[i, a, r] = z_a(n_i - r), r >= 1
+    tails[:, :, 1:] = x[ends].reshape(-1, a, k)[:, :, :-1]
+    flat = tails.reshape(len(lengths), a * k)
+    outer = (flat.T @ flat).reshape(a, k, a, k)
+    for l in range(1, k):
+        gram[:, l, :, 1:] = gram[:, l - 1, :, :-1] - outer[:, l, :, 1:]
+    return gram.reshape(a * k, a * k)
 
 
 def fit_ridge_strf(
@@ -147,18 +183,22 @@ def fit_ridge_strf(
         if n == 0:
             logger.warning("fit_ridge_strf: neurons %s have no valid training bins; STRF left at 0", cols.tolist())
             continue
-        xtx = np.zeros((n_features, n_features))
-        xty = np.zeros((n_features, cols.size))
-        sum_x = np.zeros(n_features)
-        for i, c in enumerate(ch_tr):
-            keep = rows_valid[starts[i]:starts[i + 1]]
-            if not keep.any():
-                continue
-            x = _lagged_design(c, n_lags)[keep]
-            y = y_tr[starts[i]:starts[i + 1]][keep][:, cols]
-            xtx += x.T @ x
-            xty += x.T @ y
-            sum_x += x.sum(0)
+        if rows_valid.all():  # complete stimuli: X'X from its Toeplitz structure
+            x = np.concatenate([_lagged_design(c, n_lags) for c in ch_tr])
+            xtx, xty, sum_x = lagged_gram(x, np.diff(starts), n_lags), x.T @ y_tr[:, cols], x.sum(0)
+        else:
+            xtx = np.zeros((n_features, n_features))
+            xty = np.zeros((n_features, cols.size))
+            sum_x = np.zeros(n_features)
+            for i, c in enumerate(ch_tr):
+                keep = rows_valid[starts[i]:starts[i + 1]]
+                if not keep.any():
+                    continue
+                x = _lagged_design(c, n_lags)[keep]
+                y = y_tr[starts[i]:starts[i + 1]][keep][:, cols]
+                xtx += x.T @ x
+                xty += x.T @ y
+                sum_x += x.sum(0)
         mean_x = sum_x / n
         mean_y = y_tr[rows_valid][:, cols].sum(0) / n
         gram = xtx - n * np.outer(mean_x, mean_x)

@@ -24,10 +24,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from scipy.linalg import cho_factor, cho_solve
 from torch import nn
 
 from ..models import Linear, LinearNonlinear
-from ..models.ridge import _lagged_design
+from ..models.ridge import _lagged_design, lagged_gram
 
 __all__ = ["ridge_strf", "supports_ridge_init", "ridge_init", "RELATIVE_ALPHAS"]
 
@@ -83,23 +84,30 @@ def ridge_strf(prefilter: nn.Module, n_lags: int, train: tuple, val: tuple | Non
         rows = patterns[g]
         if int(rows.sum()) < 2:
             continue
-        xg, yg = x[rows], y[rows][:, cols]
+        complete = bool(rows.all())
+        xg, yg = (x if complete else x[rows]), y[rows][:, cols]
         mx, my = xg.mean(0), yg.mean(0)
-        xc = (xg - mx).numpy()
-        gram = torch.from_numpy(xc.T @ xc)  # numpy's float64 GEMM: ~2x torch's on 1 CPU thread
-        cross = torch.from_numpy(xc.T @ (yg - my).numpy())
+        if complete:  # complete stimuli: X'X from its Toeplitz structure (~5x less work)
+            gram = lagged_gram(x.numpy(), lengths, n_lags) - len(xg) * np.outer(mx.numpy(), mx.numpy())
+            cross = (xg.numpy().T @ (yg - my).numpy())
+        else:
+            xc = (xg - mx).numpy()
+            gram = xc.T @ xc  # numpy's float64 GEMM: ~2x torch's on 1 CPU thread
+            cross = xc.T @ (yg - my).numpy()
         scale = float(gram.diagonal().mean()) or 1.0
-        eye = torch.eye(d, dtype=torch.float64)
         if val is not None:
             okv = torch.isfinite(yv[:, cols])
             yv0 = torch.where(okv, yv[:, cols], torch.zeros((), dtype=yv.dtype))
             xvc = xv - mx
 
         def solve(a):
-            chol, info = torch.linalg.cholesky_ex(gram + a * scale * eye)
-            if int(info) != 0:  # not positive definite at this alpha (rank-deficient design, a = 0)
+            penalised = gram.copy()
+            penalised[np.diag_indices(d)] += a * scale
+            try:  # SciPy's Cholesky: ~1.3x torch's at d = 1,280 on one thread
+                w = torch.from_numpy(cho_solve(cho_factor(penalised, overwrite_a=True, check_finite=False), cross,
+                                               check_finite=False))
+            except np.linalg.LinAlgError:  # not positive definite at this alpha (rank-deficient design, a = 0)
                 return None
-            w = torch.cholesky_solve(cross, chol)
             if val is None:
                 return w, torch.zeros(len(cols), dtype=torch.float64)
             err = torch.where(okv, (xvc @ w + my - yv0) ** 2, torch.zeros((), dtype=torch.float64))
