@@ -231,3 +231,50 @@ def test_ridge_paths_agree_with_and_without_missing_bins(syn):
     gap = ridge_strf(model.prefilter, K, (tr[0], target, tr[2]), va)
     assert np.all(np.isfinite(gap["weight"].numpy()))
     assert not torch.equal(gap["weight"][0], fast["weight"][0])
+
+
+@pytest.mark.parametrize("shape, kernel", [((3, 2, 32, 50), (6, 15)), ((2, 10, 9, 7), (3, 7)), ((1, 1, 4, 3), (4, 5))])
+def test_causal_conv2d_fft_equals_the_padded_convolution(shape, kernel):
+    """Values and gradients (input, weight, bias) of the frequency-domain 2-D convolution =
+    Conv2d on the causally left-padded input; kernels longer than the signal included."""
+    from deepstrf_utils.spectral import causal_conv2d_fft
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, shape[1], *kernel, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
+    ref = F_.conv2d(F_.pad(x, (kernel[1] - 1, 0)), w, b)
+    out = causal_conv2d_fft(x, w, b)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    up = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    for a, c in zip(torch.autograd.grad((ref * up).sum(), (x, w, b)), torch.autograd.grad((out * up).sum(), (x, w, b))):
+        torch.testing.assert_close(c, a, rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="expected a weight"):
+        causal_conv2d_fft(x, w[:, :1] if shape[1] > 1 else w.expand(4, 2, *kernel), b)
+
+
+def test_convnet2d_paths_agree():
+    """ConvNet2D gives the same output and gradients with its Conv2d and FFT blocks, in
+    training (masked BatchNorm on a padded batch) and eval mode; "auto" picks FFT on a CPU
+    for (6, 15) kernels only, and the choice is in the config."""
+    torch.manual_seed(0)
+    conv = build_model("ConvNet2D", n_bands=20, n_neurons=2, prefilter="adaptrans", implementation="conv")
+    fft = build_model("ConvNet2D", n_bands=20, n_neurons=2, prefilter="adaptrans", implementation="fft")
+    fft.load_state_dict(conv.state_dict())
+    x = torch.rand(3, 1, 20, 60)
+    lengths = torch.tensor([60, 45, 30])
+    for train in (True, False):
+        conv.train(train), fft.train(train)
+        a, b = conv(x, lengths=lengths), fft(x, lengths=lengths)
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    conv.train(), fft.train()
+    ga = torch.autograd.grad(conv(x, lengths=lengths).square().mean(), list(conv.parameters()))
+    gb = torch.autograd.grad(fft(x, lengths=lengths).square().mean(), list(fft.parameters()))
+    for u, v in zip(ga, gb):
+        torch.testing.assert_close(v, u, rtol=1e-3, atol=1e-5)
+    assert build_model("ConvNet2D", n_bands=20).conv_path("cpu") == "fft"
+    assert build_model("ConvNet2D", n_bands=20).conv_path("cuda") == "conv"
+    assert build_model("ConvNet2D", n_bands=18, kernel_size=(3, 7)).conv_path("cpu") == "conv"
+    assert fft.config["implementation"] == "fft"
+    with pytest.raises(ValueError, match="implementation"):
+        build_model("ConvNet2D", n_bands=20, implementation="winograd")

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..spectral import causal_strf_fft, leaky_integrate, prefiltered_strf_fft
+from ..spectral import causal_conv2d_fft, causal_strf_fft, leaky_integrate, prefiltered_strf_fft
 from .base import ResponseModel, _pair, _positive_int
 from .layers import (
     DoubleExponential,
@@ -53,6 +53,9 @@ from .layers import (
 __all__ = ["Linear", "LinearNonlinear", "NetworkReceptiveField", "DNet", "ConvNet2D", "StateNet", "PopulationCNN"]
 
 STRF_IMPLEMENTATIONS = ("auto", "conv", "fft")
+#: kernels of at least this many taps (k_f x k_t) run in the frequency domain on a CPU under
+#: ConvNet2D's implementation="auto" (measured: (6, 15) 1.7x faster, (3, 7) 2x slower)
+FFT_CONV_MIN_TAPS = 48
 
 
 # ----------------------------------------------------------------------------------------
@@ -335,14 +338,22 @@ class ConvNet2D(_ConvModel):
     1 x 1 convolutions over the flattened features (no reshape copies).
     NS1 (F = 34, (6, 15), AdapTrans, N = 1): 37,276 parameters; NAT4 (F = 18, (3, 7)): 15,748.
 
+    ``implementation``: how the convolution blocks are computed (:meth:`conv_path`), the same
+    output up to float rounding: ``"conv"`` (``Conv2d``), ``"fft"``
+    (:func:`~deepstrf_utils.spectral.causal_conv2d_fft`) or ``"auto"`` (default: "fft" on a
+    CPU for kernels of at least :data:`FFT_CONV_MIN_TAPS` taps, e.g. NS1's (6, 15), else "conv").
+
     forward: x ``(B, 1, F, T)`` -> ``(B, N, T)``.
     """
 
     def __init__(
         self, n_bands, n_neurons=1, kernel_size=(6, 15), channels=10, hidden=90, n_blocks=3,
-        prefilter=None, prefilter_kwargs=None, dt_ms=5.0, negative_slope=0.1,
+        prefilter=None, prefilter_kwargs=None, dt_ms=5.0, negative_slope=0.1, implementation="auto",
     ):
         super().__init__()
+        if implementation not in STRF_IMPLEMENTATIONS:
+            raise ValueError(f"expected implementation in {STRF_IMPLEMENTATIONS}, got {implementation!r}")
+        self.implementation = implementation
         self._setup(n_bands, n_neurons, prefilter, prefilter_kwargs, dt_ms)
         self._conv_sizes(kernel_size, channels, hidden, n_blocks)
         self.negative_slope = float(negative_slope)
@@ -364,25 +375,37 @@ class ConvNet2D(_ConvModel):
         self._set_config(
             prefilter, prefilter_kwargs, kernel_size=self.kernel_size, channels=self.channels,
             hidden=self.n_hidden, n_blocks=self.n_blocks, negative_slope=self.negative_slope,
+            implementation=implementation,
         )
+
+    def conv_path(self, device: torch.device | str = "cpu") -> str:
+        """``"fft"`` or ``"conv"``: how the convolution blocks run on ``device`` (see the class)."""
+        if self.implementation != "auto":
+            return self.implementation
+        big = self.kernel_size[0] * self.kernel_size[1] >= FFT_CONV_MIN_TAPS
+        return "fft" if big and torch.device(device).type == "cpu" else "conv"
 
     def _conv_features(self, z: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """The convolution blocks: z ``(B, C, F, T)`` -> ``(B, channels, F', T)`` (contiguous);
         BatchNorm statistics over the valid bins of ``lengths`` ``(B,)`` (None: every bin).
 
-        On a CPU the blocks run on channels-last tensors: oneDNN's convolution backward
-        for these small channel counts and (6, 15) kernels is ~2x faster than on NCHW
-        tensors (``benchmarks/README.md``, issue 11); the values are the same. Inside
-        ``torch.func.vmap`` (stacked single units), which cannot query memory formats, they
-        stay NCHW.
+        :meth:`conv_path` "fft": :func:`~deepstrf_utils.spectral.causal_conv2d_fft`. "conv"
+        on a CPU runs on channels-last tensors: oneDNN's convolution backward for these
+        small channel counts is ~2x faster than on NCHW tensors (``benchmarks/README.md``,
+        issue 11); the values are the same. Inside ``torch.func.vmap`` (stacked single
+        units), which cannot query memory formats, they stay NCHW.
         """
+        mask = valid_mask(lengths, z.shape[0], z.shape[-1])
+        if self.conv_path(z.device) == "fft":
+            for conv, norm in zip(self.convs, self.norms):
+                z = F.leaky_relu(norm(causal_conv2d_fft(z, conv.weight, conv.bias), mask), self.negative_slope)
+            return z
         if z.device.type == "cpu":
             try:
                 z = z.contiguous(memory_format=torch.channels_last)
             except RuntimeError:  # vmap: "NYI: querying is_contiguous inside of vmap ..."
                 pass
         pad = (self.kernel_size[1] - 1, 0)
-        mask = valid_mask(lengths, z.shape[0], z.shape[-1])
         for conv, norm in zip(self.convs, self.norms):
             z = F.leaky_relu(norm(conv(F.pad(z, pad)), mask), self.negative_slope)
         return z.contiguous()
