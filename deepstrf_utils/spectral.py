@@ -238,16 +238,45 @@ def prefiltered_strf_fft(
     return y if bias is None else y + bias[:, None]
 
 
-def _mix_channels(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """``y[b, o, p] = sum_c x[b, c, p] g[o, c, p]`` (complex), one multiply-add per input channel.
-
-    For a few channels this memory-bound loop is ~2x faster on a CPU than ``einsum`` or one
-    ``bmm`` per frequency point (tiny matrices); autograd differentiates it as it stands.
-    """
+def _mix(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``y[i, o, p] = sum_c x[i, c, p] g[o, c, p]``: one fused multiply-add per c (memory-bound, few channels)."""
     y = x[:, None, 0] * g[None, :, 0]
     for c in range(1, x.shape[1]):
-        y = y + x[:, None, c] * g[None, :, c]
+        y = torch.addcmul(y, x[:, None, c], g[None, :, c])
     return y
+
+
+class _ChannelMix(torch.autograd.Function):
+    """``y[b, o, p] = sum_c x[b, c, p] g[o, c, p]`` (complex) with a backward of the same form.
+
+    For a few channels a loop of fused multiply-adds is ~2x faster on a CPU than ``einsum``
+    or one ``bmm`` per transform point (tiny matrices), and the two gradients are the same
+    product again, ``dx[b, c] = sum_o dy[b, o] conj(g[o, c])`` and ``dg[o, c] = sum_b
+    dy[b, o] conj(x[b, c])``, instead of autograd's broadcast products and reductions
+    (~3x less backward time).
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, g):
+        return _mix(x, g)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, g = ctx.saved_tensors
+        grad_x = _mix(grad_y, g.conj().transpose(0, 1)) if ctx.needs_input_grad[0] else None
+        grad_g = _mix(grad_y.transpose(0, 1), x.conj().transpose(0, 1)) if ctx.needs_input_grad[1] else None
+        return grad_x, grad_g
+
+
+def _mix_channels(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``y[b, o, p] = sum_c x[b, c, p] g[o, c, p]`` (complex ``(B, C, P)``, ``(O, C, P)`` -> ``(B, O, P)``)."""
+    return _ChannelMix.apply(x, g)
 
 
 def causal_conv2d_fft(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
