@@ -289,3 +289,22 @@ def test_channel_mix_gradients():
     w = torch.randn(5, 4, 7, dtype=torch.complex128, generator=g, requires_grad=True)
     torch.testing.assert_close(_mix_channels(x, w), torch.einsum("bcp,ocp->bop", x, w))
     assert torch.autograd.gradcheck(_mix_channels, (x, w))
+
+
+def test_patience_after_a_ridge_start():
+    """L-BFGS from the closed-form ridge start waits 1 epoch, from a random start 2; an
+    explicit patience is kept."""
+    from deepstrf_utils.training.options import RIDGE_START_PATIENCE, _resolve_fit_options
+
+    def resolved(model, **kw):
+        args = dict(optimizer="auto", init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None)
+        args.update(kw)
+        return _resolve_fit_options(model, **args)
+
+    assert RIDGE_START_PATIENCE == 1
+    assert resolved(_model("Linear"))["patience"] == 1
+    assert resolved(_model("LinearNonlinear"))["patience"] == 1
+    assert resolved(_model("Linear"), init=None)["patience"] == 2
+    assert resolved(_model("NetworkReceptiveField"))["patience"] == 2
+    assert resolved(_model("Linear"), patience=4)["patience"] == 4
+    assert resolved(_model("Linear"), optimizer="adamw")["patience"] == 50

@@ -226,7 +226,8 @@ def fit(
     epochs, ``patience`` 2, ``rel_tol`` 1e-4. A ridge start is a candidate too (see
     :class:`FitResult`). Linear / LN models first get the closed-form ridge STRF on their
     own prefilter channels at initialisation (``init="ridge"``,
-    :func:`~.warmstart.ridge_init`; alpha chosen on ``val``). No weight decay on this path
+    :func:`~.warmstart.ridge_init`; alpha chosen on ``val``) and then ``patience``
+    :data:`~.options.RIDGE_START_PATIENCE` (1). No weight decay on this path
     (regularisation: the ridge start and the early stop). Measured (issue 11,
     ``benchmarks/bench_fit.py``): 2.5-6x less CPU time than AdamW at lr 1e-3 with a
     higher test CCnorm for L, LN, NRF, DNet and the 2D-CNN. Recurrent models (a GRU / LSTM
