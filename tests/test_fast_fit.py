@@ -1,6 +1,8 @@
 """Tests of the fast fitting path (issue 11): ridge STRF start, full-batch L-BFGS, stop
 reasons, the rules that pick the optimiser, and the channels-last 2D-CNN."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -308,3 +310,27 @@ def test_patience_after_a_ridge_start():
     assert resolved(_model("NetworkReceptiveField"))["patience"] == 2
     assert resolved(_model("Linear"), patience=4)["patience"] == 4
     assert resolved(_model("Linear"), optimizer="adamw")["patience"] == 50
+
+
+def test_bracketed_alpha_search_finds_the_grid_minimum():
+    """Searching the alpha grid from its middle outwards finds each neuron's best grid value
+    (unimodal errors, minima at the edges and inside) with fewer solves than the grid."""
+    from deepstrf_utils.training.warmstart import _bracketed_search
+
+    grid = [10.0 ** e for e in range(-4, 2)]
+    for minima in ([-4.0], [1.0], [-1.3, 0.2], [-2.6], [-4.0, 1.0]):
+        calls = []
+
+        def solve(a):
+            calls.append(a)
+            return None, torch.tensor([(math.log10(a) - m) ** 2 for m in minima], dtype=torch.float64)
+
+        tried = _bracketed_search(solve, grid)
+        keys = sorted(tried)
+        best = [keys[i] for i in torch.stack([tried[a][1] for a in keys]).argmin(0).tolist()]
+        full = [grid[int(np.argmin([(math.log10(a) - m) ** 2 for a in grid]))] for m in minima]
+        assert best == full and len(calls) == len(set(calls))
+    assert len(_bracketed_search(lambda a: (None, torch.tensor([(math.log10(a) + 1.2) ** 2])), grid)) == 3
+    # a failing factorisation at small alphas is skipped
+    tried = _bracketed_search(lambda a: None if a < 1e-2 else (None, torch.tensor([math.log10(a) ** 2 + 0.0])), grid)
+    assert min(tried) == 1e-2 and 1.0 in tried
