@@ -120,6 +120,35 @@ def test_runner_names_failing_notebook_and_cell(tmp_path, capsys):
     assert "01_broken.ipynb" in err and "raise RuntimeError('boom')" in err and "RuntimeError: boom" in err
 
 
+def test_runner_passes_each_notebook_only_its_declared_parameters():
+    runner = _load_runner()
+    every = {k: "x" for k in PARAMETERS + ("EXECUTOR", "CLUSTER")}
+    by_prefix = {p.name[:2]: p for p in NOTEBOOKS}
+    assert set(runner.parameters_for(by_prefix["03"], every)) == set(every)  # 03 fits through EXECUTOR / CLUSTER
+    for prefix in ("01", "02", "04", "05"):
+        assert set(runner.parameters_for(by_prefix[prefix], every)) == set(PARAMETERS), prefix
+
+
+@pytest.mark.notebook
+def test_runner_does_not_inject_undeclared_parameters(tmp_path, capsys):
+    """papermill warned "Passed unknown parameter: CLUSTER" for notebooks without it: the runner
+    now passes only the declared names (the second cell fails if CLUSTER was injected)."""
+    runner = _load_runner()
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('PROFILE = "quick"\nFIG_DIR = "figures"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "assert 'CLUSTER' not in globals() and 'EXECUTOR' not in globals(), 'undeclared parameter injected'\n"
+        "assert PROFILE == 'smoke' and FIG_DIR != 'figures'")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    folder = tmp_path / "books"
+    folder.mkdir()
+    nbformat.write(nb, str(folder / "01_declared.ipynb"))
+    rc = runner.run("smoke", "", "cpu", tmp_path / "out", notebook_dir=folder, fig_dir=tmp_path / "f",
+                    results_dir=tmp_path / "r", data_root=tmp_path / "d", cluster={"partition": "gpu"})
+    assert rc == 0, capsys.readouterr().err
+
+
 def test_runner_rejects_unknown_prefix(capsys):
     runner = _load_runner()
     assert runner.main(["--only", "09", "--out", str(REPO / "build" / "never_written")]) == 2
