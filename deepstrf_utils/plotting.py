@@ -443,7 +443,7 @@ def plot_tau_recovery(ax, table, title: str | None = None, s: float = 16):
 def plot_onoff_curves(axes, df, stat: str = "relative"):
     """In-silico ON/OFF curves of whole models beside their AdapTrans alone (three panels).
 
-    ``df``: :func:`deepstrf_utils.insilico.model_onoff_curves` outputs (concatenated); per
+    ``df``: :func:`deepstrf_utils.insilico_models.model_onoff_curves` outputs (concatenated); per
     label and source, the median over neurons of ``stat`` against the condition: OFF vs
     fall time (``axes[0]``), OFF vs preceding duration (``axes[1]``, log x), ON vs rise time
     (``axes[2]``); whole model solid, its AdapTrans alone dashed, one colour per label.
