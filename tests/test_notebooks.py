@@ -219,3 +219,49 @@ def test_profiles_configs_and_dataset_resolution(tmp_path):
         quick.datasets("nope", tmp_path)
     with pytest.raises(ValueError, match="unknown profile"):
         get_profile("fast")
+
+
+def test_symmetric_limit_and_one_colour_bar_for_an_input_table():
+    import matplotlib.pyplot as plt
+
+    from deepstrf_utils.figures import plot_strf_table
+    from deepstrf_utils.plotting import symmetric_limit
+
+    a = np.linspace(-1.0, 1.0, 101).reshape(1, 101)  # |x|: 0, 0.02, ..., 1 twice
+    b = np.array([[0.0, 10.0]])  # one outlier
+    vmax, clipped = symmetric_limit([a, b], percentile=99)
+    assert vmax == pytest.approx(np.percentile(np.abs(np.r_[a.ravel(), b.ravel()]), 99))
+    assert clipped == pytest.approx(np.mean(np.abs(np.r_[a.ravel(), b.ravel()]) > vmax)) and 0 < clipped < 0.05
+    assert symmetric_limit([np.zeros((2, 2))]) == (1.0, 0.0)
+    with pytest.raises(ValueError, match="percentile in"):
+        symmetric_limit([a], percentile=0)
+    rows = [[a.repeat(3, 0), b.repeat(3, 0)]]
+    fig = plot_strf_table(rows, 5.0, [500.0, 1000.0, 2000.0], vmax=vmax, colorbar_label="input - mean (a.u.)")
+    images = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 1 and bars[0].get_ylabel() == "input - mean (a.u.)"
+    assert all(ax.collections[0].get_clim() == (-vmax, vmax) for ax in images)  # one scale, set from the data
+    assert len(images) == 2
+    plt.close(fig)
+    with pytest.raises(ValueError, match="expected vmax"):
+        plot_strf_table(rows, 5.0, colorbar_label="x")
+
+
+def test_plot_band_steps_draws_model_and_adaptrans_per_neuron():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from deepstrf_utils.plotting import plot_band_steps
+
+    cf = np.array([500.0, 1000.0, 2000.0])
+    df = pd.concat([pd.DataFrame({"label": "LN", "neuron": n, "source": s, "response": r, "band": np.arange(3),
+                                  "cf_hz": cf, "amplitude": [0.1, 0.5, 0.2], "relative": [0.2, 1.0, 0.4]})
+                    for n in ("a", "b") for s in ("model", "adaptrans") for r in ("on", "off")])
+    fig, axes = plt.subplots(2, 2)
+    plot_band_steps(axes, df, ["a", "b"])
+    assert all(len(ax.lines) == 2 and ax.get_xscale() == "log" for ax in axes.flat)
+    assert [ln.get_linestyle() for ln in axes[0, 0].lines] == ["-", "--"]
+    assert axes[1, 1].get_title() == "neuron b: OFF" and axes[0, 0].get_xlabel() == "frequency (kHz)"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="model_band_steps table"):
+        plot_band_steps(axes, df.drop(columns="cf_hz"), ["a", "b"])
