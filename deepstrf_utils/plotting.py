@@ -476,19 +476,22 @@ def plot_onoff_curves(axes, df, stat: str = "relative"):
     axes[0].legend(frameon=False, fontsize="xx-small")
 
 
-def plot_band_steps(axes, df, neurons: Sequence, stat: str = "relative"):
+def plot_band_steps(axes, df, neurons: Sequence):
     """ON and OFF amplitude per band of tone steps, one row of two panels per neuron.
 
     ``df``: :func:`deepstrf_utils.insilico_models.model_band_steps` outputs (concatenated);
-    ``axes`` ``(len(neurons), 2)``: ON left, OFF right, ``stat`` against the band centre
-    frequency (log axis, kHz); one colour per label, the whole model solid, its AdapTrans
-    alone dashed."""
-    need = {"label", "neuron", "source", "response", "cf_hz", stat}
+    ``axes`` ``(len(neurons), 2)``: ON left, OFF right, against the band centre frequency (log
+    axis, kHz); one colour per label, the whole model solid, its AdapTrans alone dashed. Each
+    curve is divided by the largest ON *or* OFF amplitude over bands of its label, neuron and
+    source, so the shapes of models with other output scales compare while a weak OFF response
+    stays small beside the ON one (a curve of zeros is drawn at 0)."""
+    need = {"label", "neuron", "source", "response", "cf_hz", "amplitude"}
     axes = np.asarray(axes, dtype=object).reshape(-1, 2) if len(neurons) else np.empty((0, 2))
     if not need <= set(df.columns) or axes.shape[0] != len(neurons):
         raise ValueError(f"expected axes (len(neurons), 2) and a model_band_steps table with columns {sorted(need)}")
+    peak = df.groupby(["label", "neuron", "source"])["amplitude"].transform("max")
+    df = df.assign(scaled=df["amplitude"] / peak.where(peak > 0, 1.0))
     labels = list(dict.fromkeys(df["label"]))
-    ylabel = "amplitude (fraction of max over bands)" if stat == "relative" else "amplitude (a.u.)"
     for row, nid in zip(axes, neurons):
         for ax, resp in zip(row, ("on", "off")):
             for i, lab in enumerate(labels):
@@ -496,9 +499,11 @@ def plot_band_steps(axes, df, neurons: Sequence, stat: str = "relative"):
                     d = df[(df["label"] == lab) & (df["neuron"] == nid) & (df["source"] == source)
                            & (df["response"] == resp)].sort_values("cf_hz")
                     if not d.empty:
-                        plot_vs_frequency(ax, d["cf_hz"], d[stat], color=f"C{i}", linestyle=ls, marker="." if ls == "-" else "",
+                        plot_vs_frequency(ax, d["cf_hz"], d["scaled"], color=f"C{i}", linestyle=ls,
+                                          marker="." if ls == "-" else "", ylabel=f"{resp.upper()} (fraction of max)",
                                           label=f"{lab}: {'whole model' if source == 'model' else 'its AdapTrans'}",
-                                          ylabel=f"{resp.upper()} {ylabel}", title=f"neuron {nid}: {resp.upper()}")
+                                          title=f"neuron {nid}: {resp.upper()}")
+            ax.set_ylim(-0.03, 1.05)
     if len(neurons):
         axes[0, 0].legend(frameon=False, fontsize="xx-small")
 

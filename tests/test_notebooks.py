@@ -255,11 +255,14 @@ def test_plot_band_steps_draws_model_and_adaptrans_per_neuron():
 
     cf = np.array([500.0, 1000.0, 2000.0])
     df = pd.concat([pd.DataFrame({"label": "LN", "neuron": n, "source": s, "response": r, "band": np.arange(3),
-                                  "cf_hz": cf, "amplitude": [0.1, 0.5, 0.2], "relative": [0.2, 1.0, 0.4]})
+                                  "cf_hz": cf, "amplitude": np.array([0.1, 0.5, 0.2]) * (1 if r == "on" else 0.5)})
                     for n in ("a", "b") for s in ("model", "adaptrans") for r in ("on", "off")])
     fig, axes = plt.subplots(2, 2)
     plot_band_steps(axes, df, ["a", "b"])
     assert all(len(ax.lines) == 2 and ax.get_xscale() == "log" for ax in axes.flat)
+    # one scale per label, neuron and source over ON and OFF: the OFF curve stays half the ON one
+    np.testing.assert_allclose(axes[0, 0].lines[0].get_ydata(), [0.2, 1.0, 0.4])
+    np.testing.assert_allclose(axes[0, 1].lines[0].get_ydata(), [0.1, 0.5, 0.2])
     assert [ln.get_linestyle() for ln in axes[0, 0].lines] == ["-", "--"]
     assert axes[1, 1].get_title() == "neuron b: OFF" and axes[0, 0].get_xlabel() == "frequency (kHz)"
     plt.close(fig)
