@@ -23,7 +23,8 @@ EXPECTED = {
     "04": ["fig_strfs_onoff_synthetic.png", "fig_strfs_nrf_hidden_synthetic.png",
            "fig_strfs_gradient_synthetic.png", "fig_adaptrans_params_synthetic.png",
            "fig_synthetic_recovery.png", "fig_dstrf_moments_synthetic.png", "fig_dpc_spectra_synthetic.png",
-           "fig_dpcs_synthetic.pdf", "fig_mei_synthetic.png", "fig_insilico_models_synthetic.png"],
+           "fig_dpcs_synthetic.pdf", "fig_mei_synthetic.png", "fig_insilico_models_synthetic.png",
+           "fig_insilico_bands_synthetic.png", "fig_insilico_bands_synthetic.pdf"],
     "05": ["fig_performance.png", "fig_performance.pdf", "benchmark.md", "fig_sessions_state.png",
            "fig_sessions_state.pdf"],
 }
