@@ -97,13 +97,18 @@ def figure1_adaptrans(step: dict, box: dict, bode_curves: Sequence[dict], kernel
 
 def plot_strf_table(rows: Sequence[Sequence], dt_ms: float, cf_hz=None, row_labels: Sequence[str] | None = None,
                     col_labels: Sequence[str] | None = None, panel_size=(2.4, 2.0), share_row_scale: bool = True,
-                    col_groups: Sequence[int] | None = None):
+                    col_groups: Sequence[int] | None = None, vmax: float | None = None,
+                    colorbar_label: str | None = None):
     """Table of STRF images: ``rows[i][j]`` is an (F, K) STRF or None (blank panel).
 
     With ``share_row_scale`` the panels of a row share one symmetric colour scale; with
     ``col_groups`` (one id per column) only the columns with the same id do (e.g. the ON
-    and OFF STRFs of one model, but not the ground truth, which has other units).
-    Returns the figure."""
+    and OFF STRFs of one model, but not the ground truth, which has other units). ``vmax``
+    sets one symmetric scale ``[-vmax, vmax]`` for every panel instead; ``colorbar_label``
+    (with ``vmax``) adds one colour bar for the table, with arrows when an entry lies beyond
+    the scale. Returns the figure."""
+    if colorbar_label is not None and vmax is None:
+        raise ValueError("expected vmax (one colour scale for every panel) with colorbar_label")
     nrows = len(rows)
     ncols = max(len(r) for r in rows) if nrows else 0
     if nrows == 0 or ncols == 0:
@@ -124,15 +129,19 @@ def plot_strf_table(rows: Sequence[Sequence], dt_ms: float, cf_hz=None, row_labe
             if s is None:
                 ax.axis("off")
                 continue
-            vmax = scale[groups[j]] if (share_row_scale or col_groups is not None) else None
+            lim = vmax if vmax is not None else (scale[groups[j]] if (share_row_scale or col_groups is not None) else None)
             title = col_labels[j] if (col_labels is not None and i == 0) else None
-            plot_strf(ax, s, dt_ms, cf_hz, vmax=vmax, colorbar=False, title=title)
+            mesh = plot_strf(ax, s, dt_ms, cf_hz, vmax=lim, colorbar=False, title=title)
             if j > 0:
                 ax.set_ylabel("")
             elif row_labels is not None:
                 ax.set_ylabel(f"{row_labels[i]}\nfrequency (kHz)")
             if i < nrows - 1:
                 ax.set_xlabel("")
+    if colorbar_label is not None:
+        beyond = any(s is not None and float(np.nanmax(np.abs(to_numpy(s)))) > vmax for r in rows for s in r)
+        cb = fig.colorbar(mesh, ax=axes, shrink=0.8, pad=0.02, extend="both" if beyond else "neither")
+        cb.set_label(colorbar_label)
     return fig
 
 

@@ -17,6 +17,9 @@ own design, stated in each function's docstring:
   fall; OFF amplitude = peak of the rectified OFF channel from sound offset to the end of
   the trial (so the OFF channel's sustained level during the sound, ``(1 - w) x``, is
   never counted as an OFF response).
+
+The same stimuli run through whole fitted models (and tone steps per band) are in
+:mod:`deepstrf_utils.insilico_models`.
 """
 
 from __future__ import annotations
@@ -42,7 +45,6 @@ __all__ = [
     "on_response_vs_rise_time",
     "off_response_vs_fall_time",
     "off_response_vs_duration",
-    "model_onoff_curves",
 ]
 
 
@@ -330,146 +332,3 @@ def off_response_vs_duration(prefilter: nn.Module, durations_ms: Sequence[float]
     y, marks = _run_trapezoids(prefilter, conds, level, onset, post, True)
     amp = np.stack([np.maximum(y[i, 1, :, off:], 0).max(axis=-1) for i, (_, _, off) in enumerate(marks)])
     return _tidy(prefilter, durs, amp, "duration_ms")
-
-
-# --------------------------------------------------------------------------------------
-# The same experiments on fitted models (whole model, not just its prefilter)
-# --------------------------------------------------------------------------------------
-#: bins of silence granted to a model's core (beyond its prefilter) before and after each sound
-CORE_CONTEXT_BINS = 64
-#: default conditions of :func:`model_onoff_curves` (ms)
-FALL_TIMES_MS = (0, 10, 25, 50, 100, 200, 400)
-DURATIONS_MS = (25, 50, 100, 200, 400, 800)
-RISE_TIMES_MS = (0, 10, 25, 50, 100, 200, 400)
-
-
-def _model_bands_dt(model) -> tuple:
-    n_bands, dt = getattr(model, "n_bands", None), getattr(model, "dt_ms", None)
-    if n_bands is None or dt is None:
-        raise ValueError(f"expected a model with attributes n_bands and dt_ms (a spectrogram model "
-                         f"(B, 1, F, T) -> (B, N, T)), got {type(model).__name__}")
-    return int(n_bands), float(dt)
-
-
-def _model_run(model, env: np.ndarray, n_bands: int) -> np.ndarray:
-    """Broadband envelopes (B, T) -> the model's responses (B, N, T) as float64 numpy (no grad)."""
-    params = next(iter(model.parameters()), None) if isinstance(model, nn.Module) else None
-    x = torch.as_tensor(env, dtype=torch.float32)[:, None, None, :].expand(-1, 1, n_bands, -1).contiguous()
-    if params is not None:
-        x = x.to(params.device)
-    was = getattr(model, "training", False)
-    model.eval()
-    try:
-        with torch.no_grad():
-            y = model(x)
-    finally:
-        model.train(was)
-    y = np.asarray(y.detach().double().cpu().numpy() if hasattr(y, "detach") else y, dtype=np.float64)
-    if y.ndim != 3 or y.shape[0] != env.shape[0] or y.shape[2] != env.shape[1]:
-        raise ValueError(f"expected the model to return (B, N, T) = ({env.shape[0]}, N, {env.shape[1]}), got {y.shape}")
-    return y
-
-
-def _model_experiment(model, kind, values, level, hold_ms, onset_ms, post_ms, n_bands, dt):
-    """Amplitudes (n_values, N) of the model for one experiment, with the protocol used."""
-    if kind == "fall":
-        conds = [(0.0, hold_ms, v) for v in values]
-    elif kind == "duration":
-        if any(v <= 0 for v in values):
-            raise ValueError(f"expected positive durations (ms), got {values}")
-        conds = [(0.0, v, 0.0) for v in values]
-    else:
-        conds = [(v, hold_ms, 0.0) for v in values]
-    env, marks = _trapezoid_batch(dt, conds, level, onset_ms, post_ms)
-    n_bins = env.shape[1]
-    # references: silence, and each sound continued to the end of the trial (no offset)
-    cont = np.stack([trapezoid_envelope(n_bins, dt, onset_ms, r, n_bins * dt, 0.0, level) for r, _, _ in conds])
-    y = _model_run(model, np.concatenate([env, cont, np.zeros((1, n_bins))]), n_bands)
-    resp, resp_cont, silence = y[: len(conds)], y[len(conds): 2 * len(conds)], y[-1]
-    amps = []
-    for i, (on, fall_start, off) in enumerate(marks):
-        if kind == "rise":  # ON: peak above the response to silence, from the onset to the fall
-            amps.append(np.maximum(resp[i, :, on:fall_start] - silence[:, on:fall_start], 0).max(axis=-1))
-        else:  # OFF: peak, after the offset, above the response to the same sound continued
-            amps.append(np.maximum(resp[i, :, off:] - resp_cont[i, :, off:], 0).max(axis=-1))
-    return np.stack(amps)
-
-
-def model_onoff_curves(model, neurons: Optional[Sequence[int]] = None, fall_times_ms: Sequence[float] = FALL_TIMES_MS,
-                       durations_ms: Sequence[float] = DURATIONS_MS, rise_times_ms: Sequence[float] = RISE_TIMES_MS,
-                       level: float = 1.0, band_weights=None, label: str = "model",
-                       neuron_ids: Optional[Sequence] = None) -> pd.DataFrame:
-    """Notebook 02's ON/OFF experiments run through a whole fitted model, beside its AdapTrans alone.
-
-    Stimuli: the broadband trapezoids of :func:`off_response_vs_fall_time`,
-    :func:`off_response_vs_duration` and :func:`on_response_vs_rise_time` (same envelope in
-    every band), each preceded and followed by ``R`` bins of silence, ``R = K - 1 +
-    max(n_lags, CORE_CONTEXT_BINS)`` (K = the prefilter's taps; 64 bins cover the cores of the
-    zoo, e.g. 43 for the 2D-CNN), so that the model starts from its steady response to
-    silence; plateau ``(K - 1) * dt`` for the fall- and rise-time experiments (R bins
-    without a prefilter). Amplitudes of the model (ours;
-    the paper measures only the prefilter):
-
-    * **OFF** (fall time, preceding duration): the peak, from the sound offset to the end of
-      the trial, of the response minus the response to the *same sound continued* (no
-      offset), rectified: the offset-evoked part, without the tail of a sustained response;
-    * **ON** (rise time): the peak from the sound onset to the start of the fall of the
-      response minus the response to silence, rectified.
-
-    Beside them (``source = "adaptrans"``), the same protocol on the model's own prefilter
-    alone (``model.prefilter``, or ``model.prefilter_of(n)`` per neuron, e.g. the synthetic
-    truth :class:`~deepstrf_utils.datasets.synthetic.GroundTruthNeurons`): the per-band amplitudes of
-    notebook 02 averaged over bands with ``band_weights`` ``(N, F)`` (e.g. the neuron's STRF
-    energy per band; default uniform). Skipped for a model without an ON/OFF prefilter.
-
-    Args:
-        model: ``(B, 1, F, T) -> (B, N, T)`` with attributes ``n_bands`` and ``dt_ms``.
-        neurons: output indices (default all).
-        label: value of the ``label`` column (e.g. "LN + AdapTrans", "truth").
-        neuron_ids: names of the selected neurons for the ``neuron`` column (default indices).
-
-    Returns:
-        Long DataFrame with columns label, neuron, source ("model" / "adaptrans"),
-        experiment ("fall" / "duration" / "rise"), x_ms, amplitude, relative (amplitude over
-        its maximum across conditions, per label, neuron, source and experiment; NaN if 0).
-    """
-    n_bands, dt = _model_bands_dt(model)
-    values = {"fall": _check_times(fall_times_ms, "fall times (ms)"),
-              "duration": _check_times(durations_ms, "durations (ms)", positive=True),
-              "rise": _check_times(rise_times_ms, "rise times (ms)")}
-    pre = getattr(model, "prefilter", None)
-    taps = int(getattr(pre, "kernel_size", 1) or 1)
-    R = taps - 1 + max(int(getattr(model, "n_lags", 0) or 0), CORE_CONTEXT_BINS)
-    onset = post = R * dt
-    hold = (taps - 1) * dt if taps > 1 else R * dt
-    amps = {k: _model_experiment(model, k, v, level, hold, onset, post, n_bands, dt) for k, v in values.items()}
-    N = amps["fall"].shape[1]
-    idx = list(range(N)) if neurons is None else [int(n) for n in np.atleast_1d(neurons)]
-    if any(not 0 <= n < N for n in idx):
-        raise ValueError(f"expected neuron indices in [0, {N}) (the model has N={N} outputs), got {neurons!r}")
-    ids = list(neuron_ids) if neuron_ids is not None else idx
-    if len(ids) != len(idx):
-        raise ValueError(f"expected one neuron id per selected neuron ({len(idx)}), got {len(ids)}")
-    wts = None if band_weights is None else np.asarray(band_weights, dtype=np.float64).reshape(len(idx), n_bands)
-    rows = []
-    for j, n in enumerate(idx):
-        for kind, v in values.items():
-            for x, a in zip(v, amps[kind][:, n]):
-                rows.append((label, ids[j], "model", kind, x, float(a)))
-        pre = model.prefilter_of(n) if hasattr(model, "prefilter_of") else getattr(model, "prefilter", None)
-        if pre is None or getattr(pre, "out_channels", 1) < 2 or not hasattr(pre, "kernel_size"):
-            continue
-        w = np.full(n_bands, 1.0 / n_bands) if wts is None else wts[j] / max(wts[j].sum(), 1e-300)
-        tables = {"fall": off_response_vs_fall_time(pre, values["fall"], level, hold_ms=hold, onset_ms=onset,
-                                                     post_ms=post),
-                  "duration": off_response_vs_duration(pre, values["duration"], level, onset_ms=onset, post_ms=post),
-                  "rise": on_response_vs_rise_time(pre, values["rise"], level, hold_ms=hold, onset_ms=onset)}
-        for kind, df in tables.items():
-            col = {"fall": "fall_ms", "duration": "duration_ms", "rise": "rise_ms"}[kind]
-            per = df.pivot(index=col, columns="band", values="amplitude").to_numpy() @ w
-            for x, a in zip(values[kind], per):
-                rows.append((label, ids[j], "adaptrans", kind, x, float(a)))
-    out = pd.DataFrame(rows, columns=["label", "neuron", "source", "experiment", "x_ms", "amplitude"])
-    peak = out.groupby(["label", "neuron", "source", "experiment"])["amplitude"].transform("max")
-    out["relative"] = out["amplitude"] / peak.where(peak > 0)
-    return out

@@ -53,7 +53,9 @@ __all__ = [
     "plot_by_band",
     "plot_tau_recovery",
     "plot_onoff_curves",
+    "plot_band_steps",
     "plot_explained",
+    "symmetric_limit",
     "STRF_CMAP",
 ]
 
@@ -443,7 +445,7 @@ def plot_tau_recovery(ax, table, title: str | None = None, s: float = 16):
 def plot_onoff_curves(axes, df, stat: str = "relative"):
     """In-silico ON/OFF curves of whole models beside their AdapTrans alone (three panels).
 
-    ``df``: :func:`deepstrf_utils.insilico.model_onoff_curves` outputs (concatenated); per
+    ``df``: :func:`deepstrf_utils.insilico_models.model_onoff_curves` outputs (concatenated); per
     label and source, the median over neurons of ``stat`` against the condition: OFF vs
     fall time (``axes[0]``), OFF vs preceding duration (``axes[1]``, log x), ON vs rise time
     (``axes[2]``); whole model solid, its AdapTrans alone dashed, one colour per label.
@@ -472,6 +474,53 @@ def plot_onoff_curves(axes, df, stat: str = "relative"):
     axes[1].xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axes[1].xaxis.set_minor_formatter(NullFormatter())
     axes[0].legend(frameon=False, fontsize="xx-small")
+
+
+def plot_band_steps(axes, df, neurons: Sequence):
+    """ON and OFF amplitude per band of tone steps, one row of two panels per neuron.
+
+    ``df``: :func:`deepstrf_utils.insilico_models.model_band_steps` outputs (concatenated);
+    ``axes`` ``(len(neurons), 2)``: ON left, OFF right, against the band centre frequency (log
+    axis, kHz); one colour per label, the whole model solid, its AdapTrans alone dashed. Each
+    curve is divided by the largest ON *or* OFF amplitude over bands of its label, neuron and
+    source, so the shapes of models with other output scales compare while a weak OFF response
+    stays small beside the ON one (a curve of zeros is drawn at 0)."""
+    need = {"label", "neuron", "source", "response", "cf_hz", "amplitude"}
+    axes = np.asarray(axes, dtype=object).reshape(-1, 2) if len(neurons) else np.empty((0, 2))
+    if not need <= set(df.columns) or axes.shape[0] != len(neurons):
+        raise ValueError(f"expected axes (len(neurons), 2) and a model_band_steps table with columns {sorted(need)}")
+    peak = df.groupby(["label", "neuron", "source"])["amplitude"].transform("max")
+    df = df.assign(scaled=df["amplitude"] / peak.where(peak > 0, 1.0))
+    labels = list(dict.fromkeys(df["label"]))
+    for row, nid in zip(axes, neurons):
+        for ax, resp in zip(row, ("on", "off")):
+            for i, lab in enumerate(labels):
+                for source, ls in (("model", "-"), ("adaptrans", "--")):
+                    d = df[(df["label"] == lab) & (df["neuron"] == nid) & (df["source"] == source)
+                           & (df["response"] == resp)].sort_values("cf_hz")
+                    if not d.empty:
+                        plot_vs_frequency(ax, d["cf_hz"], d["scaled"], color=f"C{i}", linestyle=ls,
+                                          marker="." if ls == "-" else "", ylabel=f"{resp.upper()} (fraction of max)",
+                                          label=f"{lab}: {'whole model' if source == 'model' else 'its AdapTrans'}",
+                                          title=f"neuron {nid}: {resp.upper()}")
+            ax.set_ylim(-0.03, 1.05)
+    if len(neurons):
+        axes[0, 0].legend(frameon=False, fontsize="xx-small")
+
+
+def symmetric_limit(arrays, percentile: float = 99.0) -> tuple[float, float]:
+    """Symmetric colour limit of signed images: the ``percentile`` of |x| over the finite entries
+    of all ``arrays`` (each any shape). Returns ``(vmax, clipped)``, ``clipped`` the share of
+    entries with |x| > vmax (drawn at the end colours); vmax = 1 when every entry is 0."""
+    if not 0 < percentile <= 100:
+        raise ValueError(f"expected a percentile in (0, 100], got {percentile}")
+    a = np.abs(np.concatenate([to_numpy(x).ravel() for x in arrays])) if len(arrays) else np.zeros(0)
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        raise ValueError("expected at least one finite entry")
+    vmax = float(np.percentile(a, percentile))
+    vmax = vmax if vmax > 0 else (float(a.max()) or 1.0)
+    return vmax, float(np.mean(a > vmax))
 
 
 def plot_explained(ax, explained, label: str | None = None, color: str | None = None):

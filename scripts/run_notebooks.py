@@ -5,8 +5,8 @@
         --out build/notebooks [--only 01,02] [--executor local|submitit-local|slurm] \
         [--cluster-config cluster.toml] [--set partition=gpu ...] [--plan]
 
-Each notebook runs with its working directory set to ``notebooks/`` and receives absolute
-paths for DATA_ROOT, FIG_DIR and RESULTS_DIR (defaults: ``<repo>/data``,
+Each notebook runs with its working directory set to ``notebooks/`` and receives (among the
+parameters its ``parameters`` cell declares; the others are not passed) absolute paths for DATA_ROOT, FIG_DIR and RESULTS_DIR (defaults: ``<repo>/data``,
 ``<repo>/figures``, ``<repo>/build/results``), so relative paths never depend on where the
 script is launched. Executed copies (with outputs) go to ``--out``. On failure the script
 stops, names the notebook and the failing cell, and exits with status 1.
@@ -62,6 +62,27 @@ def kernel_name() -> str:
     return "python3"
 
 
+def declared_parameters(book: Path) -> set[str]:
+    """Names assigned in the notebook's cell tagged ``parameters`` (papermill's own inspection).
+
+    A notebook without such a cell declares none. Raises ValueError naming the notebook when
+    its file cannot be read as a notebook."""
+    from papermill.inspection import inspect_notebook
+
+    try:
+        return set(inspect_notebook(str(book)))
+    except Exception as err:  # unreadable / invalid notebook file
+        raise ValueError(f"expected a readable notebook with a 'parameters' cell: {book}: {err}") from err
+
+
+def parameters_for(book: Path, params: dict) -> dict:
+    """The subset of ``params`` that ``book`` declares in its ``parameters`` cell, so papermill
+    never injects (and warns about) a name the notebook does not use, e.g. ``CLUSTER``
+    outside notebook 03."""
+    names = declared_parameters(book)
+    return {k: v for k, v in params.items() if k in names}
+
+
 def failing_cell(err, output_path: Path) -> str:
     """Describe the failing cell of a papermill error: index, execution count, first line."""
     import nbformat
@@ -110,7 +131,7 @@ def run(profile: str, datasets: str, device: str, out: Path, only: str = "", dat
         print(f"[run_notebooks] {book.name} (profile={profile}) ...", flush=True)
         try:
             pm.execute_notebook(
-                str(book), str(target), parameters=params, kernel_name=kernel,
+                str(book), str(target), parameters=parameters_for(book, params), kernel_name=kernel,
                 cwd=str(book.parent), progress_bar=False, execution_timeout=timeout,
             )
         except PapermillExecutionError as err:

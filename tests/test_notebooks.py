@@ -23,7 +23,8 @@ EXPECTED = {
     "04": ["fig_strfs_onoff_synthetic.png", "fig_strfs_nrf_hidden_synthetic.png",
            "fig_strfs_gradient_synthetic.png", "fig_adaptrans_params_synthetic.png",
            "fig_synthetic_recovery.png", "fig_dstrf_moments_synthetic.png", "fig_dpc_spectra_synthetic.png",
-           "fig_dpcs_synthetic.pdf", "fig_mei_synthetic.png", "fig_insilico_models_synthetic.png"],
+           "fig_dpcs_synthetic.pdf", "fig_mei_synthetic.png", "fig_insilico_models_synthetic.png",
+           "fig_insilico_bands_synthetic.png", "fig_insilico_bands_synthetic.pdf"],
     "05": ["fig_performance.png", "fig_performance.pdf", "benchmark.md", "fig_sessions_state.png",
            "fig_sessions_state.pdf"],
 }
@@ -120,6 +121,35 @@ def test_runner_names_failing_notebook_and_cell(tmp_path, capsys):
     assert "01_broken.ipynb" in err and "raise RuntimeError('boom')" in err and "RuntimeError: boom" in err
 
 
+def test_runner_passes_each_notebook_only_its_declared_parameters():
+    runner = _load_runner()
+    every = {k: "x" for k in PARAMETERS + ("EXECUTOR", "CLUSTER")}
+    by_prefix = {p.name[:2]: p for p in NOTEBOOKS}
+    assert set(runner.parameters_for(by_prefix["03"], every)) == set(every)  # 03 fits through EXECUTOR / CLUSTER
+    for prefix in ("01", "02", "04", "05"):
+        assert set(runner.parameters_for(by_prefix[prefix], every)) == set(PARAMETERS), prefix
+
+
+@pytest.mark.notebook
+def test_runner_does_not_inject_undeclared_parameters(tmp_path, capsys):
+    """papermill warned "Passed unknown parameter: CLUSTER" for notebooks without it: the runner
+    now passes only the declared names (the second cell fails if CLUSTER was injected)."""
+    runner = _load_runner()
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('PROFILE = "quick"\nFIG_DIR = "figures"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "assert 'CLUSTER' not in globals() and 'EXECUTOR' not in globals(), 'undeclared parameter injected'\n"
+        "assert PROFILE == 'smoke' and FIG_DIR != 'figures'")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    folder = tmp_path / "books"
+    folder.mkdir()
+    nbformat.write(nb, str(folder / "01_declared.ipynb"))
+    rc = runner.run("smoke", "", "cpu", tmp_path / "out", notebook_dir=folder, fig_dir=tmp_path / "f",
+                    results_dir=tmp_path / "r", data_root=tmp_path / "d", cluster={"partition": "gpu"})
+    assert rc == 0, capsys.readouterr().err
+
+
 def test_runner_rejects_unknown_prefix(capsys):
     runner = _load_runner()
     assert runner.main(["--only", "09", "--out", str(REPO / "build" / "never_written")]) == 2
@@ -190,3 +220,52 @@ def test_profiles_configs_and_dataset_resolution(tmp_path):
         quick.datasets("nope", tmp_path)
     with pytest.raises(ValueError, match="unknown profile"):
         get_profile("fast")
+
+
+def test_symmetric_limit_and_one_colour_bar_for_an_input_table():
+    import matplotlib.pyplot as plt
+
+    from deepstrf_utils.figures import plot_strf_table
+    from deepstrf_utils.plotting import symmetric_limit
+
+    a = np.linspace(-1.0, 1.0, 101).reshape(1, 101)  # |x|: 0, 0.02, ..., 1 twice
+    b = np.array([[0.0, 10.0]])  # one outlier
+    vmax, clipped = symmetric_limit([a, b], percentile=99)
+    assert vmax == pytest.approx(np.percentile(np.abs(np.r_[a.ravel(), b.ravel()]), 99))
+    assert clipped == pytest.approx(np.mean(np.abs(np.r_[a.ravel(), b.ravel()]) > vmax)) and 0 < clipped < 0.05
+    assert symmetric_limit([np.zeros((2, 2))]) == (1.0, 0.0)
+    with pytest.raises(ValueError, match="percentile in"):
+        symmetric_limit([a], percentile=0)
+    rows = [[a.repeat(3, 0), b.repeat(3, 0)]]
+    fig = plot_strf_table(rows, 5.0, [500.0, 1000.0, 2000.0], vmax=vmax, colorbar_label="input - mean (a.u.)")
+    images = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 1 and bars[0].get_ylabel() == "input - mean (a.u.)"
+    assert all(ax.collections[0].get_clim() == (-vmax, vmax) for ax in images)  # one scale, set from the data
+    assert len(images) == 2
+    plt.close(fig)
+    with pytest.raises(ValueError, match="expected vmax"):
+        plot_strf_table(rows, 5.0, colorbar_label="x")
+
+
+def test_plot_band_steps_draws_model_and_adaptrans_per_neuron():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from deepstrf_utils.plotting import plot_band_steps
+
+    cf = np.array([500.0, 1000.0, 2000.0])
+    df = pd.concat([pd.DataFrame({"label": "LN", "neuron": n, "source": s, "response": r, "band": np.arange(3),
+                                  "cf_hz": cf, "amplitude": np.array([0.1, 0.5, 0.2]) * (1 if r == "on" else 0.5)})
+                    for n in ("a", "b") for s in ("model", "adaptrans") for r in ("on", "off")])
+    fig, axes = plt.subplots(2, 2)
+    plot_band_steps(axes, df, ["a", "b"])
+    assert all(len(ax.lines) == 2 and ax.get_xscale() == "log" for ax in axes.flat)
+    # one scale per label, neuron and source over ON and OFF: the OFF curve stays half the ON one
+    np.testing.assert_allclose(axes[0, 0].lines[0].get_ydata(), [0.2, 1.0, 0.4])
+    np.testing.assert_allclose(axes[0, 1].lines[0].get_ydata(), [0.1, 0.5, 0.2])
+    assert [ln.get_linestyle() for ln in axes[0, 0].lines] == ["-", "--"]
+    assert axes[1, 1].get_title() == "neuron b: OFF" and axes[0, 0].get_xlabel() == "frequency (kHz)"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="model_band_steps table"):
+        plot_band_steps(axes, df.drop(columns="cf_hz"), ["a", "b"])
