@@ -150,11 +150,13 @@ def bench_step(args):
         return 1000 * statistics.median(times), 1000 * min(times)
 
     for pre in ("adaptrans", None):
-        torch.manual_seed(0)
-        model = build("ConvNet2D", pre).to(dev).train()
-        med, best = timed(model, model, args.steps)
-        rows.append((f"ConvNet2D{' + AdapTrans' if pre else ''}", f"{count_parameters(model):,}",
-                     f"{med:.1f}", f"{best:.1f}"))
+        for impl in ("auto", "conv"):  # "auto": the blocks in the frequency domain on a CPU
+            torch.manual_seed(0)
+            model = build("ConvNet2D", pre).to(dev).train()
+            model.implementation = impl
+            med, best = timed(model, model, args.steps)
+            rows.append((f"ConvNet2D{' + AdapTrans' if pre else ''} ({model.conv_path(dev)})",
+                         f"{count_parameters(model):,}", f"{med:.1f}", f"{best:.1f}"))
     # bare stack of the same three convolutions (C = 2 -> 10 -> 10 -> 10, kernel (6, 15), causal pad)
     convs = torch.nn.Sequential(*[torch.nn.Conv2d(2 if i == 0 else 10, 10, (6, 15)) for i in range(3)]).to(dev)
     x2 = torch.rand(1, 2, F_NS1, T_NS1, device=dev)

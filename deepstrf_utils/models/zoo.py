@@ -53,9 +53,14 @@ from .layers import (
 __all__ = ["Linear", "LinearNonlinear", "NetworkReceptiveField", "DNet", "ConvNet2D", "StateNet", "PopulationCNN"]
 
 STRF_IMPLEMENTATIONS = ("auto", "conv", "fft")
-#: kernels of at least this many taps (k_f x k_t) run in the frequency domain on a CPU under
-#: ConvNet2D's implementation="auto" (measured: (6, 15) 1.7x faster, (3, 7) 2x slower)
+#: under ConvNet2D's implementation="auto" on a CPU, batches of at least 2 stimuli with kernels of
+#: at least this many taps (k_f x k_t) run in the frequency domain (measured, 1 thread: (6, 15)
+#: 2.5-5x faster than Conv2d for 8-12 stimuli; 1.4x slower for one; (3, 7) never faster)
 FFT_CONV_MIN_TAPS = 48
+#: the direct path runs on channels-last tensors on a CPU from this many stimuli on: oneDNN's
+#: channels-last backward is ~2x faster for batches but 10-25x SLOWER for 1-2 stimuli with
+#: 10 channels and (6, 15) kernels (the NS1 protocol's batch of 1) (benchmarks/README.md)
+CHANNELS_LAST_MIN_BATCH = 4
 
 
 # ----------------------------------------------------------------------------------------
@@ -341,7 +346,8 @@ class ConvNet2D(_ConvModel):
     ``implementation``: how the convolution blocks are computed (:meth:`conv_path`), the same
     output up to float rounding: ``"conv"`` (``Conv2d``), ``"fft"``
     (:func:`~deepstrf_utils.spectral.causal_conv2d_fft`) or ``"auto"`` (default: "fft" on a
-    CPU for kernels of at least :data:`FFT_CONV_MIN_TAPS` taps, e.g. NS1's (6, 15), else "conv").
+    CPU for batches of 2+ stimuli and kernels of at least :data:`FFT_CONV_MIN_TAPS` taps, e.g.
+    NS1's (6, 15), else "conv").
 
     forward: x ``(B, 1, F, T)`` -> ``(B, N, T)``.
     """
@@ -378,29 +384,30 @@ class ConvNet2D(_ConvModel):
             implementation=implementation,
         )
 
-    def conv_path(self, device: torch.device | str = "cpu") -> str:
-        """``"fft"`` or ``"conv"``: how the convolution blocks run on ``device`` (see the class)."""
+    def conv_path(self, device: torch.device | str = "cpu", batch: int = 2) -> str:
+        """``"fft"`` or ``"conv"``: how the convolution blocks run for ``batch`` stimuli on ``device`` (see the class)."""
         if self.implementation != "auto":
             return self.implementation
         big = self.kernel_size[0] * self.kernel_size[1] >= FFT_CONV_MIN_TAPS
-        return "fft" if big and torch.device(device).type == "cpu" else "conv"
+        return "fft" if big and batch >= 2 and torch.device(device).type == "cpu" else "conv"
 
     def _conv_features(self, z: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """The convolution blocks: z ``(B, C, F, T)`` -> ``(B, channels, F', T)`` (contiguous);
         BatchNorm statistics over the valid bins of ``lengths`` ``(B,)`` (None: every bin).
 
         :meth:`conv_path` "fft": :func:`~deepstrf_utils.spectral.causal_conv2d_fft`. "conv"
-        on a CPU runs on channels-last tensors: oneDNN's convolution backward for these
-        small channel counts is ~2x faster than on NCHW tensors (``benchmarks/README.md``,
-        issue 11); the values are the same. Inside ``torch.func.vmap`` (stacked single
-        units), which cannot query memory formats, they stay NCHW.
+        on a CPU runs on channels-last tensors for batches of :data:`CHANNELS_LAST_MIN_BATCH`
+        stimuli or more (oneDNN's backward is ~2x faster there than on NCHW tensors, and
+        pathologically slow for one or two stimuli); the values are the same. Inside
+        ``torch.func.vmap`` (stacked single units), which cannot query memory formats, they
+        stay NCHW.
         """
         mask = valid_mask(lengths, z.shape[0], z.shape[-1])
-        if self.conv_path(z.device) == "fft":
+        if self.conv_path(z.device, z.shape[0]) == "fft":
             for conv, norm in zip(self.convs, self.norms):
                 z = F.leaky_relu(norm(causal_conv2d_fft(z, conv.weight, conv.bias), mask), self.negative_slope)
             return z
-        if z.device.type == "cpu":
+        if z.device.type == "cpu" and z.shape[0] >= CHANNELS_LAST_MIN_BATCH:
             try:
                 z = z.contiguous(memory_format=torch.channels_last)
             except RuntimeError:  # vmap: "NYI: querying is_contiguous inside of vmap ..."
