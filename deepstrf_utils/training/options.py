@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from .chunks import check_train_chunk, supports_chunks
 from .warmstart import supports_ridge_init
 
 __all__ = ["ADAMW_FIT_KWARGS", "LBFGS_ITERATIONS_PER_EPOCH", "LBFGS_CHUNK", "RECURRENT_AUTO", "RIDGE_START_PATIENCE"]
@@ -28,7 +29,7 @@ RIDGE_START_PATIENCE = 1
 #: AdamW settings that ``optimizer="auto"`` uses for recurrent models (measured, issue 11:
 #: L-BFGS is not better than AdamW there; these reach the published protocol's accuracy
 #: in about half its epochs)
-RECURRENT_AUTO = dict(lr=3e-3, max_epochs=1000, patience=10, rel_tol=0.0)
+RECURRENT_AUTO = dict(lr=3e-3, max_epochs=1000, patience=10, rel_tol=0.0, chunk=(64, 32))
 
 
 def _is_recurrent(model: nn.Module) -> bool:
@@ -36,8 +37,12 @@ def _is_recurrent(model: nn.Module) -> bool:
 
 
 def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr=None,
-                         scheduler=None, clip_grad=None, force_adamw=False) -> dict:
-    """The effective optimiser settings: ``"auto"`` / None arguments resolved (see :func:`~.fitting.fit`)."""
+                         scheduler=None, clip_grad=None, force_adamw=False, train_chunk=None) -> dict:
+    """The effective optimiser settings: ``"auto"`` / None arguments resolved (see :func:`~.fitting.fit`).
+
+    ``train_chunk="auto"``: :data:`RECURRENT_AUTO`'s ``chunk`` when ``optimizer="auto"`` chose
+    AdamW for a recurrent model that can be chunked (and no AdamW setting was given), else None.
+    """
     defaults = None
     if optimizer == "auto":
         adamw_only = (lr, prefilter_lr, scheduler, clip_grad)
@@ -60,7 +65,12 @@ def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_t
         # stopped L / LN at the same epoch as 2 on every seed measured (issue 11), 15-20 % sooner;
         # from a random start (2D-CNN) patience 1 once stopped at a poor early plateau
         patience = RIDGE_START_PATIENCE if optimizer == "lbfgs" and init == "ridge" else d["patience"]
-    return dict(optimizer=optimizer, init=init, lr=d["lr"] if lr is None else lr,
+    if isinstance(train_chunk, str) and train_chunk == "auto":
+        train_chunk = d.get("chunk") if supports_chunks(model) else None
+    train_chunk = check_train_chunk(train_chunk, model)
+    if train_chunk is not None and optimizer != "adamw":
+        raise ValueError(f"train_chunk is a setting of the AdamW path; got it with optimizer={optimizer!r}")
+    return dict(optimizer=optimizer, init=init, train_chunk=train_chunk, lr=d["lr"] if lr is None else lr,
                 max_epochs=d["max_epochs"] if max_epochs is None else max_epochs,
                 patience=patience,
                 rel_tol=d["rel_tol"] if rel_tol is None else rel_tol)
