@@ -154,3 +154,21 @@ def test_fit_single_units_trains_recurrent_units_on_chunks_like_fit(syn):
     np.testing.assert_allclose(results[0].val_loss, r.val_loss, rtol=1e-5)
     with pytest.raises(ValueError, match="train_chunk"):
         fit_single_units(lambda s: _statenet(s, n_neurons=1), train, val, batched=True, train_chunk=(16, 8), **kw)
+
+
+def test_the_recurrent_auto_path_resolves_its_own_batch_size():
+    from deepstrf_utils.training.options import BATCH_SIZE, _resolve_fit_options
+
+    def resolve(model, **kw):
+        args = dict(optimizer="auto", init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None,
+                    train_chunk="auto")
+        args.update(kw)
+        return _resolve_fit_options(model, **args)
+
+    o = resolve(_statenet())
+    assert (o["batch_size"], o["train_chunk"], o["lr"]) == (RECURRENT_AUTO["batch_size"], RECURRENT_AUTO["chunk"],
+                                                           RECURRENT_AUTO["lr"])
+    assert resolve(_statenet(), batch_size=12)["batch_size"] == 12
+    assert resolve(_statenet(), optimizer="adamw")["batch_size"] == BATCH_SIZE
+    lin = build_model("Linear", n_bands=F, n_neurons=2, dt_ms=5.0, n_lags=4)
+    assert resolve(lin)["batch_size"] == BATCH_SIZE

@@ -198,7 +198,7 @@ def fit(
     weight_decay: float = 1e-2,
     max_epochs: int | None = None,
     patience: int | None | str = "auto",
-    batch_size: int = 8,
+    batch_size: int | None = None,
     scheduler: str | None = None,
     scheduler_kwargs: dict | None = None,
     clip_grad: float | None = None,
@@ -275,7 +275,8 @@ def fit(
             "lbfgs" or "adamw".
         init: "auto" ("ridge" for Linear / LN on the L-BFGS path, else None), "ridge" or None.
         lr, max_epochs, patience, rel_tol: None / "auto" = the chosen path's default (above).
-        batch_size: AdamW's batch (stimuli per step); also the validation pass's chunk.
+        batch_size: AdamW's batch (stimuli per step); also the validation pass's chunk. None:
+            8 (:data:`RECURRENT_AUTO`'s on that path).
         train_chunk: ``(L, W)``: AdamW trains on chunks of ``L`` bins of each stimulus, each
             with up to ``W`` bins of burn-in context before it, all chunks of a batch in one
             recurrent pass (truncated back-propagation; :mod:`.chunks`); the loss covers
@@ -295,7 +296,8 @@ def fit(
             neuron or parameter).
     """
     o = _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
-                             clip_grad, train_chunk=train_chunk)
+                             clip_grad, train_chunk=train_chunk, batch_size=batch_size)
+    batch_size = o["batch_size"]
     _check_fit_args(o["lr"], o["max_epochs"], o["patience"], batch_size, clip_grad, prefilter_lr, o["rel_tol"])
     t0 = time.perf_counter()
     dev = resolve_device(device)

@@ -103,7 +103,7 @@ def fit_single_units(
     weight_decay: float = 1e-2,
     max_epochs: int | None = None,
     patience: int | None | str = "auto",
-    batch_size: int = 8,
+    batch_size: int | None = None,
     scheduler: str | None = None,
     scheduler_kwargs: dict | None = None,
     clip_grad: float | None = None,
@@ -185,7 +185,8 @@ def fit_single_units(
             raise ValueError(f"expected model_fn(seed) to return an nn.Module, got {type(m).__name__}")
         models.append(m.to(dev))
     o = _resolve_fit_options(models[0], optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
-                             clip_grad, force_adamw=batched is True, train_chunk=train_chunk)
+                             clip_grad, force_adamw=batched is True, train_chunk=train_chunk, batch_size=batch_size)
+    batch_size = o["batch_size"]
     if o["optimizer"] == "lbfgs" and batched:
         raise ValueError("optimizer='lbfgs' fits units one by one; it cannot be combined with batched=True")
     if o["train_chunk"] is not None and batched:
