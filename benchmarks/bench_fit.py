@@ -18,7 +18,10 @@ Modes:
   weight decay 1e-2, batch 8, up to 1000 epochs, patience 50, no ridge start), i.e.
   ``training.ADAMW_FIT_KWARGS``;
 - ``defaults``: ``fit(model, train, val)`` with the library's current defaults (since
-  issue 11: full-batch L-BFGS, ridge start for L / LN).
+  issue 11: full-batch L-BFGS, ridge start for L / LN; StateNet: AdamW on chunks of the
+  sequences, ``training.options.RECURRENT_AUTO``);
+- ``set:k=v+k=v...``: a prototype on the AdamW path (:func:`mode_kwargs`), e.g.
+  ``set:lr=2e-3+patience=8+chunk=16x8+batch_size=4``.
 
 Usage::
 
