@@ -58,9 +58,10 @@ class FitResult:
     optimizer: "adamw" or "lbfgs"; init: "ridge" (closed-form STRF start) or None;
     init_train_loss, init_val_loss: losses of the starting point (L-BFGS path; NaN
     otherwise); neuron: the unit's id (single-unit fits); batched: trained inside a vmapped
-    stack; train_chunk: ``(L, W)`` when trained on chunks of the sequences, else None. On the L-BFGS path a closed-form start (``init="ridge"``) competes with the
-    epochs: ``best_epoch = -1`` means no epoch beat it on the validation set and the
-    starting weights were kept.
+    stack; train_chunk: ``(L, W)`` when trained on chunks of the sequences, else None. On
+    the L-BFGS path a closed-form start (``init="ridge"``) competes with the epochs:
+    ``best_epoch = -1`` means no epoch beat it on the validation set and the starting
+    weights were kept.
     """
 
     train_loss: list = field(default_factory=list)
