@@ -18,7 +18,10 @@ Modes:
   weight decay 1e-2, batch 8, up to 1000 epochs, patience 50, no ridge start), i.e.
   ``training.ADAMW_FIT_KWARGS``;
 - ``defaults``: ``fit(model, train, val)`` with the library's current defaults (since
-  issue 11: full-batch L-BFGS, ridge start for L / LN).
+  issue 11: full-batch L-BFGS, ridge start for L / LN; StateNet: AdamW on chunks of the
+  sequences, ``training.options.RECURRENT_AUTO``);
+- ``set:k=v+k=v...``: a prototype on the AdamW path (:func:`mode_kwargs`), e.g.
+  ``set:lr=2e-3+patience=8+chunk=16x8+batch_size=4``.
 
 Usage::
 
@@ -63,6 +66,26 @@ MODES = {"today": TODAY, "defaults": {}}
 FITTERS: dict = {}
 
 
+def mode_kwargs(mode: str) -> dict:
+    """A mode's ``fit`` arguments: a name of :data:`MODES`, or ``set:k=v+k=v...`` for a prototype
+    on the AdamW path, e.g. ``set:lr=3e-3+patience=10+chunk=64x32+batch_size=8`` (``chunk=LxW``
+    is ``train_chunk=(L, W)``, ``chunk=none`` whole stimuli)."""
+    if mode in MODES:
+        return dict(MODES[mode])
+    if not mode.startswith("set:"):
+        raise SystemExit(f"unknown mode {mode!r}; expected among {sorted(MODES)} or 'set:k=v+...'")
+    out = dict(optimizer="adamw", init=None, max_epochs=1000, train_chunk=None)
+    for item in mode[4:].split("+"):
+        k, v = item.split("=")
+        if k == "chunk":
+            out["train_chunk"] = None if v == "none" else tuple(int(u) for u in v.split("x"))
+        elif k in ("patience", "batch_size", "max_epochs"):
+            out[k] = int(v)
+        else:
+            out[k] = float(v)
+    return out
+
+
 def single_neuron_data(data_seed: int = 0):
     """(train, val, test, true_test_rates): one ground-truth neuron, songs of 1.5-1.9 s.
 
@@ -101,7 +124,7 @@ def run_one(name, mode, seed, data, cap=None):
     train, val, test, rates = data
     torch.manual_seed(seed)
     model = build(name)
-    kwargs = dict(MODES[mode])
+    kwargs = mode_kwargs(mode)
     if cap is not None:
         kwargs["max_epochs"] = min(int(cap), int(kwargs.get("max_epochs", 10**9)))
     t0, c0 = time.perf_counter(), time.process_time()
@@ -110,7 +133,8 @@ def run_one(name, mode, seed, data, cap=None):
     ev = evaluate(model, test, device="cpu")
     return dict(model=name, mode=mode, seed=seed, wall_s=wall, cpu_s=cpu, epochs=res.epochs, best_epoch=res.best_epoch,
                 s_per_epoch=wall / max(res.epochs, 1), stopped_early=bool(res.stopped_early),
-                stop_reason=getattr(res, "stop_reason", ""), capped=cap is not None and not res.stopped_early,
+                stop_reason=getattr(res, "stop_reason", ""), train_chunk=str(getattr(res, "train_chunk", None)),
+                capped=cap is not None and not res.stopped_early,
                 cc_norm=float(ev.cc_norm.iloc[0]), cc_raw=float(ev.cc_raw.iloc[0]), cc_true=cc_true(model, test, rates))
 
 
@@ -198,8 +222,7 @@ def main(argv=None):
     modes = [m for m in args.modes.split(",") if m]
     seeds = [int(s) for s in args.seeds.split(",") if s]
     for m in modes:
-        if m not in MODES:
-            raise SystemExit(f"unknown mode {m!r}; expected among {sorted(MODES)}")
+        mode_kwargs(m)
     print(f"# bench_fit: {platform.node()} {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread(s), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
     data = single_neuron_data(args.data_seed)

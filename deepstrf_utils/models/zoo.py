@@ -545,12 +545,22 @@ class StateNet(ResponseModel):
         lengths ``(B,)``: valid bins of each stimulus of a padded batch (on z's device), so
         that BatchNorm's training statistics skip the padding; None: every bin is valid.
         """
+        return self.recurrent_output(self.recurrent_input(z, lengths))
+
+    def recurrent_input(self, z: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Everything before the recurrence, bin by bin: z ``(B, C, F, T)`` -> ``(B, T, O * P)``
+        (locally connected layer, BatchNorm over the valid bins, sigmoid)."""
         mask = valid_mask(lengths, z.shape[0], z.shape[-1])
         h = torch.sigmoid(self.norm(self.local(z), mask))  # (B, O, P, T)
         b, o, p, t = h.shape
-        h = h.permute(0, 3, 1, 2).reshape(b, t, o * p)  # (B, T, O * P)
+        return h.permute(0, 3, 1, 2).reshape(b, t, o * p)
+
+    def recurrent_output(self, h: torch.Tensor) -> torch.Tensor:
+        """The recurrent layer from a zero state: ``(B, T, O * P)`` -> ``(B, hidden, T)`` (a view).
+        Training on chunks of the sequence (:mod:`deepstrf_utils.training.chunks`) calls
+        :meth:`recurrent_input` on whole stimuli and this on the chunks."""
         h, _ = self.rnn(h)  # (B, T, hidden)
-        return h.transpose(1, 2)  # a view
+        return h.transpose(1, 2)
 
     def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
         """Per-neuron linear readout: ``(B, hidden, T) -> (B, N, T)``."""

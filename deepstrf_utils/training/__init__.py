@@ -22,6 +22,8 @@ Options: LR-on-plateau, gradient clipping, other losses.
   inputs), :func:`fit_new_session` (frozen core, new readout), per-session evaluation;
 - :mod:`.checkpoints` -- :func:`save_checkpoint` / :func:`load_checkpoint`;
 - :mod:`.warmstart` -- the closed-form ridge STRF start of Linear / LN models;
+- :mod:`.chunks` -- recurrent models trained on chunks of their sequences with burn-in
+  (``fit(..., train_chunk=(L, W))``, the default for StateNet);
 - :mod:`.packing` -- a dataset collated once on the training device; :mod:`.device` -- seeding.
 
 Multi-configuration, multi-seed runs (one tidy CSV: ``run_configs``, ``summary_table``)

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from .. import metrics
 
+from .chunks import chunked_batch
 from .device import resolve_device, seed_everything
 from .optim import _make_plateau, make_adamw
 from .options import (LBFGS_CHUNK, LBFGS_ITERATIONS_PER_EPOCH, ADAMW_FIT_KWARGS, RECURRENT_AUTO,  # noqa: F401
@@ -57,9 +58,10 @@ class FitResult:
     optimizer: "adamw" or "lbfgs"; init: "ridge" (closed-form STRF start) or None;
     init_train_loss, init_val_loss: losses of the starting point (L-BFGS path; NaN
     otherwise); neuron: the unit's id (single-unit fits); batched: trained inside a vmapped
-    stack. On the L-BFGS path a closed-form start (``init="ridge"``) competes with the
-    epochs: ``best_epoch = -1`` means no epoch beat it on the validation set and the
-    starting weights were kept.
+    stack; train_chunk: ``(L, W)`` when trained on chunks of the sequences, else None. On
+    the L-BFGS path a closed-form start (``init="ridge"``) competes with the epochs:
+    ``best_epoch = -1`` means no epoch beat it on the validation set and the starting
+    weights were kept.
     """
 
     train_loss: list = field(default_factory=list)
@@ -77,6 +79,7 @@ class FitResult:
     init_val_loss: float = float("nan")
     neuron: object = None
     batched: bool = False
+    train_chunk: tuple | None = None
 
     def summary(self) -> str:
         """One line: epochs, best epoch, wall time, why it stopped."""
@@ -196,7 +199,7 @@ def fit(
     weight_decay: float = 1e-2,
     max_epochs: int | None = None,
     patience: int | None | str = "auto",
-    batch_size: int = 8,
+    batch_size: int | None = None,
     scheduler: str | None = None,
     scheduler_kwargs: dict | None = None,
     clip_grad: float | None = None,
@@ -209,6 +212,7 @@ def fit(
     optimizer: str = "auto",
     init: str | None = "auto",
     rel_tol: float | None = None,
+    train_chunk: tuple[int, int] | None | str = "auto",
 ) -> FitResult:
     """Fit ``model`` to the trial-averaged responses of ``train``.
 
@@ -232,7 +236,7 @@ def fit(
     ``benchmarks/bench_fit.py``): 2.5-6x less CPU time than AdamW at lr 1e-3 with a
     higher test CCnorm for L, LN, NRF, DNet and the 2D-CNN. Recurrent models (a GRU / LSTM
     inside, e.g. StateNet), where L-BFGS measured no better, get AdamW with
-    :data:`RECURRENT_AUTO` instead (lr 3e-3, patience 10).
+    :data:`RECURRENT_AUTO` instead, trained on chunks of the sequences (``train_chunk``).
 
     **AdamW (``optimizer="adamw"``, or any explicit ``lr``, ``prefilter_lr``, ``scheduler``
     or ``clip_grad``).** Each epoch visits the training stimuli in
@@ -272,7 +276,15 @@ def fit(
             "lbfgs" or "adamw".
         init: "auto" ("ridge" for Linear / LN on the L-BFGS path, else None), "ridge" or None.
         lr, max_epochs, patience, rel_tol: None / "auto" = the chosen path's default (above).
-        batch_size: AdamW's batch (stimuli per step); also the validation pass's chunk.
+        batch_size: AdamW's batch (stimuli per step); also the validation pass's chunk. None:
+            8 (:data:`RECURRENT_AUTO`'s on that path).
+        train_chunk: ``(L, W)``: AdamW trains on chunks of ``L`` bins of each stimulus, each
+            with up to ``W`` bins of burn-in context before it, all chunks of a batch in one
+            recurrent pass (truncated back-propagation; :mod:`.chunks`); the loss covers
+            every valid bin once, validation and prediction use whole stimuli. "auto":
+            :data:`RECURRENT_AUTO`'s chunks for recurrent models on the auto path, else
+            None (whole stimuli). Only for models with ``recurrent_input`` /
+            ``recurrent_output`` (e.g. StateNet), else ValueError.
 
     Returns:
         FitResult with the per-epoch history, best_epoch, epochs, wall_s, stop_reason,
@@ -285,7 +297,8 @@ def fit(
             neuron or parameter).
     """
     o = _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
-                             clip_grad)
+                             clip_grad, train_chunk=train_chunk, batch_size=batch_size)
+    batch_size = o["batch_size"]
     _check_fit_args(o["lr"], o["max_epochs"], o["patience"], batch_size, clip_grad, prefilter_lr, o["rel_tol"])
     t0 = time.perf_counter()
     dev = resolve_device(device)
@@ -304,7 +317,7 @@ def fit(
                                  progress, min_delta, o["rel_tol"], t0, init=o["init"])
     res = _fit_packed(model, tr, va, loss, o["lr"], weight_decay, o["max_epochs"], o["patience"], batch_size,
                       scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta, t0,
-                      prefilter_lr=prefilter_lr, rel_tol=o["rel_tol"])
+                      prefilter_lr=prefilter_lr, rel_tol=o["rel_tol"], train_chunk=o["train_chunk"])
     res.init = o["init"]
     return res
 
@@ -381,7 +394,7 @@ def _checked_sets(tr, va):
 
 def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, batch_size,
                 scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta, t0,
-                neuron=None, prefilter_lr=None, rel_tol=0.0) -> FitResult:
+                neuron=None, prefilter_lr=None, rel_tol=0.0, train_chunk=None) -> FitResult:
     loss_fn = _get_loss(loss)
     va = _checked_sets(tr, va)
     gen = torch.Generator().manual_seed(seed)
@@ -389,9 +402,9 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
     opt, params, group_scales = make_adamw(model, lr, weight_decay, prefilter_lr)
     plateau = _make_plateau(scheduler, scheduler_kwargs, 1, lr, patience or 50)
     cur_lr = float(lr)
-    res = FitResult(neuron=neuron)
+    res = FitResult(neuron=neuron, train_chunk=train_chunk)
     stopper = _EarlyStopping(res, va is not None, patience, min_delta, rel_tol)
-    checked = False
+    checked = train_chunk is not None  # chunks: the output was checked by _probe_output
     pass_lengths = accepts_lengths(model)  # padded batches: BatchNorm statistics over valid bins
     bar = tqdm(range(max_epochs), disable=not progress, desc="fit", leave=False)
     for epoch in bar:
@@ -399,7 +412,10 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
         order = _epoch_order(tr.n_stimuli, gen)
         total, nb = 0.0, 0
         for x, y, lengths in tr.batches(order, batch_size, with_lengths=True):
-            pred = model(x, lengths=lengths) if pass_lengths and lengths is not None else model(x)
+            if train_chunk is not None:
+                pred, y = chunked_batch(model, x, y, lengths, train_chunk)
+            else:
+                pred = model(x, lengths=lengths) if pass_lengths and lengths is not None else model(x)
             if not checked:
                 _check_output(pred, x, tr.n_neurons, tr.name)
                 checked = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from .chunks import check_train_chunk, supports_chunks
 from .warmstart import supports_ridge_init
 
 __all__ = ["ADAMW_FIT_KWARGS", "LBFGS_ITERATIONS_PER_EPOCH", "LBFGS_CHUNK", "RECURRENT_AUTO", "RIDGE_START_PATIENCE"]
@@ -18,6 +19,8 @@ ADAMW_FIT_KWARGS = dict(optimizer="adamw", init=None, lr=1e-3, weight_decay=1e-2
 LBFGS_ITERATIONS_PER_EPOCH = 5
 #: stimuli per forward pass when L-BFGS accumulates its full-batch gradient (bounds memory)
 LBFGS_CHUNK = 64
+#: stimuli per AdamW step (and per validation pass) when ``batch_size`` is None
+BATCH_SIZE = 8
 #: what arguments left at None / "auto" become on each path
 _DEFAULTS = {
     "adamw": dict(lr=1e-3, max_epochs=1000, patience=50, rel_tol=0.0),
@@ -25,10 +28,12 @@ _DEFAULTS = {
 }
 #: L-BFGS patience (epochs) after a closed-form ridge start (Linear / LN)
 RIDGE_START_PATIENCE = 1
-#: AdamW settings that ``optimizer="auto"`` uses for recurrent models (measured, issue 11:
-#: L-BFGS is not better than AdamW there; these reach the published protocol's accuracy
-#: in about half its epochs)
-RECURRENT_AUTO = dict(lr=3e-3, max_epochs=1000, patience=10, rel_tol=0.0)
+#: AdamW settings that ``optimizer="auto"`` uses for recurrent models that have no better
+#: path (measured, issue 11, ``benchmarks/README.md``: L-BFGS is not better than AdamW there):
+#: training on chunks of 16 bins with 8 bins of burn-in (``fit(..., train_chunk=(16, 8))``,
+#: :mod:`.chunks`), 4 stimuli per step, lr 2e-3, patience 8: the published protocol's test
+#: accuracy at about 1/6 of its CPU time for StateNet on one neuron of ~4,000 bins
+RECURRENT_AUTO = dict(lr=2e-3, max_epochs=1000, patience=8, rel_tol=0.0, chunk=(16, 8), batch_size=4)
 
 
 def _is_recurrent(model: nn.Module) -> bool:
@@ -36,8 +41,12 @@ def _is_recurrent(model: nn.Module) -> bool:
 
 
 def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr=None,
-                         scheduler=None, clip_grad=None, force_adamw=False) -> dict:
-    """The effective optimiser settings: ``"auto"`` / None arguments resolved (see :func:`~.fitting.fit`)."""
+                         scheduler=None, clip_grad=None, force_adamw=False, train_chunk=None, batch_size=None) -> dict:
+    """The effective optimiser settings: ``"auto"`` / None arguments resolved (see :func:`~.fitting.fit`).
+
+    ``train_chunk="auto"``: :data:`RECURRENT_AUTO`'s ``chunk`` when ``optimizer="auto"`` chose
+    AdamW for a recurrent model that can be chunked (and no AdamW setting was given), else None.
+    """
     defaults = None
     if optimizer == "auto":
         adamw_only = (lr, prefilter_lr, scheduler, clip_grad)
@@ -60,7 +69,13 @@ def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_t
         # stopped L / LN at the same epoch as 2 on every seed measured (issue 11), 15-20 % sooner;
         # from a random start (2D-CNN) patience 1 once stopped at a poor early plateau
         patience = RIDGE_START_PATIENCE if optimizer == "lbfgs" and init == "ridge" else d["patience"]
-    return dict(optimizer=optimizer, init=init, lr=d["lr"] if lr is None else lr,
+    if isinstance(train_chunk, str) and train_chunk == "auto":
+        train_chunk = d.get("chunk") if supports_chunks(model) else None
+    train_chunk = check_train_chunk(train_chunk, model)
+    if train_chunk is not None and optimizer != "adamw":
+        raise ValueError(f"train_chunk is a setting of the AdamW path; got it with optimizer={optimizer!r}")
+    return dict(optimizer=optimizer, init=init, train_chunk=train_chunk, lr=d["lr"] if lr is None else lr,
+                batch_size=d.get("batch_size", BATCH_SIZE) if batch_size is None else batch_size,
                 max_epochs=d["max_epochs"] if max_epochs is None else max_epochs,
                 patience=patience,
                 rel_tol=d["rel_tol"] if rel_tol is None else rel_tol)

@@ -103,7 +103,7 @@ def fit_single_units(
     weight_decay: float = 1e-2,
     max_epochs: int | None = None,
     patience: int | None | str = "auto",
-    batch_size: int = 8,
+    batch_size: int | None = None,
     scheduler: str | None = None,
     scheduler_kwargs: dict | None = None,
     clip_grad: float | None = None,
@@ -119,6 +119,7 @@ def fit_single_units(
     optimizer: str = "auto",
     init: str | None = "auto",
     rel_tol: float | None = None,
+    train_chunk: tuple[int, int] | None | str = "auto",
 ):
     """Fit one independent single-unit model per neuron, all in one vmapped module.
 
@@ -140,7 +141,9 @@ def fit_single_units(
     Optimiser, as in :func:`fit`: ``optimizer="auto"`` is full-batch L-BFGS (Linear / LN
     units from their ridge STRF) unless an AdamW setting (``lr``, ``prefilter_lr``,
     ``scheduler``, ``clip_grad``) or ``batched=True`` is given; L-BFGS fits the units one
-    by one (never stacked). Each result records ``optimizer``, ``init`` and ``stop_reason``.
+    by one (never stacked). Recurrent units trained on chunks (``train_chunk``, as in
+    :func:`fit`) are fitted one by one too. Each result records ``optimizer``, ``init``,
+    ``stop_reason`` and ``train_chunk``.
 
     Args:
         model_fn: ``seed -> nn.Module`` with ``n_neurons=1``.
@@ -182,9 +185,12 @@ def fit_single_units(
             raise ValueError(f"expected model_fn(seed) to return an nn.Module, got {type(m).__name__}")
         models.append(m.to(dev))
     o = _resolve_fit_options(models[0], optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
-                             clip_grad, force_adamw=batched is True)
+                             clip_grad, force_adamw=batched is True, train_chunk=train_chunk, batch_size=batch_size)
+    batch_size = o["batch_size"]
     if o["optimizer"] == "lbfgs" and batched:
         raise ValueError("optimizer='lbfgs' fits units one by one; it cannot be combined with batched=True")
+    if o["train_chunk"] is not None and batched:
+        raise ValueError("train_chunk fits units one by one; it cannot be combined with batched=True")
     lr, max_epochs, patience, rel_tol = o["lr"], o["max_epochs"], o["patience"], o["rel_tol"]
     _check_fit_args(lr, max_epochs, patience, batch_size, clip_grad, prefilter_lr, rel_tol)
     seed_everything(seed)
@@ -206,8 +212,8 @@ def fit_single_units(
         start(u, m)
 
     use_batched = batched if batched is not None else stacking_pays_off(models[0], dev)
-    if o["optimizer"] == "lbfgs":
-        use_batched = False  # L-BFGS fits the units one by one
+    if o["optimizer"] == "lbfgs" or o["train_chunk"] is not None:
+        use_batched = False  # L-BFGS and chunked training fit the units one by one
     if batched is None and not use_batched:
         logger.info("fit_single_units: fitting %d units of %s in a loop (each unit filters the stimulus "
                     "with its own prefilter; stacking does not pay off on %s)", U, type(models[0]).__name__,
@@ -255,7 +261,8 @@ def fit_single_units(
         else:
             r = _fit_packed(models[u], tr.select([u]), va_u, loss, lr, weight_decay, max_epochs, patience,
                             batch_size, scheduler, scheduler_kwargs, clip_grad, seed, progress and U == 1, min_delta,
-                            t_u, neuron=tr.neuron_ids[u], prefilter_lr=prefilter_lr, rel_tol=rel_tol)
+                            t_u, neuron=tr.neuron_ids[u], prefilter_lr=prefilter_lr, rel_tol=rel_tol,
+                            train_chunk=o["train_chunk"])
             r.init = o["init"]
         results.append(r)
     wall = time.perf_counter() - t0
