@@ -10,7 +10,7 @@ from deepstrf_utils.models import build_model
 from deepstrf_utils.training import fit, predict
 from deepstrf_utils.training.chunks import chunk_windows, chunked_batch
 from deepstrf_utils.training.fitting import _batch_loss, _get_loss
-from deepstrf_utils.training.options import RECURRENT_AUTO
+from deepstrf_utils.training.options import RECURRENT_AUTO, RECURRENT_CHUNK_WITHOUT_ADAPTRANS
 
 F = 12
 
@@ -107,6 +107,9 @@ def test_recurrent_auto_trains_on_chunks_and_can_be_turned_off(syn):
     assert fit(_statenet(), train, val, optimizer="adamw", train_chunk=(16, 8), **kw).train_chunk == (16, 8)
     lin = build_model("Linear", n_bands=F, n_neurons=2, dt_ms=5.0, n_lags=4)
     assert fit(lin, train, val, **kw).train_chunk is None  # non-recurrent: L-BFGS, whole stimuli
+    # without AdapTrans the recurrence carries the adaptation memory itself: longer chunks
+    bare = build_model("StateNet", n_bands=F, n_neurons=2, dt_ms=5.0, prefilter=None)
+    assert fit(bare, train, val, **kw).train_chunk == RECURRENT_CHUNK_WITHOUT_ADAPTRANS == (64, 64)
 
 
 def test_a_chunked_fit_predicts_whole_stimuli(syn):

@@ -282,8 +282,9 @@ def fit(
             with up to ``W`` bins of burn-in context before it, all chunks of a batch in one
             recurrent pass (truncated back-propagation; :mod:`.chunks`); the loss covers
             every valid bin once, validation and prediction use whole stimuli. "auto":
-            :data:`RECURRENT_AUTO`'s chunks for recurrent models on the auto path, else
-            None (whole stimuli). Only for models with ``recurrent_input`` /
+            :data:`RECURRENT_AUTO`'s (16, 8) for recurrent models with AdapTrans on the auto
+            path, (64, 64) without it (the recurrence then holds the adaptation memory; the
+            chunks bound what it can learn to about L + W bins), else None (whole stimuli). Only for models with ``recurrent_input`` /
             ``recurrent_output`` (e.g. StateNet), else ValueError.
 
     Returns:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..adaptrans import AdapTrans
 from .chunks import check_train_chunk, supports_chunks
 from .warmstart import supports_ridge_init
 
-__all__ = ["ADAMW_FIT_KWARGS", "LBFGS_ITERATIONS_PER_EPOCH", "LBFGS_CHUNK", "RECURRENT_AUTO", "RIDGE_START_PATIENCE"]
+__all__ = ["ADAMW_FIT_KWARGS", "LBFGS_ITERATIONS_PER_EPOCH", "LBFGS_CHUNK", "RECURRENT_AUTO", "RIDGE_START_PATIENCE",
+           "RECURRENT_CHUNK_WITHOUT_ADAPTRANS"]
 
 #: the previous defaults of :func:`fit` (AdamW lr 1e-3, weight decay 1e-2, batch 8, patience 50) as
 #: explicit arguments; the published protocol of each dataset is
@@ -34,6 +36,12 @@ RIDGE_START_PATIENCE = 1
 #: :mod:`.chunks`), 4 stimuli per step, lr 2e-3, patience 8: the published protocol's test
 #: accuracy at about 1/6 of its CPU time for StateNet on one neuron of ~4,000 bins
 RECURRENT_AUTO = dict(lr=2e-3, max_epochs=1000, patience=8, rel_tol=0.0, chunk=(16, 8), batch_size=4)
+#: the chunk of :data:`RECURRENT_AUTO` for a recurrent model WITHOUT an AdapTrans prefilter. The
+#: short chunk suits models whose slow adaptation is in AdapTrans (run on whole songs before the
+#: chunks); without it the recurrence must carry that memory itself, and 16 / 8 bins cost StateNet
+#: 0.08-0.10 test CCnorm (0.70-0.72 against 0.80 on whole songs, 2 seeds), 64 / 64 none (0.78-0.81)
+#: at 0.6x the whole-song CPU time (benchmarks/README.md)
+RECURRENT_CHUNK_WITHOUT_ADAPTRANS = (64, 64)
 
 
 def _is_recurrent(model: nn.Module) -> bool:
@@ -71,6 +79,8 @@ def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_t
         patience = RIDGE_START_PATIENCE if optimizer == "lbfgs" and init == "ridge" else d["patience"]
     if isinstance(train_chunk, str) and train_chunk == "auto":
         train_chunk = d.get("chunk") if supports_chunks(model) else None
+        if train_chunk is not None and not isinstance(getattr(model, "prefilter", None), AdapTrans):
+            train_chunk = RECURRENT_CHUNK_WITHOUT_ADAPTRANS
     train_chunk = check_train_chunk(train_chunk, model)
     if train_chunk is not None and optimizer != "adamw":
         raise ValueError(f"train_chunk is a setting of the AdamW path; got it with optimizer={optimizer!r}")
