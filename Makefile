@@ -95,6 +95,7 @@ bench: env
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_models.py
 	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_conv.py
 	$(PY) benchmarks/bench_jobs.py
 
 clean:
