@@ -155,7 +155,7 @@ def bench_step(args):
             model = build("ConvNet2D", pre).to(dev).train()
             model.implementation = impl
             med, best = timed(model, model, args.steps)
-            rows.append((f"ConvNet2D{' + AdapTrans' if pre else ''} ({model.conv_path(dev)})",
+            rows.append((f"ConvNet2D{' + AdapTrans' if pre else ''} ({model.conv_path(dev, x.shape[0])})",
                          f"{count_parameters(model):,}", f"{med:.1f}", f"{best:.1f}"))
     # bare stack of the same three convolutions (C = 2 -> 10 -> 10 -> 10, kernel (6, 15), causal pad)
     convs = torch.nn.Sequential(*[torch.nn.Conv2d(2 if i == 0 else 10, 10, (6, 15)) for i in range(3)]).to(dev)
