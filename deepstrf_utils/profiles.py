@@ -284,7 +284,7 @@ def _how_to_get(dataset: str, data_root) -> str:
     """The instruction that makes ``dataset`` available under ``data_root``."""
     if dataset == "folder":
         return (f"put your recordings in {Path(data_root) / 'folder'} (stimuli/*.wav and one folder of spike "
-                f"files per unit; README, 'Your own recordings')")
+                f"files per unit; data/README.md, 'folder: your own recordings')")
     return f"fetch them with `make data DATASET={dataset}`"
 
 
