@@ -9,6 +9,7 @@ nat4_a1       ferret A1, NAT4 (Pennington & David 2023)
 nat4_peg      ferret PEG, NAT4
 wehr          rat A1 membrane potential (CRCNS ac-1)
 folder        your own recordings in a folder (see ``datasets/folder.py``)
+torc          a ferret A1 unit and baphy TORCs (``datasets/torc.py``; ``path`` = folder)
 ============  ===============================================================
 
 The real-source loaders are imported lazily, so this package imports even when one of
@@ -36,6 +37,7 @@ _SOURCES: dict[str, tuple[str, str, dict]] = {
     "nat4_peg": ("nat4", "load_nat4", {"area": "PEG"}),
     "wehr": ("wehr", "load_wehr", {}),
     "folder": ("folder", "load_folder", {}),
+    "torc": ("torc", "load_torc", {}),
 }
 
 #: Names accepted by :func:`load_dataset`.
@@ -52,12 +54,13 @@ def load_dataset(name: str, root: str | Path = "data", download: bool = False, *
     """Load a dataset by name as a :class:`ResponseDataset`.
 
     Args:
-        name: one of ``synthetic, ns1, nat4_a1, nat4_peg, wehr, folder``.
+        name: one of ``synthetic, ns1, nat4_a1, nat4_peg, wehr, folder, torc``.
         root: data folder; each source lives in its own sub-folder (``root/ns1`` ...).
         download: fetch missing files of a public source (ignored by ``synthetic`` and
             ``folder``).
         **options: passed to the source's loader (e.g. ``n_neurons`` for synthetic; for
-            ``folder``, ``path`` is the folder to read and defaults to ``root/folder``).
+            ``folder`` and ``torc``, ``path`` is the folder to read and defaults to
+            ``root/folder`` / ``root/torc``).
 
     Returns:
         ResponseDataset with items ``(stim (1, F, T_i), resp (N, R_i, T_i))``.
@@ -68,8 +71,8 @@ def load_dataset(name: str, root: str | Path = "data", download: bool = False, *
     _, load, fixed = _loader(key)
     if key == "synthetic":
         return load(root=root, **options)
-    if key == "folder":
-        path = options.pop("path", Path(root) / "folder")
+    if key in ("folder", "torc"):
+        path = options.pop("path", Path(root) / key)
         return load(path, **options)
     clash = set(fixed) & set(options)
     if clash:
