@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from deepstrf_utils.datasets import load_dataset
-from deepstrf_utils.datasets.torc import load_torc, mean_psth_baseline, torc_cf_hz
+from deepstrf_utils.datasets.torc import load_torc, mean_psth_baseline
 from deepstrf_utils.metrics import cc_norm
 from deepstrf_utils.metrics.specific import cc_norm_specific, mean_psth, stimulus_specific
+from deepstrf_utils.spectrogram import band_centre_frequencies
 from deepstrf_utils.stimuli import torc_spectrogram
 
 RATES = np.arange(4, 49, 4)
@@ -17,7 +18,7 @@ RATES = np.arange(4, 49, 4)
 
 # ----------------------------------------------------------------------------- spectrogram
 def test_single_ripple_is_the_expected_sinusoid_along_time_and_log_frequency():
-    cf = torc_cf_hz(250, 8000, 32)
+    cf = band_centre_frequencies(32, 250, 8000)
     x = np.log2(cf / 250)
     dt = 1.0
     spec = torc_spectrogram(cf, dt, [4.0], 1.0, [0.0], depth=0.9, duration_ms=750)
@@ -33,7 +34,7 @@ def test_single_ripple_is_the_expected_sinusoid_along_time_and_log_frequency():
 
 
 def test_torc_has_a_250_ms_period_silence_is_zero_and_the_envelope_stays_in_range():
-    cf = torc_cf_hz(250, 8000, 32)
+    cf = band_centre_frequencies(32, 250, 8000)
     rng = np.random.default_rng(0)
     phases = rng.uniform(-180, 180, 12)
     spec = torc_spectrogram(cf, 10.0, RATES, -0.6, phases, pre_ms=100, post_ms=100, depth=0.9)
@@ -51,7 +52,7 @@ def test_torc_has_a_250_ms_period_silence_is_zero_and_the_envelope_stays_in_rang
 
 
 def test_bin_averaging_equals_the_mean_of_finer_bins_including_partial_onset_bins():
-    cf = torc_cf_hz(250, 8000, 8)
+    cf = band_centre_frequencies(8, 250, 8000)
     phases = np.linspace(0, 300, 12)
     fine = torc_spectrogram(cf, 1.0, RATES, 1.4, phases, pre_ms=7, post_ms=13)
     coarse = torc_spectrogram(cf, 5.0, RATES, 1.4, phases, pre_ms=7, post_ms=13)

@@ -67,12 +67,13 @@ import numpy as np
 import pandas as pd
 
 from ..metrics.specific import mean_psth
+from ..spectrogram import band_centre_frequencies
 from ..stimuli import torc_spectrogram
 from .base import ResponseDataset
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_torc", "is_available", "read_torc_files", "torc_cf_hz", "mean_psth_baseline", "DEFAULT_REPETITIONS",
+__all__ = ["load_torc", "is_available", "read_torc_files", "mean_psth_baseline", "DEFAULT_REPETITIONS",
            "PARAMS_FILE", "RASTER_FILE"]
 
 PARAMS_FILE = "torc_params.json"
@@ -134,13 +135,6 @@ def read_torc_files(path: str | Path) -> tuple[dict, np.ndarray]:
     if not np.all(np.isfinite(raster)) or np.any(raster < 0):
         raise ValueError(f"{files[RASTER_FILE]}: expected non-negative finite spike counts")
     return params, raster
-
-
-def torc_cf_hz(lowest_hz: float = 250.0, highest_hz: float = 8000.0, n_bands: int = 32) -> np.ndarray:
-    """``(F,)`` log-spaced band centres from ``lowest_hz`` to ``highest_hz``, both included."""
-    if isinstance(n_bands, bool) or int(n_bands) != n_bands or n_bands < 2:
-        raise ValueError(f"expected n_bands as an integer >= 2, got {n_bands!r}")
-    return float(lowest_hz) * 2.0 ** np.linspace(0.0, np.log2(highest_hz / lowest_hz), int(n_bands))
 
 
 def _repetitions(repetitions: Any, n_reps: int) -> list[int]:
@@ -238,7 +232,9 @@ def load_torc(path: str | Path, dt_ms: float = 10.0, n_bands: int = 32,
         raise ValueError(f"expected every TORC on the same frequency range, got lowest {sorted(lows)} and "
                          f"highest {sorted(highs)} Hz")
     low, high = lows.pop(), highs.pop()
-    cf = torc_cf_hz(low, high, n_bands)
+    if isinstance(n_bands, bool) or int(n_bands) != n_bands or n_bands < 2:
+        raise ValueError(f"expected n_bands as an integer >= 2, got {n_bands!r}")
+    cf = band_centre_frequencies(int(n_bands), low, high)
     stimuli, densities = [], []
     for i, t in enumerate(params["torcs"]):
         scales = np.atleast_1d(np.asarray(t["Scales"], dtype=np.float64))
