@@ -3,7 +3,9 @@
 Sources (``name`` of :func:`load_dataset`):
 
 ============  ===============================================================
-synthetic     simulated AdapTrans -> ON/OFF STRF population, known ground truth
+synthetic     simulated AdapTrans -> ON/OFF STRF population, known ground truth;
+              ``population="mismatched"``: neurons outside the models' family
+              (``datasets/synthetic_mismatched.py``)
 ns1           ferret A1, natural sounds (Harper et al. 2016)
 nat4_a1       ferret A1, NAT4 (Pennington & David 2023)
 nat4_peg      ferret PEG, NAT4
@@ -58,7 +60,8 @@ def load_dataset(name: str, root: str | Path = "data", download: bool = False, *
         root: data folder; each source lives in its own sub-folder (``root/ns1`` ...).
         download: fetch missing files of a public source (ignored by ``synthetic`` and
             ``folder``).
-        **options: passed to the source's loader (e.g. ``n_neurons`` for synthetic; for
+        **options: passed to the source's loader (e.g. ``n_neurons`` for synthetic, and
+            ``population="mismatched"`` for the population outside the models' family; for
             ``folder`` and ``torc``, ``path`` is the folder to read and defaults to
             ``root/folder`` / ``root/torc``).
 
@@ -70,6 +73,14 @@ def load_dataset(name: str, root: str | Path = "data", download: bool = False, *
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     _, load, fixed = _loader(key)
     if key == "synthetic":
+        population = options.pop("population", "model_family")
+        if population == "mismatched":
+            from .synthetic_mismatched import load_mismatched
+
+            return load_mismatched(root=root, **options)
+        if population != "model_family":
+            raise ValueError(f"expected population 'model_family' (the default) or 'mismatched' for the synthetic "
+                             f"dataset, got {population!r}")
         return load(root=root, **options)
     if key in ("folder", "torc"):
         path = options.pop("path", Path(root) / key)
