@@ -26,6 +26,7 @@ from typing import Any
 
 from .base import SCHEMA_VERSION, ResponseDataset
 from .collate import collate_responses
+from .segments import split_in_time
 from .sessions import SessionSet
 from .state import plant_state_gain
 
@@ -136,4 +137,5 @@ __all__ = [
     "available_datasets",
     "collate_responses",
     "load_dataset",
+    "split_in_time",
 ]
