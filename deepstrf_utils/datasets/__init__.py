@@ -3,12 +3,15 @@
 Sources (``name`` of :func:`load_dataset`):
 
 ============  ===============================================================
-synthetic     simulated AdapTrans -> ON/OFF STRF population, known ground truth
+synthetic     simulated AdapTrans -> ON/OFF STRF population, known ground truth;
+              ``population="mismatched"``: neurons outside the models' family
+              (``datasets/synthetic_mismatched.py``)
 ns1           ferret A1, natural sounds (Harper et al. 2016)
 nat4_a1       ferret A1, NAT4 (Pennington & David 2023)
 nat4_peg      ferret PEG, NAT4
 wehr          rat A1 membrane potential (CRCNS ac-1)
 folder        your own recordings in a folder (see ``datasets/folder.py``)
+torc          a ferret A1 unit and baphy TORCs (``datasets/torc.py``; ``path`` = folder)
 ============  ===============================================================
 
 The real-source loaders are imported lazily, so this package imports even when one of
@@ -23,6 +26,7 @@ from typing import Any
 
 from .base import SCHEMA_VERSION, ResponseDataset
 from .collate import collate_responses
+from .segments import split_in_time
 from .sessions import SessionSet
 from .state import plant_state_gain
 
@@ -36,6 +40,7 @@ _SOURCES: dict[str, tuple[str, str, dict]] = {
     "nat4_peg": ("nat4", "load_nat4", {"area": "PEG"}),
     "wehr": ("wehr", "load_wehr", {}),
     "folder": ("folder", "load_folder", {}),
+    "torc": ("torc", "load_torc", {}),
 }
 
 #: Names accepted by :func:`load_dataset`.
@@ -52,12 +57,14 @@ def load_dataset(name: str, root: str | Path = "data", download: bool = False, *
     """Load a dataset by name as a :class:`ResponseDataset`.
 
     Args:
-        name: one of ``synthetic, ns1, nat4_a1, nat4_peg, wehr, folder``.
+        name: one of ``synthetic, ns1, nat4_a1, nat4_peg, wehr, folder, torc``.
         root: data folder; each source lives in its own sub-folder (``root/ns1`` ...).
         download: fetch missing files of a public source (ignored by ``synthetic`` and
             ``folder``).
-        **options: passed to the source's loader (e.g. ``n_neurons`` for synthetic; for
-            ``folder``, ``path`` is the folder to read and defaults to ``root/folder``).
+        **options: passed to the source's loader (e.g. ``n_neurons`` for synthetic, and
+            ``population="mismatched"`` for the population outside the models' family; for
+            ``folder`` and ``torc``, ``path`` is the folder to read and defaults to
+            ``root/folder`` / ``root/torc``).
 
     Returns:
         ResponseDataset with items ``(stim (1, F, T_i), resp (N, R_i, T_i))``.
@@ -67,9 +74,17 @@ def load_dataset(name: str, root: str | Path = "data", download: bool = False, *
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     _, load, fixed = _loader(key)
     if key == "synthetic":
+        population = options.pop("population", "model_family")
+        if population == "mismatched":
+            from .synthetic_mismatched import load_mismatched
+
+            return load_mismatched(root=root, **options)
+        if population != "model_family":
+            raise ValueError(f"expected population 'model_family' (the default) or 'mismatched' for the synthetic "
+                             f"dataset, got {population!r}")
         return load(root=root, **options)
-    if key == "folder":
-        path = options.pop("path", Path(root) / "folder")
+    if key in ("folder", "torc"):
+        path = options.pop("path", Path(root) / key)
         return load(path, **options)
     clash = set(fixed) & set(options)
     if clash:
@@ -122,4 +137,5 @@ __all__ = [
     "available_datasets",
     "collate_responses",
     "load_dataset",
+    "split_in_time",
 ]
