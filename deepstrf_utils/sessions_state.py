@@ -16,8 +16,7 @@ Two experiments on the synthetic ground truth, sized by the run profile:
 """
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch
 
 from .datasets import SessionSet, plant_state_gain
 from .datasets.synthetic import generate_synthetic
+from .files import atomic_write, quarantine, read_csv_text
 from .models import MultiSessionModel, StateGainModel, build_model
 from .training import evaluate_sessions, fit_sessions
 
@@ -103,19 +103,14 @@ def run_sessions_state(profile: str, results_dir, seed: int = 0, device="cpu") -
         raise ValueError(f"expected a profile in {sorted(SIZES)}, got {profile!r}")
     path = Path(results_dir) / f"sessions_state_{profile}.csv"
     if path.exists():
-        return pd.read_csv(path, dtype={"neuron": str, "session": str})
+        try:
+            return pd.read_csv(io.StringIO(read_csv_text(path)), dtype={"neuron": str, "session": str})
+        except ValueError as err:      # damaged: moved aside, computed again
+            quarantine(path, str(err))
     size = SIZES[profile]
     table = pd.concat([_state_experiment(size, seed, device), _sessions_experiment(size, seed, device)],
                       ignore_index=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda fh: table.to_csv(fh, index=False))
     return table
 
 

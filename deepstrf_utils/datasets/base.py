@@ -548,25 +548,29 @@ class ResponseDataset(Dataset):
         )
 
     # ------------------------------------------------------------------ HDF5
-    def to_hdf5(self, path: str | os.PathLike) -> Path:
+    def to_hdf5(self, path: str | os.PathLike, options: dict | None = None) -> Path:
         """Write the dataset to an HDF5 file (schema ``SCHEMA_VERSION``), atomically.
 
         The file is written to a temporary file in the same folder and moved into place
         with ``os.replace``; an error (or a kill) during the write leaves no file at
         ``path``, and the temporary file lacks the ``complete`` mark that
-        :meth:`from_hdf5` requires. Returns the path written.
+        :meth:`from_hdf5` requires. Every node carries a SHA-256 digest; ``options`` (the
+        options that generated the data, for a cache) are stored for :meth:`from_hdf5`.
+        Returns the path written.
         """
-        path = write_hdf5(self, path)
+        path = write_hdf5(self, path, options=options)
         logger.info("wrote %s (%d neurons, %d stimuli)", path, self.n_neurons, self.n_stimuli)
         return path
 
     @classmethod
-    def from_hdf5(cls, path: str | os.PathLike) -> "ResponseDataset":
-        """Read a dataset written by :meth:`to_hdf5`.
+    def from_hdf5(cls, path: str | os.PathLike, options: dict | None = None) -> "ResponseDataset":
+        """Read a dataset written by :meth:`to_hdf5`; with ``options``, only a file written
+        with the same options (a cache).
 
         Raises:
             FileNotFoundError: no file at ``path``.
-            ValueError: not a dataset file, an incomplete write, or another
-                ``schema_version`` than ``SCHEMA_VERSION``.
+            ValueError: not a dataset file, an incomplete write, another
+                ``schema_version`` than ``SCHEMA_VERSION``, a node that no longer matches
+                its digest (damaged or edited; the message names it), other options.
         """
-        return read_hdf5(path, cls)
+        return read_hdf5(path, cls, options=options)
