@@ -149,10 +149,14 @@ def read_csv_text(path: str | os.PathLike) -> str:
 
 
 def quarantine(path: str | os.PathLike, reason: str) -> Path:
-    """Move the damaged file ``path`` to ``<name>.damaged-<unix time>`` beside it (a WARNING
+    """Move the damaged file ``path`` to ``<name>.damaged-<YYYYmmddTHHMMSS>`` beside it (a WARNING
     names both and ``reason``) -> the new path."""
     path = Path(path)
-    target = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target, n = path.with_name(f"{path.name}.damaged-{stamp}"), 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
     os.replace(path, target)
     log.warning("%s is damaged (%s); moved it to %s, what it held is computed again", path, reason, target.name)
     return target
