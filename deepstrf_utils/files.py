@@ -8,7 +8,8 @@
   modified since :data:`STALE_AFTER_S` seconds before this write began) are removed; on an
   error the temporary file is removed. An interrupted write therefore never leaves a
   half-written file at the target.
-- :func:`atomic_write` opens that temporary file and calls ``write(fh)``.
+- :func:`atomic_write` opens that temporary file and calls ``write(fh)``; :func:`temp_folder`
+  makes a folder beside a target (umask permissions) to build it and move it into place.
 - :func:`read_csv_text` reads a CSV the library wrote and checks that it is whole: UTF-8
   text, ending with a newline (a file cut inside a row does not), every row as wide as the
   header; :func:`quarantine` moves a damaged file aside (``<name>.damaged-<time>``) so that
@@ -35,7 +36,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STALE_AFTER_S", "atomic_path", "atomic_write", "clean_stale_temps", "temp_pattern",
+__all__ = ["STALE_AFTER_S", "atomic_path", "atomic_write", "clean_stale_temps", "temp_pattern", "temp_folder",
            "read_csv_text", "quarantine", "content_digest"]
 
 #: A temporary file of a target not modified for this many seconds before a write of the
@@ -48,17 +49,29 @@ def temp_pattern(path: str | os.PathLike) -> re.Pattern:
     return re.compile(rf"^\.{re.escape(Path(path).name)}\.[A-Za-z0-9_]+\.tmp$")
 
 
-def _create_temp(path: Path) -> Path:
-    """A new empty file ``.<name>.<random>.tmp`` beside ``path``, mode 0o666 & ~umask."""
+def _create_temp(path: Path, suffix: str = ".tmp", folder: bool = False) -> Path:
+    """A new empty file (or ``folder``) ``.<name>.<random><suffix>`` beside ``path``, with the
+    permissions of a new file (0o666) or folder (0o777) minus the umask."""
     for _ in range(100):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            if folder:
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:
             continue
-        os.close(fd)
         return tmp
-    raise FileExistsError(f"could not create a temporary file for {path} in {path.parent}")
+    raise FileExistsError(f"could not create a temporary {'folder' if folder else 'file'} for {path} in {path.parent}")
+
+
+def temp_folder(path: str | os.PathLike, suffix: str = ".extract") -> Path:
+    """A new empty folder ``.<name>.<random><suffix>`` beside ``path`` (permissions 0o777 minus
+    the umask, as ``os.mkdir`` gives, unlike ``tempfile.mkdtemp``'s 0o700), e.g. to build a
+    folder and move it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _create_temp(path, suffix, folder=True)
 
 
 def clean_stale_temps(path: str | os.PathLike, before: float) -> list[Path]:

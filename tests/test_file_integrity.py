@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import time
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -183,7 +184,12 @@ def test_written_files_follow_the_umask(tmp_path, tiny):
             paths = [tiny.to_hdf5(folder / "ds.h5"), folder / "model.pt", folder / "results.csv"]
             save_checkpoint(paths[1], model)
             J.write_table(pd.DataFrame({"a": [1]}), paths[2])
-            for p in paths:
+            with zipfile.ZipFile(folder / "two.zip", "w") as zf:     # two top-level files: the folder is built
+                zf.writestr("a.txt", "a")
+                zf.writestr("b.txt", "b")
+            extracted = dl.extract_archive(folder / "two.zip", folder / "two")
+            assert extracted.stat().st_mode & 0o777 == 0o777 & ~umask
+            for p in paths + [extracted / "a.txt"]:
                 assert p.stat().st_mode & 0o777 == 0o666 & ~umask, (p.name, oct(p.stat().st_mode))
     finally:
         os.umask(previous)

@@ -35,7 +35,6 @@ import os
 import shutil
 import sys
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -44,6 +43,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from tqdm.auto import tqdm
+
+from ..files import temp_folder
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +342,7 @@ def extract_archive(archive, target) -> Path:
         ValueError: unreadable / corrupted archive or unsafe member path (names the file).
     """
     archive, target = Path(archive), Path(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".extract", dir=target.parent))
+    tmp = temp_folder(target, suffix=".extract")
     try:
         try:
             if zipfile.is_zipfile(archive):
