@@ -43,6 +43,8 @@ def test_spike_times_in_seconds_are_detected(tmp_path):
     assert np.nansum(ms.responses[0][0][:, 0]) == 5
     with pytest.raises(ValueError, match="time_unit"):
         load_folder(tmp_path, time_unit="seconds")
+    with pytest.raises(ValueError, match=r"expected dt_ms to be a bin width in ms .*got 0"):
+        load_folder(tmp_path, dt_ms=0)
 
 
 def test_spikes_outside_the_stimulus_are_counted_and_padding_keeps_them(tmp_path, caplog):

@@ -255,6 +255,8 @@ def load_folder(path, dt_ms: float = 5.0, n_bands: int = 34, min_freq: float = 5
             seconds, an ``.npy`` of the wrong length, a bad option.
     """
     path = Path(path)
+    if isinstance(dt_ms, bool) or not isinstance(dt_ms, (int, float)) or not (np.isfinite(dt_ms) and dt_ms > 0):
+        raise ValueError(f"expected dt_ms to be a bin width in ms (a finite number > 0), got {dt_ms!r}")
     if time_unit not in (None, "ms", "s"):
         raise ValueError(f"expected time_unit 'ms', 's' or None (ms, checked), got {time_unit!r}")
     pre, post = _bins(pad_before_ms, dt_ms, "pad_before_ms"), _bins(pad_after_ms, dt_ms, "pad_after_ms")
