@@ -3,8 +3,9 @@
 - :func:`atomic_path` (a context manager) gives a temporary path beside the target,
   ``.<name>.<random>.tmp``, created like ``open()`` creates files (mode ``0o666`` minus the
   process umask, so group members read results on a shared filesystem when the umask lets
-  them); on success the file is flushed to disk and moved onto the target with
-  ``os.replace``, and temporary files of the same target left by interrupted writes (not
+  them); on success the file is moved onto the target with ``os.replace`` (no ``fsync``: a
+  killed process never leaves a partial file, and the digests and CSV checks catch what a
+  power loss could), and temporary files of the same target left by interrupted writes (not
   modified since :data:`STALE_AFTER_S` seconds before this write began) are removed; on an
   error the temporary file is removed. An interrupted write therefore never leaves a
   half-written file at the target.
@@ -107,11 +108,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = _create_temp(path)
     try:
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with suppress(OSError):
