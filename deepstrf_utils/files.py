@@ -6,7 +6,8 @@
   them); on success the file is moved onto the target with ``os.replace`` (no ``fsync``: a
   killed process never leaves a partial file, and the digests and CSV checks catch what a
   power loss could), and temporary files of the same target left by interrupted writes (not
-  modified since :data:`STALE_AFTER_S` seconds before this write began) are removed; on an
+  modified since :data:`STALE_AFTER_S` seconds before this write began; those present when
+  the process first wrote in the folder: one scan per folder and process) are removed; on an
   error the temporary file is removed. An interrupted write therefore never leaves a
   half-written file at the target.
 - :func:`atomic_write` opens that temporary file and calls ``write(fh)``; :func:`temp_folder`
@@ -28,6 +29,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -37,7 +39,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STALE_AFTER_S", "atomic_path", "atomic_write", "clean_stale_temps", "temp_pattern", "temp_folder",
+__all__ = ["STALE_AFTER_S", "atomic_path", "atomic_write", "clean_stale_temps", "temp_folder",
            "read_csv_text", "quarantine", "content_digest"]
 
 #: A temporary file of a target not modified for this many seconds before a write of the
@@ -45,9 +47,30 @@ __all__ = ["STALE_AFTER_S", "atomic_path", "atomic_write", "clean_stale_temps", 
 STALE_AFTER_S = 60.0
 
 
-def temp_pattern(path: str | os.PathLike) -> re.Pattern:
-    """Names of the temporary files of ``path``: ``.<name>.<letters, digits, _>.tmp``."""
-    return re.compile(rf"^\.{re.escape(Path(path).name)}\.[A-Za-z0-9_]+\.tmp$")
+#: Temporary files of the writers: ``.<target name>.<letters, digits, _>.tmp``.
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]+\.tmp$")
+#: folder -> {target name: temporary files of it} as found when this process first wrote in
+#: the folder: stale temporary files come from processes interrupted before, so one scan
+#: per folder and process finds them (a scan per write would cost O(files) each time in a
+#: folder of 10^5 checkpoints).
+_TEMPS_FOUND: dict[str, dict[str, list[str]]] = {}
+
+
+def _found_in(folder: str | os.PathLike) -> dict[str, list[str]]:
+    """``{target name: its temporary files}`` in ``folder`` as of this process's first scan of it."""
+    folder = os.path.abspath(folder)
+    found = _TEMPS_FOUND.get(folder)
+    if found is None:
+        found = {}
+        try:
+            for entry in os.scandir(folder):
+                m = _TEMP_NAME.match(entry.name)
+                if m:
+                    found.setdefault(m.group("target"), []).append(entry.name)
+        except OSError:
+            pass
+        _TEMPS_FOUND[folder] = found
+    return found
 
 
 def _create_temp(path: Path, suffix: str = ".tmp", folder: bool = False) -> Path:
@@ -76,22 +99,21 @@ def temp_folder(path: str | os.PathLike, suffix: str = ".extract") -> Path:
 
 
 def clean_stale_temps(path: str | os.PathLike, before: float) -> list[Path]:
-    """Remove the temporary files of ``path`` (see :func:`temp_pattern`) last modified before
-    the time ``before`` (seconds since the epoch) -> the files removed."""
+    """Remove the temporary files of ``path`` (``.<name>.<letters, digits, _>.tmp``) last modified before
+    the time ``before`` (seconds since the epoch) -> the files removed.
+
+    Looks among the temporary files present when this process first wrote in the folder
+    (one directory scan per folder and process); the ones found are looked at once.
+    """
     path = Path(path)
-    pattern = temp_pattern(path)
     removed = []
-    try:
-        entries = list(os.scandir(path.parent))
-    except OSError:
-        return removed
-    for entry in entries:
-        if not pattern.match(entry.name):
-            continue
+    for name in _found_in(path.parent).pop(path.name, []):
+        tmp = path.parent / name
         with suppress(OSError):   # gone already, or not ours to remove
-            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < before:
-                os.remove(entry.path)
-                removed.append(Path(entry.path))
+            st = os.lstat(tmp)
+            if stat.S_ISREG(st.st_mode) and st.st_mtime < before:
+                os.remove(tmp)
+                removed.append(tmp)
     return removed
 
 
@@ -105,6 +127,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    _found_in(path.parent)                # the folder's first scan by this process, before our own temp
     tmp = _create_temp(path)
     try:
         yield tmp

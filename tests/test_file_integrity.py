@@ -155,23 +155,20 @@ def test_hdf5_with_a_deleted_response_names_it(tmp_path, tiny):
 
 
 def test_interrupted_write_temp_files_are_cleaned(tmp_path, tiny):
-    target = tmp_path / "ds.h5"
-    stale = tmp_path / ".ds.h5.k2x_9abc.tmp"        # names of the writers' temporary files
-    fresh = tmp_path / ".ds.h5.f00d.tmp"             # another write of the same file, in progress
-    other = tmp_path / ".other.h5.k2x_9abc.tmp"      # another target's
-    for p in (stale, fresh, other):
+    target, csv = tmp_path / "ds.h5", tmp_path / "results.csv"
+    stale = tmp_path / ".ds.h5.k2x_9abc.tmp"         # names of the writers' temporary files
+    fresh = tmp_path / ".ds.h5.f00d.tmp"              # another write of the same file, in progress
+    other = tmp_path / ".other.h5.k2x_9abc.tmp"       # another target's
+    old_csv = tmp_path / ".results.csv.a1b2c3.tmp"
+    for p in (stale, fresh, other, old_csv):
         p.write_bytes(b"half a file")
     hour_ago = time.time() - 3600
-    for p in (stale, other):
+    for p in (stale, other, old_csv):
         os.utime(p, (hour_ago, hour_ago))
     tiny.to_hdf5(target)
-    assert not stale.exists() and fresh.exists() and other.exists()
-    csv = tmp_path / "results.csv"
-    old = tmp_path / ".results.csv.a1b2c3.tmp"
-    old.write_text("config_id,se")
-    os.utime(old, (hour_ago, hour_ago))
+    assert not stale.exists() and fresh.exists() and other.exists() and old_csv.exists()
     J.write_table(pd.DataFrame({"a": [1]}), csv)
-    assert not old.exists() and csv.exists()
+    assert not old_csv.exists() and csv.exists() and other.exists()
 
 
 def test_written_files_follow_the_umask(tmp_path, tiny):
