@@ -408,24 +408,27 @@ def load_synthetic(root: str | Path = "data", n_neurons: int = 50, n_clips: int 
     """
     opts = dict(n_neurons=n_neurons, n_clips=n_clips, clip_s=clip_s, n_repeats=n_repeats, dt_ms=dt_ms,
                 n_bands=n_bands, seed=seed)
-    return read_or_generate(cache_path(root, **opts), lambda: generate_synthetic(**opts), cache)
+    return read_or_generate(cache_path(root, **opts), lambda: generate_synthetic(**opts), cache,
+                            options=cache_key(**opts))
 
 
-def read_or_generate(path: Path, generate, cache: bool = True) -> ResponseDataset:
+def read_or_generate(path: Path, generate, cache: bool = True, options: dict | None = None) -> ResponseDataset:
     """The dataset cached at ``path``, or ``generate()`` written there (``cache=False``: generate only).
 
-    An unreadable cache file is logged and regenerated.
+    ``options``: what identifies the cache (e.g. :func:`cache_key`), stored in the file and
+    compared when it is read. A cache file that is unreadable, damaged, of an older schema or
+    written for other options is logged (naming what differs) and regenerated.
     """
     if cache and path.is_file():
         try:
-            ds = ResponseDataset.from_hdf5(path, options=cache_key(**opts))
+            ds = ResponseDataset.from_hdf5(path, options=options)
             logger.info("synthetic dataset read from cache %s", path)
             return ds
         except (ValueError, OSError, KeyError) as exc:
             logger.warning("ignoring unreadable synthetic cache %s (%s); regenerating", path, exc)
     ds = generate()
     if cache:
-        ds.to_hdf5(path, options=cache_key(**opts))
+        ds.to_hdf5(path, options=options)
     return ds
 
 

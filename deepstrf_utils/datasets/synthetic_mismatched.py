@@ -59,7 +59,7 @@ from .synthetic import read_or_generate
 logger = logging.getLogger(__name__)
 
 __all__ = ["load_mismatched", "generate_mismatched", "true_rate", "depress", "simulate_spikes",
-           "expected_counts", "cache_path", "NEURON_TYPES", "DEFAULTS"]
+           "expected_counts", "cache_key", "cache_path", "NEURON_TYPES", "DEFAULTS"]
 
 #: bump when the generator changes its output, so that old caches are not reused
 GENERATOR_VERSION = 1
@@ -94,17 +94,23 @@ def _options(n_neurons, n_clips, clip_s, n_repeats, dt_ms, n_bands, seed) -> dic
     return {**{k: int(v) for k, v in given.items()}, "clip_s": [lo, hi], "dt_ms": float(dt_ms)}
 
 
-def cache_path(root: str | Path = "data", **options: Any) -> Path:
-    """Cache file of :func:`load_mismatched`: ``root/synthetic/synthetic_mismatched_<hash>.h5``.
-
-    The hash covers every option, the population name and ``GENERATOR_VERSION``.
-    """
+def cache_key(**options: Any) -> dict:
+    """What identifies a cache of :func:`load_mismatched`: the normalised options, the
+    population name and ``GENERATOR_VERSION``; stored in the file and compared when it is read."""
     unknown = set(options) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"unknown options {sorted(unknown)} of the mismatched synthetic population; expected "
                          f"among {sorted(DEFAULTS)}")
     opts = _options(**{**DEFAULTS, **options})
-    key = json.dumps({**opts, "population": "mismatched", "generator_version": GENERATOR_VERSION}, sort_keys=True)
+    return {**opts, "population": "mismatched", "generator_version": GENERATOR_VERSION}
+
+
+def cache_path(root: str | Path = "data", **options: Any) -> Path:
+    """Cache file of :func:`load_mismatched`: ``root/synthetic/synthetic_mismatched_<hash>.h5``.
+
+    The hash covers :func:`cache_key`: every option, the population name and ``GENERATOR_VERSION``.
+    """
+    key = json.dumps(cache_key(**options), sort_keys=True)
     return Path(root) / "synthetic" / f"synthetic_mismatched_{hashlib.sha256(key.encode()).hexdigest()[:12]}.h5"
 
 
@@ -412,4 +418,5 @@ def load_mismatched(root: str | Path = "data", cache: bool = True, **options: An
         ResponseDataset with ``ground_truth`` (module docstring).
     """
     opts = {**DEFAULTS, **options}
-    return read_or_generate(cache_path(root, **options), lambda: generate_mismatched(**opts), cache)
+    return read_or_generate(cache_path(root, **options), lambda: generate_mismatched(**opts), cache,
+                            options=cache_key(**options))
