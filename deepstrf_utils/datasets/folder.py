@@ -32,7 +32,7 @@ from typing import List, Optional
 import numpy as np
 import pandas as pd
 
-from ..spectrogram import apply_floor, cochleagram, load_wav
+from ..spectrogram import cochleagram_set, load_wav
 from .base import ResponseDataset
 from .io import bin_spike_times, stack_trials  # noqa: F401  (part of this loader's public names)
 
@@ -141,22 +141,10 @@ def load_folder(path, dt_ms: float = 5.0, n_bands: int = 34, min_freq: float = 5
         log.info("%s: responses without a stimulus WAV are skipped: %s", path, ", ".join(skipped))
 
     waves = [load_wav(w, sr=sr) for w in used]
-    rates = [r for _, r in waves]
-    if max_freq is None:
-        max_freq = min(22627.0, 0.95 * min(rates) / 2)
-        log.info("%s: max_freq=None -> %.0f Hz (min(22627, 0.95 * sr / 2), sr = %g Hz)",
-                 path, max_freq, min(rates))
-    raw = []
-    for (x, rate), w in zip(waves, used):
-        try:
-            spec_db, cf_hz = cochleagram(x, rate, n_bands=n_bands, min_freq=min_freq,
-                                         max_freq=max_freq, window_ms=window_ms,
-                                         hop_ms=dt_ms, threshold_db=None)
-        except ValueError as err:
-            raise ValueError(f"{w}: {err}") from err
-        raw.append(spec_db)
-    ref = max(float(s.max()) for s in raw)
-    stimuli = [apply_floor(s, threshold_db, ref) for s in raw]
+    stimuli, cf_hz, front = cochleagram_set(waves, names=[str(w) for w in used], n_bands=n_bands,
+                                            min_freq=min_freq, max_freq=max_freq, window_ms=window_ms,
+                                            hop_ms=dt_ms, threshold_db=threshold_db, where=str(path))
+    rates, ref, max_freq = front["sample_rates_hz"], front["ref_db"], front["max_freq_hz"]
 
     responses = []
     for w, spec in zip(used, stimuli):
