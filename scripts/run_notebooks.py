@@ -11,6 +11,9 @@ parameters its ``parameters`` cell declares; the others are not passed) absolute
 script is launched. Executed copies (with outputs) go to ``--out``. On failure the script
 stops, names the notebook and the failing cell, and exits with status 1.
 
+``--datasets`` may name NWB files as ``nwb:<path>`` (relative to the current folder; made
+absolute before the notebooks see them).
+
 Notebook 03 runs its fits through ``--executor`` (``EXECUTOR``; options from
 ``--cluster-config`` and ``--set KEY=VALUE`` as ``CLUSTER``) and waits for them. ``--plan``
 prints the cost plan of the profile (jobs, fits, estimated wall time) and runs nothing.
@@ -149,6 +152,19 @@ def run(profile: str, datasets: str, device: str, out: Path, only: str = "", dat
     return 0
 
 
+def absolute_nwb_paths(datasets: str, base: Path | None = None) -> str:
+    """The comma list ``datasets`` with each ``nwb:<path>`` made absolute (from ``base``, default
+    the current folder), so that the notebooks, run from ``notebooks/``, find the same files."""
+    out = []
+    for item in datasets.split(","):
+        name = item.strip()
+        if name.lower().startswith("nwb:") and name[4:].strip():
+            path = Path(name[4:].strip()).expanduser()
+            name = "nwb:" + str(path if path.is_absolute() else (Path(base or Path.cwd()) / path).resolve())
+        out.append(name)
+    return ",".join(n for n in out if n)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="quick", help="run profile: smoke, quick or paper")
@@ -166,6 +182,7 @@ def main(argv=None) -> int:
                     help="cluster option overriding the file, e.g. partition=gpu (repeatable; empty values ignored)")
     ap.add_argument("--plan", action="store_true", help="print the cost plan and run nothing")
     args = ap.parse_args(argv)
+    args.datasets = absolute_nwb_paths(args.datasets)
     try:
         from deepstrf_utils.executors import EXECUTORS
         from deepstrf_utils.sweep import cluster_options
