@@ -51,7 +51,7 @@ def unit2_spikes():
 
 
 def make_nwb(path, units=True, column="stimulus", identities=None, overlap=False, drop_waveform=None,
-             clock_unit=False, pupil=True, trials=True):
+             clock_unit=False, pupil=True, trials=True, continuous=False):
     """A miniature auditory NWB file (pynwb + ndx-sound), variants broken on purpose."""
     pynwb = pytest.importorskip("pynwb")
     pytest.importorskip("ndx_sound")
@@ -60,7 +60,13 @@ def make_nwb(path, units=True, column="stimulus", identities=None, overlap=False
 
     nwb = pynwb.NWBFile(session_description="mini", identifier="mini", session_start_time=START,
                         subject=pynwb.file.Subject(**SUBJECT))
-    for name in sorted(DURS):
+    if continuous:        # one microphone recording of the whole session instead of one sound per stimulus
+        mic = np.zeros(int(13 * SR))
+        for onset, name in zip(ONSETS, _order()):
+            mic[int(round(onset * SR)):int(round(onset * SR)) + _sound(name).size] = _sound(name)
+        nwb.add_acquisition(AcousticWaveformSeries(name="microphone", data=mic, rate=float(SR), starting_time=0.0,
+                                                   description="sound at the animal's ear"))
+    for name in sorted(DURS) if not continuous else []:
         if name != drop_waveform:
             nwb.add_stimulus_template(AcousticWaveformSeries(name=name, data=_sound(name), rate=float(SR),
                                                              starting_time=0.0, description=f"sound {name}"))
@@ -175,6 +181,12 @@ def test_other_identity_column_wav_folder_and_sound_series(tmp_path):
     assert ds.meta["nwb"]["stimulus_column"] == "sound" and ds.meta["nwb"]["stimuli_from"] == "wav_dir"
     expected, _, _ = cochleagram_set([(_sound(n), SR) for n in sorted(DURS)], hop_ms=5.0)
     np.testing.assert_array_equal(ds.stimuli[1], expected[1])
+    path = make_nwb(tmp_path / "mic.nwb", continuous=True)
+    with pytest.raises(ValueError, match="sound_series=<a continuous sound series>"):
+        load_dataset("nwb", path=path)
+    ds = load_dataset("nwb", path=path, sound_series="microphone")
+    for got, want in zip(ds.stimuli, expected):
+        np.testing.assert_array_equal(got, want)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -290,9 +302,9 @@ def test_round_trip_of_a_folder_dataset_with_its_waveforms(tmp_path):
             lines = [" ".join(f"{v:.3f}" for v in np.sort(rng.uniform(0, dur * 1000, 12))) for _ in range(4)]
             (folder / "spikes" / unit / f"{name}.txt").write_text("\n".join(lines) + "\n")
     ds = load_folder(folder)
-    path = to_nwb(ds, tmp_path / "rec.nwb", waveforms=folder / "stimuli", subject=SUBJECT)
+    path = to_nwb(ds, tmp_path / "rec.nwb", waveforms=folder / "stimuli", subject=SUBJECT, intervals="sounds")
     for mode in ("auto", "spectrogram"):
-        back = load_dataset("nwb", path=path, stimuli=mode)
+        back = load_dataset("nwb", path=path, stimuli=mode, intervals="sounds")
         assert back.meta["nwb"]["stimuli_from"] == ("waveform" if mode == "auto" else "spectrogram")
         for a, b in zip(ds.stimuli, back.stimuli):
             np.testing.assert_array_equal(a, b)
@@ -332,6 +344,7 @@ def test_an_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".nwb" or ".tmp" in p.name]
 
 
+@pytest.mark.filterwarnings("ignore:Neither source_timeseries")   # pynwb's advice, when nwbinspector reads
 def test_predictions_beside_the_recording_and_nwbinspector(tmp_path, mini):
     pytest.importorskip("pynwb")
     from deepstrf_utils.datasets import read_predictions, to_nwb
@@ -414,3 +427,13 @@ def test_notebook_01_runs_on_an_nwb_file(tmp_path, mini):
                             "DATA_ROOT": str(tmp_path / "data"), "FIG_DIR": str(tmp_path / "figures"),
                             "RESULTS_DIR": str(tmp_path / "results")})
     assert (tmp_path / "figures" / "fig_datasets_nwb_mini.png").exists()
+
+
+def test_bin_time_series_known_answer():
+    from deepstrf_utils.datasets.state import bin_time_series
+
+    t = np.array([0.1, 0.2, 0.35, 0.9, 1.5])
+    v = np.array([[1.0], [3.0], [np.nan], [5.0], [7.0]])
+    got = bin_time_series(t, v, np.array([0.0, 0.3, 0.4, 0.6, 1.0, 2.0, 3.0]))
+    # mean of 2 samples; only a NaN sample; no sample: interpolated at 0.5 between 0.2 and 0.9; one; one; beyond
+    np.testing.assert_allclose(got, [[2.0, np.nan, 3.0 + 2.0 * 0.3 / 0.7, 5.0, 7.0, np.nan]])

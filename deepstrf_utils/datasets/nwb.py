@@ -59,6 +59,7 @@ import pandas as pd
 from ..spectrogram import cochleagram_set, load_wav
 from .base import ResponseDataset
 from .io import bin_spike_times
+from .state import bin_time_series
 
 log = logging.getLogger(__name__)
 
@@ -193,16 +194,20 @@ def _read_units(nwbfile, path: Path, keep: Optional[Sequence[str]]):
 
 
 def _electrode_columns(units, neurons: pd.DataFrame) -> pd.DataFrame:
+    """``location`` (also ``area``), ``electrode_group`` and ``electrodes`` of each unit."""
     loc, group, elec = [], [], []
     for i in range(len(units)):
         rows = units["electrodes"][i] if "electrodes" in units.colnames else None
         g = units["electrode_group"].data[i] if "electrode_group" in units.colnames else None
-        places = list(dict.fromkeys(str(v) for v in rows["location"])) if rows is not None and "location" in rows \
-            else ([str(g.location)] if g is not None else [])
-        loc.append("/".join(places))
-        group.append(g.name if g is not None else
-                     "/".join(dict.fromkeys(str(v) for v in rows["group_name"])) if rows is not None and "group_name" in rows
-                     else "")
+        if rows is not None and "location" in rows:
+            loc.append("/".join(dict.fromkeys(str(v) for v in rows["location"])))
+        else:
+            loc.append(str(g.location) if g is not None else "")
+        if g is not None:
+            group.append(str(g.name))
+        else:
+            group.append("/".join(dict.fromkeys(str(v) for v in rows["group_name"]))
+                         if rows is not None and "group_name" in rows else "")
         elec.append(",".join(str(v) for v in rows.index) if rows is not None else "")
     out = neurons.copy()
     for col, values in (("location", loc), ("area", loc), ("electrode_group", group), ("electrodes", elec)):
@@ -279,10 +284,15 @@ def _read_presentations(nwbfile, path: Path, intervals: str, column: Optional[st
 
 
 # ----------------------------------------------------------------------------- stimuli
-def _series(nwbfile) -> dict:
-    """Stimulus series by name: stimulus templates first, then stimuli, then acquisition."""
+def object_name(name: str) -> str:
+    """The NWB object name of a stimulus (``/`` is not allowed in names: ``|``)."""
+    return str(name).replace("/", "|")
+
+
+def _series(nwbfile, acquisition: bool = False) -> dict:
+    """Series by name: the stimulus templates, else the stimuli (else the acquisition)."""
     out: dict = {}
-    for group in (nwbfile.acquisition, nwbfile.stimulus, nwbfile.stimulus_template):
+    for group in ((nwbfile.acquisition,) if acquisition else ()) + (nwbfile.stimulus, nwbfile.stimulus_template):
         out.update({k: v for k, v in (group or {}).items()})
     return out
 
@@ -324,7 +334,7 @@ def _waveforms(nwbfile, path, names, pres, wav_dir, sound_series) -> dict:
             if f is not None:
                 out[name] = load_wav(f)
         return out
-    series = _series(nwbfile)
+    series = _series(nwbfile, acquisition=sound_series is not None)
     if sound_series is not None:
         if sound_series not in series:
             raise ValueError(f"{path}: expected a sound series {sound_series!r}, found series {sorted(series)[:20]}")
@@ -341,7 +351,7 @@ def _waveforms(nwbfile, path, names, pres, wav_dir, sound_series) -> dict:
             out[name] = (x[a:b], sr)
         return out
     for name in names:
-        ts = series.get(name)
+        ts = series.get(object_name(name))
         if ts is not None and not _is_spectrogram(ts) and ts.data is not None and np.ndim(ts.data) in (1, 2):
             out[name] = _samples(ts, f"{path}: stimulus {name}")
     return out
@@ -351,7 +361,8 @@ def _spectrograms(nwbfile, path, names) -> dict:
     """{identity: (spec (F, T), cf_hz (F,), rate)} of the stored DecompositionSeries."""
     series, out = _series(nwbfile), {}
     for name in names:
-        ts = next((series[k] for k in (name, f"{name}_spectrogram") if k in series and _is_spectrogram(series[k])), None)
+        keys = (object_name(name), object_name(name) + "_spectrogram")
+        ts = next((series[k] for k in keys if k in series and _is_spectrogram(series[k])), None)
         if ts is None:
             continue
         data = np.asarray(ts.data[:], dtype=np.float32)
@@ -392,7 +403,8 @@ def _read_stimuli(nwbfile, path, names, pres, column, mode, wav_dir, sound_serie
     missing = [n for n in names if n not in specs]
     if missing:
         raise ValueError(f"{path}: stimulus {missing[0]!r} has no stored spectrogram (a DecompositionSeries named "
-                         f"{missing[0]!r} or '{missing[0]}_spectrogram'); {len(missing)} of {len(names)} lack one")
+                         f"{missing[0]!r} or '{missing[0]}_spectrogram'){' and no waveform' if mode == 'auto' else ''}; "
+                         f"{len(missing)} of {len(names)} stimuli lack one")
     rates = {round(v[2], 9) for v in specs.values()}
     cfs = {tuple(v[1]) for v in specs.values()}
     if len(rates) != 1 or len(cfs) != 1:
@@ -420,26 +432,6 @@ def _find_timeseries(nwbfile, name: str, path: Path):
     return hits[0]
 
 
-def _state_bins(times: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """``(C, T)``: per bin, the mean of the finite samples inside it; NaN where its samples are
-    all NaN; linear interpolation of the finite samples where it holds none (NaN outside)."""
-    idx = np.searchsorted(times, edges, side="left")
-    count = np.diff(idx)
-    finite = np.isfinite(values)
-    csum = np.concatenate([np.zeros((1, values.shape[1])), np.cumsum(np.where(finite, values, 0.0), 0)])
-    cnum = np.concatenate([np.zeros((1, values.shape[1])), np.cumsum(finite, 0)])
-    s, k = csum[idx[1:]] - csum[idx[:-1]], cnum[idx[1:]] - cnum[idx[:-1]]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(k > 0, s / np.maximum(k, 1), np.nan)
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    for c in range(values.shape[1]):
-        ok = finite[:, c]
-        empty = count == 0
-        if ok.any() and empty.any():
-            out[empty, c] = np.interp(centres[empty], times[ok], values[ok, c], left=np.nan, right=np.nan)
-    return out.T
-
-
 def _read_states(nwbfile, path, wanted, windows, n_bins, dt_ms):
     """-> (list of B (S, T_i) arrays, names) averaged over each stimulus' presentations."""
     per_stim = [[] for _ in windows]
@@ -454,7 +446,7 @@ def _read_states(nwbfile, path, wanted, windows, n_bins, dt_ms):
         t, v = t[order], v[order]
         labels += [name] if v.shape[1] == 1 else [f"{name}:{c}" for c in range(v.shape[1])]
         for i, (starts, T) in enumerate(zip(windows, n_bins)):
-            per_stim[i].append(np.stack([_state_bins(t, v, w0 + np.arange(T + 1) * dt_ms / 1000.0) for w0 in starts]))
+            per_stim[i].append(np.stack([bin_time_series(t, v, w0 + np.arange(T + 1) * dt_ms / 1000.0) for w0 in starts]))
     states = []
     for traces in per_stim:
         with warnings.catch_warnings():
@@ -572,7 +564,13 @@ def _bin_window(spikes, obs, starts, n_bins: int, dt_ms: float) -> np.ndarray:
 
 def _check_units(path, ids, spikes, windows, n_bins, dt) -> int:
     """Spikes inside any presentation window; ValueError for units with spikes, none inside."""
-    wins = _merge(np.concatenate([np.stack([w, w + T * dt / 1000.0], axis=1) for w, T in zip(windows, n_bins)]))
+    raw = np.concatenate([np.stack([w, w + T * dt / 1000.0], axis=1) for w, T in zip(windows, n_bins)])
+    raw = raw[np.argsort(raw[:, 0])]
+    shared = int((raw[1:, 0] < raw[:-1, 1] - _TOL_S).sum())
+    if shared:
+        log.warning("%s: with the padding, %d pairs of presentation windows overlap: spikes there count in both "
+                    "trials (less padding avoids it)", path, shared)
+    wins = _merge(raw)
     inside = [int(_inside(t, wins).sum()) for t in spikes]
     lost = [i for i, (t, k) in enumerate(zip(spikes, inside)) if t.size and k == 0]
     if lost:

@@ -52,7 +52,7 @@ import pandas as pd
 
 from ..plain import to_plain
 from ..spectrogram import load_wav, n_frames
-from .nwb import DATASET_RECORD, _read, _read_presentations, require_pynwb
+from .nwb import DATASET_RECORD, _read, _read_presentations, object_name, require_pynwb
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,6 @@ def spike_times_from_counts(counts: np.ndarray, start_s: float, dt_ms: float) ->
     per = np.repeat(c, c)
     j = np.arange(k.size) - np.repeat(np.cumsum(c) - c, c)
     return start_s + (k + (j + 0.5) / np.maximum(per, 1)) * dt_ms / 1000.0
-
-
-def _object_name(name: str) -> str:
-    return str(name).replace("/", "|")
 
 
 def _check_counts(dataset) -> None:
@@ -242,11 +238,11 @@ def to_nwb(dataset, path, waveforms=None, intervals: str = "trials", gap_s: floa
             wave_ts = None
             if name in waves:
                 wave, sr = waves[name]
-                wave_ts = AcousticWaveformSeries(name=_object_name(name), data=wave.astype(np.float32), rate=sr,
+                wave_ts = AcousticWaveformSeries(name=object_name(name), data=wave.astype(np.float32), rate=sr,
                                                  starting_time=0.0, description=f"sound of stimulus {name}")
                 nwb.add_stimulus_template(wave_ts)
             nwb.add_stimulus_template(DecompositionSeries(
-                name=_object_name(name) + ("_spectrogram" if wave_ts is not None else ""),
+                name=object_name(name) + ("_spectrogram" if wave_ts is not None else ""),
                 data=dataset.stimuli[i].T[:, None, :], metric="power", unit="dB above the floor",
                 bands=_bands(dataset.cf_hz), rate=1000.0 / dt, starting_time=0.0, source_timeseries=wave_ts,
                 description=f"spectrogram of stimulus {name} as the model sees it ({dataset.n_bands} bands, "
@@ -339,7 +335,7 @@ def _write_states(nwb, dataset, rows, TimeSeries) -> list:
     for s, label in enumerate(dataset.state_names):
         stamps = [t0 + (np.arange(dataset.n_bins[i]) + 0.5) * dt / 1000.0 for t0, i, _ in rows]
         data = [dataset.states[i][s] for _, i, _ in rows]
-        name = _object_name(label)
+        name = object_name(label)
         module.add(TimeSeries(name=name, data=np.concatenate(data), timestamps=np.concatenate(stamps), unit="a.u.",
                               description=f"state signal {label}: its trial average per stimulus, written at "
                                           f"every presentation of the stimulus (deepstrf_utils)"))
@@ -388,14 +384,14 @@ def add_predictions(path, name: str, predictions: Sequence[np.ndarray], stim_nam
             nwb = io.read()
             module = nwb.processing.get(PREDICTIONS_MODULE) or nwb.create_processing_module(
                 PREDICTIONS_MODULE, "predictions of fitted deepstrf_utils models (model card in each series' comments)")
-            if _object_name(name) in module.data_interfaces:
+            if object_name(name) in module.data_interfaces:
                 raise ValueError(f"{path} already holds predictions named {name!r}; choose another name")
-            module.add(TimeSeries(name=_object_name(name), data=np.concatenate([preds[i].T for i in order]),
+            module.add(TimeSeries(name=object_name(name), data=np.concatenate([preds[i].T for i in order]),
                                   timestamps=np.concatenate(stamps), unit="spikes per bin", comments=json.dumps(info),
                                   description=f"predicted response of each unit (columns: card neuron_ids) at the "
                                               f"first presentation of each stimulus, {dt_ms:g} ms bins"))
             if scores is not None:
-                module.add(DynamicTable.from_dataframe(scores.reset_index(drop=True), name=f"{_object_name(name)}_scores",
+                module.add(DynamicTable.from_dataframe(scores.reset_index(drop=True), name=f"{object_name(name)}_scores",
                                                        table_description=f"per-neuron scores of {name}"))
             io.write(nwb)
 
@@ -411,10 +407,10 @@ def read_predictions(path, name: Optional[str] = None) -> dict:
         module = nwbfile.processing.get(PREDICTIONS_MODULE)
         series = {k: v for k, v in (module.data_interfaces.items() if module else [])
                   if type(v).__name__ == "TimeSeries"}
-        if name is not None and _object_name(name) not in series:
+        if name is not None and object_name(name) not in series:
             raise ValueError(f"{path}: expected predictions named {name!r}, found {sorted(series)}")
         for key, ts in series.items():
-            if name is not None and key != _object_name(name):
+            if name is not None and key != object_name(name):
                 continue
             card = json.loads(ts.comments)
             data = np.asarray(ts.data[:], dtype=np.float32)
