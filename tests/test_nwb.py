@@ -111,7 +111,7 @@ def test_mini_file_units_presentations_counts_stimuli_states(mini, caplog):
         ds = load_dataset("nwb", path=mini, states=["pupil_diameter"])
     assert ds.name == "nwb_mini" and ds.stim_names == ["s1", "s2", "s3"] and ds.dt_ms == 5.0
     assert list(ds.neuron_ids) == ["u1", "u2"] and list(ds.n_repeats) == [5, 5, 5]
-    assert ds.neurons[["id", "quality", "location", "area", "electrode_group"]].values.tolist() == [
+    assert ds.neurons[["id", "quality", "location", "area", "electrode_group_name"]].values.tolist() == [
         ["u1", "good", "A1", "A1", "shank0"], ["u2", "mua", "PEG", "PEG", "shank0"]]
     expected, cf, _ = cochleagram_set([(_sound(n), SR) for n in sorted(DURS)], hop_ms=5.0)
     for got, want in zip(ds.stimuli, expected):
@@ -314,6 +314,18 @@ def test_round_trip_of_a_folder_dataset_with_its_waveforms(tmp_path):
         to_nwb(ds.replace(stimuli=[np.pad(s, ((0, 0), (0, 2))) for s in ds.stimuli],
                           responses=[np.pad(r, ((0, 0), (0, 0), (0, 2))) for r in ds.responses]),
                tmp_path / "x.nwb", waveforms=folder / "stimuli")
+
+
+def test_round_trip_of_a_read_file_with_float64_sounds(tmp_path, mini):
+    from deepstrf_utils.datasets import to_nwb
+
+    ds = load_dataset("nwb", path=mini, states=["pupil_diameter"])
+    path = to_nwb(ds, tmp_path / "again.nwb", waveforms={n: (_sound(n), SR) for n in DURS}, subject=SUBJECT)
+    back = load_dataset("nwb", path=path)                 # its sounds -> the same cochleagrams
+    assert back.meta["nwb"]["stimuli_from"] == "waveform" and back.state_names == ["pupil_diameter"]
+    for a, b in zip(ds.stimuli + ds.responses + ds.states, back.stimuli + back.responses + back.states):
+        np.testing.assert_array_equal(a, b)
+    pd.testing.assert_frame_equal(back.neurons, ds.neurons)
 
 
 def test_to_nwb_refuses_what_it_cannot_write(tmp_path):

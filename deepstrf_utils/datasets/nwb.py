@@ -10,7 +10,8 @@ What is read
 * **Units**: the ``units`` table. Neuron ids = its ``unit_name`` column when there is one,
   else the table's integer ids. Every scalar column (quality labels, ...) becomes a column of
   ``dataset.neurons``; units with electrodes also get ``location`` (the electrodes'
-  locations, also as ``area``), ``electrode_group`` and ``electrodes`` (row ids). Where the
+  locations, also as ``area``), ``electrode_group_name`` and ``electrode_ids`` (rows of the
+  electrodes table). Where the
   table has ``obs_intervals``, a bin whose centre lies outside every observation interval of
   a unit is NaN (not recorded) for that unit.
 * **Presentations**: the ``trials`` table, or the TimeIntervals table named by
@@ -56,6 +57,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from ..plain import from_plain
 from ..spectrogram import cochleagram_set, load_wav
 from .base import ResponseDataset
 from .io import bin_spike_times
@@ -194,7 +196,7 @@ def _read_units(nwbfile, path: Path, keep: Optional[Sequence[str]]):
 
 
 def _electrode_columns(units, neurons: pd.DataFrame) -> pd.DataFrame:
-    """``location`` (also ``area``), ``electrode_group`` and ``electrodes`` of each unit."""
+    """``location`` (also ``area``), ``electrode_group_name`` and ``electrode_ids`` of each unit."""
     loc, group, elec = [], [], []
     for i in range(len(units)):
         rows = units["electrodes"][i] if "electrodes" in units.colnames else None
@@ -210,7 +212,7 @@ def _electrode_columns(units, neurons: pd.DataFrame) -> pd.DataFrame:
                          if rows is not None and "group_name" in rows else "")
         elec.append(",".join(str(v) for v in rows.index) if rows is not None else "")
     out = neurons.copy()
-    for col, values in (("location", loc), ("area", loc), ("electrode_group", group), ("electrodes", elec)):
+    for col, values in (("location", loc), ("area", loc), ("electrode_group_name", group), ("electrode_ids", elec)):
         if col not in out.columns:
             out[col] = values
     return out
@@ -531,7 +533,7 @@ def load_nwb(path, dt_ms: Optional[float] = None, intervals: str = "trials", sti
     log.warning("read %s", summary)
     options = {"path": str(path), "intervals": intervals, "stimulus_column": column, "pad_before_ms": pre * dt,
                "pad_after_ms": post * dt, "dt_ms": dt, **{k: v for k, v in info.items() if k != "sample_rates_hz"}}
-    meta = {**(record.get("meta") or {"source": str(path)}), "nwb": options, "summary": summary}
+    meta = {**from_plain(record.get("meta") or {"source": str(path)}), "nwb": options, "summary": summary}
     return ResponseDataset(
         stimuli=specs, responses=responses, dt_ms=dt, cf_hz=cf_hz, neuron_ids=ids, neurons=neurons,
         stim_names=names, stim_types=types, name=name or record.get("name") or nwb_label(path),

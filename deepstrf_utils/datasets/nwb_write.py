@@ -5,7 +5,9 @@
 
 * **Stimuli**, in the stimulus templates, one series per stimulus: its waveform as an
   ndx-sound ``AcousticWaveformSeries`` named by the stimulus where the waveform is known
-  (``waveforms=``: a folder of WAVs named by the stimuli, or ``{name: (wave, sr)}``); the
+  (``waveforms=``: a folder of WAVs named by the stimuli, or ``{name: (wave, sr)}``; float32
+  where that is exact, as for WAV samples, else float64, so that the front end gives back the
+  same cochleagram); the
   dataset's spectrogram as a ``DecompositionSeries`` (data ``(T, 1, F)``, rate ``1000 /
   dt_ms``, metric ``"power"``, unit ``"dB above the floor"``, one band per row of its
   ``bands`` table: ``band_mean`` = the band centre ``cf_hz``, ``band_limits`` = the
@@ -238,7 +240,9 @@ def to_nwb(dataset, path, waveforms=None, intervals: str = "trials", gap_s: floa
             wave_ts = None
             if name in waves:
                 wave, sr = waves[name]
-                wave_ts = AcousticWaveformSeries(name=object_name(name), data=wave.astype(np.float32), rate=sr,
+                small = wave.astype(np.float32)         # float32 where exact (WAV samples), else float64
+                wave_ts = AcousticWaveformSeries(name=object_name(name), rate=sr,
+                                                 data=small if np.array_equal(small, wave) else wave,
                                                  starting_time=0.0, description=f"sound of stimulus {name}")
                 nwb.add_stimulus_template(wave_ts)
             nwb.add_stimulus_template(DecompositionSeries(
