@@ -118,12 +118,15 @@ def _read(path: Path):
     pynwb = require_pynwb()
     if not path.is_file():
         raise FileNotFoundError(f"expected an NWB file at {path}, found nothing")
+    io = None
     try:
         io = pynwb.NWBHDF5IO(str(path), "r")
         with warnings.catch_warnings():   # pynwb's advice on a spectrogram without a source series
             warnings.filterwarnings("ignore", "Neither source_timeseries", UserWarning)
             nwbfile = io.read()
     except Exception as err:  # h5py / hdmf raise many kinds on a damaged file
+        if io is not None:
+            io.close()
         raise ValueError(f"could not read {path} as an NWB file (not HDF5, truncated, or an "
                          f"unknown extension): {err}") from err
     try:
