@@ -186,18 +186,24 @@ class Profile:
             present = set(available_datasets(data_root)) | set(paths)
             missing = [n for n in names if n not in present]
             if missing:
-                how = ("put the file in data/nwb/ or name it nwb:<path>" if missing[0].startswith("nwb_")
-                       else f"fetch them with `make data DATASET={missing[0]}`")
-                raise FileNotFoundError(f"dataset(s) {missing} not found under {data_root!s}; {how} "
-                                        f"(available: {sorted(present)})")
-            if not paths:
-                return self, names
-            options = {**copy.deepcopy(self.dataset_options),
-                       **{n: {**self.dataset_options.get(n, {}), "path": str(p)} for n, p in paths.items()}}
-            return dataclasses.replace(self, dataset_options=options), names
-        if self.default_datasets is not None:
-            return self, list(self.default_datasets)
-        return self, list(available_datasets(data_root))
+                raise FileNotFoundError(
+                    f"dataset(s) {missing} not found under {data_root!s}; {_how_to_get(missing[0], data_root)} "
+                    f"(available: {sorted(present)})"
+                )
+        elif self.default_datasets is not None:
+            names = list(self.default_datasets)
+        else:
+            names = list(available_datasets(data_root))
+        for name in names:
+            if self.protocol and name not in PROTOCOL_DATASETS:
+                logger.warning("dataset %r has no published protocol: the %s profile fits it with %s's "
+                               "optimisation protocol (protocols.protocol_fit_kwargs(%r)); its own split",
+                               name, self.name, FALLBACK_PROTOCOL, FALLBACK_PROTOCOL)
+        if not paths:
+            return self, names
+        options = {**copy.deepcopy(self.dataset_options),
+                   **{n: {**self.dataset_options.get(n, {}), "path": str(p)} for n, p in paths.items()}}
+        return dataclasses.replace(self, dataset_options=options), names
 
     def options_for(self, dataset: str) -> dict:
         """``load_dataset`` keyword arguments of ``dataset`` in this profile (a copy)."""
@@ -291,11 +297,33 @@ class Profile:
                 f"{[p or 'none' for p in self.prefilters]}; default datasets: {ds}{pre}{extra}")
 
 
+#: the published protocol a protocol profile applies to a dataset that has none of its own (your own
+#: recordings): NS1's optimisation (single units, AdamW lr 1e-3, patience 50, batch 1, STRF window 15,
+#: 2D-CNN kernel (6, 15)); its valid-unit rule and split are NS1-specific and are not applied
+FALLBACK_PROTOCOL = "ns1"
+
+
 def _protocol_part(profile: Profile, dataset: str, getter, *args) -> dict:
-    """``getter(dataset, *args)`` for a protocol profile on a dataset with a protocol, else {}."""
-    if not profile.protocol or dataset not in PROTOCOL_DATASETS:
+    """``getter(dataset, *args)`` for a protocol profile: the dataset's own protocol, or, for a
+    dataset without one, :data:`FALLBACK_PROTOCOL`'s fitting and model settings (never its dataset
+    options; :meth:`Profile.datasets` logs a warning naming the dataset); {} for other profiles."""
+    if not profile.protocol:
         return {}
-    return getter(dataset, *args)
+    if dataset in PROTOCOL_DATASETS:
+        return getter(dataset, *args)
+    if getter is protocol_dataset_options:
+        return {}
+    return getter(FALLBACK_PROTOCOL, *args)
+
+
+def _how_to_get(dataset: str, data_root) -> str:
+    """The instruction that makes ``dataset`` available under ``data_root``."""
+    if dataset == "folder":
+        return (f"put your recordings in {Path(data_root) / 'folder'} (stimuli/*.wav and one folder of spike "
+                f"files per unit; data/README.md, 'folder: your own recordings')")
+    if dataset.startswith("nwb_"):
+        return f"put the file in {Path(data_root) / 'nwb'}/ or name it nwb:<path>"
+    return f"fetch them with `make data DATASET={dataset}`"
 
 
 def parse_datasets(requested: str | Sequence[str] | None) -> list[str]:

@@ -129,12 +129,13 @@ def repo_root(start: str | Path | None = None) -> Path:
 
 
 def setup_run(profile: str = "quick", datasets: str = "", device: str = "auto", data_root: str = "data",
-              fig_dir: str = "figures", results_dir: str = "build/results") -> RunContext:
+              fig_dir: str = "", results_dir: str = "build/results") -> RunContext:
     """Resolve the notebooks' parameters into a :class:`RunContext`.
 
     Relative folders are taken relative to the repository root (found from the current
-    directory), so a notebook run from ``notebooks/`` writes to ``<repo>/figures``;
-    ``fig_dir`` and ``results_dir`` are created. ``device="auto"`` becomes "cuda" when
+    directory); an empty ``fig_dir`` means ``build/figures/<profile>``, so a notebook run from
+    JupyterLab or ``make figures`` never overwrites the committed gallery ``figures/`` (which
+    ``make gallery`` regenerates); ``fig_dir`` and ``results_dir`` are created. ``device="auto"`` becomes "cuda" when
     available, else "cpu". Logging is set to INFO for ``deepstrf_utils`` messages.
     ``datasets`` may name NWB files as ``nwb:<path>`` (relative to the repository root): each
     is the dataset ``nwb_<stem>`` of the returned context's profile.
@@ -146,6 +147,7 @@ def setup_run(profile: str = "quick", datasets: str = "", device: str = "auto", 
         return (p if p.is_absolute() else root / p).resolve()
 
     prof = get_profile(profile)
+    fig_dir = fig_dir or Path("build") / "figures" / prof.name
     data_root, fig_dir, results_dir = resolve(data_root), resolve(fig_dir), resolve(results_dir)
     fig_dir.mkdir(parents=True, exist_ok=True)
     results_dir.mkdir(parents=True, exist_ok=True)

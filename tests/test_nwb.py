@@ -416,7 +416,7 @@ def test_dataset_names_for_nwb_files(tmp_path, mini):
         get_profile("smoke").datasets(f"nwb:{mini}")
     with pytest.raises(FileNotFoundError, match="expected an NWB file for dataset"):
         get_profile("smoke").resolve_datasets("nwb:missing.nwb", tmp_path / "data", base=tmp_path)
-    with pytest.raises(FileNotFoundError, match="put the file in data/nwb/"):
+    with pytest.raises(FileNotFoundError, match="put the file in .*nwb/ or name it nwb:<path>"):
         get_profile("smoke").resolve_datasets("nwb_other", tmp_path / "data")
 
 

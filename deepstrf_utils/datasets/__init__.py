@@ -3,12 +3,15 @@
 Sources (``name`` of :func:`load_dataset`):
 
 ============  ===============================================================
-synthetic     simulated AdapTrans -> ON/OFF STRF population, known ground truth
+synthetic     simulated AdapTrans -> ON/OFF STRF population, known ground truth;
+              ``population="mismatched"``: neurons outside the models' family
+              (``datasets/synthetic_mismatched.py``)
 ns1           ferret A1, natural sounds (Harper et al. 2016)
 nat4_a1       ferret A1, NAT4 (Pennington & David 2023)
 nat4_peg      ferret PEG, NAT4
 wehr          rat A1 membrane potential (CRCNS ac-1)
 folder        your own recordings in a folder (see ``datasets/folder.py``)
+torc          a ferret A1 unit and baphy TORCs (``datasets/torc.py``; ``path`` = folder)
 nwb           one NWB file (``path=``; optional extra ``[nwb]``; ``datasets/nwb.py``)
 nwb_<stem>    the NWB file ``root/nwb/<stem>.nwb``
 ============  ===============================================================
@@ -27,6 +30,7 @@ from typing import Any
 
 from .base import SCHEMA_VERSION, ResponseDataset
 from .collate import collate_responses
+from .segments import split_in_time
 from .sessions import SessionSet
 from .nwb_write import add_predictions, read_predictions, to_nwb
 from .state import plant_state_gain
@@ -41,6 +45,7 @@ _SOURCES: dict[str, tuple[str, str, dict]] = {
     "nat4_peg": ("nat4", "load_nat4", {"area": "PEG"}),
     "wehr": ("wehr", "load_wehr", {}),
     "folder": ("folder", "load_folder", {}),
+    "torc": ("torc", "load_torc", {}),
     "nwb": ("nwb", "load_nwb", {}),
 }
 
@@ -58,14 +63,15 @@ def load_dataset(name: str, root: str | Path = "data", download: bool = False, *
     """Load a dataset by name as a :class:`ResponseDataset`.
 
     Args:
-        name: one of ``synthetic, ns1, nat4_a1, nat4_peg, wehr, folder, nwb``, or
+        name: one of ``synthetic, ns1, nat4_a1, nat4_peg, wehr, folder, torc, nwb``, or
             ``nwb_<stem>`` (the file ``root/nwb/<stem>.nwb``), or ``nwb:<path>``.
         root: data folder; each source lives in its own sub-folder (``root/ns1`` ...).
         download: fetch missing files of a public source (ignored by ``synthetic`` and
             ``folder``).
-        **options: passed to the source's loader (e.g. ``n_neurons`` for synthetic; for
-            ``folder``, ``path`` is the folder to read and defaults to ``root/folder``; for
-            ``nwb``, ``path`` is the file to read).
+        **options: passed to the source's loader (e.g. ``n_neurons`` for synthetic, and
+            ``population="mismatched"`` for the population outside the models' family; for
+            ``folder`` and ``torc``, ``path`` is the folder to read and defaults to
+            ``root/folder`` / ``root/torc``; for ``nwb``, ``path`` is the file to read).
 
     Returns:
         ResponseDataset with items ``(stim (1, F, T_i), resp (N, R_i, T_i))``.
@@ -80,9 +86,17 @@ def load_dataset(name: str, root: str | Path = "data", download: bool = False, *
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     _, load, fixed = _loader(key)
     if key == "synthetic":
+        population = options.pop("population", "model_family")
+        if population == "mismatched":
+            from .synthetic_mismatched import load_mismatched
+
+            return load_mismatched(root=root, **options)
+        if population != "model_family":
+            raise ValueError(f"expected population 'model_family' (the default) or 'mismatched' for the synthetic "
+                             f"dataset, got {population!r}")
         return load(root=root, **options)
-    if key == "folder":
-        path = options.pop("path", Path(root) / "folder")
+    if key in ("folder", "torc"):
+        path = options.pop("path", Path(root) / key)
         return load(path, **options)
     if key == "nwb":
         if "path" not in options:
@@ -165,6 +179,7 @@ __all__ = [
     "collate_responses",
     "dataset_spec",
     "load_dataset",
+    "split_in_time",
     "to_nwb",
     "add_predictions",
     "read_predictions",

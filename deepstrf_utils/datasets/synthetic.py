@@ -402,7 +402,14 @@ def load_synthetic(root: str | Path = "data", n_neurons: int = 50, n_clips: int 
     """
     opts = dict(n_neurons=n_neurons, n_clips=n_clips, clip_s=clip_s, n_repeats=n_repeats, dt_ms=dt_ms,
                 n_bands=n_bands, seed=seed)
-    path = cache_path(root, **opts)
+    return read_or_generate(cache_path(root, **opts), lambda: generate_synthetic(**opts), cache)
+
+
+def read_or_generate(path: Path, generate, cache: bool = True) -> ResponseDataset:
+    """The dataset cached at ``path``, or ``generate()`` written there (``cache=False``: generate only).
+
+    An unreadable cache file is logged and regenerated.
+    """
     if cache and path.is_file():
         try:
             ds = ResponseDataset.from_hdf5(path)
@@ -410,7 +417,7 @@ def load_synthetic(root: str | Path = "data", n_neurons: int = 50, n_clips: int 
             return ds
         except (ValueError, OSError, KeyError) as exc:
             logger.warning("ignoring unreadable synthetic cache %s (%s); regenerating", path, exc)
-    ds = generate_synthetic(**opts)
+    ds = generate()
     if cache:
         ds.to_hdf5(path)
     return ds
