@@ -449,3 +449,19 @@ def test_bin_time_series_known_answer():
     got = bin_time_series(t, v, np.array([0.0, 0.3, 0.4, 0.6, 1.0, 2.0, 3.0]))
     # mean of 2 samples; only a NaN sample; no sample: interpolated at 0.5 between 0.2 and 0.9; one; one; beyond
     np.testing.assert_allclose(got, [[2.0, np.nan, 3.0 + 2.0 * 0.3 / 0.7, 5.0, 7.0, np.nan]])
+
+
+def test_the_shared_torc_unit_round_trips(tmp_path, shared_data):
+    pytest.importorskip("pynwb")
+    from deepstrf_utils.datasets import to_nwb
+
+    folder = shared_data / "torc_ferret_a1"
+    if not folder.is_dir():
+        pytest.skip(f"no {folder}")
+    ds = load_dataset("torc", path=folder)
+    back = load_dataset("nwb", path=to_nwb(ds, tmp_path / "torc.nwb", subject=SUBJECT))
+    for a, b in zip(ds.stimuli + ds.responses, back.stimuli + back.responses):
+        np.testing.assert_array_equal(a, b)
+    pd.testing.assert_frame_equal(back.neurons, ds.neurons)
+    assert back.split_spec == ds.split_spec and {k: back.meta[k] for k in ds.meta} == ds.meta
+    assert [list(p) for p in back.split_indices(3)] == [list(p) for p in ds.split_indices(3)]
