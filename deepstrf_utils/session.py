@@ -137,6 +137,8 @@ def setup_run(profile: str = "quick", datasets: str = "", device: str = "auto", 
     JupyterLab or ``make figures`` never overwrites the committed gallery ``figures/`` (which
     ``make gallery`` regenerates); ``fig_dir`` and ``results_dir`` are created. ``device="auto"`` becomes "cuda" when
     available, else "cpu". Logging is set to INFO for ``deepstrf_utils`` messages.
+    ``datasets`` may name NWB files as ``nwb:<path>`` (relative to the repository root): each
+    is the dataset ``nwb_<stem>`` of the returned context's profile.
     """
     root = repo_root()
 
@@ -154,5 +156,5 @@ def setup_run(profile: str = "quick", datasets: str = "", device: str = "auto", 
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("deepstrf_utils").setLevel(logging.INFO)
-    names = prof.datasets(datasets, data_root)
+    prof, names = prof.resolve_datasets(datasets, data_root, base=root)
     return RunContext(prof, names, str(device), data_root, fig_dir, results_dir)

@@ -148,7 +148,7 @@ def main(argv=None) -> int:
 
     try:
         profile = get_profile(args.profile)
-        names = profile.datasets(args.datasets, args.data_root)
+        profile, names = profile.resolve_datasets(args.datasets, args.data_root)
         cluster = cluster_options(args.cluster_config, args.set)
     except (ValueError, FileNotFoundError) as err:
         print(f"[sweep] {err}", file=sys.stderr)

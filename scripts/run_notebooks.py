@@ -13,6 +13,9 @@ where the script is launched and no run writes into the committed gallery ``figu
 ``figures/`` (``make gallery``). Executed copies (with outputs) go to ``--out``. On failure the script
 stops, names the notebook and the failing cell, and exits with status 1.
 
+``--datasets`` may name NWB files as ``nwb:<path>`` (relative to the current folder; made
+absolute before the notebooks see them).
+
 Notebook 03 runs its fits through ``--executor`` (``EXECUTOR``; options from
 ``--cluster-config`` and ``--set KEY=VALUE`` as ``CLUSTER``) and waits for them. ``--plan``
 prints the cost plan of the profile (jobs, fits, estimated wall time) and runs nothing.
@@ -180,6 +183,19 @@ def run(profile: str, datasets: str, device: str, out: Path, only: str = "", dat
     return 0
 
 
+def absolute_nwb_paths(datasets: str, base: Path | None = None) -> str:
+    """The comma list ``datasets`` with each ``nwb:<path>`` made absolute (from ``base``, default
+    the current folder), so that the notebooks, run from ``notebooks/``, find the same files."""
+    out = []
+    for item in datasets.split(","):
+        name = item.strip()
+        if name.lower().startswith("nwb:") and name[4:].strip():
+            path = Path(name[4:].strip()).expanduser()
+            name = "nwb:" + str(path if path.is_absolute() else (Path(base or Path.cwd()) / path).resolve())
+        out.append(name)
+    return ",".join(n for n in out if n)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="quick", help="run profile: smoke, quick or paper")
@@ -199,6 +215,7 @@ def main(argv=None) -> int:
     ap.add_argument("--publish-gallery", default=None, metavar="RUN_FIG_DIR",
                     help="copy a finished quick run's PNGs and benchmark.md into figures/ and exit")
     args = ap.parse_args(argv)
+    args.datasets = absolute_nwb_paths(args.datasets)
     try:
         if args.publish_gallery:
             copied = publish_gallery(Path(args.publish_gallery))

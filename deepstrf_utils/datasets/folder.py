@@ -50,7 +50,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import pandas as pd
 
-from ..spectrogram import EPS_DB, apply_floor, cochleagram, load_wav, n_frames
+from ..spectrogram import cochleagram_set, load_wav, n_frames
 from .base import ResponseDataset
 from .io import bin_spike_times, spike_bin_index, stack_trials
 
@@ -292,23 +292,12 @@ def load_folder(path, dt_ms: float = 5.0, n_bands: int = 34, min_freq: float = 5
     report["stimuli_used"] = [w.stem for w in used]
 
     waves, rate, file_rates = _waves(used, sr, resample_to, report)
-    if max_freq is None:
-        max_freq = min(22627.0, 0.95 * rate / 2)
-        log.info("%s: max_freq=None -> %.0f Hz (min(22627, 0.95 * sr / 2), sr = %g Hz)", path, max_freq, rate)
-    raw, lengths = [], []
-    for x, w in zip(waves, used):
-        T_stim = n_frames(x.size, rate, dt_ms)
-        tail = np.zeros(int(np.ceil(post * rate * dt_ms / 1000.0)) + 1 if post else 0)
-        try:
-            spec_db, cf_hz = cochleagram(np.concatenate([x, tail]), rate, n_bands=n_bands, min_freq=min_freq,
-                                         max_freq=max_freq, window_ms=window_ms, hop_ms=dt_ms, threshold_db=None)
-        except ValueError as err:
-            raise ValueError(f"{w} (sample rate {rate:g} Hz): {err}") from err
-        silence = np.full((spec_db.shape[0], pre), EPS_DB, dtype=spec_db.dtype)
-        raw.append(np.concatenate([silence, spec_db[:, :T_stim + post]], axis=1))
-        lengths.append(T_stim)
-    ref = max(float(s.max()) for s in raw)
-    stimuli = [apply_floor(s, threshold_db, ref) for s in raw]
+    stimuli, cf_hz, front = cochleagram_set([(x, rate) for x in waves], names=[f"{w} (sample rate {rate:g} Hz)" for w in used],
+                                            n_bands=n_bands, min_freq=min_freq, max_freq=max_freq,
+                                            window_ms=window_ms, hop_ms=dt_ms, threshold_db=threshold_db,
+                                            where=str(path), pad_bins=(pre, post))
+    ref, max_freq = front["ref_db"], front["max_freq_hz"]
+    lengths = [n_frames(x.size, rate, dt_ms) for x in waves]
 
     scale = 1000.0 if time_unit == "s" else 1.0
     per_stim: List[list] = [[] for _ in used]
