@@ -88,3 +88,11 @@ def test_publish_gallery_replaces_pngs_and_refuses_an_empty_run(tmp_path):
     (run / "benchmark.md").write_text("| table |")
     runner.publish_gallery(run, gallery)
     assert sorted(p.name for p in gallery.iterdir()) == ["README.md", "benchmark.md", "fig_a.png"]
+
+
+def test_citation_file_names_the_paper_and_the_licence():
+    text = (REPO / "CITATION.cff").read_text()
+    assert text.startswith("cff-version: 1.2.0")
+    preferred = text.split("preferred-citation:")[1].split("references:")[0]
+    assert "doi: 10.1371/journal.pcbi.1012288" in preferred
+    assert "license: MIT" in text and (REPO / "LICENSE").read_text().startswith("MIT")
