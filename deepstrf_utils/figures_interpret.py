@@ -131,7 +131,7 @@ def dpc_figures(dataset, models: Mapping[str, Mapping], stimulus, neurons: Seque
         f"{dataset.name}: share of the dSTRF energy carried by each dPC (uncentred principal components of a "
         f"neuron's dSTRFs over bins) for {', '.join(models)}; thin lines: the {len(neurons)} example neurons "
         f"({', '.join(map(str, neurons))}), thick: their median. The dSTRFs are taken at each neuron's "
-        f"{min(used)}-{max(used)} most driven bins of the longest test stimulus (at least a few bins apart), so the "
+        f"{min(used) if min(used) == max(used) else f'{min(used)}-{max(used)}'} most driven bins of the longest test stimulus (at least a few bins apart), so the "
         f"spectra describe its strongly driven states, not the whole stimulus set.")
     norm = [[r / (np.linalg.norm(r) or 1.0) for r in row] for row in rows]
     L = lag_window([r for row in norm for r in row], share=share)
@@ -348,8 +348,10 @@ def insilico_bands_figure(dataset, adaptrans: Mapping, cnn: Mapping | None, neur
     fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=3)
     label_panels(axes.ravel())
     fig.suptitle(f"{dataset.name}: tone steps per band ({hold_ms:g} ms, level {level:g}, one band per step)")
+    on = ", ".join(chr(65 + 2 * i) for i in range(len(neurons)))
+    off = ", ".join(chr(66 + 2 * i) for i in range(len(neurons)))
     fig.caption = (
-        f"{dataset.name}: ON (left) and OFF (right) amplitude of {len(neurons)} example neurons (rows) for a "
+        f"{dataset.name}: ON ({on}) and OFF ({off}) amplitude of {len(neurons)} example neurons (rows) for a "
         f"{hold_ms:g} ms step of level {level:g} in a single band, against the band's centre frequency (kHz, log "
         f"axis); labels: {', '.join(dict.fromkeys(steps['label']))}. Each curve is divided by the largest ON or OFF "
         f"amplitude over bands of its model, neuron and source, so a weak OFF response stays small beside the ON "

@@ -45,18 +45,20 @@ def scatter_limits(reference, extra=(), reach: float = EXCLUDED_REACH) -> tuple[
     return lo - pad, hi + pad
 
 
-def _edge_arrows(ax, x, y, lim, color):
-    """Points outside ``lim`` drawn at the edge as arrows pointing out, with their values."""
-    n = 0
+def _edge_arrows(ax, x, y, lim, color) -> list:
+    """Points outside ``lim`` drawn just inside the edge as arrows pointing towards them; returns
+    their ``(x, y)`` values (for the caption)."""
+    inset = 0.025 * (lim[1] - lim[0])
+    out = []
     for xi, yi in zip(x, y):
-        cx, cy = float(np.clip(xi, *lim)), float(np.clip(yi, *lim))
-        if (cx, cy) == (xi, yi):
+        cx = float(np.clip(xi, lim[0] + inset, lim[1] - inset))
+        cy = float(np.clip(yi, lim[0] + inset, lim[1] - inset))
+        if lim[0] <= xi <= lim[1] and lim[0] <= yi <= lim[1]:
             continue
         marker = "<" if xi < lim[0] else ">" if xi > lim[1] else "v" if yi < lim[0] else "^"
-        ax.scatter([cx], [cy], marker=marker, s=40, color=color, clip_on=False, zorder=4)
-        ax.annotate(f"({xi:.0f}, {yi:.0f})", (cx, cy), xytext=(4, 4), textcoords="offset points", color=color)
-        n += 1
-    return n
+        ax.scatter([cx], [cy], marker=marker, s=36, color=color, zorder=4)
+        out.append((float(xi), float(yi)))
+    return out
 
 
 @styled
@@ -72,7 +74,7 @@ def performance_figure(results, metric: str = "cc_norm", models: Sequence[str] |
     with a seeded bootstrap 95 % interval; n neurons and seeds in the title. Right panel: one
     point per neuron and model (with vs without): reliable neurons as dots, excluded ones as
     x at their values (the axes stretch to hold them, :func:`scatter_limits`; any further
-    out are arrows at the edge labelled with their values). Legends outside the data. One row
+    out are arrows at the edge, their values in the caption). Legends outside the data. One row
     per dataset. Returns ``(fig, table)``: ``table`` holds the plotted statistics (%), the
     numbers of neurons used and excluded, and ``table.attrs["caption"]`` (also
     ``fig.caption``) the caption.
@@ -147,22 +149,25 @@ def performance_figure(results, metric: str = "cc_norm", models: Sequence[str] |
         ref = np.concatenate([np.r_[x[g], y[g]] for _, _, x, y, g in pairs]) if pairs else []
         bad = np.concatenate([np.r_[x[~g], y[~g]] for _, _, x, y, g in pairs]) if pairs else []
         lim = scatter_limits(ref, bad)
-        n_x, n_edge = 0, 0
+        n_x, beyond = 0, []
         for k, m, x, y, good in pairs:
             ax.scatter(x[good], y[good], s=12, alpha=0.75, color=f"C{k}", label=labels.get(m, m), edgecolors="none")
             inside = (~good) & (np.clip(x, *lim) == x) & (np.clip(y, *lim) == y)
             ax.scatter(x[inside], y[inside], s=28, marker="x", linewidths=1.0, color=f"C{k}")
             n_x += int((~good).sum())
-            n_edge += _edge_arrows(ax, x[~good & ~inside], y[~good & ~inside], lim, f"C{k}")
+            far = _edge_arrows(ax, x[~good & ~inside], y[~good & ~inside], lim, f"C{k}")
+            beyond += [f"{labels.get(m, m)} ({a:.0f}, {b:.0f})" for a, b in far]
         plot_scatter_diagonal(ax, [], [], xlabel=f"{name} without (%)", ylabel=f"{name} with {pre_label} (%)",
-                              lim=lim, title=f"{ds}: per neuron\n(mean over seeds)")
+                              lim=lim, title=f"{ds}: per neuron\n({n_all} neurons, {n_seeds} seed(s))")
         handles = [*ax.get_legend_handles_labels()[0],
                    Line2D([], [], marker="x", ls="", color="0.3", label=f"excluded ({n_x} neuron-model pairs)")]
+        if beyond:
+            handles.append(Line2D([], [], marker=">", ls="", color="0.3", label=f"excluded, beyond the axes ({len(beyond)})"))
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         neurons = d.sort_values("reliable").drop_duplicates("neuron")
         notes.append(f"{ds} ({n_seeds} seed(s)): {exclusion_note(neurons)}"
-                     + (f" {n_edge} excluded point(s) lie beyond the axes: arrows at the edge, labelled (without, with)."
-                        if n_edge else ""))
+                     + (f" {len(beyond)} excluded point(s) lie beyond the axes, drawn as arrows at the edge pointing "
+                        f"to them; (without, with): {'; '.join(beyond)}." if beyond else ""))
     fig.legend(handles=[Patch(color="0.65", label="without"), Patch(color="tab:orange", label=f"with {pre_label}"),
                         Line2D([], [], color="0.15", lw=2.2, label="mean ± SEM"),
                         Line2D([], [], color="k", lw=0.8, marker="D", mfc="white", ms=4,
@@ -170,12 +175,15 @@ def performance_figure(results, metric: str = "cc_norm", models: Sequence[str] |
                loc="outside upper center", ncols=4)
     label_panels(axes.ravel())
     table = pd.DataFrame(rows)
+    left = ", ".join(chr(65 + 2 * i) for i in range(len(datasets)))
+    right = ", ".join(chr(66 + 2 * i) for i in range(len(datasets)))
     caption = (
-        f"{name} (%) without and with {pre_label} per model, on the test stimuli. Left: bars, the mean over reliable "
-        f"neurons with its SEM (thick dark line), each neuron averaged over the seeds where it was scored; white "
-        f"diamonds with thin capped lines, the median with a seeded bootstrap 95 % interval. Right: one point per "
-        f"neuron and model, with against without {pre_label}; x marks neurons excluded by the reliability rule "
-        f"(valid unit, scored, noise ceiling CCmax >= {ceiling:.2f}), drawn at their values. " + " ".join(notes))
+        f"{name} (%) without and with {pre_label} per model, on the test stimuli, one row per dataset. ({left}) Bars: "
+        f"the mean over reliable neurons with its SEM (thick dark line), each neuron averaged over the seeds where "
+        f"it was scored; white diamonds with thin capped lines: the median with a seeded bootstrap 95 % interval. "
+        f"({right}) One point per neuron (mean over seeds) and model, with against without {pre_label}; x marks "
+        f"neurons excluded by the reliability rule (valid unit, scored, noise ceiling CCmax >= {ceiling:.2f}), drawn "
+        f"at their values. " + " ".join(notes))
     table.attrs["caption"] = fig.caption = caption
     return fig, table
 

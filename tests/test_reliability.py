@@ -77,10 +77,11 @@ def test_performance_figure_draws_excluded_neurons_and_says_how_many_in_the_capt
     fig, table = performance_figure(_results(), models=["LinearNonlinear"])
     scatter_ax = fig.axes[1]
     # the noisy neuron (250 % with and without) lies far beyond the reliable neurons' span: an arrow at
-    # the edge, labelled with its values, not an x clipped to the axes as if it were a value there
+    # the edge, its values in the caption, not an x clipped to the axes as if it were a value there
+    lo, hi = scatter_ax.get_xlim()
     arrows = [c for c in scatter_ax.collections if len(c.get_offsets()) == 1
-              and np.allclose(np.asarray(c.get_offsets()), scatter_ax.get_xlim()[1])]
-    assert len(arrows) == 1 and "(250, 250)" in [t.get_text() for t in scatter_ax.texts]
+              and np.allclose(np.asarray(c.get_offsets()), hi - 0.025 * (hi - lo))]
+    assert len(arrows) == 1 and "(without, with): LinearNonlinear (250, 250)" in table.attrs["caption"]
     dots = [c for c in scatter_ax.collections if c.get_label() == "LinearNonlinear"]
     assert len(dots[0].get_offsets()) == 2
     caption = table.attrs["caption"]
