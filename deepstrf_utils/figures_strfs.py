@@ -70,13 +70,13 @@ def onoff_strf_figure(dataset, plain: Mapping, adaptrans: Mapping, neurons: Sequ
                                           2: "true weight (a.u.)"})
     K = rows[0][0].shape[-1]
     fig.caption = (
-        f"{dataset.name}: weight STRFs of {len(neurons)} example neurons (rows; the {len(neurons)} of "
-        f"{dataset.n_neurons} whose trial-averaged test response varies most). Columns: the plain LN model's "
+        f"{dataset.name}: weight STRFs of {len(neurons)} of the {dataset.n_neurons} neurons (rows: "
+        f"{', '.join(map(str, neurons))}). Columns: the plain LN model's "
         f"STRF, the ON and OFF STRFs of LN + AdapTrans" + (", the true ON and OFF STRFs of the simulation" if gt else "")
         + f". Lag 0-{(K - 1) * dataset.dt_ms:g} ms (0 = the present bin), frequency in kHz; red excitatory, blue "
         f"suppressive. Colour scales, one colour bar each per row: the LN STRF; the ON and OFF STRFs of LN + "
         f"AdapTrans together" + ("; the truth (other units)" if gt else "") + ". Weights in model units (a.u.: "
-        f"the linear drive per unit of input level).")
+        "the linear drive per unit of input level).")
     return fig
 
 

@@ -55,9 +55,10 @@ def _data_points(ax):
     return np.concatenate(pts) if pts else np.zeros((0, 2))
 
 
-def _legend_covers_data(fig) -> list:
+def _legend_covers_data(fig, draw: bool = True) -> list:
     """(legend, axes, n points) for every legend that lies over data of an axes."""
-    fig.canvas.draw()
+    if draw:
+        fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     legends = [(lg, [ax]) for ax in fig.axes if (lg := ax.get_legend()) is not None]
     legends += [(lg, fig.axes) for lg in fig.legends]
@@ -77,13 +78,11 @@ def _legend_covers_data(fig) -> list:
 
 
 def _small_text(fig, minimum: float = 8.0) -> list:
-    fig.canvas.draw()
     return [(t.get_text(), t.get_fontsize()) for t in fig.findobj(lambda a: hasattr(a, "get_fontsize"))
             if hasattr(t, "get_text") and t.get_text().strip() and t.get_visible() and t.get_fontsize() < minimum]
 
 
 def _letters_overlap_text(fig) -> list:
-    fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     letters = [t for ax in fig.axes for t in ax.texts if t.get_gid() == "panel-letter"]
     others = [t for ax in fig.axes for t in (ax.title, ax._left_title, ax._right_title) if t.get_text()]
@@ -95,7 +94,8 @@ def check_figure(fig, n_panels: int, caption: bool = True):
     """The properties every multi-panel figure of the project must have."""
     letters = _letters(fig)
     assert letters == [chr(65 + i) for i in range(n_panels)], letters
-    assert not _legend_covers_data(fig)
+    fig.canvas.draw()  # once: the checks below read the drawn layout
+    assert not _legend_covers_data(fig, draw=False)
     assert not _small_text(fig), _small_text(fig)
     assert not _letters_overlap_text(fig)
     if caption:
@@ -383,7 +383,7 @@ def test_example_neurons_and_onoff_strf_figure(small, fits):
     check_figure(fig, 10)  # 2 neurons x (LN, ON, OFF, true ON, true OFF)
     assert [cb.get_ylabel().split("\n")[0] for cb in _colorbars(fig)][:3] == ["LN weight (a.u.)", "LN + AdapTrans",
                                                                               "true weight (a.u.)"]
-    assert "2 example neurons" in fig.caption
+    assert f"2 of the 6 neurons (rows: {ids[0]}, {ids[1]})" in fig.caption
 
 
 def test_nrf_hidden_and_gradient_strf_figures(small, fits):
