@@ -14,7 +14,9 @@ One module per concept (see docs/ARCHITECTURE.md):
 - :mod:`deepstrf_utils.insilico` -- in-silico ON/OFF experiments (paper Figure 1 and beyond)
 - :mod:`deepstrf_utils.profiles`, :mod:`deepstrf_utils.session`, :mod:`deepstrf_utils.published`
   -- run profiles, notebook set-up and fitted-model lookup, the published numbers
-- :mod:`deepstrf_utils.plotting`, :mod:`deepstrf_utils.figures` -- panel helpers, the notebooks' multi-panel figures
+- :mod:`deepstrf_utils.plotting` -- panel helpers, the figures' style, ``save_figure`` (PNG, PDF, caption)
+- :mod:`deepstrf_utils.figures`, :mod:`deepstrf_utils.figures_strfs`, :mod:`deepstrf_utils.figures_interpret`,
+  :mod:`deepstrf_utils.figures_results` -- the notebooks' figures, each with its caption
 
 Submodules are imported on first use, so ``import deepstrf_utils`` stays cheap.
 """
@@ -26,6 +28,7 @@ _SUBMODULES = {
     "adaptrans", "models", "metrics", "datasets", "training", "strfs", "insilico",
     "plotting", "stimuli", "spectrogram", "spectral", "plain", "profiles", "session",
     "published", "groundtruth", "runner", "jobs", "executors", "sweep", "figures", "shapes",
+    "figures_strfs", "figures_interpret", "figures_results",
 }
 
 

@@ -1,6 +1,7 @@
 """Notebook session helpers: resolve a notebook's parameters and find what it fitted.
 
-- :func:`setup_run` -> :class:`RunContext` (profile, datasets, device, absolute folders),
+- :func:`setup_run` -> :class:`RunContext` (profile, datasets, device, absolute folders; its
+  ``fitted`` loads a configuration's fitted models, ``save`` saves a figure with its caption),
   :func:`repo_root`;
 - :func:`find_checkpoints`, :func:`load_fitted` (models rebuilt from the checkpoints that
   :func:`deepstrf_utils.runner.run_configs` wrote), :class:`UnitView` (one output of a
@@ -116,6 +117,23 @@ class RunContext:
     def load(self, dataset: str):
         """``load_dataset`` with the profile's options for ``dataset``."""
         return self.profile.load(dataset, self.data_root)
+
+    def save(self, fig, name: str) -> str:
+        """Save ``fig`` into ``fig_dir`` (:func:`~deepstrf_utils.plotting.save_figure`: PNG, PDF and
+        its caption), close it, and return the caption as Markdown for the notebook, e.g.
+        ``display(fig, Markdown(ctx.save(fig, "fig1_adaptrans")))``."""
+        from .plotting import plt, save_figure
+
+        save_figure(fig, name, self.fig_dir)
+        plt.close(fig)
+        return f"*Figure `{name}`*: {getattr(fig, 'caption', None) or '(no caption)'}"
+
+    def fitted(self, dataset: str, model: str, prefilter: str | None = None, seed: int | None = None) -> dict:
+        """The models notebook 03 fitted for this profile's configuration of ``model`` (with
+        ``prefilter``) on ``dataset``, seed ``seed`` (default the profile's first), as
+        :func:`load_fitted` returns them: ``{neuron id: model}``."""
+        seed = self.profile.seeds[0] if seed is None else int(seed)
+        return load_fitted(self.profile.config(dataset, model, prefilter), seed, self.checkpoint_dir)
 
 
 def repo_root(start: str | Path | None = None) -> Path:

@@ -10,7 +10,7 @@ parameters its ``parameters`` cell declares; the others are not passed) absolute
 ``<repo>/build/figures/<profile>``, ``<repo>/build/results``), so relative paths never depend on
 where the script is launched and no run writes into the committed gallery ``figures/``.
 ``--publish-gallery build/figures/quick`` copies a finished quick run's PNGs and tables into
-``figures/`` (``make gallery``). Executed copies (with outputs) go to ``--out``. On failure the script
+``figures/`` and writes ``figures/README.md`` from the figures' captions (``make gallery``). Executed copies (with outputs) go to ``--out``. On failure the script
 stops, names the notebook and the failing cell, and exits with status 1.
 
 ``--datasets`` may name NWB files as ``nwb:<path>`` (relative to the current folder; made
@@ -115,27 +115,42 @@ def default_fig_dir(profile: str) -> Path:
     return REPO / "build" / "figures" / str(profile).strip().lower()
 
 
-#: what the committed gallery holds: the quick profile's PNGs and its benchmark table
+#: what the committed gallery holds: the quick profile's PNGs and its benchmark table (and README.md,
+#: written from the captions saved beside the PNGs)
 GALLERY_PATTERNS = ("*.png", "benchmark.md")
+
+GALLERY_INTRO = (
+    "Every figure of the quick-profile run on the built-in synthetic population, with the caption its figure "
+    "function wrote beside it (what is shown, n, what was excluded and why). Written by `make gallery` "
+    "(`deepstrf_utils.figures.gallery_markdown`); do not edit by hand. The PDFs and captions of any run are in "
+    "`build/figures/<profile>/`."
+)
 
 
 def publish_gallery(source: Path, gallery: Path = REPO / "figures") -> list[Path]:
-    """Replace the gallery's PNGs and tables by those of ``source`` (a finished quick run);
-    files the run did not write are removed, so the gallery never shows a stale figure.
-    Raises FileNotFoundError when ``source`` holds no PNG."""
+    """Replace the gallery's PNGs and tables by those of ``source`` (a finished quick run) and
+    write ``gallery/README.md``: one section per figure with its image and the caption saved
+    beside it in ``source``. Files the run did not write are removed, so the gallery never
+    shows a stale figure. Raises FileNotFoundError when ``source`` holds no PNG."""
     import shutil
+
+    from deepstrf_utils.figures import gallery_markdown
 
     source = Path(source)
     new = sorted(p for pattern in GALLERY_PATTERNS for p in source.glob(pattern))
     if not any(p.suffix == ".png" for p in new):
         raise FileNotFoundError(f"expected the PNGs of a finished quick run in {source}; run `make figures` first")
+    readme = gallery_markdown(source, title="Figures (quick profile)", intro=GALLERY_INTRO)
     for old in (p for pattern in GALLERY_PATTERNS for p in gallery.glob(pattern)):
         old.unlink()
     out = []
     for p in new:
         shutil.copy2(p, gallery / p.name)
         out.append(gallery / p.name)
-    return out
+    tmp = gallery / ".README.md.tmp"
+    tmp.write_text(readme, encoding="utf-8")
+    tmp.replace(gallery / "README.md")
+    return out + [gallery / "README.md"]
 
 
 def run(profile: str, datasets: str, device: str, out: Path, only: str = "", data_root: Path | None = None,
@@ -213,7 +228,8 @@ def main(argv=None) -> int:
                     help="cluster option overriding the file, e.g. partition=gpu (repeatable; empty values ignored)")
     ap.add_argument("--plan", action="store_true", help="print the cost plan and run nothing")
     ap.add_argument("--publish-gallery", default=None, metavar="RUN_FIG_DIR",
-                    help="copy a finished quick run's PNGs and benchmark.md into figures/ and exit")
+                    help="copy a finished quick run's PNGs and benchmark.md into figures/, write figures/README.md "
+                         "from their captions, and exit")
     args = ap.parse_args(argv)
     args.datasets = absolute_nwb_paths(args.datasets)
     try:

@@ -85,9 +85,16 @@ def test_publish_gallery_replaces_pngs_and_refuses_an_empty_run(tmp_path):
         runner.publish_gallery(run, gallery)
     (run / "fig_a.png").write_bytes(b"png")
     (run / "fig_a.pdf").write_bytes(b"pdf")
+    (run / "fig_a.caption.md").write_text("What fig_a shows, n = 3.\n")
+    (run / "fig1_adaptrans.png").write_bytes(b"png")
+    (run / "fig1_adaptrans.caption.md").write_text("Figure 1 of the paper.\n")
     (run / "benchmark.md").write_text("| table |")
     runner.publish_gallery(run, gallery)
-    assert sorted(p.name for p in gallery.iterdir()) == ["README.md", "benchmark.md", "fig_a.png"]
+    assert sorted(p.name for p in gallery.iterdir()) == ["README.md", "benchmark.md", "fig1_adaptrans.png", "fig_a.png"]
+    # figures/README.md: every figure with its caption, in the notebooks' order, regenerated from the run
+    readme = (gallery / "README.md").read_text()
+    assert readme.index("## fig1_adaptrans") < readme.index("## fig_a")
+    assert "![fig_a](fig_a.png)\n\nWhat fig_a shows, n = 3." in readme and "captions" not in readme.splitlines()
 
 
 def test_citation_file_names_the_paper_and_the_licence():
