@@ -645,14 +645,15 @@ def test_padded_rfft_equals_rfft_values_and_gradients(n):
 
 
 def test_models_reject_bad_stimuli_with_the_shared_message():
-    """One stimulus check for prefilters and models: ValueError naming (B, 1, F, T) and F."""
+    """One stimulus check for prefilters and models: ValueError naming (B, 1, F, T) and F;
+    TypeError naming the dtype expected (nothing is cast)."""
     for prefilter in (None, "adaptrans"):
         model = Linear(F_BANDS, N_NEURONS, n_lags=4, prefilter=prefilter)
-        with pytest.raises(ValueError, match=r"floating-point stimulus \(B, 1, F, T\)"):
+        with pytest.raises(TypeError, match=r"stimulus \(B, 1, F, T\) of dtype float32, got torch.int64"):
             model(torch.ones(1, 1, F_BANDS, 5, dtype=torch.int64))
         with pytest.raises(ValueError, match=rf"\(B, 1, F, T\) with F={F_BANDS}"):
             model(torch.rand(1, 1, F_BANDS + 1, 5))
-        with pytest.raises(ValueError, match=r"torch.Tensor stimulus of shape \(B, 1, F, T\)"):
+        with pytest.raises(TypeError, match=r"torch.Tensor stimulus of shape \(B, 1, F, T\)"):
             model(np.zeros((1, 1, F_BANDS, 5), dtype=np.float32))
 
 

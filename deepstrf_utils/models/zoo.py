@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..shapes import check_number
 from ..spectral import causal_conv2d_fft, causal_strf_fft, leaky_integrate, prefiltered_strf_fft
 from .base import ResponseModel, _pair, _positive_int
 from .layers import (
@@ -288,9 +289,9 @@ class DNet(NetworkReceptiveField):
         k_init=0.5,
     ):
         super().__init__(n_bands, n_neurons, n_hidden, n_lags, prefilter, prefilter_kwargs, dt_ms)
-        if not (0.0 < float(k_init) < 1.0):  # k = 1 means d = 0, where dk/dd = 0: the rate could never move
-            raise ValueError(f"expected k_init in (0, 1), got {k_init!r}")
-        d0 = math.sqrt(1.0 / float(k_init) - 1.0)
+        # k = 1 means d = 0, where dk/dd = 0: the rate could never move
+        k_init = check_number(k_init, "k_init (the initial integration rate)", 0.0, 1.0, True, True)
+        d0 = math.sqrt(1.0 / k_init - 1.0)
         self.hidden_d = nn.Parameter(torch.full((self.n_hidden,), d0))
         self.output_d = nn.Parameter(torch.full((self.n_neurons,), d0))
         self._set_config(prefilter, prefilter_kwargs, n_hidden=self.n_hidden, n_lags=self.n_lags, k_init=float(k_init))
@@ -362,7 +363,7 @@ class ConvNet2D(_ConvModel):
         self.implementation = implementation
         self._setup(n_bands, n_neurons, prefilter, prefilter_kwargs, dt_ms)
         self._conv_sizes(kernel_size, channels, hidden, n_blocks)
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = check_number(negative_slope, "negative_slope")
         k_f, k_t = self.kernel_size
         self.out_bands = self.n_bands - self.n_blocks * (k_f - 1)
         if self.out_bands < 1:
