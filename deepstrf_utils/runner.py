@@ -39,12 +39,13 @@ import numpy as np
 import pandas as pd
 
 from . import jobs, training
+from .executors import THREAD_ENV
 from .session_runs import SESSION_MODES, fit_session_config, load_sessions
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["run_configs", "run_config", "run_job", "plan_jobs", "failed_jobs", "config_id", "prefilter_kwargs_for",
-           "summary_table", "markdown_table", "RESULT_COLUMNS"]
+           "summary_table", "markdown_table", "RESULT_COLUMNS", "job_threads", "available_cores"]
 
 #: Columns of the results CSV, in order.
 RESULT_COLUMNS = [
@@ -328,9 +329,13 @@ def run_job(spec: dict, loader=None) -> str:
     if spec.get("num_threads"):
         import torch
 
-        torch.set_num_threads(int(spec["num_threads"]))
-    logger.info("job %s started (pid %d): %s %s, seed %d, neurons %d-%d", job.job_id, os.getpid(),
-                job.config["dataset"], job.config["model"], job.seed, job.start, job.stop)
+        threads = int(spec["num_threads"])
+        torch.set_num_threads(threads)
+        for var in THREAD_ENV:  # libraries started later in this process, and its children
+            os.environ[var] = str(threads)
+    logger.info("job %s started (pid %d, %s torch threads): %s %s, seed %d, neurons %d-%d", job.job_id,
+                os.getpid(), _torch_threads(), job.config["dataset"], job.config["model"], job.seed, job.start,
+                job.stop)
     try:
         cfg = job.config
         dataset = loader(cfg) if loader is not None else _load_data(cfg, spec["root"])
@@ -383,7 +388,10 @@ def run_configs(configs: Sequence[dict], seeds: Sequence[int], out_csv, root="da
     folder = jobs.jobs_dir(out_csv)
     cluster = dict(cluster or {})
     chunk_size = chunk_size or cluster.pop("neurons_per_job", None) or None
-    ex = make_executor(executor, folder / "logs", cluster)
+    ex = make_executor(executor, folder / "logs", cluster, threads=job_threads(executor, cluster))
+    # the device, once, before any job: jobs on this machine must find it here (a Slurm node is
+    # checked by its jobs: this machine may be a login node without a GPU)
+    training.resolve_device(device, available=ex.name != "slurm")
     if not wait and ex.name == "local":
         raise ValueError("the local executor runs in this process and cannot submit without waiting; "
                          "use executor 'submitit-local' or 'slurm'")
@@ -400,7 +408,7 @@ def run_configs(configs: Sequence[dict], seeds: Sequence[int], out_csv, root="da
     specs = [{"job": {k: getattr(j, k) for k in ("config", "config_id", "seed", "start", "stop", "neurons")},
               "folder": str(folder.resolve()), "root": str(Path(root).resolve()), "device": device,
               "checkpoint_dir": None if checkpoint_dir is None else str(Path(checkpoint_dir).resolve()),
-              "num_threads": _threads(ex.name, cluster)} for j in todo]
+              "num_threads": job_threads(ex.name, cluster)} for j in todo]
     try:
         if not todo:
             pass
@@ -424,13 +432,28 @@ def run_configs(configs: Sequence[dict], seeds: Sequence[int], out_csv, root="da
     return results
 
 
-def _threads(executor: str, cluster: dict) -> int | None:
-    """torch threads of a job: this process's count on this machine (same arithmetic as in
-    process), the Slurm allocation's cpus_per_task on a cluster, unchanged in process."""
-    if executor == "submitit-local":
-        import torch
+def _torch_threads() -> int:
+    import torch
 
-        return torch.get_num_threads()
+    return torch.get_num_threads()
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def job_threads(executor: str, cluster: dict, cores: int | None = None) -> int | None:
+    """Threads of each job: with ``submitit-local``, the machine's cores shared by the jobs
+    that run at once, ``max(1, cores // max_parallel)`` (``cores``: :func:`available_cores`),
+    so that ``max_parallel`` jobs never oversubscribe the CPU; the Slurm allocation's
+    ``cpus_per_task`` on a cluster; None (unchanged) in process."""
+    if executor == "submitit-local":
+        cores = available_cores() if cores is None else int(cores)
+        return max(1, cores // max(1, int(cluster.get("max_parallel") or 1)))
     if executor == "slurm":
         from .executors import slurm_parameters
 

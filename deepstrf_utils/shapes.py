@@ -86,17 +86,18 @@ def check_int(value, name: str, minimum: Optional[int] = None, none_ok: bool = F
     """
     if value is None and none_ok:
         return None
-    want = ("a positive integer" if minimum == 1 else
-            f"an integer >= {minimum}" if minimum is not None else "an integer") + (" or None" if none_ok else "")
+    kind = "a positive integer" if minimum == 1 else "an integer"
+    want = (f"{name} >= {minimum} ({kind}" if minimum is not None else f"{name} ({kind}") + \
+        (" or None)" if none_ok else ")")
     integral = isinstance(value, numbers.Integral) or (
         isinstance(value, numbers.Real) and math.isfinite(float(value)) and float(value) == int(value))
     if isinstance(value, bool) or not integral:
         if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            raise ValueError(f"expected {name} to be {want}, got {value!r}")
-        raise TypeError(f"expected {name} to be {want}, got {value!r} ({type(value).__name__})")
+            raise ValueError(f"expected {want}, got {value!r}")
+        raise TypeError(f"expected {want}, got {value!r} ({type(value).__name__})")
     value = int(value)
     if minimum is not None and value < minimum:
-        raise ValueError(f"expected {name} to be {want}, got {value}")
+        raise ValueError(f"expected {want}, got {value}")
     return value
 
 
@@ -116,11 +117,11 @@ def check_number(value, name: str, low: Optional[float] = None, high: Optional[f
         parts.append(f"{'>' if low_open else '>='} {low:g}")
     if high is not None:
         parts.append(f"{'<' if high_open else '<='} {high:g}")
-    want = "a finite number" + (f" {' and '.join(parts)}" if parts else "") + (" or None" if none_ok else "")
+    want = f"{name}{' ' + ' and '.join(parts) if parts else ''} (a finite number{' or None' if none_ok else ''})"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"expected {name} to be {want}, got {value!r} ({type(value).__name__})")
+        raise TypeError(f"expected {want}, got {value!r} ({type(value).__name__})")
     v = float(value)
     if (not math.isfinite(v) or (low is not None and (v <= low if low_open else v < low))
             or (high is not None and (v >= high if high_open else v > high))):
-        raise ValueError(f"expected {name} to be {want}, got {value!r}")
+        raise ValueError(f"expected {want}, got {value!r}")
     return v

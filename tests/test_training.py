@@ -131,8 +131,14 @@ def test_nan_loss_names_epoch_and_neuron(splits, optimizer):
 
 def test_nan_parameter_names_parameter(splits):
     train, val, _ = splits
-    with pytest.raises(FloatingPointError, match=r"epoch 0"):
-        fit(_linear(n_neurons=4), train, val, lr=float("inf"), max_epochs=2, device="cpu", progress=False)
+
+    def nan_gradient(pred, resp, reduction="none"):  # a finite loss whose gradient is NaN
+        sq = (pred - resp[:, :, 0]).nan_to_num().square().mean((0, 2))
+        return sq + 0.0 * (pred - pred.detach()).abs().sqrt().mean((0, 2))
+
+    with pytest.raises(FloatingPointError, match=r"parameter\(s\) \['weight', 'bias'\] became NaN/inf at epoch 0"):
+        fit(_linear(n_neurons=4), train, val, loss=nan_gradient, optimizer="adamw", max_epochs=2, device="cpu",
+            progress=False)
 
 
 def test_bad_arguments(splits):

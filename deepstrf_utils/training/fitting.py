@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from .. import metrics
 
+from .arguments import check_fit_call
 from .chunks import chunked_batch
 from .device import resolve_device, seed_everything
 from .optim import _make_plateau, make_adamw
@@ -297,6 +298,7 @@ def fit(
         FloatingPointError: NaN/inf in the loss or in a parameter (names the epoch and the
             neuron or parameter).
     """
+    check_fit_call(locals())  # types, ranges, datasets (train vs val), device: before any work
     o = _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
                              clip_grad, train_chunk=train_chunk, batch_size=batch_size)
     batch_size = o["batch_size"]

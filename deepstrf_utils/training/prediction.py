@@ -15,6 +15,8 @@ from torch import nn
 from .. import metrics
 from ..datasets.collate import check_stimuli, pad_to_longest
 from ..models import model_device
+from ..shapes import check_int
+from .arguments import check_dataset, check_predictions
 from .device import resolve_device
 from .packing import _dataset_name, _neuron_ids
 
@@ -24,6 +26,8 @@ __all__ = ["predict", "predict_units", "evaluate", "average_over_seeds"]
 def _stimulus_batches(dataset, batch_size: int):
     """Stimuli of ``dataset`` zero-padded into batches of similar length ->
     list of (x (b, 1, F, L) float32, stimulus indices, lengths)."""
+    check_dataset(dataset)
+    batch_size = check_int(batch_size, "batch_size", 1)
     n = len(dataset)
     stims = check_stimuli([dataset[i][0] for i in range(n)])
     order = sorted(range(n), key=lambda i: stims[i].shape[2])
@@ -107,15 +111,16 @@ def evaluate(model: nn.Module | None, dataset, device: str | torch.device | None
     (list of (N, T_i), e.g. from :func:`predict_units`) skips the forward pass; ``model``
     may then be None.
     """
+    check_dataset(dataset)
     if predictions is None:
         if model is None:
             raise ValueError("expected a model or predictions (a list of (N, T_i) arrays), got neither")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"expected model to be a torch.nn.Module or None, got {model!r}"[:300])
         preds = predict(model, dataset, device)
     else:
-        preds = predictions
-    if len(preds) != len(dataset):
-        raise ValueError(f"expected {len(dataset)} predictions (one per stimulus), got {len(preds)}")
-    pred = np.concatenate([np.asarray(p, dtype=np.float32) for p in preds], axis=1)
+        preds = check_predictions(predictions, dataset)
+    pred = np.concatenate(preds, axis=1)
     resp = _concat_responses(dataset)
     if pred.shape[0] != resp.shape[0]:
         raise ValueError(f"the model outputs N={pred.shape[0]} neurons but dataset "

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from ..datasets.sessions import SessionSet
 from ..models import MultiSessionModel, model_device
+from .arguments import check_fit_call, check_train_val
 from .device import resolve_device, seed_everything
 from .fitting import (FitResult, _batch_loss, _check_fit_args, _check_output, _check_parameters_finite, _concat_time,
                       _get_loss, _init_output, _nan_error)
@@ -164,6 +165,7 @@ def fit_sessions(model: nn.Module, train, val=None, loss="mse", lr: float = 1e-3
         ValueError: a session the model does not know, sessions with another F / dt_ms,
             missing or other state signals, a model output of the wrong N.
     """
+    check_fit_call(locals(), "fit_sessions")  # types, ranges, model, device: before any work
     _check_fit_args(lr, max_epochs, patience, batch_size, clip_grad, prefilter_lr)
     t0 = time.perf_counter()
     tr_sets, va_sets = as_sessions(train, model), as_sessions(val, model)
@@ -173,6 +175,8 @@ def fit_sessions(model: nn.Module, train, val=None, loss="mse", lr: float = 1e-3
         missing = [k for k in tr_sets if k not in va_sets]
         if missing:
             raise ValueError(f"expected a validation set for every training session, missing {missing}")
+    for key, ds in tr_sets.items():  # each session's validation set belongs to it, and both to the model
+        check_train_val(ds, va_sets[key] if va_sets is not None else None, model)
     dev = resolve_device(device)
     seed_everything(seed)
     model.to(dev)

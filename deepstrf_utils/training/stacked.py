@@ -20,6 +20,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
+from .arguments import check_fit_call, check_train_val
 from .device import resolve_device, seed_everything
 from .fitting import (FitResult, _check_fit_args, _check_output, _fit_packed, _fit_packed_lbfgs, _get_loss,
                       _improved, _init_output, _probe_output, _resolve_fit_options, _ridge_start, _val_losses,
@@ -164,6 +165,7 @@ def fit_single_units(
         (models, results): U fitted single-unit models (eval mode, on ``device``) and U
         :class:`FitResult` (``neuron`` = the unit's id, ``wall_s`` = the whole batched fit).
     """
+    check_fit_call(locals(), "fit_single_units")  # types, ranges, datasets (train vs val), device
     t0 = time.perf_counter()
     dev = resolve_device(device)
     positions = _neuron_positions(train, neurons)
@@ -184,6 +186,7 @@ def fit_single_units(
         if not isinstance(m, nn.Module):
             raise ValueError(f"expected model_fn(seed) to return an nn.Module, got {type(m).__name__}")
         models.append(m.to(dev))
+    check_train_val(train, None, models[0])  # the units' bands and bin width are the data's
     o = _resolve_fit_options(models[0], optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
                              clip_grad, force_adamw=batched is True, train_chunk=train_chunk, batch_size=batch_size)
     batch_size = o["batch_size"]
