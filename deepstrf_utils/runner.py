@@ -40,6 +40,7 @@ import pandas as pd
 
 from . import jobs, training
 from .executors import THREAD_ENV
+from .shapes import check_int
 from .session_runs import SESSION_MODES, fit_session_config, load_sessions
 
 logger = logging.getLogger(__name__)
@@ -326,6 +327,7 @@ def run_job(spec: dict, loader=None) -> str:
     if log is not None:  # own process: messages go to the job's log file
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("deepstrf_utils").setLevel(logging.INFO)
+    omp_at_start = os.environ.get("OMP_NUM_THREADS", "unset")
     if spec.get("num_threads"):
         import torch
 
@@ -333,9 +335,9 @@ def run_job(spec: dict, loader=None) -> str:
         torch.set_num_threads(threads)
         for var in THREAD_ENV:  # libraries started later in this process, and its children
             os.environ[var] = str(threads)
-    logger.info("job %s started (pid %d, %s torch threads): %s %s, seed %d, neurons %d-%d", job.job_id,
-                os.getpid(), _torch_threads(), job.config["dataset"], job.config["model"], job.seed, job.start,
-                job.stop)
+    logger.info("job %s started (pid %d, %s torch threads, OMP_NUM_THREADS=%s at start): %s %s, seed %d, "
+                "neurons %d-%d", job.job_id, os.getpid(), _torch_threads(), omp_at_start, job.config["dataset"],
+                job.config["model"], job.seed, job.start, job.stop)
     try:
         cfg = job.config
         dataset = loader(cfg) if loader is not None else _load_data(cfg, spec["root"])
@@ -381,7 +383,7 @@ def run_configs(configs: Sequence[dict], seeds: Sequence[int], out_csv, root="da
     from .executors import in_flight, make_executor
 
     configs = [_normalise(c) for c in configs]
-    seeds = [int(s) for s in seeds]
+    seeds = [check_int(s, f"seeds[{i}]", 0) for i, s in enumerate(seeds)]
     if not configs or not seeds:
         raise ValueError("expected at least one configuration and one seed")
     out_csv = Path(out_csv)
@@ -447,12 +449,13 @@ def available_cores() -> int:
 
 
 def job_threads(executor: str, cluster: dict, cores: int | None = None) -> int | None:
-    """Threads of each job: with ``submitit-local``, the machine's cores shared by the jobs
-    that run at once, ``max(1, cores // max_parallel)`` (``cores``: :func:`available_cores`),
-    so that ``max_parallel`` jobs never oversubscribe the CPU; the Slurm allocation's
+    """Threads of each job: with ``submitit-local``, the cores shared by the jobs that run at
+    once, ``max(1, cores // max_parallel)``, so that ``max_parallel`` jobs never oversubscribe
+    the CPU; ``cores``: this process's torch threads (the physical cores by default, or the
+    count the user set), at most :func:`available_cores`. The Slurm allocation's
     ``cpus_per_task`` on a cluster; None (unchanged) in process."""
     if executor == "submitit-local":
-        cores = available_cores() if cores is None else int(cores)
+        cores = min(_torch_threads(), available_cores()) if cores is None else int(cores)
         return max(1, cores // max(1, int(cluster.get("max_parallel") or 1)))
     if executor == "slurm":
         from .executors import slurm_parameters

@@ -43,6 +43,7 @@ from torch.utils.data import Dataset
 
 from ..metrics import trial_average
 from ..metrics.inputs import reject_inf
+from ..shapes import check_int
 from .state import check_states
 from .tree import copy_tree, select_ground_truth, subset_ground_truth
 from .storage import SCHEMA_VERSION, read_hdf5, write_hdf5  # noqa: F401  (SCHEMA_VERSION: public here)
@@ -364,7 +365,7 @@ class ResponseDataset(Dataset):
         from .splits import draw_keeping_groups
 
         spec, b = self.split_spec, self.n_stimuli
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_int(seed, "seed (of the split)", 0))
         order = np.arange(b)
         test_rule = spec["test"]
         if test_rule == "random":
@@ -398,7 +399,7 @@ class ResponseDataset(Dataset):
         """
         from .splits import split_by_neuron
 
-        return split_by_neuron(self, seed)
+        return split_by_neuron(self, check_int(seed, "seed (of the split)", 0))
 
     @property
     def split_rule(self) -> str:

@@ -237,13 +237,24 @@ def valid_mask(lengths: torch.Tensor | None, batch: int, n_bins: int) -> torch.T
 
     ``lengths[b]`` is the number of real bins of stimulus b (the rest, at the end, is
     padding); the mask is built on the device of ``lengths`` (give them on the model's device).
+    ValueError unless an integer tensor ``(B,)`` with values in ``[1, T]`` (a stimulus without
+    a valid bin would leave BatchNorm's statistics NaN); the values are not read inside
+    ``torch.func.vmap`` over the lengths.
     """
     if lengths is None:
         return None
-    if not isinstance(lengths, torch.Tensor) or tuple(lengths.shape) != (batch,):
-        shape = tuple(lengths.shape) if isinstance(lengths, torch.Tensor) else type(lengths).__name__
-        raise ValueError(f"expected lengths as a tensor of shape (B,) = ({batch},) (valid bins per stimulus), "
-                         f"got {shape}")
+    if not isinstance(lengths, torch.Tensor) or tuple(lengths.shape) != (batch,) or lengths.is_floating_point():
+        shape = (f"{tuple(lengths.shape)} {lengths.dtype}" if isinstance(lengths, torch.Tensor)
+                 else type(lengths).__name__)
+        raise ValueError(f"expected lengths as an integer tensor of shape (B,) = ({batch},) (valid bins per "
+                         f"stimulus), got {shape}")
+    try:
+        bad = bool(((lengths < 1) | (lengths > n_bins)).any())
+    except RuntimeError:  # vmap over the lengths: values cannot be read here
+        bad = False
+    if bad:
+        raise ValueError(f"expected lengths (valid bins per stimulus) between 1 and T={n_bins}, "
+                         f"got {lengths.tolist()}")
     return torch.arange(n_bins, device=lengths.device)[None, :] < lengths[:, None]
 
 

@@ -148,8 +148,10 @@ def check_fit_call(arguments: dict, function: str = "fit") -> None:
     if "model" in arguments and not isinstance(arguments["model"], nn.Module):
         raise TypeError(f"expected model to be a torch.nn.Module (e.g. build_model('LinearNonlinear', ...)), "
                         f"got {arguments['model']!r}"[:300])
-    if "model_fn" in arguments and not callable(arguments["model_fn"]):
-        raise TypeError(f"expected model_fn to be a callable seed -> nn.Module, got {arguments['model_fn']!r}")
+    model_fn = arguments.get("model_fn", len)
+    if not callable(model_fn) or isinstance(model_fn, nn.Module):
+        raise TypeError(f"expected model_fn to be a callable seed -> nn.Module (e.g. lambda seed: "
+                        f"build_model(...)), got {type(model_fn).__name__}")
     if function == "fit_sessions":
         if arguments.get("train") is None:
             raise TypeError("expected train as a SessionSet, a dict {session id: ResponseDataset} or a "

@@ -7,11 +7,14 @@ import random
 import numpy as np
 import torch
 
+from ..shapes import check_int
+
 __all__ = ["seed_everything", "resolve_device", "CUDA_HELP"]
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's ``random``, NumPy and torch (CPU and every CUDA device) with ``seed``."""
+    """Seed Python's ``random``, NumPy and torch (CPU and every CUDA device) with ``seed`` (an int)."""
+    seed = check_int(seed, "seed")
     random.seed(seed)
     np.random.seed(seed % (2**32))
     if torch.cuda.is_available() or _mps_available():
