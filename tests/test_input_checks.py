@@ -19,16 +19,9 @@ from deepstrf_utils.shapes import check_stimulus
 from deepstrf_utils.training import (evaluate, fit, fit_sessions, fit_single_units, fit_two_stage, predict,
                                      resolve_device, seed_everything)
 
+from test_models import SMALL  # small constructor values of every model
+
 F, T = 16, 40
-SMALL = {
-    "Linear": dict(n_lags=6),
-    "LinearNonlinear": dict(n_lags=6),
-    "NetworkReceptiveField": dict(n_hidden=4, n_lags=6),
-    "DNet": dict(n_hidden=4, n_lags=6),
-    "ConvNet2D": dict(kernel_size=(3, 5), channels=4, hidden=8),
-    "StateNet": dict(channels=3),
-    "PopulationCNN": dict(channels=4, hidden=8, kernel_size=(3, 4)),
-}
 PREFILTERS = (None, "adaptrans", "willmore")
 CASES = [(name, pre) for name in MODELS for pre in PREFILTERS]
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -115,6 +108,18 @@ def test_a_float64_model_takes_float64_stimuli(name):
     torch.testing.assert_close(y64.float(), y32, rtol=1e-4, atol=1e-5)
     with pytest.raises(TypeError, match=r"dtype float64, got torch.float32: convert it with x.to\(torch.float64\)"):
         model(x)
+
+
+def test_float64_models_predict_and_are_refused_by_fit(splits):
+    """predict gives a model its parameters' dtype; fit trains float32 models (float32 data)."""
+    train, val, test = splits
+    model = ln()
+    p32 = predict(model, test)
+    p64 = predict(model.double(), test)
+    np.testing.assert_allclose(p64[0], p32[0], rtol=1e-4, atol=1e-5)
+    with pytest.raises(TypeError, match=r"expected a float32 model \(fit trains on float32 data\), got parameters "
+                                        r"of dtype torch.float64: convert it with model.float\(\)"):
+        fit(model, train, val, **FAST)
 
 
 def test_prefilters_compute_in_float32_or_float64_only():

@@ -20,6 +20,7 @@ import numbers
 from typing import Callable
 
 import numpy as np
+import torch
 from torch import nn
 
 from ..shapes import check_int, check_number
@@ -145,9 +146,15 @@ def check_fit_call(arguments: dict, function: str = "fit") -> None:
     if function == "fit_sessions" and isinstance(arguments.get("patience"), str):
         raise TypeError(f"expected patience to be a positive integer or None for fit_sessions, "
                         f"got {arguments['patience']!r}")
-    if "model" in arguments and not isinstance(arguments["model"], nn.Module):
-        raise TypeError(f"expected model to be a torch.nn.Module (e.g. build_model('LinearNonlinear', ...)), "
-                        f"got {arguments['model']!r}"[:300])
+    if "model" in arguments:
+        model = arguments["model"]
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"expected model to be a torch.nn.Module (e.g. build_model('LinearNonlinear', ...)), "
+                            f"got {model!r}"[:300])
+        other = sorted({str(p.dtype) for p in model.parameters() if p.dtype != torch.float32})
+        if other:
+            raise TypeError(f"expected a float32 model ({function} trains on float32 data), got parameters of "
+                            f"dtype {', '.join(other)}: convert it with model.float()")
     model_fn = arguments.get("model_fn", len)
     if not callable(model_fn) or isinstance(model_fn, nn.Module):
         raise TypeError(f"expected model_fn to be a callable seed -> nn.Module (e.g. lambda seed: "

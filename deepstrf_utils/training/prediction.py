@@ -43,12 +43,13 @@ def _stimulus_batches(dataset, batch_size: int):
 def _predict_batches(model: nn.Module, batches, n: int, device) -> list[np.ndarray]:
     dev = model_device(model) if device is None else resolve_device(device)
     model.to(dev)
+    dtype = next((p.dtype for p in model.parameters()), torch.float32)  # the stimuli in the model's dtype
     was_training = model.training
     model.eval()
     out: list = [None] * n
     try:
         for x, idx, lens in batches:
-            pred = model(x.to(dev)).detach().float().cpu().numpy()
+            pred = model(x.to(dev, dtype)).detach().float().cpu().numpy()
             for j, i in enumerate(idx):
                 out[i] = pred[j, :, : lens[j]].copy()
     finally:
@@ -61,7 +62,7 @@ def predict(model: nn.Module, dataset, device: str | torch.device | None = None,
     """Model predictions for every stimulus of ``dataset``: a list of (N, T_i) float32 arrays.
 
     Runs in eval mode (the model's train/eval mode is restored afterwards); stimuli of
-    similar length are batched together. ``device=None`` uses the model's device; any
+    similar length are batched together, in the dtype of the model's parameters. ``device=None`` uses the model's device; any
     other value moves the model there.
     """
     return _predict_batches(model, _stimulus_batches(dataset, batch_size), len(dataset), device)

@@ -20,7 +20,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
-from .arguments import check_fit_call, check_train_val
+from .arguments import check_fit_call
 from .device import resolve_device, seed_everything
 from .fitting import (FitResult, _check_fit_args, _check_output, _fit_packed, _fit_packed_lbfgs, _get_loss,
                       _improved, _init_output, _probe_output, _resolve_fit_options, _ridge_start, _val_losses,
@@ -186,7 +186,7 @@ def fit_single_units(
         if not isinstance(m, nn.Module):
             raise ValueError(f"expected model_fn(seed) to return an nn.Module, got {type(m).__name__}")
         models.append(m.to(dev))
-    check_train_val(train, None, models[0])  # the units' bands and bin width are the data's
+    check_fit_call({"model": models[0], "train": train}, "fit_single_units")  # float32 units, data F and dt_ms
     o = _resolve_fit_options(models[0], optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
                              clip_grad, force_adamw=batched is True, train_chunk=train_chunk, batch_size=batch_size)
     batch_size = o["batch_size"]
