@@ -170,7 +170,7 @@ def test_models_still_run_under_vmap_over_stimuli():
 @pytest.mark.parametrize("lengths,match", [([0, 40, 40], "between 1 and T=40, got \\[0, 40, 40\\]"),
                                            ([-1, 40, 40], "between 1 and T=40"),
                                            ([41, 40, 40], "between 1 and T=40"),
-                                           ([5.0, 40.0, 40.0], "integer tensor of shape \\(B,\\)")])
+                                           ([5.0, 40.0, 40.0], "tensor of shape \\(B,\\) = \\(3,\\) of integers .* torch.float32")])
 @pytest.mark.parametrize("name", ["ConvNet2D", "StateNet"])
 def test_bad_valid_lengths_are_refused(name, lengths, match):
     """A stimulus with no valid bin left BatchNorm's statistics NaN, silently."""

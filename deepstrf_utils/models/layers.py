@@ -246,7 +246,7 @@ def valid_mask(lengths: torch.Tensor | None, batch: int, n_bins: int) -> torch.T
     if not isinstance(lengths, torch.Tensor) or tuple(lengths.shape) != (batch,) or lengths.is_floating_point():
         shape = (f"{tuple(lengths.shape)} {lengths.dtype}" if isinstance(lengths, torch.Tensor)
                  else type(lengths).__name__)
-        raise ValueError(f"expected lengths as an integer tensor of shape (B,) = ({batch},) (valid bins per "
+        raise ValueError(f"expected lengths as a tensor of shape (B,) = ({batch},) of integers (valid bins per "
                          f"stimulus), got {shape}")
     try:
         bad = bool(((lengths < 1) | (lengths > n_bins)).any())
