@@ -362,7 +362,7 @@ def test_missing_or_wrong_datasets_and_models(splits, data):
 def test_cuda_without_cuda_is_refused_up_front_saying_how_to_get_a_cuda_build(splits, tmp_path):
     """device="cuda" on a CPU-only build raised torch's raw AssertionError, in run_configs per job."""
     train, val, test = splits
-    match = r"device='cuda'.*no (CUDA support|usable GPU).*make env TORCH_SPEC=torch"
+    match = r"device='cuda'.*no (CUDA support|usable GPU).*make env TORCH=cuda"
     if torch.version.cuda is not None:  # a CUDA build without a GPU: the message differs
         match = r"device='cuda'.*finds no usable GPU"
     for call in (lambda: resolve_device("cuda"), lambda: fit(ln(), train, val, device="cuda", max_epochs=1),

@@ -32,9 +32,9 @@ def _mps_available() -> bool:
 
 
 #: what to do when a CUDA device is asked for and this torch cannot use one
-CUDA_HELP = ("install a CUDA build of torch into the environment: `make env TORCH_SPEC=torch` (PyPI's Linux "
-             "wheel; add TORCH_INDEX=<a CUDA wheel index of download.pytorch.org> where pip serves the CPU one; "
-             "conda: environment.yml; README, 'Troubleshooting'), or pass device='cpu' / 'auto'")
+CUDA_HELP = ("install the CUDA build of torch into the environment: `make env TORCH=cuda` (TORCH_INDEX=<url> for "
+             "another CUDA version's wheel index; conda: environment.yml, then PY=python; README, 'Troubleshooting'), "
+             "or pass device='cpu' / 'auto'")
 
 
 def resolve_device(device: str | torch.device | None = "auto", available: bool = True) -> torch.device:
