@@ -320,6 +320,8 @@ def test_fit_single_units_and_two_stage_arguments(splits):
         fit_single_units(ln(1), train, val, **FAST)
     with pytest.raises(TypeError, match=r"lr > 0 .* got '1e-3'"):
         fit_two_stage(ln(), train, val, lr="1e-3", **FAST)
+    with pytest.raises(ValueError, match=r"lr_stage2 > 0 \(a finite number\), got nan"):
+        fit_two_stage(ln(), train, val, lr_stage2=math.nan, **FAST)
     with pytest.raises(TypeError, match=r"patience to be a positive integer or None for fit_sessions, got 'auto'"):
         fit_sessions(ln(), train, val, patience="auto", **FAST)
     with pytest.raises(TypeError, match=r"expected lr > 0 \(a finite number\), got None"):
