@@ -132,11 +132,10 @@ def check_fit_call(arguments: dict, function: str = "fit") -> None:
 
     The numbers and flags (:data:`_RULES`; TypeError for a wrong type, e.g. ``lr="1e-3"``,
     ValueError for a value out of range, both naming the argument and the expected type and
-    range), the model (an ``nn.Module``; ``model_fn``: a callable), ``train`` and ``val``
-    (:func:`check_dataset`, :func:`check_train_val`; fit_sessions checks each of its sessions
-    itself), and ``device``
-    (:func:`~.device.resolve_device`: a CUDA device on a machine or torch build without CUDA
-    is refused here, with how to get a CUDA build).
+    range), the model (a float32 ``nn.Module``; ``model_fn``: a callable), ``train`` and
+    ``val`` (:func:`check_dataset`, :func:`check_train_val`; fit_sessions checks each of its
+    sessions itself), and ``device`` (:func:`~.device.resolve_device`: a CUDA device on a
+    machine or torch build without CUDA is refused here, with how to get a CUDA build).
     """
     required = _REQUIRED.get(function, {})
     for name, value in arguments.items():
