@@ -1,5 +1,7 @@
 """Export a finished runner configuration as pretrained folders (:mod:`deepstrf_utils.pretrained`).
 
+Top floor: imports :mod:`.session` (the checkpoint lookup), :mod:`.runner` and :mod:`.training`.
+
 :func:`export_pretrained` reads the checkpoints that :func:`deepstrf_utils.runner.run_configs`
 wrote for one configuration and seed (``<config id>_seed<seed>.pt`` for a population or
 session model, ``<config id>_seed<seed>_<neuron>.pt`` per single unit) and writes one
@@ -16,20 +18,10 @@ import pandas as pd
 
 from .pretrained import dataset_fingerprint, save_pretrained
 from .runner import _normalise, config_id
+from .session import find_checkpoints
 from .training import load_checkpoint
 
-__all__ = ["export_pretrained", "checkpoint_paths"]
-
-
-def checkpoint_paths(checkpoint_dir, config: dict | str, seed: int) -> list[Path]:
-    """The checkpoint files of a configuration (dict or config id) and seed, sorted; FileNotFoundError if none."""
-    cid = config if isinstance(config, str) else config_id(config)
-    folder = Path(checkpoint_dir)
-    paths = sorted(folder.glob(f"{cid}_seed{int(seed)}.pt")) or sorted(folder.glob(f"{cid}_seed{int(seed)}_*.pt"))
-    if not paths:
-        raise FileNotFoundError(f"expected checkpoints {cid}_seed{int(seed)}[_<neuron>].pt in {folder} (written by "
-                                "run_configs(..., checkpoint_dir=...) for a finished configuration), found none")
-    return paths
+__all__ = ["export_pretrained"]
 
 
 def _split_info(info: dict, dataset) -> dict:
@@ -51,7 +43,11 @@ def export_pretrained(checkpoint_dir, config: dict | str, seed: int, folder, dat
     ``folder/<neuron>`` each); a population or session model is written to ``folder``.
     """
     cid = config if isinstance(config, str) else config_id(config)
-    paths = checkpoint_paths(checkpoint_dir, cid, seed)
+    paths = find_checkpoints(cid, seed, checkpoint_dir)
+    if not paths:
+        raise FileNotFoundError(f"expected checkpoints {cid}_seed{int(seed)}[_<neuron>].pt in {checkpoint_dir} "
+                                "(written by run_configs(..., checkpoint_dir=...) for a finished configuration), "
+                                "found none")
     wanted = None if neurons is None else {str(n) for n in neurons}
     single = paths[0].stem != f"{cid}_seed{int(seed)}"  # one checkpoint per unit
     out = []

@@ -83,8 +83,8 @@ def test_refuses_a_config_that_does_not_match_its_weights(tmp_path):
     with pytest.raises(ValueError, match="model card describes Transformer with .* but the config and weights hold"):
         from_pretrained(other)
     # weights replaced after saving
-    third = save_pretrained(_transformer(seed=1), tmp_path / "tf3", card=CARD)
-    save_pretrained(_transformer(seed=2), tmp_path / "tf4", card=CARD)
+    third = save_pretrained(_transformer(seed=1), tmp_path / "tf3", card=CARD, weights_format="torch")
+    save_pretrained(_transformer(seed=2), tmp_path / "tf4", card=CARD, weights_format="torch")
     (third / "model.pt").write_bytes((tmp_path / "tf4" / "model.pt").read_bytes())
     with pytest.raises(ValueError, match="sha256 differs"):
         from_pretrained(third)
@@ -181,8 +181,19 @@ def test_runner_exports_a_finished_configuration(tmp_path):
     assert card["dataset"]["name"] == "synthetic" and len(card["dataset"]["sha256"]) == 64
     assert card["split"]["seed"] == 0 and card["split"]["test"] == list(data.split(0)[2].stim_names)
     assert card["fit_options"]["fit_kwargs"] == fit_kwargs and card["fit_options"]["mode"] == "population"
+    from deepstrf_utils.session import load_pretrained
+
+    loaded, card2, test = load_pretrained(folder, tmp_path / "data")
+    assert card2 == card and set(loaded) == {"population", *card["neuron_ids"]}
+    assert list(test.stim_names) == card["split"]["test"] and test.n_neurons == data.n_neurons
     units = export_pretrained(ckpt, config_id(single), 0, tmp_path / "single", neurons=[data.neuron_ids[1]])
     assert [p.name for p in units] == [str(data.neuron_ids[1])]
     assert load_card(units[0])["neuron_ids"] == [str(data.neuron_ids[1])]
+    one, _, test = load_pretrained(units[0], tmp_path / "data")
+    assert list(one) == [str(data.neuron_ids[1])] and test.n_neurons == 1
+    edited = json.loads((units[0] / "card.json").read_text())
+    edited["dataset"] = {"name": "ns1", "options": {}}  # data that are not under this root: no test set
+    (units[0] / "card.json").write_text(json.dumps(edited))
+    assert load_pretrained(units[0], tmp_path / "data")[2] is None
     with pytest.raises(FileNotFoundError, match="found none"):
         export_pretrained(ckpt, config_id(single), 5, tmp_path / "none")
