@@ -130,3 +130,20 @@ def test_neuron_groups_reads_the_hierarchy_column():
     assert neuron_groups(Data()) is None
     with pytest.raises(ValueError, match="column 'site'"):
         neuron_groups(Data(), "site")
+
+
+def test_known_answer_with_an_outlier_neuron():
+    """6 neurons x 2 seeds: AdapTrans +0.10 / +0.12 per seed, one neuron -0.3 lower."""
+    rows = []
+    for seed in (0, 1):
+        for u in range(6):
+            rows.append({"dataset": "syn", "model": "LinearNonlinear", "prefilter": "none", "seed": seed, "note": "",
+                         "neuron": str(u), "cc_norm": 0.5 + 0.01 * u, "config_id": "a", "cc_raw": 0.0, "cc_max": 0.9})
+            rows.append({"dataset": "syn", "model": "LinearNonlinear", "prefilter": "adaptrans", "seed": seed,
+                         "note": "", "neuron": str(u), "config_id": "b", "cc_raw": 0.0, "cc_max": 0.9,
+                         "cc_norm": 0.6 + 0.01 * u + (0.02 if seed else 0.0) - (0.3 if u == 5 else 0)})
+    r = compare_models(pd.DataFrame(rows)).iloc[0]
+    assert r["neurons"] == 6 and (r["n_better"], r["n_worse"]) == (5, 1)
+    assert r["mean_difference"] == pytest.approx((5 * 0.11 + (0.11 - 0.3)) / 6)
+    assert r["mean_b"] == pytest.approx(0.525) and r["median_difference"] == pytest.approx(0.11)
+    assert 0 < r["p_wilcoxon"] <= 1 and r["p_holm"] == r["p_wilcoxon"]

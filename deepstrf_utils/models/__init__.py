@@ -6,6 +6,8 @@ high-pass), a **core** and a **readout**, strictly causal in time. The package h
 =================  ======================================================================
 ``layers.py``      building blocks: STRF conv, output nonlinearities, locally connected
                    layer, identity prefilter, ``model_device``
+``fastconv.py``    CPU-fast forms of the STRF conv and of Conv2d (same values): matrix
+                   products over lags, a backward made of forward convolutions
 ``base.py``        ``make_prefilter`` and ``ResponseModel`` (config, stimulus check)
 ``zoo.py``         the paper models: ``Linear``, ``LinearNonlinear``,
                    ``NetworkReceptiveField``, ``DNet``, ``ConvNet2D``, ``StateNet``,
