@@ -97,6 +97,8 @@ bench: env
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_conv.py
 	$(PY) benchmarks/bench_jobs.py
+	$(PY) benchmarks/bench_upstream.py
+	$(PY) benchmarks/bench_transformer.py scaling
 
 clean:
 	rm -rf build .pytest_cache

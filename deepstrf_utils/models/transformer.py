@@ -33,6 +33,7 @@ from torch import nn
 
 from .base import ResponseModel, _positive_int
 from .layers import ParametricSigmoid
+from .zoo import DenseSigmoidReadout
 
 __all__ = ["Transformer", "banded_attention", "rotary", "POSITIONS"]
 
@@ -129,7 +130,7 @@ class _Block(nn.Module):
         return x + F.dropout(ff, self.dropout, self.training)
 
 
-class Transformer(ResponseModel):
+class Transformer(DenseSigmoidReadout, ResponseModel):
     """Causal Transformer over time bins with a bounded attention window of ``window`` bins.
 
     Per bin: the prefiltered frame ``(C, F)`` is cut into ``F / patch`` frequency patches of
@@ -138,7 +139,8 @@ class Transformer(ResponseModel):
     ``n_layers`` pre-norm blocks (LayerNorm -> multi-head banded causal self-attention over
     the last ``window`` bins, :func:`banded_attention` -> residual; LayerNorm -> Linear(d,
     ``feedforward``) -> ReLU -> Linear(d) -> residual; ``dropout`` on the attention weights and
-    both branches) -> readout ``Conv1d(d, N, 1)`` -> :class:`ParametricSigmoid`.
+    both branches) -> readout ``Conv1d(d, N, 1)`` -> :class:`ParametricSigmoid` (ConvNet2D's
+    readout, :class:`~.zoo.DenseSigmoidReadout`).
 
     Receptive field of the core: ``n_layers * (window - 1) + 1`` bins; cost linear in T.
     ``positions``: ``"rotary"`` (sinusoidal relative positions, no parameters; ``rotary_base``
@@ -205,13 +207,3 @@ class Transformer(ResponseModel):
         for block in self.blocks:
             h = block(h)
         return h.transpose(1, 2)
-
-    def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
-        """Per-neuron dense readout and output sigmoid: ``(B, d, T) -> (B, N, T)``."""
-        return self.output_nonlinearity(self.readout(h))
-
-    @torch.no_grad()
-    def init_output(self, mean, std) -> None:
-        """Start at the data's scale: output sigmoid centred on ``mean`` with gain ``std``."""
-        self.readout.bias.zero_()
-        self.output_nonlinearity.init_output(mean, std)

@@ -324,6 +324,21 @@ class DNet(NetworkReceptiveField):
 # ----------------------------------------------------------------------------------------
 # 2D CNNs
 # ----------------------------------------------------------------------------------------
+class DenseSigmoidReadout:
+    """The readout of ConvNet2D and the Transformer: a per-neuron dense layer over the features
+    (``self.readout``, a 1 x 1 ``Conv1d``) and ``self.output_nonlinearity`` (ParametricSigmoid)."""
+
+    def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
+        """Per-neuron dense readout and output sigmoid: ``(B, H, T) -> (B, N, T)``."""
+        return self.output_nonlinearity(self.readout(h))
+
+    @torch.no_grad()
+    def init_output(self, mean, std) -> None:
+        """Start at the data's scale: output sigmoid centred on ``mean`` with gain ``std``."""
+        self.readout.bias.zero_()
+        self.output_nonlinearity.init_output(mean, std)
+
+
 class _ConvModel(ResponseModel):
     """Shared sizes of the 2D-CNN models: ``kernel_size`` (k_f, k_t), ``channels``, ``hidden``, ``n_blocks``."""
 
@@ -334,7 +349,7 @@ class _ConvModel(ResponseModel):
         self.n_blocks = _positive_int(n_blocks, "n_blocks")
 
 
-class ConvNet2D(_ConvModel):
+class ConvNet2D(DenseSigmoidReadout, _ConvModel):
     """deepSTRF's 2D-CNN (as used in the AdapTrans paper).
 
     ``n_blocks`` x [Conv2d(kernel (k_f, k_t), ``channels`` filters, no padding in frequency,
@@ -432,16 +447,6 @@ class ConvNet2D(_ConvModel):
         """
         h = self._conv_features(z, lengths).flatten(1, 2)  # (B, channels * F', T), a view
         return F.leaky_relu(self.dense(h), self.negative_slope)
-
-    def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
-        """Per-neuron dense readout and output sigmoid: ``(B, hidden, T) -> (B, N, T)``."""
-        return self.output_nonlinearity(self.readout(h))
-
-    @torch.no_grad()
-    def init_output(self, mean, std) -> None:
-        """Start at the data's scale: output sigmoid centred on ``mean`` with gain ``std``."""
-        self.readout.bias.zero_()
-        self.output_nonlinearity.init_output(mean, std)
 
 
 class PopulationCNN(_ConvModel):
