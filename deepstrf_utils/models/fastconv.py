@@ -76,9 +76,11 @@ def strf_by_lag_products(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     """
     b, c, f, t = x.shape
     u, _, _, k = weight.shape
-    xp = F.pad(x, (k - 1, 0)).reshape(b, c * f, t + k - 1)
+    xp = F.pad(x, (k - 1, 0)).reshape(b, c * f, t + k - 1).transpose(0, 1)  # (C F, B, T + K - 1)
     rows = weight.permute(3, 0, 1, 2).reshape(k * u, c * f)  # row k U + u: unit u at lag k
-    y = _LagSum.apply(torch.matmul(rows, xp).view(b, k, u, t + k - 1), t)
+    # one 2-D product, its result in the layout the lag sum reads (no transposing copy; a view for B = 1)
+    z = (rows @ xp.reshape(c * f, b * (t + k - 1))).view(k, u, b, t + k - 1).permute(2, 0, 1, 3)
+    y = _LagSum.apply(z, t)
     return y if bias is None else y + bias[:, None]
 
 
