@@ -211,3 +211,20 @@ def test_fit_learns_on_a_tiny_synthetic_set():
     after = evaluate(model, test)["cc_norm"].to_numpy()
     assert result.optimizer == "adamw" and result.train_chunk is None and result.stopped_early
     assert np.all(np.isfinite(after)) and np.mean(after) > 0.55 and np.mean(after) > np.mean(before) + 0.3
+
+
+def test_most_exciting_input_through_autograd():
+    """MEI of a Transformer + AdapTrans neuron over its receptive field: the ascent raises the
+    response above that of the mean input and of its random starts, within the constraints."""
+    from deepstrf_utils.mei import most_exciting_input
+
+    model = _model("adaptrans", window=4, n_layers=1, prefilter_kwargs={"kernel_size": 7}).eval()
+    R = receptive_field(model)["total"]
+    res = most_exciting_input(model, neuron=1, n_bins=R, energy=2.0, baseline=0.5, value_range=(0.0, 1.0),
+                              n_starts=2, steps=40)
+    assert res.input.shape == (F_BANDS, R) and torch.isfinite(res.input).all()
+    assert float(res.input.min()) >= 0.0 and float(res.input.max()) <= 1.0
+    assert np.all(res.trajectory[:, -1] > res.trajectory[:, 0])
+    with torch.no_grad():
+        flat = float(model(torch.full((1, 1, F_BANDS, R), 0.5))[0, 1, -1])
+    assert res.response[res.best] > flat
