@@ -24,7 +24,7 @@ a measure of how predictable the data are. Medians over seeds (initialisations) 
 
 Usage::
 
-    python benchmarks/bench_transformer.py scaling
+    python benchmarks/bench_transformer.py             # scaling (what make bench runs)
     python benchmarks/bench_transformer.py fit --data synthetic,starling --modes lbfgs,auto,adamw --seeds 0,1,2
 """
 from __future__ import annotations
@@ -44,7 +44,6 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from deepstrf_utils.datasets import ResponseDataset  # noqa: E402
 from deepstrf_utils.metrics import cc_norm, cc_raw  # noqa: E402
 from deepstrf_utils.models import LinearNonlinear, Transformer, banded_attention  # noqa: E402
 from deepstrf_utils.training import evaluate, fit, predict  # noqa: E402
@@ -88,15 +87,11 @@ def scaling(lengths=(500, 1000, 2000, 4000, 8000), window=32, repeats=5):
 
 
 def starling_segments(n_segments: int = 8):
-    """The starling song cut into ``n_segments`` equal segments -> (segments dataset, full dataset)."""
+    """The starling song cut into ``n_segments`` equal segments (``datasets.split_in_time``)."""
     from deepstrf_utils.datasets import load_dataset
+    from deepstrf_utils.datasets.segments import split_in_time
 
-    ds = load_dataset("folder", path=str(STARLING))
-    stim, resp = np.asarray(ds.stimuli[0]), np.asarray(ds.responses[0])
-    n = stim.shape[1] // n_segments
-    return ResponseDataset([stim[:, i * n:(i + 1) * n] for i in range(n_segments)],
-                           [resp[:, :, i * n:(i + 1) * n] for i in range(n_segments)], dt_ms=ds.dt_ms,
-                           cf_hz=ds.cf_hz, neuron_ids=ds.neuron_ids, name="starling-segments")
+    return split_in_time(load_dataset("folder", path=str(STARLING)), n_segments)
 
 
 def build(mode, data, seed):
@@ -164,7 +159,7 @@ def _table(df: pd.DataFrame) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("scaling", "fit"))
+    p.add_argument("what", nargs="?", default="scaling", choices=("scaling", "fit"))
     p.add_argument("--data", default="synthetic,starling")
     p.add_argument("--modes", default="lbfgs,auto,adamw-recurrent,adamw,ln-reference")
     p.add_argument("--seeds", default="0,1,2")

@@ -8,7 +8,7 @@ One module per concept (see docs/ARCHITECTURE.md):
 - :mod:`deepstrf_utils.datasets` -- one canonical dataset type and its loaders
 - :mod:`deepstrf_utils.training` -- fitting, batched single-unit fitting, evaluation, checkpoints
 - :mod:`deepstrf_utils.runner` -- configurations x seeds into one resumable results table
-- :mod:`deepstrf_utils.pretrained`, :mod:`deepstrf_utils.export` -- pretrained folders (config,
+- :mod:`deepstrf_utils.pretrained`, :mod:`deepstrf_utils.runner_export` -- pretrained folders (config,
   weights, model card), written from a model or from a finished runner configuration
 - :mod:`deepstrf_utils.comparison` -- paired model comparison (bootstrap and hierarchical intervals,
   Wilcoxon, Holm)
@@ -18,7 +18,9 @@ One module per concept (see docs/ARCHITECTURE.md):
 - :mod:`deepstrf_utils.insilico` -- in-silico ON/OFF experiments (paper Figure 1 and beyond)
 - :mod:`deepstrf_utils.profiles`, :mod:`deepstrf_utils.session`, :mod:`deepstrf_utils.published`
   -- run profiles, notebook set-up and fitted-model lookup, the published numbers
-- :mod:`deepstrf_utils.plotting`, :mod:`deepstrf_utils.figures` -- panel helpers, the notebooks' multi-panel figures
+- :mod:`deepstrf_utils.plotting` -- panel helpers, the figures' style, ``save_figure`` (PNG, PDF, caption)
+- :mod:`deepstrf_utils.figures`, :mod:`deepstrf_utils.figures_strfs`, :mod:`deepstrf_utils.figures_interpret`,
+  :mod:`deepstrf_utils.figures_results` -- the notebooks' figures, each with its caption
 
 Submodules are imported on first use, so ``import deepstrf_utils`` stays cheap.
 """
@@ -30,7 +32,7 @@ _SUBMODULES = {
     "adaptrans", "models", "metrics", "datasets", "training", "strfs", "insilico",
     "plotting", "stimuli", "spectrogram", "spectral", "plain", "profiles", "session",
     "published", "groundtruth", "runner", "jobs", "executors", "sweep", "figures", "shapes",
-    "pretrained", "export", "comparison",
+    "figures_strfs", "figures_interpret", "figures_results", "pretrained", "runner_export", "comparison",
 }
 
 

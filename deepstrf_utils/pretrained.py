@@ -46,7 +46,7 @@ from .models import build_model, count_parameters
 from .plain import to_plain
 
 __all__ = ["PRETRAINED_FORMAT", "CARD_FIELDS", "save_pretrained", "from_pretrained", "load_card", "render_card",
-           "dataset_fingerprint", "library_info"]
+           "card_summary", "dataset_fingerprint", "library_info"]
 
 PRETRAINED_FORMAT = "deepstrf_utils.pretrained/1"
 #: what a card given to :func:`save_pretrained` may hold (the rest is filled in)
@@ -190,6 +190,19 @@ def render_card(card: dict, config: dict | None = None) -> str:
     lines += ["", "## Load", "", "```python", "from deepstrf_utils.pretrained import from_pretrained",
               "model = from_pretrained(\"<this folder or user/repo>\")", "```", ""]
     return "\n".join(lines)
+
+
+def card_summary(card: dict) -> str:
+    """One line (markdown) about a model card: model, parameters, dataset, neurons, median test
+    CCnorm, library version and commit, date."""
+    ds, lib = card.get("dataset") or {}, card.get("library") or {}
+    cc = [r["cc_norm"] for r in card.get("metrics") or [] if r.get("cc_norm") is not None]
+    n = len(card.get("neuron_ids") or [])
+    return (f"**{card['model_class']}** ({card['n_parameters']:,} parameters) fitted on "
+            f"{ds.get('name', 'an unnamed dataset')}" + (f", {n} neuron(s)" if n else "")
+            + (f", test CCnorm median {np.median(cc):.3f} over {len(cc)} row(s)" if cc else "")
+            + f"; {lib.get('name')} {lib.get('version')} @ {str(lib.get('git_commit') or 'unknown')[:10]}, "
+            f"{card.get('created')}")
 
 
 # ----------------------------------------------------------------------------- save / load

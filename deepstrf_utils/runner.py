@@ -389,7 +389,8 @@ def run_configs(configs: Sequence[dict], seeds: Sequence[int], out_csv, root="da
                          "use executor 'submitit-local' or 'slurm'")
     loader = _OneDataset(root)
     planned = plan_jobs(configs, seeds, root, chunk_size, loader=loader)
-    status = jobs.job_status(planned, folder, jobs.read_table(out_csv, RESULT_COLUMNS))
+    status = jobs.job_status(planned, folder, jobs.read_table(out_csv, RESULT_COLUMNS, damaged="quarantine"),
+                             RESULT_COLUMNS)
     todo = [j for j, s in zip(planned, status) if s != "done"]
     if not wait:
         queued = jobs.read_submissions(folder)

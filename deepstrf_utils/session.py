@@ -1,6 +1,7 @@
 """Notebook session helpers: resolve a notebook's parameters and find what it fitted.
 
-- :func:`setup_run` -> :class:`RunContext` (profile, datasets, device, absolute folders),
+- :func:`setup_run` -> :class:`RunContext` (profile, datasets, device, absolute folders; its
+  ``fitted`` loads a configuration's fitted models, ``save`` saves a figure with its caption),
   :func:`repo_root`;
 - :func:`find_checkpoints`, :func:`load_fitted` (models rebuilt from the checkpoints that
   :func:`deepstrf_utils.runner.run_configs` wrote), :class:`UnitView` (one output of a
@@ -9,7 +10,7 @@
   the test stimuli of its card's split.
 
 Top floor: imports :mod:`.pretrained`, :mod:`.profiles`, :mod:`.runner` and :mod:`.training`;
-only :mod:`.export` (top floor too) imports it.
+only :mod:`.runner_export` (top floor too) imports it.
 """
 from __future__ import annotations
 
@@ -154,6 +155,23 @@ class RunContext:
         """``load_dataset`` with the profile's options for ``dataset``."""
         return self.profile.load(dataset, self.data_root)
 
+    def save(self, fig, name: str) -> str:
+        """Save ``fig`` into ``fig_dir`` (:func:`~deepstrf_utils.plotting.save_figure`: PNG, PDF and
+        its caption), close it, and return the caption as Markdown for the notebook, e.g.
+        ``display(fig, Markdown(ctx.save(fig, "fig1_adaptrans")))``."""
+        from .plotting import plt, save_figure
+
+        save_figure(fig, name, self.fig_dir)
+        plt.close(fig)
+        return f"*Figure `{name}`*: {getattr(fig, 'caption', None) or '(no caption)'}"
+
+    def fitted(self, dataset: str, model: str, prefilter: str | None = None, seed: int | None = None) -> dict:
+        """The models notebook 03 fitted for this profile's configuration of ``model`` (with
+        ``prefilter``) on ``dataset``, seed ``seed`` (default the profile's first), as
+        :func:`load_fitted` returns them: ``{neuron id: model}``."""
+        seed = self.profile.seeds[0] if seed is None else int(seed)
+        return load_fitted(self.profile.config(dataset, model, prefilter), seed, self.checkpoint_dir)
+
 
 def repo_root(start: str | Path | None = None) -> Path:
     """The nearest folder at or above ``start`` (default: cwd) holding ``pyproject.toml``;
@@ -166,13 +184,16 @@ def repo_root(start: str | Path | None = None) -> Path:
 
 
 def setup_run(profile: str = "quick", datasets: str = "", device: str = "auto", data_root: str = "data",
-              fig_dir: str = "figures", results_dir: str = "build/results") -> RunContext:
+              fig_dir: str = "", results_dir: str = "build/results") -> RunContext:
     """Resolve the notebooks' parameters into a :class:`RunContext`.
 
     Relative folders are taken relative to the repository root (found from the current
-    directory), so a notebook run from ``notebooks/`` writes to ``<repo>/figures``;
-    ``fig_dir`` and ``results_dir`` are created. ``device="auto"`` becomes "cuda" when
+    directory); an empty ``fig_dir`` means ``build/figures/<profile>``, so a notebook run from
+    JupyterLab or ``make figures`` never overwrites the committed gallery ``figures/`` (which
+    ``make gallery`` regenerates); ``fig_dir`` and ``results_dir`` are created. ``device="auto"`` becomes "cuda" when
     available, else "cpu". Logging is set to INFO for ``deepstrf_utils`` messages.
+    ``datasets`` may name NWB files as ``nwb:<path>`` (relative to the repository root): each
+    is the dataset ``nwb_<stem>`` of the returned context's profile.
     """
     root = repo_root()
 
@@ -181,6 +202,7 @@ def setup_run(profile: str = "quick", datasets: str = "", device: str = "auto", 
         return (p if p.is_absolute() else root / p).resolve()
 
     prof = get_profile(profile)
+    fig_dir = fig_dir or Path("build") / "figures" / prof.name
     data_root, fig_dir, results_dir = resolve(data_root), resolve(fig_dir), resolve(results_dir)
     fig_dir.mkdir(parents=True, exist_ok=True)
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -189,5 +211,5 @@ def setup_run(profile: str = "quick", datasets: str = "", device: str = "auto", 
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("deepstrf_utils").setLevel(logging.INFO)
-    names = prof.datasets(datasets, data_root)
+    prof, names = prof.resolve_datasets(datasets, data_root, base=root)
     return RunContext(prof, names, str(device), data_root, fig_dir, results_dir)

@@ -12,26 +12,26 @@ Two experiments on the synthetic ground truth, sized by the run profile:
 
 :func:`run_sessions_state` writes one row per neuron and model to
 ``results_dir/sessions_state_<profile>.csv`` (atomic; reused when present);
-:func:`sessions_state_table` and :func:`sessions_state_figure` summarise it.
+:func:`sessions_state_table` summarises it, :func:`~deepstrf_utils.figures_results.sessions_state_figure`
+draws it.
 """
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 import time
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
 from .datasets import SessionSet, plant_state_gain
 from .datasets.synthetic import generate_synthetic
+from .files import atomic_write, quarantine, read_csv_text
 from .models import MultiSessionModel, StateGainModel, build_model
 from .training import evaluate_sessions, fit_sessions
 
-__all__ = ["SIZES", "run_sessions_state", "sessions_state_table", "sessions_state_figure"]
+__all__ = ["SIZES", "run_sessions_state", "sessions_state_table"]
 
 #: profile -> sizes of the two experiments (smoke: seconds, for CI; quick: the tests' sizes)
 SIZES = {
@@ -103,57 +103,28 @@ def run_sessions_state(profile: str, results_dir, seed: int = 0, device="cpu") -
         raise ValueError(f"expected a profile in {sorted(SIZES)}, got {profile!r}")
     path = Path(results_dir) / f"sessions_state_{profile}.csv"
     if path.exists():
-        return pd.read_csv(path, dtype={"neuron": str, "session": str})
+        try:
+            return pd.read_csv(io.StringIO(read_csv_text(path)), dtype={"neuron": str, "session": str})
+        except ValueError as err:      # damaged: moved aside, computed again
+            quarantine(path, str(err))
     size = SIZES[profile]
     table = pd.concat([_state_experiment(size, seed, device), _sessions_experiment(size, seed, device)],
                       ignore_index=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda fh: table.to_csv(fh, index=False))
     return table
 
 
 def sessions_state_table(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per experiment and model: neurons, CCnorm mean ± SEM, fit time, gain recovery r."""
+    """One row per experiment and model: neurons, scored neurons, CCnorm (%) mean ± SEM over the
+    scored ones, fit time, gain recovery r."""
     rows = []
     for (exp, model), g in results.groupby(["experiment", "model"], sort=False):
         cc = g["cc_norm"].dropna()
         row = {"experiment": exp, "model": model, "neurons": int(len(g)), "scored": int(len(cc)),
-               "CCnorm": cc.mean(), "SEM": cc.std(ddof=1) / np.sqrt(len(cc)) if len(cc) > 1 else np.nan,
+               "CCnorm (%)": 100.0 * cc.mean(),
+               "SEM": 100.0 * cc.std(ddof=1) / np.sqrt(len(cc)) if len(cc) > 1 else np.nan,
                "fit_s": g["wall_s"].iloc[0], "gain_r": np.nan}
         if "fitted_gain" in g and g["fitted_gain"].notna().sum() > 2:
             row["gain_r"] = float(np.corrcoef(g["fitted_gain"], g["planted_gain"])[0, 1])
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def sessions_state_figure(results: pd.DataFrame):
-    """Three panels: fitted against planted relative state gain; CCnorm with against without
-    the state gain; CCnorm of the smallest session, shared core against alone (per neuron)."""
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
-    st = results[(results["experiment"] == "state_gain") & results["fitted_gain"].notna()]
-    ax = axes[0]
-    ax.scatter(st["planted_gain"], st["fitted_gain"], s=18, color="tab:orange")
-    lim = float(np.nanmax(np.abs(st[["planted_gain", "fitted_gain"]].to_numpy()))) * 1.1 if len(st) else 1.0
-    ax.plot([-lim, lim], [-lim, lim], color="0.6", lw=0.8)
-    r = np.corrcoef(st["planted_gain"], st["fitted_gain"])[0, 1] if len(st) > 2 else np.nan
-    ax.set(xlabel="planted state gain g (per unit state)", ylabel="fitted gain g / g0", title=f"gain recovery, r = {r:.2f}")
-    for ax, exp, (a, b), title in (
-        (axes[1], "state_gain", ("LN", "LN + state gain"), "state input"),
-        (axes[2], "shared_core", ("NRF, smallest session alone", "NRF core shared by 3 sessions"), "smallest session"),
-    ):
-        sub = results[results["experiment"] == exp].pivot_table(index="neuron", columns="model", values="cc_norm")
-        lo = 0.0
-        if a in sub and b in sub:
-            ax.scatter(sub[a], sub[b], s=18, color="tab:blue")
-            lo = min(0.0, float(np.nanmin(sub[[a, b]].to_numpy())) - 0.05)
-        ax.plot([lo, 1], [lo, 1], color="0.6", lw=0.8)
-        ax.set(xlim=(lo, 1.05), ylim=(lo, 1.05), xlabel=f"CCnorm, {a}", ylabel=f"CCnorm, {b}", title=title)
-    fig.tight_layout()
-    return fig

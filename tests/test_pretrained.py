@@ -153,7 +153,7 @@ def test_hub_names_use_the_optional_extra_only(tmp_path, monkeypatch):
 
 def test_runner_exports_a_finished_configuration(tmp_path):
     from deepstrf_utils.datasets import load_dataset
-    from deepstrf_utils.export import export_pretrained
+    from deepstrf_utils.runner_export import export_pretrained
     from deepstrf_utils.runner import config_id, run_configs
     from deepstrf_utils.training import load_checkpoint
 

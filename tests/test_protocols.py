@@ -99,3 +99,28 @@ def test_protocol_markdown_renders_the_table():
     choices = protocols.protocol_markdown(choices_only=True).splitlines()
     assert 2 < len(choices) < len(lines) and all("as published" not in line for line in choices)
     assert any(line.startswith("| wehr | split |") for line in choices)
+
+
+def test_paper_profile_on_a_dataset_without_protocol_uses_ns1s_and_says_so(tmp_path, caplog):
+    from deepstrf_utils.profiles import FALLBACK_PROTOCOL, get_profile
+    from deepstrf_utils.protocols import protocol_fit_kwargs, protocol_model_kwargs
+
+    paper = get_profile("paper")
+    assert paper.fit_kwargs_for("folder") == protocol_fit_kwargs(FALLBACK_PROTOCOL)
+    assert paper.model_kwargs_for("LinearNonlinear", "folder")["n_lags"] == \
+        protocol_model_kwargs(FALLBACK_PROTOCOL, "LinearNonlinear")["n_lags"]
+    assert paper.options_for("folder") == {}  # NS1's valid-unit rule and split never apply
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "stimuli").mkdir()
+    (tmp_path / "folder" / "spikes").mkdir()
+    with caplog.at_level("WARNING", logger="deepstrf_utils.profiles"):
+        assert paper.datasets("folder", tmp_path) == ["folder"]
+    assert "no published protocol" in caplog.text and "'folder'" in caplog.text
+
+
+def test_missing_folder_dataset_says_where_to_put_recordings(tmp_path):
+    from deepstrf_utils.profiles import get_profile
+
+    with pytest.raises(FileNotFoundError) as err:
+        get_profile("quick").datasets("folder", tmp_path)
+    assert "make data" not in str(err.value) and str(tmp_path / "folder") in str(err.value)

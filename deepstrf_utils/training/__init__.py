@@ -21,6 +21,8 @@ Options: LR-on-plateau, gradient clipping, other losses.
 - :mod:`.sessions` -- :func:`fit_sessions` (several recording sessions, shared core, state
   inputs), :func:`fit_new_session` (frozen core, new readout), per-session evaluation;
 - :mod:`.checkpoints` -- :func:`save_checkpoint` / :func:`load_checkpoint`;
+- :mod:`.export` -- :func:`model_card`, :func:`predictions_to_nwb` (predictions beside the
+  recording in an NWB file);
 - :mod:`.warmstart` -- the closed-form ridge STRF start of Linear / LN models;
 - :mod:`.chunks` -- recurrent models trained on chunks of their sequences with burn-in
   (``fit(..., train_chunk=(L, W))``, the default for StateNet);
@@ -34,6 +36,7 @@ Shapes: B stimuli, F bands, T time bins, N neurons, R repeats, U stacked single 
 from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .device import resolve_device, seed_everything
 from .prediction import average_over_seeds, evaluate, predict, predict_units
+from .export import model_card, predictions_to_nwb
 from .fitting import LBFGS_ITERATIONS_PER_EPOCH, ADAMW_FIT_KWARGS, FitResult, fit
 from .optim import PREFILTER_PREFIX, no_decay_names
 from .protocols import FIT_PROTOCOLS, fit_two_stage, get_fit_protocol
@@ -64,6 +67,8 @@ __all__ = [
     "seed_everything",
     "resolve_device",
     "average_over_seeds",
+    "model_card",
+    "predictions_to_nwb",
     "CHECKPOINT_FORMAT",
     "PREFILTER_PREFIX",
 ]
