@@ -8,6 +8,10 @@ One module per concept (see docs/ARCHITECTURE.md):
 - :mod:`deepstrf_utils.datasets` -- one canonical dataset type and its loaders
 - :mod:`deepstrf_utils.training` -- fitting, batched single-unit fitting, evaluation, checkpoints
 - :mod:`deepstrf_utils.runner` -- configurations x seeds into one resumable results table
+- :mod:`deepstrf_utils.pretrained`, :mod:`deepstrf_utils.runner_export` -- pretrained folders (config,
+  weights, model card), written from a model or from a finished runner configuration
+- :mod:`deepstrf_utils.comparison` -- paired model comparison (bootstrap and hierarchical intervals,
+  Wilcoxon, Holm)
 - :mod:`deepstrf_utils.jobs`, :mod:`deepstrf_utils.executors`, :mod:`deepstrf_utils.sweep` -- the runner's
   jobs and their files, where they run (in process, submitit subprocesses, Slurm), cost plan and sweeps
 - :mod:`deepstrf_utils.strfs` -- weight and gradient STRFs
@@ -28,7 +32,7 @@ _SUBMODULES = {
     "adaptrans", "models", "metrics", "datasets", "training", "strfs", "insilico",
     "plotting", "stimuli", "spectrogram", "spectral", "plain", "profiles", "session",
     "published", "groundtruth", "runner", "jobs", "executors", "sweep", "figures", "shapes",
-    "figures_strfs", "figures_interpret", "figures_results",
+    "figures_strfs", "figures_interpret", "figures_results", "pretrained", "runner_export", "comparison",
 }
 
 

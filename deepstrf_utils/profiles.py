@@ -79,6 +79,7 @@ MODEL_LABELS: dict[str, str] = {
     "ConvNet2D": "2D-CNN",
     "StateNet": "StateNet",
     "PopulationCNN": "Pop-CNN",
+    "Transformer": "Transformer",
 }
 
 #: 2D-CNN kernel (frequency, time) per dataset: (6, 15) for the 34-band NS1-like sets,
@@ -353,6 +354,24 @@ _PENNINGTON_2023 = {
     "fit_kwargs": {"protocol": "two_stage", "loss": "nmse", "lr": 1e-3, "lr_stage2": 1e-4, "weight_decay": 0.0,
                    "max_epochs": 1000, "patience": 50, "batch_size": 16},
 }
+#: Rançon et al. (2025)'s population Transformer where upstream reports one (NS1, NAT4 PEG), without
+#: and with AdapTrans: the dataset's protocol (AdamW lr 1e-3, no weight decay, patience 50, its batch
+#: size) on one population model, the configuration of protocols.PROTOCOLS[dataset]["transformer"]
+_TRANSFORMER_2025 = "Rançon et al. 2025 (population)"
+
+
+def _transformer_rows(dataset: str) -> tuple[dict, ...]:
+    rows = []
+    for prefilter in (None, "adaptrans"):
+        row = {"model": "Transformer", "prefilter": prefilter, "mode": "population", "note": _TRANSFORMER_2025,
+               "model_kwargs": protocol_model_kwargs(dataset, "Transformer"),
+               "fit_kwargs": protocol_fit_kwargs(dataset)}
+        if prefilter:
+            row["prefilter_kwargs"] = {"rectify": "relu"}
+        rows.append(row)
+    return tuple(rows)
+
+
 #: models fitted as one population model in the CPU profiles (single-unit DNet with AdapTrans
 #: alone took ~145 s per seed on the quick data, 2D-CNN / StateNet more)
 _POPULATION_IN_QUICK = {"DNet": "population", "ConvNet2D": "population", "StateNet": "population"}
@@ -403,7 +422,8 @@ PROFILES: dict[str, Profile] = {
                     "lr 1e-3 without weight decay, 10 seeds, patience 50, the dataset's batch size, STRF "
                     "window, 2D-CNN kernel, valid units and split); NS1's protocol on the synthetic set, which "
                     "has none; every dataset found under the data folder",
-        extra_configs={"nat4_a1": (_PENNINGTON_2023,), "nat4_peg": (_PENNINGTON_2023,)},
+        extra_configs={"nat4_a1": (_PENNINGTON_2023,), "nat4_peg": (_PENNINGTON_2023, *_transformer_rows("nat4_peg")),
+                       "ns1": _transformer_rows("ns1")},
     ),
 }
 

@@ -38,6 +38,7 @@ SMALL = {
     "ConvNet2D": dict(kernel_size=(3, 5), channels=4, hidden=8),
     "StateNet": dict(channels=3),
     "PopulationCNN": dict(channels=4, hidden=8, kernel_size=(3, 4)),
+    "Transformer": dict(window=6, patch=4, embedding=4, n_heads=2, positions="learned"),
 }
 CASES = [(name, pre) for name in MODELS for pre in (None, "adaptrans")]
 
@@ -55,6 +56,7 @@ def stimulus(b=2, f=F_BANDS, t=T_BINS, seed=1):
 def test_registry_holds_every_model():
     assert set(MODELS) == {
         "Linear", "LinearNonlinear", "NetworkReceptiveField", "DNet", "ConvNet2D", "StateNet", "PopulationCNN",
+        "Transformer",
     }
 
 
@@ -252,7 +254,7 @@ def test_make_prefilter_and_bad_arguments():
     with pytest.raises(ValueError, match="out_channels"):
         make_prefilter(nn.Identity(), 8)
     with pytest.raises(ValueError, match="model name"):
-        build_model("Transformer", n_bands=8)
+        build_model("Mamba", n_bands=8)
     with pytest.raises(ValueError, match="n_bands > "):
         ConvNet2D(10, kernel_size=(6, 15))
     with pytest.raises(ValueError, match="rnn"):

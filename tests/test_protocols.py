@@ -47,9 +47,26 @@ def test_paper_profile_uses_the_table_per_dataset():
     assert paper.options_for("nat4_a1")["val_fraction"] == 0.2
     assert paper.options_for("ns1") == {"valid_units": "single", "split": "random"}
     configs = paper.configs(["ns1", "nat4_a1", "wehr"])
-    # 6 models x 2 prefilters per dataset, plus the Pennington & David (2023) population row on NAT4
-    assert len({config_id(c) for c in configs}) == 3 * 6 * 2 + 1
+    # 6 models x 2 prefilters per dataset, plus the Pennington & David (2023) population row on NAT4 and
+    # the population Transformer (without / with AdapTrans) on NS1
+    assert len({config_id(c) for c in configs}) == 3 * 6 * 2 + 1 + 2
     assert [c["note"] for c in configs if c["model"] == "PopulationCNN"] == ["Pennington & David 2023"]
+
+
+def test_paper_profile_carries_the_population_transformer_where_upstream_reports_one():
+    from deepstrf_utils.models import build_model, count_parameters
+
+    paper = get_profile("paper")
+    rows = [c for c in paper.configs(["ns1", "nat4_a1", "nat4_peg", "wehr"]) if c["model"] == "Transformer"]
+    assert [(c["dataset"], c["prefilter"]) for c in rows] == [("ns1", None), ("ns1", "adaptrans"),
+                                                             ("nat4_peg", None), ("nat4_peg", "adaptrans")]
+    for c in rows:
+        assert c["mode"] == "population" and c["fit_kwargs"] == protocols.protocol_fit_kwargs(c["dataset"])
+        assert c["model_kwargs"] == protocols.protocol_model_kwargs(c["dataset"], "Transformer")
+    assert rows[1]["prefilter_kwargs"] == {"rectify": "relu"} and rows[2]["fit_kwargs"]["batch_size"] == 16
+    peg = build_model("Transformer", n_bands=18, n_neurons=1, dt_ms=10.0, **rows[2]["model_kwargs"])
+    assert count_parameters(peg) == 28_436  # upstream: 28,437 per neuron (a 4-parameter output sigmoid)
+    assert peg.config["window"] == 32 and "320 ms" in protocols.PROTOCOLS["nat4_peg"]["transformer"].why
 
 
 def test_paper_fit_arguments_are_explicit_so_new_fit_defaults_do_not_move_them():

@@ -6,10 +6,14 @@ high-pass), a **core** and a **readout**, strictly causal in time. The package h
 =================  ======================================================================
 ``layers.py``      building blocks: STRF conv, output nonlinearities, locally connected
                    layer, identity prefilter, ``model_device``
+``fastconv.py``    CPU-fast forms of the STRF conv and of Conv2d (same values): matrix
+                   products over lags, a backward made of forward convolutions
 ``base.py``        ``make_prefilter`` and ``ResponseModel`` (config, stimulus check)
 ``zoo.py``         the paper models: ``Linear``, ``LinearNonlinear``,
                    ``NetworkReceptiveField``, ``DNet``, ``ConvNet2D``, ``StateNet``,
                    ``PopulationCNN``
+``transformer.py`` ``Transformer``: causal attention within a window of W bins
+                   (blockwise, linear in T), ``banded_attention``
 ``ridge.py``       ``fit_ridge_strf``: closed-form ridge STRFs
 ``readouts.py``    ``LinearReadout``, ``SessionReadouts``, ``StateGain`` (readouts of their own)
 ``multisession.py`` ``MultiSessionModel`` (shared core, per-session readouts),
@@ -38,6 +42,7 @@ from .multisession import MultiSessionModel, StateGainModel
 from .readouts import LinearReadout, SessionReadouts, StateGain
 from .registry import MODELS, build_model, count_parameters
 from .ridge import fit_ridge_strf
+from .transformer import Transformer, banded_attention
 from .zoo import (
     STRF_IMPLEMENTATIONS,
     ConvNet2D,
@@ -57,6 +62,8 @@ __all__ = [
     "ConvNet2D",
     "StateNet",
     "PopulationCNN",
+    "Transformer",
+    "banded_attention",
     "MultiSessionModel",
     "StateGainModel",
     "LinearReadout",

@@ -1,7 +1,8 @@
 """Building blocks of the response models (``nn`` modules and small tensor helpers).
 
-* :func:`causal_strf_conv`: a bank of STRFs ``(U, C, F, K)`` applied causally (conv2d);
-  its frequency-domain twins live in :mod:`deepstrf_utils.spectral`.
+* :func:`causal_strf_conv`: a bank of STRFs ``(U, C, F, K)`` applied causally (conv2d, or
+  matrix products over the lags on a CPU: :mod:`.fastconv`); its frequency-domain twins
+  live in :mod:`deepstrf_utils.spectral`.
 * :class:`ParametricNonlinearity` / :class:`ParametricSigmoid`: 3 parameters per neuron,
   ``y = a * g(b * x) + c``.
 * :class:`DoubleExponential`: NEMS' per-neuron output nonlinearity (4 parameters).
@@ -23,6 +24,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .fastconv import lag_products_pay_off, strf_by_lag_products
 
 __all__ = [
     "causal_strf_conv",
@@ -56,8 +59,13 @@ def causal_strf_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     x: ``(B, C, F, T)``; weight: ``(U, C, F, K)`` in lag order (``[..., k]`` multiplies
     the input ``k`` bins in the past, ``k = 0`` the present bin); bias: ``(U,)`` or None.
     Inputs before the first bin count as zero (left zero padding only). Returns
-    ``(B, U, T)``.
+    ``(B, U, T)``. On a CPU, banks of at most ``C F`` units (an NRF's hidden layer) run as
+    matrix products over the lags (:func:`~.fastconv.strf_by_lag_products`: the same values,
+    forward + backward ~2x faster at batch 1 and ~8x for a single unit at batch 8, measured
+    in ``benchmarks/README.md``); otherwise, and inside ``torch.func.vmap``, one conv2d.
     """
+    if lag_products_pay_off(x, weight):
+        return strf_by_lag_products(x, weight, bias)
     k = weight.shape[-1]
     # conv2d is a cross-correlation over the left-padded input: tap j reads x[t + j - (K - 1)],
     # i.e. lag K - 1 - j, hence the flip of the lag axis.

@@ -1,7 +1,8 @@
 """Models over several recording sessions and models with a behavioural-state input.
 
 * :class:`MultiSessionModel`: the prefilter and core of a zoo model (``ConvNet2D``,
-  ``NetworkReceptiveField``, ``StateNet``, ``PopulationCNN``, with or without AdapTrans),
+  ``NetworkReceptiveField``, ``StateNet``, ``PopulationCNN``, ``Transformer``, with or
+  without AdapTrans),
   shared by every session, and one :class:`~.readouts.LinearReadout` per session
   (:class:`~.readouts.SessionReadouts`), optionally followed by a per-session
   :class:`~.readouts.StateGain`: ``forward(x, session=..., state=...)``.
@@ -20,16 +21,21 @@ from torch import nn
 from ..plain import to_plain
 from . import zoo
 from .readouts import READOUT_PARTS, LinearReadout, SessionReadouts, StateGain, check_session_id, readout_from_model
+from .transformer import Transformer
 
 __all__ = ["MultiSessionModel", "StateGainModel"]
+
+
+#: the models a composite model can wrap, by class name
+_INNER_MODELS = {**{name: getattr(zoo, name) for name in zoo.__all__}, "Transformer": Transformer}
 
 
 def _zoo_model(name, config: dict, what: str) -> nn.Module:
     if isinstance(name, nn.Module):
         return name
-    cls = getattr(zoo, str(name), None) if str(name) in zoo.__all__ else None
+    cls = _INNER_MODELS.get(str(name))
     if cls is None:
-        raise ValueError(f"expected {what} as a model name in {list(zoo.__all__)} or a model, got {name!r}")
+        raise ValueError(f"expected {what} as a model name in {list(_INNER_MODELS)} or a model, got {name!r}")
     return cls(**dict(config or {}))
 
 
@@ -79,7 +85,7 @@ class MultiSessionModel(nn.Module):
 
     Args:
         core: the zoo model whose prefilter and core are shared: its class name (one of
-            ``ConvNet2D``, ``NetworkReceptiveField``, ``StateNet``, ``PopulationCNN``).
+            ``ConvNet2D``, ``NetworkReceptiveField``, ``StateNet``, ``PopulationCNN``, ``Transformer``).
         core_config: that model's constructor values (``n_neurons`` is ignored: the readouts
             own the neurons), e.g. ``dict(n_bands=34, prefilter="adaptrans")``.
         sessions: ``{session id: N}``, the number of neurons of each session.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from .multisession import MultiSessionModel, StateGainModel
+from .transformer import Transformer
 from .zoo import ConvNet2D, DNet, Linear, LinearNonlinear, NetworkReceptiveField, PopulationCNN, StateNet
 
 __all__ = ["MODELS", "COMPOSITE_MODELS", "build_model", "count_parameters"]
@@ -17,6 +18,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "ConvNet2D": ConvNet2D,
     "StateNet": StateNet,
     "PopulationCNN": PopulationCNN,
+    "Transformer": Transformer,
 }
 
 #: Models built around a zoo model, called with extra inputs (``session=``, ``state=``):

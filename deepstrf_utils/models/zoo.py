@@ -39,6 +39,7 @@ from torch import nn
 from ..shapes import check_number
 from ..spectral import causal_conv2d_fft, causal_strf_fft, leaky_integrate, prefiltered_strf_fft
 from .base import ResponseModel, _pair, _positive_int
+from .fastconv import LeanConv2d, inside_vmap
 from .layers import (
     DoubleExponential,
     LocallyConnectedFrequency,
@@ -324,6 +325,21 @@ class DNet(NetworkReceptiveField):
 # ----------------------------------------------------------------------------------------
 # 2D CNNs
 # ----------------------------------------------------------------------------------------
+class DenseSigmoidReadout:
+    """The readout of ConvNet2D and the Transformer: a per-neuron dense layer over the features
+    (``self.readout``, a 1 x 1 ``Conv1d``) and ``self.output_nonlinearity`` (ParametricSigmoid)."""
+
+    def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
+        """Per-neuron dense readout and output sigmoid: ``(B, H, T) -> (B, N, T)``."""
+        return self.output_nonlinearity(self.readout(h))
+
+    @torch.no_grad()
+    def init_output(self, mean, std) -> None:
+        """Start at the data's scale: output sigmoid centred on ``mean`` with gain ``std``."""
+        self.readout.bias.zero_()
+        self.output_nonlinearity.init_output(mean, std)
+
+
 class _ConvModel(ResponseModel):
     """Shared sizes of the 2D-CNN models: ``kernel_size`` (k_f, k_t), ``channels``, ``hidden``, ``n_blocks``."""
 
@@ -334,7 +350,7 @@ class _ConvModel(ResponseModel):
         self.n_blocks = _positive_int(n_blocks, "n_blocks")
 
 
-class ConvNet2D(_ConvModel):
+class ConvNet2D(DenseSigmoidReadout, _ConvModel):
     """deepSTRF's 2D-CNN (as used in the AdapTrans paper).
 
     ``n_blocks`` x [Conv2d(kernel (k_f, k_t), ``channels`` filters, no padding in frequency,
@@ -371,8 +387,9 @@ class ConvNet2D(_ConvModel):
                 f"expected n_bands > n_blocks * (k_f - 1) = {self.n_blocks * (k_f - 1)} (no frequency padding), "
                 f"got n_bands={self.n_bands}"
             )
+        conv = LeanConv2d if k_f * k_t >= FFT_CONV_MIN_TAPS else nn.Conv2d  # same parameters and keys
         self.convs = nn.ModuleList(
-            nn.Conv2d(self.in_channels if i == 0 else self.channels, self.channels, self.kernel_size)
+            conv(self.in_channels if i == 0 else self.channels, self.channels, self.kernel_size)
             for i in range(self.n_blocks)
         )
         self.norms = nn.ModuleList(MaskedBatchNorm2d(self.channels) for _ in range(self.n_blocks))
@@ -397,22 +414,23 @@ class ConvNet2D(_ConvModel):
         BatchNorm statistics over the valid bins of ``lengths`` ``(B,)`` (None: every bin).
 
         :meth:`conv_path` "fft": :func:`~deepstrf_utils.spectral.causal_conv2d_fft`. "conv"
-        on a CPU runs on channels-last tensors for batches of :data:`CHANNELS_LAST_MIN_BATCH`
-        stimuli or more (oneDNN's backward is ~2x faster there than on NCHW tensors, and
-        pathologically slow for one or two stimuli); the values are the same. Inside
-        ``torch.func.vmap`` (stacked single units), which cannot query memory formats, they
-        stay NCHW.
+        on a CPU: kernels of at least :data:`FFT_CONV_MIN_TAPS` taps (NS1's (6, 15)) are
+        :class:`~.fastconv.LeanConv2d` modules, whose backward is made of forward
+        convolutions on NCHW tensors (3x faster than oneDNN's at batch 1, 1.6x than its
+        channels-last backward at batch 4); smaller kernels run on channels-last tensors for
+        batches of :data:`CHANNELS_LAST_MIN_BATCH` stimuli or more (oneDNN's backward is ~2x
+        faster there than on NCHW tensors, and pathologically slow for one or two stimuli).
+        The values are the same. Inside ``torch.func.vmap`` (stacked single units), which
+        cannot query memory formats, they stay plain NCHW Conv2d.
         """
         mask = valid_mask(lengths, z.shape[0], z.shape[-1])
         if self.conv_path(z.device, z.shape[0]) == "fft":
             for conv, norm in zip(self.convs, self.norms):
                 z = F.leaky_relu(norm(causal_conv2d_fft(z, conv.weight, conv.bias), mask), self.negative_slope)
             return z
-        if z.device.type == "cpu" and z.shape[0] >= CHANNELS_LAST_MIN_BATCH:
-            try:
-                z = z.contiguous(memory_format=torch.channels_last)
-            except RuntimeError:  # vmap: "NYI: querying is_contiguous inside of vmap ..."
-                pass
+        lean = isinstance(self.convs[0], LeanConv2d)  # large kernels: NCHW, backward as forward convolutions
+        if z.device.type == "cpu" and z.shape[0] >= CHANNELS_LAST_MIN_BATCH and not lean and not inside_vmap(z):
+            z = z.contiguous(memory_format=torch.channels_last)
         pad = (self.kernel_size[1] - 1, 0)
         for conv, norm in zip(self.convs, self.norms):
             z = F.leaky_relu(norm(conv(F.pad(z, pad)), mask), self.negative_slope)
@@ -430,16 +448,6 @@ class ConvNet2D(_ConvModel):
         """
         h = self._conv_features(z, lengths).flatten(1, 2)  # (B, channels * F', T), a view
         return F.leaky_relu(self.dense(h), self.negative_slope)
-
-    def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
-        """Per-neuron dense readout and output sigmoid: ``(B, hidden, T) -> (B, N, T)``."""
-        return self.output_nonlinearity(self.readout(h))
-
-    @torch.no_grad()
-    def init_output(self, mean, std) -> None:
-        """Start at the data's scale: output sigmoid centred on ``mean`` with gain ``std``."""
-        self.readout.bias.zero_()
-        self.output_nonlinearity.init_output(mean, std)
 
 
 class PopulationCNN(_ConvModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..adaptrans import AdapTrans
+from ..models import Transformer
 from .chunks import check_train_chunk, supports_chunks
 from .warmstart import supports_ridge_init
 
@@ -45,7 +46,10 @@ RECURRENT_CHUNK_WITHOUT_ADAPTRANS = (64, 64)
 
 
 def _is_recurrent(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.RNNBase) for m in model.modules())
+    """A GRU / LSTM or an attention core inside: models that ``optimizer="auto"`` sends to AdamW
+    (:data:`RECURRENT_AUTO`; the Transformer on whole stimuli: L-BFGS stopped it at a poor early
+    plateau, benchmarks/bench_transformer.py)."""
+    return any(isinstance(m, (nn.RNNBase, Transformer)) for m in model.modules())
 
 
 def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr=None,
