@@ -117,7 +117,7 @@ def test_shapes_config_and_bad_arguments():
         Transformer(F_BANDS, embedding=4, n_heads=3)
     with pytest.raises(ValueError, match="multiple of n_heads=2"):  # rotary needs an even head width
         Transformer(F_BANDS, embedding=6, patch=8, n_heads=2)
-    with pytest.raises(ValueError, match="window to be a positive integer"):
+    with pytest.raises(ValueError, match=r"window >= 1 \(a positive integer\), got 0"):
         Transformer(F_BANDS, window=0)
     with pytest.raises(ValueError, match=r"\(B, 1, F, T\) with F=8"):
         model(torch.rand(2, 1, F_BANDS + 1, 10))
