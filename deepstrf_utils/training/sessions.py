@@ -42,6 +42,8 @@ from .fitting import (FitResult, _batch_loss, _check_fit_args, _check_output, _c
 from .optim import make_adamw
 from .packing import _Packed, accepts_lengths
 from .prediction import evaluate
+from .stimulus_format import check_stimulus_format as check_format
+from .stopping import INTERRUPTED, EarlyStopping, keep_interrupted
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +149,7 @@ def fit_sessions(model: nn.Module, train, val=None, loss="mse", lr: float = 1e-3
                  max_epochs: int = 1000, patience: int | None = 50, batch_size: int = 8,
                  clip_grad: float | None = None, device="auto", seed: int = 0, progress: bool = True,
                  min_delta: float = 0.0, init_output: bool = True,
-                 prefilter_lr: float | None = None) -> SessionFitResult:
+                 prefilter_lr: float | None = None, check_stimulus_format: bool = True) -> SessionFitResult:
     """Fit ``model`` on one or several sessions (see the module docstring for the protocol).
 
     Args:
@@ -155,7 +157,11 @@ def fit_sessions(model: nn.Module, train, val=None, loss="mse", lr: float = 1e-3
             StateGainModel or any zoo model (one session); trained in place.
         train, val: a SessionSet, ``{session id: ResponseDataset}`` or one ResponseDataset;
             with a state model the datasets must carry the model's state signals.
-        Other arguments as :func:`~.fitting.fit` (no LR scheduler here).
+        check_stimulus_format: ValueError when the model's ``dt_ms`` or band centres differ
+            from a session's (:mod:`.stimulus_format`); False allows it.
+        Other arguments as :func:`~.fitting.fit` (no LR scheduler here). Ctrl-C restores the
+        best weights so far and re-raises with the result so far as ``err.fit_result``
+        (``stop_reason="interrupted"``, :mod:`.stopping`).
 
     Returns:
         SessionFitResult: ``val_loss`` per epoch is the sum over sessions (the early-stopping
@@ -177,6 +183,10 @@ def fit_sessions(model: nn.Module, train, val=None, loss="mse", lr: float = 1e-3
             raise ValueError(f"expected a validation set for every training session, missing {missing}")
     for key, ds in tr_sets.items():  # each session's validation set belongs to it, and both to the model
         check_train_val(ds, va_sets[key] if va_sets is not None else None, model)
+    if check_stimulus_format:
+        for part, sets in (("training", tr_sets), ("validation", va_sets or {})):
+            for key, ds in sets.items():
+                check_format(model, ds, f"{part} set of session {key!r}")
     dev = resolve_device(device)
     seed_everything(seed)
     model.to(dev)
@@ -192,50 +202,51 @@ def fit_sessions(model: nn.Module, train, val=None, loss="mse", lr: float = 1e-3
     gen = torch.Generator().manual_seed(seed)
     opt, params, _ = make_adamw(model, lr, weight_decay, prefilter_lr)
     res = SessionFitResult(sessions=list(tr), session_val_loss={k: [] for k in (va or {})})
-    best_state, best_val, since_best, checked = None, math.inf, 0, set()
-    for epoch in tqdm(range(max_epochs), disable=not progress, desc="fit sessions", leave=False):
-        model.train()
-        total, nb = 0.0, 0
-        for key, idx in _epoch_batches(tr, batch_size, gen):
-            x, y = tr[key].batch(idx)
-            pred = _forward(model, x, key, tr[key].batch_state(idx), tr[key].batch_lengths(idx))
-            if key not in checked:
-                _check_output(pred, x, tr[key].n_neurons, f"{tr[key].name}' (session '{key}")
-                checked.add(key)
-            batch_loss, per, valid = _batch_loss(loss_fn, pred, y)
-            value = float(batch_loss.detach())
-            if not math.isfinite(value):
-                raise _nan_error(epoch, per, valid, tr[key].neuron_ids)
-            opt.zero_grad(set_to_none=True)
-            batch_loss.backward()
-            if clip_grad is not None:
-                torch.nn.utils.clip_grad_norm_(params, clip_grad)
-            opt.step()
-            total, nb = total + value, nb + 1
-        _check_parameters_finite(model, epoch)
-        res.train_loss.append(total / max(nb, 1))
-        res.lr.append(float(lr))
-        v = float("nan")
-        if va is not None:
-            per_session = _session_val_losses(model, va, loss_fn, batch_size, epoch)
-            for k, value in per_session.items():
-                res.session_val_loss[k].append(value)
-            v = float(np.nansum(list(per_session.values())))
-        res.val_loss.append(v)
-        if va is None:
-            res.best_epoch = epoch
-        elif v < best_val - min_delta:
-            best_val, since_best = v, 0
-            res.best_epoch, res.best_val_loss = epoch, v
-            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-        else:
-            since_best += 1
-            if patience is not None and since_best >= patience:
+    stopper = EarlyStopping(res, va is not None, patience, min_delta, 0.0, model=model)
+    checked = set()
+    bar = tqdm(range(max_epochs), disable=not progress, desc="fit sessions", leave=False)
+    try:
+        for epoch in bar:
+            model.train()
+            total, nb = 0.0, 0
+            for key, idx in _epoch_batches(tr, batch_size, gen):
+                x, y = tr[key].batch(idx)
+                pred = _forward(model, x, key, tr[key].batch_state(idx), tr[key].batch_lengths(idx))
+                if key not in checked:
+                    _check_output(pred, x, tr[key].n_neurons, f"{tr[key].name}' (session '{key}")
+                    checked.add(key)
+                batch_loss, per, valid = _batch_loss(loss_fn, pred, y)
+                value = float(batch_loss.detach())
+                if not math.isfinite(value):
+                    raise _nan_error(epoch, per, valid, tr[key].neuron_ids)
+                opt.zero_grad(set_to_none=True)
+                batch_loss.backward()
+                if clip_grad is not None:
+                    torch.nn.utils.clip_grad_norm_(params, clip_grad)
+                opt.step()
+                total, nb = total + value, nb + 1
+            _check_parameters_finite(model, epoch)
+            res.train_loss.append(total / max(nb, 1))
+            res.lr.append(float(lr))
+            v = float("nan")
+            if va is not None:
+                per_session = _session_val_losses(model, va, loss_fn, batch_size, epoch)
+                for k, value in per_session.items():
+                    res.session_val_loss[k].append(value)
+                v = float(np.nansum(list(per_session.values())))
+            res.val_loss.append(v)
+            if stopper.update(model, epoch, v):
                 res.stopped_early = True
                 break
+    except KeyboardInterrupt as err:
+        stopper.restore_interrupted(model)
+        model.eval()
+        res.epochs, res.stop_reason, res.wall_s = len(res.train_loss), INTERRUPTED, time.perf_counter() - t0
+        keep_interrupted(err, res, f"fit_sessions {type(model).__name__}", res.epochs, res.best_epoch)
+        raise
     res.epochs = len(res.train_loss)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    res.stop_reason = "patience" if res.stopped_early else "max_epochs" if va is not None else "no validation set"
+    stopper.restore(model)
     model.eval()
     res.wall_s = time.perf_counter() - t0
     logger.info("fit_sessions %s on %s: %d epochs, best %d (val %.4g), %.1f s", type(model).__name__, list(tr),
@@ -267,12 +278,16 @@ def fit_new_session(model: MultiSessionModel, session, train, val=None, **fit_kw
 
 
 @torch.no_grad()
-def predict_sessions(model: nn.Module, dataset, session=None, device=None, batch_size: int = 16) -> list[np.ndarray]:
+def predict_sessions(model: nn.Module, dataset, session=None, device=None, batch_size: int = 16,
+                     check_stimulus_format: bool = True) -> list[np.ndarray]:
     """Predictions of a session / state model for every stimulus of ``dataset``: B ``(N, T_i)`` arrays.
 
     ``session``: the readout to use (MultiSessionModel; may be omitted with one session).
     State models read ``dataset.states`` (a NaN state bin is predicted with state 0).
+    ``check_stimulus_format``: as in :func:`~.prediction.predict`.
     """
+    if check_stimulus_format:
+        check_format(model, dataset)
     dev = model_device(model) if device is None else resolve_device(device)
     model.to(dev)
     was_training = model.training
@@ -291,13 +306,15 @@ def predict_sessions(model: nn.Module, dataset, session=None, device=None, batch
     return out
 
 
-def evaluate_sessions(model: nn.Module, data, device=None) -> pd.DataFrame:
-    """Per-neuron CCraw / CCnorm / CCmax of every session (``evaluate``), with a ``session`` column."""
+def evaluate_sessions(model: nn.Module, data, device=None, check_stimulus_format: bool = True) -> pd.DataFrame:
+    """Per-neuron CCraw / CCnorm / CCmax of every session (``evaluate``), with a ``session`` column;
+    ``check_stimulus_format`` as in :func:`~.prediction.predict`."""
     sessions = as_sessions(data, model)
     _check_model(model, sessions)
     rows = []
     for key, ds in sessions.items():
-        preds = predict_sessions(model, ds, key if isinstance(model, MultiSessionModel) else None, device)
+        preds = predict_sessions(model, ds, key if isinstance(model, MultiSessionModel) else None, device,
+                                 check_stimulus_format=check_stimulus_format)
         rows.append(evaluate(None, ds, predictions=preds).assign(session=key))
     table = pd.concat(rows, ignore_index=True)
     return table[["session"] + [c for c in table.columns if c != "session"]]
