@@ -53,8 +53,8 @@ def main(argv=None):
     print(f"profile {args.profile}, seeds {args.seeds}, {args.threads} thread(s); CPU s per seed (both experiments): "
           f"median {pd.Series(cpu).median():.1f}\n")
     for exp in ("state_gain", "shared_core"):
-        print(markdown_table(per_seed[per_seed["experiment"] == exp], digits=3), "\n")
-    print(markdown_table(sessions_state_table(results), digits=3))
+        print(markdown_table(per_seed[per_seed["experiment"] == exp], digits=2), "\n")
+    print(markdown_table(sessions_state_table(results), digits=2))
 
 
 if __name__ == "__main__":

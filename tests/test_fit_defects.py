@@ -319,3 +319,15 @@ def test_convnet2d_conv_biases_stay_zero_and_old_checkpoints_still_compute_the_s
             norm(torch.nn.functional.conv2d(torch.nn.functional.pad(z, (4, 0)), conv.weight, old[
                 f"convs.{list(model.convs).index(conv)}.bias"])), model.negative_slope)
     torch.testing.assert_close(model.features(x), z, rtol=1e-5, atol=1e-6)
+
+
+def test_the_runner_lets_a_deliberate_band_choice_through():
+    """A runner configuration that chooses its own band centres (min_freq / max_freq / scale /
+    cf_hz in prefilter_kwargs) asks for the mismatch: it fits and scores without the check."""
+    from deepstrf_utils.runner import run_config
+
+    cfg = {"dataset": "tiny", "model": "LinearNonlinear", "model_kwargs": {"n_lags": 5}, "prefilter": "adaptrans",
+           "prefilter_kwargs": {"scale": "mel", "kernel_size": 12}, "mode": "population",
+           "fit_kwargs": {"max_epochs": 1}}
+    rows = run_config(cfg, _data(6), seed=0, device="cpu", progress=False)
+    assert len(rows) == 2 and rows["cc_raw"].notna().all()
