@@ -231,10 +231,12 @@ def test_several_sessions_stop_on_their_mean_relative_validation_loss(small):
     assert combined_val_loss({"a": 3.0, "b": float("nan")}, {"a": 6.0, "b": 1.0}) == 0.5
     assert combined_val_loss({"a": 3.0, "b": 2.0}, {"a": 6.0, "b": 0.0}) == pytest.approx(1.25)  # no scale: as is
     loud = small.select([3, 4, 5]).replace(responses=[r * 30.0 for r in small.select([3, 4, 5]).responses])
-    data = SessionSet({"a": small.select([0, 1, 2]), "b": loud})
+    quiet = small.select([0, 1, 2])
+    data = SessionSet({"a": quiet.subset([0, 1, 2, 3]), "b": loud.subset([0, 1, 2, 3])})
+    val = SessionSet({"a": quiet.subset([4, 5]), "b": loud.subset([4, 5])})
     torch.manual_seed(0)
     model = MultiSessionModel("NetworkReceptiveField", dict(n_bands=16, n_hidden=3), data.n_neurons)
-    res = fit_sessions(model, data, data, max_epochs=4, batch_size=2, refine_readouts=False, **FIT)
+    res = fit_sessions(model, data, val, max_epochs=4, batch_size=2, refine_readouts=False, **FIT)
     for e, v in enumerate(res.val_loss):
         want = np.mean([res.session_val_loss[k][e] / res.session_val_start[k] for k in ("a", "b")])
         assert v == pytest.approx(want)
@@ -245,7 +247,7 @@ def test_each_readout_is_refined_with_the_core_frozen(small):
     """After the joint fit, each session's readout gets its own steps with the core frozen
     (a session with few batches had few when the joint early stop came): the core is that
     of the joint fit, and no session ends with a higher validation loss than it had there."""
-    data = SessionSet({"a": small.select([0, 1, 2]), "b": small.select([3, 4, 5]).subset([0, 1, 2])})
+    data = SessionSet({"a": small.select([0, 1, 2]).subset([0, 1, 2, 3]), "b": small.select([3, 4, 5]).subset([0, 1, 2])})
     val = SessionSet({"a": small.select([0, 1, 2]).subset([4, 5]), "b": small.select([3, 4, 5]).subset([3, 4])})
     fk = dict(max_epochs=15, patience=3, batch_size=2, lr=1e-2, seed=1, **FIT)
     states, results = {}, {}
