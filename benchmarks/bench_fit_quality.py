@@ -1,0 +1,384 @@
+"""Fit-quality benchmark: every model x optimiser path x seed on real and mismatched data.
+
+Why: fitting defaults chosen on the built-in synthetic population (drawn from the models'
+own AdapTrans + LN family, where a ridge start is already near the truth) cannot tell a
+good optimiser from one that stops early. This benchmark scores each fitting path on
+
+- ``torc``: the real ferret A1 unit listening to TORCs (``../shared/data/torc_ferret_a1``),
+  split by TORC; the split changes with the seed;
+- ``mismatched``: single-unit fits of neurons that are NOT drawn from the model family
+  (``load_dataset("synthetic", population="mismatched")``);
+- ``starling``: the two starling units of ``../shared/data/meliza_starling`` (one song,
+  split in time into segments);
+- ``family``: single-unit fits of neurons of the built-in synthetic population.
+
+For each unit x model (Linear, LinearNonlinear, NetworkReceptiveField, DNet, ConvNet2D,
+StateNet) x prefilter (AdapTrans or none) x path x seed (the seed initialises the model and
+orders the batches; on TORCs it also draws the split) one row: test CCnorm (on TORCs also
+the TORC-specific CCnorm: responses and prediction minus their mean over the test TORCs),
+epochs, best epoch, stop reason, wall and CPU time (1 thread), and how far the AdapTrans
+parameters moved from their initialisation (largest change of a logit). Baselines per unit
+and split: the closed-form ridge STRF (no prefilter, and on the initial AdapTrans channels)
+and, on TORCs, the mean PSTH of the training TORCs.
+
+Paths: ``auto`` = ``fit(model, train, val)`` with the library's defaults of the code being
+run (its rows carry a fingerprint of the fitting code, so the rows of older defaults stay
+apart); ``adamw`` = ``**ADAMW_FIT_KWARGS`` (the reference the defaults must match); and the
+candidates of :data:`PATHS`.
+
+Resumable: every fit appends one row to ``--csv`` as it ends; rows already there (same
+dataset, unit, model, prefilter, path, seed, fingerprint) are skipped. ``--summary`` prints
+the tables: per dataset x model x prefilter x path the mean test CCnorm, its spread over
+units and seeds, the worst unit / seed relative to AdamW (same unit and seed), the median
+CPU time and its ratio to AdamW's.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_fit_quality.py --datasets starling,family \\
+        --models Linear,LinearNonlinear --paths auto,adamw --seeds 0,1,2 --csv build/fq.csv
+    python benchmarks/bench_fit_quality.py --summary build/fq.csv
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from deepstrf_utils import metrics  # noqa: E402
+from deepstrf_utils.datasets import ResponseDataset, load_dataset  # noqa: E402
+from deepstrf_utils.datasets.synthetic import generate_synthetic  # noqa: E402
+from deepstrf_utils.models import build_model, fit_ridge_strf  # noqa: E402
+from deepstrf_utils.training import ADAMW_FIT_KWARGS, fit, predict  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+STARLING = SHARED / "meliza_starling" / "data" / "starling"
+TORC = SHARED / "torc_ferret_a1"
+
+MODELS = ("Linear", "LinearNonlinear", "NetworkReceptiveField", "DNet", "ConvNet2D", "StateNet")
+SHORT = {"Linear": "L", "LinearNonlinear": "LN", "NetworkReceptiveField": "NRF", "DNet": "DNet",
+         "ConvNet2D": "2D-CNN", "StateNet": "StateNet", "ridge": "ridge STRF", "mean PSTH": "mean PSTH"}
+DATASETS = ("torc", "mismatched", "starling", "family")
+#: files whose contents define what ``fit``'s defaults do: the ``auto`` rows carry their hash
+DEFAULTS_FILES = ("deepstrf_utils/training/options.py", "deepstrf_utils/training/fitting.py",
+                  "deepstrf_utils/training/warmstart.py", "deepstrf_utils/training/stopping.py",
+                  "deepstrf_utils/training/chunks.py")
+
+#: fitting paths: name -> fit keyword arguments ("auto" = the library's defaults)
+PATHS: dict = {
+    "auto": {},
+    "adamw": dict(ADAMW_FIT_KWARGS),
+    # the pre-existing L-BFGS rules, spelled out (random start, a check every 5 iterations)
+    "lbfgs-p2": dict(optimizer="lbfgs", init=None, patience=2),
+    "lbfgs-p5": dict(optimizer="lbfgs", init=None, patience=5),
+    "lbfgs-ridge-p1": dict(optimizer="lbfgs", init="ridge", patience=1),
+    "lbfgs-ridge-p5": dict(optimizer="lbfgs", init="ridge", patience=5),
+    # StateNet: chunked AdamW of RECURRENT_AUTO with other chunks / whole songs
+    "recurrent-16x8": dict(optimizer="adamw", lr=2e-3, patience=8, batch_size=4, max_epochs=1000,
+                           train_chunk=(16, 8)),
+    "recurrent-64x64": dict(optimizer="adamw", lr=2e-3, patience=8, batch_size=4, max_epochs=1000,
+                            train_chunk=(64, 64)),
+    "recurrent-whole": dict(optimizer="adamw", lr=2e-3, patience=8, batch_size=4, max_epochs=1000,
+                            train_chunk=None),
+}
+
+
+def defaults_fingerprint() -> str:
+    """8 hex digits of the contents of :data:`DEFAULTS_FILES` (those that exist)."""
+    h = hashlib.sha1()
+    for rel in DEFAULTS_FILES:
+        p = ROOT / rel
+        if p.exists():
+            h.update(p.read_bytes())
+    return h.hexdigest()[:8]
+
+
+@dataclass
+class Unit:
+    """One single-unit fitting problem: a neuron and its train / val / test parts."""
+
+    dataset: str
+    unit: str
+    split_seed: int
+    train: ResponseDataset
+    val: ResponseDataset
+    test: ResponseDataset
+
+
+# ----------------------------------------------------------------------------- data
+def split_in_time(ds: ResponseDataset, seed: int, segment_s: float = 0.9, n_val: int = 2,
+                  n_test: int = 2) -> tuple:
+    """One long stimulus cut into consecutive segments of ``segment_s``; ``n_test`` and
+    ``n_val`` segments drawn at random per ``seed``, the rest train. -> (train, val, test)."""
+    if ds.n_stimuli != 1:
+        raise ValueError(f"expected one stimulus to split in time, got {ds.n_stimuli}")
+    stim, resp = ds.stimuli[0], ds.responses[0]
+    n_bins = stim.shape[1]
+    seg = int(round(segment_s * 1000.0 / ds.dt_ms))
+    edges = list(range(0, n_bins - seg // 2, seg)) + [n_bins]
+    edges = sorted(set(edges))
+    pieces = [(a, b) for a, b in zip(edges[:-1], edges[1:])]
+    cut = ResponseDataset([stim[:, a:b] for a, b in pieces], [resp[:, :, a:b] for a, b in pieces], dt_ms=ds.dt_ms,
+                          cf_hz=ds.cf_hz, neuron_ids=ds.neuron_ids, name=ds.name,
+                          stim_names=[f"{ds.stim_names[0]}[{a}:{b}]" for a, b in pieces])
+    order = np.random.default_rng(seed).permutation(len(pieces))
+    test, val, train = np.sort(order[:n_test]), np.sort(order[n_test:n_test + n_val]), np.sort(order[n_test + n_val:])
+    return cut.subset(train), cut.subset(val), cut.subset(test)
+
+
+def load_units(name: str, split_seed: int, n_units: int) -> list[Unit]:
+    """The single-unit problems of dataset ``name`` for one split."""
+    if name == "family":
+        ds = generate_synthetic(n_neurons=max(n_units, 1), n_clips=20, clip_s=1.9, n_repeats=10, dt_ms=5.0,
+                                n_bands=32, seed=0)
+        idx = np.arange(20)
+        parts = ds.subset(idx[:12]), ds.subset(idx[12:16]), ds.subset(idx[16:])
+    elif name == "mismatched":
+        ds = load_dataset("synthetic", root=str(ROOT / "data"), population="mismatched")
+        parts = ds.split(0)
+    elif name == "starling":
+        if not STARLING.is_dir():
+            raise FileNotFoundError(f"expected the starling recording at {STARLING}")
+        ds = load_dataset("folder", path=str(STARLING), dt_ms=5.0, n_bands=32)
+        keep = [i for i, s in enumerate(ds.stim_names) if s == "A8"]
+        ds = ds.subset(keep)
+        # units with a reliable response to the song (st49_2_4_1 has none at 5 ms: cc_max NaN)
+        reliable = np.isfinite(np.asarray(metrics.cc_max(ds.responses[0], reduction="none"), dtype=float))
+        parts = split_in_time(ds.select(np.flatnonzero(reliable)), split_seed)
+    elif name == "torc":
+        ds = load_dataset("torc", path=str(TORC))
+        parts = ds.split(split_seed)
+    else:
+        raise SystemExit(f"unknown dataset {name!r}; expected among {DATASETS}")
+    train, val, test = parts
+    ids = list(train.neuron_ids)[:n_units]
+    return [Unit(name, str(u), split_seed, train.select([u]), val.select([u]), test.select([u])) for u in ids]
+
+
+# ----------------------------------------------------------------------------- scoring
+def torc_specific(pred: list, test: ResponseDataset) -> float:
+    """CCnorm of the stimulus-specific part: prediction and responses minus their mean over
+    the test stimuli (all of one length), NaN when the stimuli differ in length."""
+    lengths = {p.shape[-1] for p in pred}
+    if len(lengths) != 1 or len(pred) < 2:
+        return float("nan")
+    p = np.stack([np.asarray(x, dtype=np.float64) for x in pred])  # (B, N, T)
+    r = np.stack([np.asarray(x, dtype=np.float64) for x in test.responses])  # (B, N, R, T)
+    p = p - p.mean(0, keepdims=True)
+    r = r - np.nanmean(np.nanmean(r, axis=2, keepdims=True), axis=0, keepdims=True)
+    pc = np.concatenate(list(p), axis=-1)
+    rc = np.concatenate(list(r), axis=-1)
+    return float(np.asarray(metrics.cc_norm(pc.astype(np.float32), rc.astype(np.float32), reduction="none"))[0])
+
+
+def score(pred: list, test: ResponseDataset, dataset: str) -> dict:
+    p = np.concatenate([np.asarray(x, dtype=np.float32) for x in pred], axis=1)
+    r = np.concatenate([np.asarray(x, dtype=np.float32) for x in test.responses], axis=-1)
+    out = dict(cc_norm=float(np.asarray(metrics.cc_norm(p, r, reduction="none"))[0]),
+               cc_raw=float(np.asarray(metrics.cc_raw(p, r, reduction="none"))[0]))
+    out["cc_specific"] = torc_specific(pred, test) if dataset == "torc" else float("nan")
+    return out
+
+
+def adaptrans_logits(model) -> dict:
+    pre = getattr(model, "prefilter", None)
+    return {k: v.detach().clone() for k, v in pre.named_parameters()} if pre is not None else {}
+
+
+def build(name: str, unit: Unit, prefilter: str | None):
+    kw = {"cf_hz": [float(c) for c in unit.train.cf_hz]} if prefilter else None
+    return build_model(name, n_bands=unit.train.n_bands, n_neurons=1, dt_ms=float(unit.train.dt_ms),
+                       prefilter=prefilter, prefilter_kwargs=kw)
+
+
+def run_fit(unit: Unit, model_name: str, prefilter: str | None, path: str, seed: int) -> dict:
+    torch.manual_seed(seed)
+    model = build(model_name, unit, prefilter)
+    before = adaptrans_logits(model)
+    kwargs = dict(PATHS[path])
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = fit(model, unit.train, unit.val, device="cpu", seed=seed, progress=False, **kwargs)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    after = adaptrans_logits(model)
+    moved = max((float((after[k] - before[k]).abs().max()) for k in before), default=float("nan"))
+    pred = predict(model, unit.test, device="cpu")
+    return dict(epochs=res.epochs, best_epoch=res.best_epoch, stop_reason=res.stop_reason, optimizer=res.optimizer,
+                init=str(res.init), train_chunk=str(res.train_chunk), wall_s=wall, cpu_s=cpu,
+                adaptrans_moved=moved, **score(pred, unit.test, unit.dataset))
+
+
+def run_ridge(unit: Unit, prefilter: str | None) -> dict:
+    t0, c0 = time.perf_counter(), time.process_time()
+    model, _ = fit_ridge_strf(unit.train, unit.val, n_lags=20, prefilter=prefilter)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    pred = predict(model, unit.test, device="cpu")
+    return dict(epochs=0, best_epoch=-1, stop_reason="closed form", optimizer="ridge", init="", train_chunk="None",
+                wall_s=wall, cpu_s=cpu, adaptrans_moved=float("nan"), **score(pred, unit.test, unit.dataset))
+
+
+def run_mean_psth(unit: Unit) -> dict:
+    """The stimulus-blind predictor: the mean training response over stimuli of the test's length."""
+    n = unit.test.stimuli[0].shape[1]
+    same = [np.nanmean(r, axis=1) for r in unit.train.responses if r.shape[-1] == n]
+    if not same:
+        return {}
+    psth = np.nanmean(np.stack(same), axis=0)
+    pred = [psth for _ in unit.test.responses]
+    return dict(epochs=0, best_epoch=-1, stop_reason="closed form", optimizer="mean PSTH", init="", train_chunk="None",
+                wall_s=0.0, cpu_s=0.0, adaptrans_moved=float("nan"), **score(pred, unit.test, unit.dataset))
+
+
+# ----------------------------------------------------------------------------- summary
+def md_table(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r) + " |")
+    return "\n".join(lines)
+
+
+def path_label(row) -> str:
+    return f"auto@{row['fingerprint']}" if row["path"] == "auto" else row["path"]
+
+
+def summary(df: pd.DataFrame, reference: str = "adamw") -> pd.DataFrame:
+    """Per dataset x model x prefilter x path: mean test CCnorm, its spread, the worst
+    unit / seed relative to ``reference`` on the same unit and seed, CPU time and its ratio."""
+    df = df.copy()
+    df["label"] = df.apply(path_label, axis=1)
+    key = ["dataset", "unit", "model", "prefilter", "seed"]
+    ref_rows = df[df["path"] == reference].drop_duplicates(key, keep="last")
+    ref = ref_rows.set_index(key)
+    rows = []
+    order = {m: i for i, m in enumerate(list(MODELS) + ["ridge", "mean PSTH"])}
+    for (ds, model, pre, label), g in df.groupby(["dataset", "model", "prefilter", "label"], sort=False):
+        g = g.drop_duplicates(key, keep="last")
+        r = ref.reindex(pd.MultiIndex.from_frame(g[key]))
+        diff = g["cc_norm"].to_numpy() - r["cc_norm"].to_numpy()
+        has_ref = np.isfinite(diff)
+        same = ref_rows[(ref_rows["dataset"] == ds) & (ref_rows["model"] == model) & (ref_rows["prefilter"] == pre)]
+        ref_cpu = float(same["cpu_s"].median()) if len(same) else float("nan")
+        rows.append({
+            "dataset": ds, "model": SHORT.get(model, model), "AdapTrans": "yes" if pre == "adaptrans" else "no",
+            "path": label, "units x seeds": f"{g['unit'].nunique()} x {g['seed'].nunique()}",
+            "test CCnorm (mean)": float(g["cc_norm"].mean()),
+            "min-max": f"{g['cc_norm'].min():.3f}-{g['cc_norm'].max():.3f}",
+            "vs AdamW (mean)": float(np.nanmean(diff)) if has_ref.any() else float("nan"),
+            "worst vs AdamW": float(np.nanmin(diff)) if has_ref.any() else float("nan"),
+            "TORC-specific (mean)": float(g["cc_specific"].mean()) if ds == "torc" else float("nan"),
+            "epochs (median)": float(g["epochs"].median()),
+            "stops": ", ".join(f"{k} {v}" for k, v in g["stop_reason"].value_counts().items()),
+            "CPU s (median)": float(g["cpu_s"].median()),
+            "CPU vs AdamW": (f"{float(g['cpu_s'].median()) / ref_cpu:.2f}x" if np.isfinite(ref_cpu) and ref_cpu > 0
+                             else ""),
+            "AdapTrans moved (median)": float(g["adaptrans_moved"].median()),
+            "_o": (DATASETS.index(ds) if ds in DATASETS else 9, order.get(model, 99), pre != "adaptrans"),
+        })
+    out = pd.DataFrame(rows).sort_values("_o", kind="stable").drop(columns="_o")
+    if not (out["dataset"] == "torc").any():
+        out = out.drop(columns="TORC-specific (mean)")
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+def machine_line() -> str:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return (f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} thread(s), load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--datasets", default=",".join(DATASETS))
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated models (and 'ridge', 'mean PSTH')")
+    p.add_argument("--prefilters", default="adaptrans,none")
+    p.add_argument("--paths", default="auto,adamw", help=f"comma-separated, among {sorted(PATHS)}")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--units", type=int, default=4, help="units per dataset (single-unit fits)")
+    p.add_argument("--csv", default="build/fit_quality.csv", help="append one row per fit; done rows are skipped")
+    p.add_argument("--summary", nargs="*", default=None, help="print the tables of these CSVs (default: --csv)")
+    p.add_argument("--dry-run", action="store_true", help="list the fits that would run")
+    args = p.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    pd.set_option("display.width", 250)
+
+    if args.summary is not None:
+        files = args.summary or [args.csv]
+        df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+        print(md_table(summary(df)))
+        return
+    paths = [x for x in args.paths.split(",") if x]
+    for x in paths:
+        if x not in PATHS:
+            raise SystemExit(f"unknown path {x!r}; expected among {sorted(PATHS)}")
+    models = [m for m in args.models.split(",") if m]
+    prefilters = [None if x == "none" else x for x in args.prefilters.split(",") if x]
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    fp = defaults_fingerprint()
+    done = set()
+    if os.path.exists(args.csv):
+        old = pd.read_csv(args.csv, dtype={"unit": str})
+        for _, r in old.iterrows():
+            done.add((r["dataset"], str(r["unit"]), r["model"], r["prefilter"], r["path"], int(r["seed"]),
+                      r["fingerprint"] if r["path"] == "auto" else ""))
+    print(f"# bench_fit_quality: {machine_line()}, defaults fingerprint {fp}", flush=True)
+
+    def record(row):
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+        os.makedirs(os.path.dirname(os.path.abspath(args.csv)) or ".", exist_ok=True)
+        pd.DataFrame([row]).to_csv(args.csv, mode="a", header=not os.path.exists(args.csv), index=False)
+
+    for ds_name in [d for d in args.datasets.split(",") if d]:
+        split_seeds = seeds if ds_name in ("torc", "starling") else [0]
+        for split_seed in split_seeds:
+            units = load_units(ds_name, split_seed, args.units)
+            for unit in units:
+                seeds_here = [split_seed] if ds_name in ("torc", "starling") else seeds
+                base = dict(dataset=ds_name, unit=unit.unit, split_seed=split_seed,
+                            n_train_bins=int(sum(unit.train.n_bins)))
+                jobs = []
+                for seed in seeds_here:
+                    if "ridge" in models:
+                        jobs += [("ridge", pre, "closed", seed) for pre in prefilters]
+                    if "mean PSTH" in models:
+                        jobs.append(("mean PSTH", None, "closed", seed))
+                    for model in models:
+                        if model in ("ridge", "mean PSTH"):
+                            continue
+                        jobs += [(model, pre, path, seed) for pre in prefilters for path in paths]
+                for model, pre, path, seed in jobs:
+                    pre_s = pre or "none"
+                    key = (ds_name, unit.unit, model, pre_s, path, seed, fp if path == "auto" else "")
+                    if key in done:
+                        continue
+                    if args.dry_run:
+                        print("would run", key)
+                        continue
+                    load = os.getloadavg()[0]
+                    if model == "ridge":
+                        out = run_ridge(unit, pre)
+                    elif model == "mean PSTH":
+                        out = run_mean_psth(unit)
+                        if not out:
+                            continue
+                    else:
+                        out = run_fit(unit, model, pre, path, seed)
+                    record(dict(base, model=model, prefilter=pre_s, path=path, seed=seed, fingerprint=fp,
+                                load=load, date=time.strftime("%Y-%m-%d %H:%M", time.gmtime()), **out))
+                    done.add(key)
+
+
+if __name__ == "__main__":
+    main()
