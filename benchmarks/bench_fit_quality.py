@@ -41,6 +41,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import platform
@@ -92,6 +93,64 @@ PATHS: dict = {
     "recurrent-whole": dict(optimizer="adamw", lr=2e-3, patience=8, batch_size=4, max_epochs=1000,
                             train_chunk=None),
 }
+
+
+#: prototypes: keys starting with "_" are applied by :func:`prototype` around the ``fit`` call
+#: (``_min_epochs``: no early stop before that many epochs; ``_ridge_folds``: the ridge start's
+#: penalty by k-fold cross-validation on the training stimuli, None = on the validation set;
+#: ``_l2``: an L2 penalty on the STRF weights, that factor x the ridge start's penalty)
+PATHS.update({
+    "lbfgs-p2-m10": dict(optimizer="lbfgs", init=None, patience=2, _min_epochs=10),
+    "lbfgs-p3-m10": dict(optimizer="lbfgs", init=None, patience=3, _min_epochs=10),
+    "ridgeval-p1": dict(optimizer="lbfgs", init="ridge", patience=1, _ridge_folds=None),
+    "ridgecv-p1": dict(optimizer="lbfgs", init="ridge", patience=1, _ridge_folds=4),
+    "ridgecv-p3-m5": dict(optimizer="lbfgs", init="ridge", patience=3, _ridge_folds=4, _min_epochs=5),
+    "ridgecv-l2-p3-m5": dict(optimizer="lbfgs", init="ridge", patience=3, _ridge_folds=4, _min_epochs=5, _l2=1.0),
+    "ridgecv-adamw-p20": dict(optimizer="adamw", init="ridge", lr=1e-3, weight_decay=1e-2, batch_size=8,
+                              max_epochs=1000, patience=20, _ridge_folds=4),
+})
+
+
+@contextlib.contextmanager
+def prototype(model, options: dict, loss_holder: dict):
+    """Patch the library for a prototype path (see :data:`PATHS`); restores everything after."""
+    from deepstrf_utils.training import fitting, warmstart
+
+    saved = (fitting._EarlyStopping, warmstart.ridge_init)
+    min_epochs = options.get("_min_epochs")
+    if min_epochs:
+        class MinEpochs(saved[0]):
+            def update(self, model, epoch, v):
+                return super().update(model, epoch, v) and epoch + 1 >= min_epochs
+
+        fitting._EarlyStopping = MinEpochs
+    if "_ridge_folds" in options or "_l2" in options:
+        def ridge_init(model, train, val=None, mean=None, std=None, **kw):
+            sol = saved[1](model, train, val, mean=mean, std=std, folds=options.get("_ridge_folds", 4))
+            n_bins = float(torch.isfinite(train[1]).sum())
+            scale = 1.0 if std is None or not hasattr(model, "output_nonlinearity") else float(std[0]) ** 2
+            loss_holder["l2"] = options.get("_l2", 0.0) * float(sol["alpha"][0]) * scale / n_bins
+            return sol
+
+        warmstart.ridge_init = ridge_init
+    try:
+        yield
+    finally:
+        fitting._EarlyStopping, warmstart.ridge_init = saved
+
+
+def penalised_mse(model, holder: dict):
+    """MSE plus, in training mode, ``holder["l2"] * |STRF weights|^2`` (per neuron)."""
+    base = metrics.get_loss("mse")
+
+    def loss(pred, resp, reduction="mean"):
+        out = base(pred, resp, reduction=reduction)
+        lam = holder.get("l2", 0.0)
+        if model.training and lam > 0:
+            out = out + lam * model.weight.pow(2).flatten(1).sum(1)
+        return out
+
+    return loss
 
 
 def defaults_fingerprint() -> str:
@@ -206,9 +265,14 @@ def run_fit(unit: Unit, model_name: str, prefilter: str | None, path: str, seed:
     torch.manual_seed(seed)
     model = build(model_name, unit, prefilter)
     before = adaptrans_logits(model)
-    kwargs = dict(PATHS[path])
+    options = dict(PATHS[path])
+    kwargs = {k: v for k, v in options.items() if not k.startswith("_")}
+    holder: dict = {}
+    if options.get("_l2"):
+        kwargs["loss"] = penalised_mse(model, holder)
     t0, c0 = time.perf_counter(), time.process_time()
-    res = fit(model, unit.train, unit.val, device="cpu", seed=seed, progress=False, **kwargs)
+    with prototype(model, options, holder):
+        res = fit(model, unit.train, unit.val, device="cpu", seed=seed, progress=False, **kwargs)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     after = adaptrans_logits(model)
     moved = max((float((after[k] - before[k]).abs().max()) for k in before), default=float("nan"))
@@ -291,6 +355,13 @@ def summary(df: pd.DataFrame, reference: str = "adamw") -> pd.DataFrame:
     return out
 
 
+def applies(path: str, model: str) -> bool:
+    """Whether ``path`` can fit ``model``: ridge starts need L / LN, the chunk paths a recurrent model."""
+    if PATHS[path].get("init") == "ridge" and model not in ("Linear", "LinearNonlinear"):
+        return False
+    return not path.startswith("recurrent-") or model == "StateNet"
+
+
 # ----------------------------------------------------------------------------- main
 def machine_line() -> str:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
@@ -357,7 +428,8 @@ def main(argv=None):
                     for model in models:
                         if model in ("ridge", "mean PSTH"):
                             continue
-                        jobs += [(model, pre, path, seed) for pre in prefilters for path in paths]
+                        jobs += [(model, pre, path, seed) for pre in prefilters for path in paths
+                                 if applies(path, model)]
                 for model, pre, path, seed in jobs:
                     pre_s = pre or "none"
                     key = (ds_name, unit.unit, model, pre_s, path, seed, fp if path == "auto" else "")
