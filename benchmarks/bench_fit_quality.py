@@ -7,9 +7,12 @@ good optimiser from one that stops early. This benchmark scores each fitting pat
 - ``torc``: the real ferret A1 unit listening to TORCs (``../shared/data/torc_ferret_a1``),
   split by TORC; the split changes with the seed;
 - ``mismatched``: single-unit fits of neurons that are NOT drawn from the model family
-  (``load_dataset("synthetic", population="mismatched")``);
-- ``starling``: the two starling units of ``../shared/data/meliza_starling`` (one song,
-  split in time into segments);
+  (``load_dataset("synthetic", population="mismatched")``; its first 4 neurons are one
+  onset, sustained, offset and sideband neuron), the split of seed 0;
+- ``starling``: the starling unit of ``../shared/data/meliza_starling`` with a reliable
+  response to its one song (st11_1_2_1), the song cut into 10 segments of 0.93 s
+  (``datasets.segments.split_in_time``: 6 train, 2 validation, 2 test; the split changes
+  with the seed);
 - ``family``: single-unit fits of neurons of the built-in synthetic population.
 
 For each unit x model (Linear, LinearNonlinear, NetworkReceptiveField, DNet, ConvNet2D,
@@ -59,6 +62,8 @@ sys.path.insert(0, str(ROOT))
 
 from deepstrf_utils import metrics  # noqa: E402
 from deepstrf_utils.datasets import ResponseDataset, load_dataset  # noqa: E402
+from deepstrf_utils.datasets.segments import split_in_time  # noqa: E402
+from deepstrf_utils.datasets.torc import mean_psth_baseline  # noqa: E402
 from deepstrf_utils.datasets.synthetic import generate_synthetic  # noqa: E402
 from deepstrf_utils.models import build_model, fit_ridge_strf  # noqa: E402
 from deepstrf_utils.training import ADAMW_FIT_KWARGS, fit, predict  # noqa: E402
@@ -71,6 +76,9 @@ MODELS = ("Linear", "LinearNonlinear", "NetworkReceptiveField", "DNet", "ConvNet
 SHORT = {"Linear": "L", "LinearNonlinear": "LN", "NetworkReceptiveField": "NRF", "DNet": "DNet",
          "ConvNet2D": "2D-CNN", "StateNet": "StateNet", "ridge": "ridge STRF", "mean PSTH": "mean PSTH"}
 DATASETS = ("torc", "mismatched", "starling", "family")
+#: the starling song's 10 segments: 2 test, 2 validation (one segment of ~2 spikes per trial
+#: is too little to stop on), 6 train, drawn per seed
+STARLING_SPLIT = {"test": "random", "n_test": 2, "n_val": 2}
 #: files whose contents define what ``fit``'s defaults do: the ``auto`` rows carry their hash
 DEFAULTS_FILES = ("deepstrf_utils/training/options.py", "deepstrf_utils/training/fitting.py",
                   "deepstrf_utils/training/warmstart.py", "deepstrf_utils/training/stopping.py",
@@ -176,26 +184,6 @@ class Unit:
 
 
 # ----------------------------------------------------------------------------- data
-def split_in_time(ds: ResponseDataset, seed: int, segment_s: float = 0.9, n_val: int = 2,
-                  n_test: int = 2) -> tuple:
-    """One long stimulus cut into consecutive segments of ``segment_s``; ``n_test`` and
-    ``n_val`` segments drawn at random per ``seed``, the rest train. -> (train, val, test)."""
-    if ds.n_stimuli != 1:
-        raise ValueError(f"expected one stimulus to split in time, got {ds.n_stimuli}")
-    stim, resp = ds.stimuli[0], ds.responses[0]
-    n_bins = stim.shape[1]
-    seg = int(round(segment_s * 1000.0 / ds.dt_ms))
-    edges = list(range(0, n_bins - seg // 2, seg)) + [n_bins]
-    edges = sorted(set(edges))
-    pieces = [(a, b) for a, b in zip(edges[:-1], edges[1:])]
-    cut = ResponseDataset([stim[:, a:b] for a, b in pieces], [resp[:, :, a:b] for a, b in pieces], dt_ms=ds.dt_ms,
-                          cf_hz=ds.cf_hz, neuron_ids=ds.neuron_ids, name=ds.name,
-                          stim_names=[f"{ds.stim_names[0]}[{a}:{b}]" for a, b in pieces])
-    order = np.random.default_rng(seed).permutation(len(pieces))
-    test, val, train = np.sort(order[:n_test]), np.sort(order[n_test:n_test + n_val]), np.sort(order[n_test + n_val:])
-    return cut.subset(train), cut.subset(val), cut.subset(test)
-
-
 def load_units(name: str, split_seed: int, n_units: int) -> list[Unit]:
     """The single-unit problems of dataset ``name`` for one split."""
     if name == "family":
@@ -203,18 +191,16 @@ def load_units(name: str, split_seed: int, n_units: int) -> list[Unit]:
                                 n_bands=32, seed=0)
         idx = np.arange(20)
         parts = ds.subset(idx[:12]), ds.subset(idx[12:16]), ds.subset(idx[16:])
-    elif name == "mismatched":
+    elif name == "mismatched":  # the first 4 neurons are one of each type: onset, sustained, offset, sideband
         ds = load_dataset("synthetic", root=str(ROOT / "data"), population="mismatched")
         parts = ds.split(0)
     elif name == "starling":
         if not STARLING.is_dir():
             raise FileNotFoundError(f"expected the starling recording at {STARLING}")
         ds = load_dataset("folder", path=str(STARLING), dt_ms=5.0, n_bands=32)
-        keep = [i for i, s in enumerate(ds.stim_names) if s == "A8"]
-        ds = ds.subset(keep)
         # units with a reliable response to the song (st49_2_4_1 has none at 5 ms: cc_max NaN)
         reliable = np.isfinite(np.asarray(metrics.cc_max(ds.responses[0], reduction="none"), dtype=float))
-        parts = split_in_time(ds.select(np.flatnonzero(reliable)), split_seed)
+        parts = split_in_time(ds.select(np.flatnonzero(reliable)), 10, split_spec=STARLING_SPLIT).split(split_seed)
     elif name == "torc":
         ds = load_dataset("torc", path=str(TORC))
         parts = ds.split(split_seed)
@@ -226,27 +212,15 @@ def load_units(name: str, split_seed: int, n_units: int) -> list[Unit]:
 
 
 # ----------------------------------------------------------------------------- scoring
-def torc_specific(pred: list, test: ResponseDataset) -> float:
-    """CCnorm of the stimulus-specific part: prediction and responses minus their mean over
-    the test stimuli (all of one length), NaN when the stimuli differ in length."""
-    lengths = {p.shape[-1] for p in pred}
-    if len(lengths) != 1 or len(pred) < 2:
-        return float("nan")
-    p = np.stack([np.asarray(x, dtype=np.float64) for x in pred])  # (B, N, T)
-    r = np.stack([np.asarray(x, dtype=np.float64) for x in test.responses])  # (B, N, R, T)
-    p = p - p.mean(0, keepdims=True)
-    r = r - np.nanmean(np.nanmean(r, axis=2, keepdims=True), axis=0, keepdims=True)
-    pc = np.concatenate(list(p), axis=-1)
-    rc = np.concatenate(list(r), axis=-1)
-    return float(np.asarray(metrics.cc_norm(pc.astype(np.float32), rc.astype(np.float32), reduction="none"))[0])
-
-
 def score(pred: list, test: ResponseDataset, dataset: str) -> dict:
     p = np.concatenate([np.asarray(x, dtype=np.float32) for x in pred], axis=1)
     r = np.concatenate([np.asarray(x, dtype=np.float32) for x in test.responses], axis=-1)
     out = dict(cc_norm=float(np.asarray(metrics.cc_norm(p, r, reduction="none"))[0]),
                cc_raw=float(np.asarray(metrics.cc_raw(p, r, reduction="none"))[0]))
-    out["cc_specific"] = torc_specific(pred, test) if dataset == "torc" else float("nan")
+    out["cc_specific"] = float("nan")
+    if dataset == "torc":  # the TORC-specific part: prediction and responses minus their mean over test TORCs
+        out["cc_specific"] = float(np.asarray(metrics.cc_norm_specific(
+            np.stack([np.asarray(x, dtype=np.float32) for x in pred]), np.stack(test.responses)))[0])
     return out
 
 
@@ -292,13 +266,10 @@ def run_ridge(unit: Unit, prefilter: str | None) -> dict:
 
 
 def run_mean_psth(unit: Unit) -> dict:
-    """The stimulus-blind predictor: the mean training response over stimuli of the test's length."""
-    n = unit.test.stimuli[0].shape[1]
-    same = [np.nanmean(r, axis=1) for r in unit.train.responses if r.shape[-1] == n]
-    if not same:
+    """The stimulus-blind predictor (TORCs only): the mean PSTH of the training TORCs."""
+    if unit.dataset != "torc":
         return {}
-    psth = np.nanmean(np.stack(same), axis=0)
-    pred = [psth for _ in unit.test.responses]
+    pred = list(mean_psth_baseline(unit.train, unit.test))
     return dict(epochs=0, best_epoch=-1, stop_reason="closed form", optimizer="mean PSTH", init="", train_chunk="None",
                 wall_s=0.0, cpu_s=0.0, adaptrans_moved=float("nan"), **score(pred, unit.test, unit.dataset))
 
