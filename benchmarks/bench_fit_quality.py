@@ -45,6 +45,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
+import functools
 import hashlib
 import os
 import platform
@@ -84,15 +86,32 @@ DEFAULTS_FILES = ("deepstrf_utils/training/options.py", "deepstrf_utils/training
                   "deepstrf_utils/training/warmstart.py", "deepstrf_utils/training/stopping.py",
                   "deepstrf_utils/training/chunks.py")
 
-#: fitting paths: name -> fit keyword arguments ("auto" = the library's defaults)
+#: fitting paths: name -> fit keyword arguments ("auto" = the library's defaults). Keys starting
+#: with "_" are prototype settings that :func:`prototype` applies around the ``fit`` call:
+#: ``_min_epochs`` (patience cannot stop an L-BFGS fit before that many epochs), ``_ridge_folds``
+#: (the ridge start's penalty by k-fold cross-validation on the training stimuli; None: on the
+#: validation set), ``_l2`` (the ridge start's penalty kept on the STRF in the L-BFGS phase, times
+#: that factor; 0: dropped). Every path spells them out, so that its rows mean the same thing
+#: whatever the library's defaults are.
 PATHS: dict = {
     "auto": {},
     "adamw": dict(ADAMW_FIT_KWARGS),
-    # the pre-existing L-BFGS rules, spelled out (random start, a check every 5 iterations)
-    "lbfgs-p2": dict(optimizer="lbfgs", init=None, patience=2),
-    "lbfgs-p5": dict(optimizer="lbfgs", init=None, patience=5),
-    "lbfgs-ridge-p1": dict(optimizer="lbfgs", init="ridge", patience=1),
-    "lbfgs-ridge-p5": dict(optimizer="lbfgs", init="ridge", patience=5),
+    # L-BFGS from a random start: the previous rule (a check every 5 iterations, patience 2) and variants
+    "lbfgs-p2": dict(optimizer="lbfgs", init=None, patience=2, _min_epochs=0),
+    "lbfgs-p5": dict(optimizer="lbfgs", init=None, patience=5, _min_epochs=0),
+    "lbfgs-p2-m10": dict(optimizer="lbfgs", init=None, patience=2, _min_epochs=10),
+    "lbfgs-p3-m10": dict(optimizer="lbfgs", init=None, patience=3, _min_epochs=10),
+    # L / LN from the ridge start: the previous rule (penalty on the validation set, dropped, patience 1)
+    "ridgeval-p1": dict(optimizer="lbfgs", init="ridge", patience=1, _min_epochs=0, _ridge_folds=None, _l2=0.0),
+    "ridgecv-p1": dict(optimizer="lbfgs", init="ridge", patience=1, _min_epochs=0, _ridge_folds=4, _l2=0.0),
+    "ridgecv-p3-m5": dict(optimizer="lbfgs", init="ridge", patience=3, _min_epochs=5, _ridge_folds=4, _l2=0.0),
+    "ridgecv-l2-p3-m5": dict(optimizer="lbfgs", init="ridge", patience=3, _min_epochs=5, _ridge_folds=4, _l2=1.0),
+    "ridgecv-adamw-p20": dict(optimizer="adamw", init="ridge", lr=1e-3, weight_decay=1e-2, batch_size=8,
+                              max_epochs=1000, patience=20, _ridge_folds=4),
+    # the better of two paths on the validation set (both fitted from the same initial weights)
+    "race-ridge-random": dict(_race=("ridgecv-l2-p3-m5", "lbfgs-p3-m10")),
+    # AdamW, faster: larger steps, shorter patience
+    "adamw-3e-3-p20": dict(ADAMW_FIT_KWARGS, lr=3e-3, patience=20),
     # StateNet: chunked AdamW of RECURRENT_AUTO with other chunks / whole songs
     "recurrent-16x8": dict(optimizer="adamw", lr=2e-3, patience=8, batch_size=4, max_epochs=1000,
                            train_chunk=(16, 8)),
@@ -103,62 +122,31 @@ PATHS: dict = {
 }
 
 
-#: prototypes: keys starting with "_" are applied by :func:`prototype` around the ``fit`` call
-#: (``_min_epochs``: no early stop before that many epochs; ``_ridge_folds``: the ridge start's
-#: penalty by k-fold cross-validation on the training stimuli, None = on the validation set;
-#: ``_l2``: an L2 penalty on the STRF weights, that factor x the ridge start's penalty)
-PATHS.update({
-    "lbfgs-p2-m10": dict(optimizer="lbfgs", init=None, patience=2, _min_epochs=10),
-    "lbfgs-p3-m10": dict(optimizer="lbfgs", init=None, patience=3, _min_epochs=10),
-    "ridgeval-p1": dict(optimizer="lbfgs", init="ridge", patience=1, _ridge_folds=None),
-    "ridgecv-p1": dict(optimizer="lbfgs", init="ridge", patience=1, _ridge_folds=4),
-    "ridgecv-p3-m5": dict(optimizer="lbfgs", init="ridge", patience=3, _ridge_folds=4, _min_epochs=5),
-    "ridgecv-l2-p3-m5": dict(optimizer="lbfgs", init="ridge", patience=3, _ridge_folds=4, _min_epochs=5, _l2=1.0),
-    "ridgecv-adamw-p20": dict(optimizer="adamw", init="ridge", lr=1e-3, weight_decay=1e-2, batch_size=8,
-                              max_epochs=1000, patience=20, _ridge_folds=4),
-})
-
-
 @contextlib.contextmanager
-def prototype(model, options: dict, loss_holder: dict):
-    """Patch the library for a prototype path (see :data:`PATHS`); restores everything after."""
-    from deepstrf_utils.training import fitting, warmstart
+def prototype(options: dict):
+    """Apply a path's prototype settings (keys starting with "_", see :data:`PATHS`) to the
+    library for the duration of one fit; everything is restored after."""
+    from deepstrf_utils.training import options as opts
+    from deepstrf_utils.training import warmstart
 
-    saved = (fitting._EarlyStopping, warmstart.ridge_init)
-    min_epochs = options.get("_min_epochs")
-    if min_epochs:
-        class MinEpochs(saved[0]):
-            def update(self, model, epoch, v):
-                return super().update(model, epoch, v) and epoch + 1 >= min_epochs
+    saved = (opts.LBFGS_MIN_EPOCHS, opts.RIDGE_START_MIN_EPOCHS, warmstart.ridge_init, warmstart.ridge_penalty)
+    if "_min_epochs" in options:
+        opts.LBFGS_MIN_EPOCHS = opts.RIDGE_START_MIN_EPOCHS = int(options["_min_epochs"])
+    if "_ridge_folds" in options:
+        warmstart.ridge_init = functools.partial(saved[2], folds=options["_ridge_folds"])
+    if "_l2" in options:
+        factor = float(options["_l2"])
 
-        fitting._EarlyStopping = MinEpochs
-    if "_ridge_folds" in options or "_l2" in options:
-        def ridge_init(model, train, val=None, mean=None, std=None, **kw):
-            sol = saved[1](model, train, val, mean=mean, std=std, folds=options.get("_ridge_folds", 4))
-            n_bins = float(torch.isfinite(train[1]).sum())
-            scale = 1.0 if std is None or not hasattr(model, "output_nonlinearity") else float(std[0]) ** 2
-            loss_holder["l2"] = options.get("_l2", 0.0) * float(sol["alpha"][0]) * scale / n_bins
-            return sol
+        def ridge_penalty(model, sol, target, std=None):
+            if not factor:
+                return None
+            return saved[3](model, dict(sol, alpha=np.asarray(sol["alpha"]) * factor), target, std=std)
 
-        warmstart.ridge_init = ridge_init
+        warmstart.ridge_penalty = ridge_penalty
     try:
         yield
     finally:
-        fitting._EarlyStopping, warmstart.ridge_init = saved
-
-
-def penalised_mse(model, holder: dict):
-    """MSE plus, in training mode, ``holder["l2"] * |STRF weights|^2`` (per neuron)."""
-    base = metrics.get_loss("mse")
-
-    def loss(pred, resp, reduction="mean"):
-        out = base(pred, resp, reduction=reduction)
-        lam = holder.get("l2", 0.0)
-        if model.training and lam > 0:
-            out = out + lam * model.weight.pow(2).flatten(1).sum(1)
-        return out
-
-    return loss
+        opts.LBFGS_MIN_EPOCHS, opts.RIDGE_START_MIN_EPOCHS, warmstart.ridge_init, warmstart.ridge_penalty = saved
 
 
 def defaults_fingerprint() -> str:
@@ -235,23 +223,41 @@ def build(name: str, unit: Unit, prefilter: str | None):
                        prefilter=prefilter, prefilter_kwargs=kw)
 
 
+def fit_path(model, unit: Unit, path: str, seed: int):
+    """Fit ``model`` (in place) along ``path``; a race fits each of its paths from a copy of the
+    initial weights and keeps the one with the lowest validation loss (its FitResult, with
+    ``stop_reason`` "race <winner>: <reason>" and the epochs of all)."""
+    options = dict(PATHS[path])
+    if "_race" in options:
+        start = copy.deepcopy(model.state_dict())
+        fits = []
+        for sub in options["_race"]:
+            model.load_state_dict(start)
+            res = fit_path(model, unit, sub, seed)
+            fits.append((res.best_val_loss, sub, res, copy.deepcopy(model.state_dict())))
+        best = min(fits, key=lambda f: f[0] if np.isfinite(f[0]) else np.inf)
+        model.load_state_dict(best[3])
+        res = best[2]
+        res.stop_reason = f"race {best[1]}: {res.stop_reason}"
+        res.epochs = sum(f[2].epochs for f in fits)
+        return res
+    kwargs = {k: v for k, v in options.items() if not k.startswith("_")}
+    with prototype(options):
+        return fit(model, unit.train, unit.val, device="cpu", seed=seed, progress=False, **kwargs)
+
+
 def run_fit(unit: Unit, model_name: str, prefilter: str | None, path: str, seed: int) -> dict:
     torch.manual_seed(seed)
     model = build(model_name, unit, prefilter)
     before = adaptrans_logits(model)
-    options = dict(PATHS[path])
-    kwargs = {k: v for k, v in options.items() if not k.startswith("_")}
-    holder: dict = {}
-    if options.get("_l2"):
-        kwargs["loss"] = penalised_mse(model, holder)
     t0, c0 = time.perf_counter(), time.process_time()
-    with prototype(model, options, holder):
-        res = fit(model, unit.train, unit.val, device="cpu", seed=seed, progress=False, **kwargs)
+    res = fit_path(model, unit, path, seed)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     after = adaptrans_logits(model)
     moved = max((float((after[k] - before[k]).abs().max()) for k in before), default=float("nan"))
     pred = predict(model, unit.test, device="cpu")
     return dict(epochs=res.epochs, best_epoch=res.best_epoch, stop_reason=res.stop_reason, optimizer=res.optimizer,
+                val_loss=float(res.best_val_loss),
                 init=str(res.init), train_chunk=str(res.train_chunk), wall_s=wall, cpu_s=cpu,
                 adaptrans_moved=moved, **score(pred, unit.test, unit.dataset))
 
@@ -328,6 +334,8 @@ def summary(df: pd.DataFrame, reference: str = "adamw") -> pd.DataFrame:
 
 def applies(path: str, model: str) -> bool:
     """Whether ``path`` can fit ``model``: ridge starts need L / LN, the chunk paths a recurrent model."""
+    if "_race" in PATHS[path]:
+        return all(applies(p, model) for p in PATHS[path]["_race"])
     if PATHS[path].get("init") == "ridge" and model not in ("Linear", "LinearNonlinear"):
         return False
     return not path.startswith("recurrent-") or model == "StateNet"

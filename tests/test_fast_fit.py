@@ -13,6 +13,7 @@ from deepstrf_utils.datasets.synthetic import MAX_FREQ_HZ, MIN_FREQ_HZ, generate
 from deepstrf_utils.models import build_model, fit_ridge_strf
 from deepstrf_utils.spectrogram import band_centre_frequencies
 from deepstrf_utils.training import ADAMW_FIT_KWARGS, fit, fit_single_units, predict
+from deepstrf_utils.training.options import RIDGE_START_MIN_EPOCHS
 from deepstrf_utils.training.packing import _Packed
 from deepstrf_utils.training.warmstart import ridge_init, ridge_strf
 
@@ -121,7 +122,8 @@ def test_stop_reasons(syn):
     assert fit(_model(), train, None, max_epochs=2, **kw).stop_reason == "no validation set"
     assert fit(_model(), train, val, max_epochs=1, patience=None, **kw).stop_reason == "max_epochs"
     r = fit(_model(), train, val, max_epochs=200, patience=1, rel_tol=0.5, **kw)
-    assert (r.stop_reason, r.stopped_early, r.epochs) == ("patience", True, 1)
+    # patience ends an L-BFGS fit from a ridge start after RIDGE_START_MIN_EPOCHS epochs at the earliest
+    assert (r.stop_reason, r.stopped_early, r.epochs) == ("patience", True, RIDGE_START_MIN_EPOCHS)
     r = fit(_model(), train, val, lr=1e-3, max_epochs=30, patience=1, rel_tol=0.5, **kw)
     assert (r.optimizer, r.stop_reason, r.epochs, r.best_epoch) == ("adamw", "patience", 2, 0)
     assert fit(_model(), train, val, lr=1e-3, max_epochs=2, patience=None, **kw).stop_reason == "max_epochs"
@@ -298,22 +300,24 @@ def test_channel_mix_gradients():
 
 
 def test_patience_after_a_ridge_start():
-    """L-BFGS from the closed-form ridge start waits 1 epoch, from a random start 2; an
-    explicit patience is kept."""
-    from deepstrf_utils.training.options import RIDGE_START_PATIENCE, _resolve_fit_options
+    """L-BFGS from the closed-form ridge start and from a random start: their own patience and
+    minimum number of epochs; an explicit patience is kept; AdamW has no minimum."""
+    from deepstrf_utils.training.options import (_DEFAULTS, LBFGS_MIN_EPOCHS, RIDGE_START_MIN_EPOCHS,
+                                                 RIDGE_START_PATIENCE, _resolve_fit_options)
 
     def resolved(model, **kw):
         args = dict(optimizer="auto", init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None)
         args.update(kw)
-        return _resolve_fit_options(model, **args)
+        o = _resolve_fit_options(model, **args)
+        return o["patience"], o["min_epochs"]
 
-    assert RIDGE_START_PATIENCE == 1
-    assert resolved(_model("Linear"))["patience"] == 1
-    assert resolved(_model("LinearNonlinear"))["patience"] == 1
-    assert resolved(_model("Linear"), init=None)["patience"] == 2
-    assert resolved(_model("NetworkReceptiveField"))["patience"] == 2
-    assert resolved(_model("Linear"), patience=4)["patience"] == 4
-    assert resolved(_model("Linear"), optimizer="adamw")["patience"] == 50
+    ridge, random = (RIDGE_START_PATIENCE, RIDGE_START_MIN_EPOCHS), (_DEFAULTS["lbfgs"]["patience"], LBFGS_MIN_EPOCHS)
+    assert resolved(_model("Linear")) == ridge
+    assert resolved(_model("LinearNonlinear")) == ridge
+    assert resolved(_model("Linear"), init=None) == random
+    assert resolved(_model("NetworkReceptiveField")) == random
+    assert resolved(_model("Linear"), patience=4) == (4, RIDGE_START_MIN_EPOCHS)
+    assert resolved(_model("Linear"), optimizer="adamw") == (50, 0)
 
 
 def test_bracketed_alpha_search_finds_the_grid_minimum():

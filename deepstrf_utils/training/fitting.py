@@ -330,11 +330,11 @@ def fit(
     stats = tr.target_stats()
     if init_output:
         _init_output(model, *stats)
-    if o["init"] == "ridge":
-        _ridge_start(model, tr, va, stats)
+    penalty = _ridge_start(model, tr, va, stats) if o["init"] == "ridge" else None
     if o["optimizer"] == "lbfgs":
         return _fit_packed_lbfgs(model, tr, va, loss, o["lr"], o["max_epochs"], o["patience"], batch_size, seed,
-                                 progress, min_delta, o["rel_tol"], t0, init=o["init"], weight_decay=o["weight_decay"])
+                                 progress, min_delta, o["rel_tol"], t0, init=o["init"], weight_decay=o["weight_decay"],
+                                 min_epochs=o["min_epochs"], penalty=penalty)
     res = _fit_packed(model, tr, va, loss, o["lr"], o["weight_decay"], o["max_epochs"], o["patience"], batch_size,
                       scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta, t0,
                       prefilter_lr=prefilter_lr, rel_tol=o["rel_tol"], train_chunk=o["train_chunk"])
@@ -342,14 +342,15 @@ def fit(
     return res
 
 
-def _ridge_start(model, tr, va, stats) -> dict:
-    """Closed-form ridge STRF on the model's current prefilter channels (:func:`.warmstart.ridge_init`)."""
-    from .warmstart import ridge_init
+def _ridge_start(model, tr, va, stats):
+    """Closed-form ridge STRF on the model's current prefilter channels (:func:`.warmstart.ridge_init`);
+    returns its penalty for the gradient phase (:func:`.warmstart.ridge_penalty`)."""
+    from .warmstart import ridge_init, ridge_penalty
 
     val = (va.stim, va.target, va.lengths) if va is not None else None
     sol = ridge_init(model, (tr.stim, tr.target, tr.lengths), val, mean=stats[0], std=stats[1])
     logger.info("ridge start for %s: alpha %s", type(model).__name__, np.array2string(sol["alpha"], precision=3))
-    return sol
+    return ridge_penalty(model, sol, tr.target, std=stats[1])
 
 
 def _validation_loss(model, va, loss_fn, batch_size: int, epoch: int) -> float:
@@ -430,14 +431,14 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
 
 
 def _fit_packed_lbfgs(model, tr, va, loss, lr, max_epochs, patience, batch_size, seed, progress, min_delta,
-                      rel_tol, t0, neuron=None, init=None, weight_decay=0.0) -> FitResult:
+                      rel_tol, t0, neuron=None, init=None, weight_decay=0.0, min_epochs=0, penalty=None) -> FitResult:
     """Full-batch L-BFGS with a validation check every LBFGS_ITERATIONS_PER_EPOCH iterations (see :func:`fit`)."""
     loss_fn = _get_loss(loss)
     va = _checked_sets(tr, va)
     params = [p for p in model.parameters() if p.requires_grad]
     res = FitResult(neuron=neuron, init=init)
     last = {}
-    closure = full_batch_objective(model, tr, loss, loss_fn, params, last, LBFGS_CHUNK, weight_decay)
+    closure = full_batch_objective(model, tr, loss, loss_fn, params, last, LBFGS_CHUNK, weight_decay, penalty)
     opt = torch.optim.LBFGS(params, lr=lr, max_iter=LBFGS_ITERATIONS_PER_EPOCH, history_size=20,
                             line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-12)
 
@@ -447,7 +448,7 @@ def _fit_packed_lbfgs(model, tr, va, loss, lr, max_epochs, patience, batch_size,
         raise _nan_error(0, last["per"], last["valid"], tr.neuron_ids)
     res.init_train_loss = last["value"]
     res.init_val_loss = _validation_loss(model, va, loss_fn, batch_size, 0)
-    stopper = EarlyStopping(res, va is not None, patience, min_delta, rel_tol, model=model)
+    stopper = EarlyStopping(res, va is not None, patience, min_delta, rel_tol, model=model, min_epochs=min_epochs)
     if init is not None and va is not None:  # a closed-form start competes with the epochs; a random one does not
         stopper.keep(model, res.init_val_loss)
 

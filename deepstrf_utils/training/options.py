@@ -11,7 +11,7 @@ from .chunks import check_train_chunk, supports_chunks
 from .warmstart import supports_ridge_init
 
 __all__ = ["ADAMW_FIT_KWARGS", "LBFGS_ITERATIONS_PER_EPOCH", "LBFGS_CHUNK", "RECURRENT_AUTO", "RIDGE_START_PATIENCE",
-           "RECURRENT_CHUNK_WITHOUT_ADAPTRANS", "WEIGHT_DECAY"]
+           "RECURRENT_CHUNK_WITHOUT_ADAPTRANS", "WEIGHT_DECAY", "LBFGS_MIN_EPOCHS", "RIDGE_START_MIN_EPOCHS"]
 
 #: the previous defaults of :func:`fit` (AdamW lr 1e-3, weight decay 1e-2, batch 8, patience 50) as
 #: explicit arguments; the published protocol of each dataset is
@@ -29,10 +29,15 @@ WEIGHT_DECAY = 1e-2
 #: what arguments left at None / "auto" become on each path
 _DEFAULTS = {
     "adamw": dict(lr=1e-3, max_epochs=1000, patience=50, rel_tol=0.0),
-    "lbfgs": dict(lr=1.0, max_epochs=200, patience=2, rel_tol=1e-4),
+    "lbfgs": dict(lr=1.0, max_epochs=200, patience=3, rel_tol=1e-4),
 }
-#: L-BFGS patience (epochs) after a closed-form ridge start (Linear / LN)
-RIDGE_START_PATIENCE = 1
+#: L-BFGS: patience cannot stop a fit from a random start before this many epochs (its
+#: validation loss often rises in the first epochs before it falls; benchmarks/bench_fit_quality.py)
+LBFGS_MIN_EPOCHS = 10
+#: L-BFGS patience (epochs) after a closed-form ridge start (Linear / LN), and the epochs it
+#: runs at least: the start must get the chance to be left (benchmarks/bench_fit_quality.py)
+RIDGE_START_PATIENCE = 3
+RIDGE_START_MIN_EPOCHS = 5
 #: AdamW settings that ``optimizer="auto"`` uses for recurrent models that have no better
 #: path (measured, issue 11, ``benchmarks/README.md``: L-BFGS is not better than AdamW there):
 #: training on chunks of 16 bins with 8 bins of burn-in (``fit(..., train_chunk=(16, 8))``,
@@ -105,8 +110,9 @@ def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_t
         raise ValueError(f"train_chunk is a setting of the AdamW path; got it with optimizer={optimizer!r}")
     if weight_decay is None:
         weight_decay = WEIGHT_DECAY if optimizer == "adamw" else 0.0
+    min_epochs = 0 if optimizer != "lbfgs" else RIDGE_START_MIN_EPOCHS if init == "ridge" else LBFGS_MIN_EPOCHS
     return dict(optimizer=optimizer, init=init, train_chunk=train_chunk, lr=d["lr"] if lr is None else lr,
-                weight_decay=weight_decay,
+                weight_decay=weight_decay, min_epochs=min_epochs,
                 batch_size=d.get("batch_size", BATCH_SIZE) if batch_size is None else batch_size,
                 max_epochs=d["max_epochs"] if max_epochs is None else max_epochs,
                 patience=patience,

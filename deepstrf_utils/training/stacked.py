@@ -214,13 +214,15 @@ def fit_single_units(
     _probe_output(models[0], tr.select([0]))
     mean, std = tr.target_stats()  # per unit, computed once for all units
 
+    penalties = [None] * U
+
     def start(u, m):
         """Unit u's starting point: output at the data's scale, then the ridge STRF (init="ridge")."""
         if init_output:
             _init_output(m, mean[u:u + 1], std[u:u + 1])
         if o["init"] == "ridge":
-            _ridge_start(m, tr.select([u]), va.select([u]) if va is not None else None,
-                         (mean[u:u + 1], std[u:u + 1]))
+            penalties[u] = _ridge_start(m, tr.select([u]), va.select([u]) if va is not None else None,
+                                        (mean[u:u + 1], std[u:u + 1]))
 
     for u, m in enumerate(models):
         start(u, m)
@@ -274,7 +276,8 @@ def fit_single_units(
             if o["optimizer"] == "lbfgs":
                 r = _fit_packed_lbfgs(models[u], tr.select([u]), va_u, loss, lr, max_epochs, patience, batch_size,
                                       seed, progress and U == 1, min_delta, rel_tol, t_u, neuron=tr.neuron_ids[u],
-                                      init=o["init"], weight_decay=weight_decay)
+                                      init=o["init"], weight_decay=weight_decay, min_epochs=o["min_epochs"],
+                                      penalty=penalties[u])
             else:
                 r = _fit_packed(models[u], tr.select([u]), va_u, loss, lr, weight_decay, max_epochs, patience,
                                 batch_size, scheduler, scheduler_kwargs, clip_grad, seed, progress and U == 1,

@@ -296,3 +296,41 @@ def ridge_init(model: nn.Module, train: tuple, val: tuple | None = None, mean=No
         model.weight.copy_(w)
         model.bias.copy_(b)
     return sol
+
+
+def ridge_penalty(model: nn.Module, sol: dict, target: torch.Tensor, std=None):
+    """The ridge start's penalty on the STRF, for the gradient phase that follows it.
+
+    :func:`ridge_strf` minimises ``sum_t (y_t - b - w . x_t)^2 + alpha |w|^2`` per neuron;
+    the training loss of :func:`~.fitting.fit` is the mean over neurons of each neuron's mean
+    squared error over its ``n`` valid bins. The same penalty on that scale is
+    ``alpha |w|^2 / (n N)`` for neuron ``n`` of ``N`` with data, on the STRF of
+    :class:`~deepstrf_utils.models.Linear`, and ``alpha std^2 |w|^2 / (n N)`` on the
+    standardised STRF of :class:`~deepstrf_utils.models.LinearNonlinear` (:func:`ridge_init`),
+    so that the gradient phase keeps the regularisation the closed form chose (by
+    cross-validation) instead of dropping it; the bias, the output nonlinearity and the
+    prefilter (AdapTrans) are not penalised.
+
+    Args:
+        model: the Linear / LN model that :func:`ridge_init` set.
+        sol: the dict :func:`ridge_init` returned (its ``alpha (N,)``; NaN: no penalty).
+        target: ``(B, N, T)`` trial-averaged training target (NaN = missing).
+        std: per-neuron target std ``(N,)`` given to :func:`ridge_init` (LN only).
+
+    Returns:
+        ``penalty() -> 0-d tensor``, or None when no neuron has a penalty.
+    """
+    n = torch.isfinite(target).sum((0, 2)).to(model.weight.dtype)
+    has = n > 0
+    alpha = torch.as_tensor(np.nan_to_num(np.asarray(sol["alpha"], dtype=np.float64), nan=0.0),
+                            dtype=model.weight.dtype, device=model.weight.device)
+    coef = torch.where(has, alpha / n.clamp(min=1), torch.zeros_like(alpha)) / has.sum().clamp(min=1)
+    if isinstance(model, LinearNonlinear) and std is not None:
+        coef = coef * torch.as_tensor(std, dtype=coef.dtype, device=coef.device).clamp_min(1e-6) ** 2
+    if not bool((coef > 0).any()):
+        return None
+
+    def penalty():
+        return (coef * model.weight.square().flatten(1).sum(1)).sum()
+
+    return penalty
