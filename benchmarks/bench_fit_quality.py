@@ -342,6 +342,25 @@ def applies(path: str, model: str) -> bool:
 
 
 # ----------------------------------------------------------------------------- main
+def append_row(path: str, row: dict) -> None:
+    """Append one row to the CSV at ``path``; when the row brings new columns, the file is
+    rewritten with all of them (to a temporary file, then renamed: never a half-written CSV).
+    One process per file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    if os.path.exists(path):
+        with open(path) as f:
+            header = f.readline().rstrip("\n").split(",")
+        if set(row) - set(header):
+            old = pd.read_csv(path, dtype={"unit": str})
+            tmp = path + ".tmp"
+            pd.concat([old, pd.DataFrame([row])], ignore_index=True).to_csv(tmp, index=False)
+            os.replace(tmp, path)
+            return
+        pd.DataFrame([row]).reindex(columns=header).to_csv(path, mode="a", header=False, index=False)
+        return
+    pd.DataFrame([row]).to_csv(path, index=False)
+
+
 def machine_line() -> str:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     return (f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
@@ -387,8 +406,7 @@ def main(argv=None):
 
     def record(row):
         print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-        os.makedirs(os.path.dirname(os.path.abspath(args.csv)) or ".", exist_ok=True)
-        pd.DataFrame([row]).to_csv(args.csv, mode="a", header=not os.path.exists(args.csv), index=False)
+        append_row(args.csv, row)
 
     for ds_name in [d for d in args.datasets.split(",") if d]:
         split_seeds = seeds if ds_name in ("torc", "starling") else [0]
