@@ -110,6 +110,9 @@ PATHS: dict = {
                               max_epochs=1000, patience=20, _ridge_folds=4),
     # the better of two paths on the validation set (both fitted from the same initial weights)
     "race-ridge-random": dict(_race=("ridgecv-l2-p3-m5", "lbfgs-p3-m10")),
+    # a few AdamW epochs from the random start, then L-BFGS (its start: the best warm-up epoch)
+    "warm20-lbfgs-p3-m5": dict(optimizer="lbfgs", init=None, patience=3, _min_epochs=5, _warmup=20),
+    "warm10-lbfgs-p3-m5": dict(optimizer="lbfgs", init=None, patience=3, _min_epochs=5, _warmup=10),
     # AdamW, faster: larger steps, shorter patience
     "adamw-3e-3-p20": dict(ADAMW_FIT_KWARGS, lr=3e-3, patience=20),
     # StateNet: chunked AdamW of RECURRENT_AUTO with other chunks / whole songs
@@ -242,8 +245,16 @@ def fit_path(model, unit: Unit, path: str, seed: int):
         res.epochs = sum(f[2].epochs for f in fits)
         return res
     kwargs = {k: v for k, v in options.items() if not k.startswith("_")}
+    warm = None
+    if options.get("_warmup"):  # prototype: AdamW epochs (lr 3e-3), the best of them kept, then L-BFGS
+        warm = fit(model, unit.train, unit.val, device="cpu", seed=seed, progress=False,
+                   **dict(ADAMW_FIT_KWARGS, lr=3e-3, max_epochs=int(options["_warmup"]), patience=None))
+        kwargs["init_output"] = False
     with prototype(options):
-        return fit(model, unit.train, unit.val, device="cpu", seed=seed, progress=False, **kwargs)
+        res = fit(model, unit.train, unit.val, device="cpu", seed=seed, progress=False, **kwargs)
+    if warm is not None:
+        res.epochs += warm.epochs
+    return res
 
 
 def run_fit(unit: Unit, model_name: str, prefilter: str | None, path: str, seed: int) -> dict:
@@ -291,6 +302,25 @@ def md_table(df: pd.DataFrame) -> str:
 
 def path_label(row) -> str:
     return f"auto@{row['fingerprint']}" if row["path"] == "auto" else row["path"]
+
+
+def offline_race(df: pd.DataFrame, paths: list) -> pd.DataFrame:
+    """Rows of the virtual path "race(a|b...)": per unit, model, prefilter and seed, the row of
+    ``paths`` with the lowest validation loss (what a race on the validation set keeps), with the
+    CPU / wall time and epochs of all of them (a race runs every path). Needs ``val_loss``."""
+    key = ["dataset", "unit", "model", "prefilter", "seed"]
+    sub = df[df["path"].isin(paths)].drop_duplicates(key + ["path"], keep="last")
+    rows = []
+    for _, g in sub.groupby(key, sort=False):
+        if len(g) < len(paths) or not np.isfinite(g["val_loss"].to_numpy(dtype=float)).all():
+            continue
+        best = g.loc[g["val_loss"].astype(float).idxmin()].copy()
+        best["stop_reason"] = f"{best['path']}: {best['stop_reason']}"
+        best["path"] = "race(" + "|".join(paths) + ")"
+        for col in ("cpu_s", "wall_s", "epochs"):
+            best[col] = g[col].sum()
+        rows.append(best)
+    return pd.DataFrame(rows)
 
 
 def summary(df: pd.DataFrame, reference: str = "adamw") -> pd.DataFrame:
@@ -379,13 +409,22 @@ def main(argv=None):
     p.add_argument("--csv", default="build/fit_quality.csv", help="append one row per fit; done rows are skipped")
     p.add_argument("--summary", nargs="*", default=None, help="print the tables of these CSVs (default: --csv)")
     p.add_argument("--dry-run", action="store_true", help="list the fits that would run")
+    p.add_argument("--race", action="append", default=[],
+                   help="with --summary: add the virtual path race(a|b), e.g. --race ridgecv-l2-p3-m5,lbfgs-p3-m10")
+    p.add_argument("--only", default="", help="with --summary: only these paths (and the baselines; 'race' for races)")
     args = p.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     pd.set_option("display.width", 250)
 
     if args.summary is not None:
         files = args.summary or [args.csv]
-        df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+        df = pd.concat([pd.read_csv(f, dtype={"unit": str}) for f in files], ignore_index=True)
+        for race in args.race:
+            df = pd.concat([df, offline_race(df, race.split(","))], ignore_index=True)
+        if args.only:
+            df = df[df["path"].isin(args.only.split(",")) | df["model"].isin(["ridge", "mean PSTH"])
+                    | (df["path"].str.startswith("race(")) if "race" in args.only else
+                    df["path"].isin(args.only.split(",")) | df["model"].isin(["ridge", "mean PSTH"])]
         print(md_table(summary(df)))
         return
     paths = [x for x in args.paths.split(",") if x]
