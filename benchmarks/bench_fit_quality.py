@@ -368,6 +368,8 @@ def applies(path: str, model: str) -> bool:
         return all(applies(p, model) for p in PATHS[path]["_race"])
     if PATHS[path].get("init") == "ridge" and model not in ("Linear", "LinearNonlinear"):
         return False
+    if model == "StateNet" and PATHS[path].get("optimizer") == "lbfgs":  # measured no better (issue 11)
+        return False
     return not path.startswith("recurrent-") or model == "StateNet"
 
 

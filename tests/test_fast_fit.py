@@ -13,7 +13,7 @@ from deepstrf_utils.datasets.synthetic import MAX_FREQ_HZ, MIN_FREQ_HZ, generate
 from deepstrf_utils.models import build_model, fit_ridge_strf
 from deepstrf_utils.spectrogram import band_centre_frequencies
 from deepstrf_utils.training import ADAMW_FIT_KWARGS, fit, fit_single_units, predict
-from deepstrf_utils.training.options import RIDGE_START_MIN_EPOCHS
+from deepstrf_utils.training.options import LBFGS_WARMUP, RIDGE_START_MIN_EPOCHS
 from deepstrf_utils.training.packing import _Packed
 from deepstrf_utils.training.warmstart import ridge_init, ridge_strf
 
@@ -141,7 +141,10 @@ def test_explicit_adamw_settings_keep_the_published_protocol(syn):
     # the ridge start is explicit-only with AdamW, automatic with L-BFGS for L / LN only
     assert fit(_model(), train, val, lr=1e-3, init="ridge", **kw).init == "ridge"
     r = fit(_model("NetworkReceptiveField"), train, val, **kw)
-    # a random start is not a candidate: the weights of an epoch come back (never the random ones)
+    # other models: AdamW warm-up epochs, then L-BFGS; the weights of an epoch come back (never the random ones)
+    assert r.init == "adamw" and r.optimizer == "lbfgs" and r.best_epoch >= 0
+    assert len(r.train_loss) == r.epochs > LBFGS_WARMUP["epochs"]
+    r = fit(_model("NetworkReceptiveField"), train, val, init=None, **kw)  # a pure random start
     assert r.init is None and r.optimizer == "lbfgs" and r.best_epoch >= 0
 
 

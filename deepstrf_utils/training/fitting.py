@@ -40,8 +40,9 @@ from .device import resolve_device, seed_everything
 from .objective import full_batch_objective
 from .optim import _make_plateau, make_adamw
 from .options import (LBFGS_CHUNK, LBFGS_ITERATIONS_PER_EPOCH, ADAMW_FIT_KWARGS, RECURRENT_AUTO,  # noqa: F401
-                      _resolve_fit_options)
+                      LBFGS_WARMUP, _resolve_fit_options)
 from .packing import _epoch_order, _Packed, accepts_lengths
+from .phases import join_phases
 from .stimulus_format import check_stimulus_format as check_format
 from .stopping import INTERRUPTED, EarlyStopping, keep_interrupted
 
@@ -332,14 +333,23 @@ def fit(
         _init_output(model, *stats)
     penalty = _ridge_start(model, tr, va, stats) if o["init"] == "ridge" else None
     if o["optimizer"] == "lbfgs":
-        return _fit_packed_lbfgs(model, tr, va, loss, o["lr"], o["max_epochs"], o["patience"], batch_size, seed,
-                                 progress, min_delta, o["rel_tol"], t0, init=o["init"], weight_decay=o["weight_decay"],
-                                 min_epochs=o["min_epochs"], penalty=penalty)
+        warm = _warm_up(model, tr, va, loss, o, seed, progress, min_delta, t0) if o["warmup"] else None
+        res = _fit_packed_lbfgs(model, tr, va, loss, o["lr"], o["max_epochs"], o["patience"], batch_size, seed,
+                                progress, min_delta, o["rel_tol"], t0, init=o["init"],
+                                weight_decay=o["weight_decay"], min_epochs=o["min_epochs"], penalty=penalty)
+        return join_phases(warm, res) if warm is not None else res
     res = _fit_packed(model, tr, va, loss, o["lr"], o["weight_decay"], o["max_epochs"], o["patience"], batch_size,
                       scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta, t0,
                       prefilter_lr=prefilter_lr, rel_tol=o["rel_tol"], train_chunk=o["train_chunk"])
     res.init = o["init"]
     return res
+
+
+def _warm_up(model, tr, va, loss, o, seed, progress, min_delta, t0) -> FitResult:
+    """AdamW epochs from a random start before L-BFGS (:data:`~.options.LBFGS_WARMUP`); the best kept."""
+    w = LBFGS_WARMUP
+    return _fit_packed(model, tr, va, loss, w["lr"], o["weight_decay"], o["warmup"], None, w["batch_size"], None, None,
+                       None, seed, progress, min_delta, t0)
 
 
 def _ridge_start(model, tr, va, stats):

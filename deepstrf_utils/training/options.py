@@ -11,7 +11,7 @@ from .chunks import check_train_chunk, supports_chunks
 from .warmstart import supports_ridge_init
 
 __all__ = ["ADAMW_FIT_KWARGS", "LBFGS_ITERATIONS_PER_EPOCH", "LBFGS_CHUNK", "RECURRENT_AUTO", "RIDGE_START_PATIENCE",
-           "RECURRENT_CHUNK_WITHOUT_ADAPTRANS", "WEIGHT_DECAY", "LBFGS_MIN_EPOCHS", "RIDGE_START_MIN_EPOCHS"]
+           "RECURRENT_CHUNK_WITHOUT_ADAPTRANS", "WEIGHT_DECAY", "LBFGS_MIN_EPOCHS", "RIDGE_START_MIN_EPOCHS", "LBFGS_WARMUP"]
 
 #: the previous defaults of :func:`fit` (AdamW lr 1e-3, weight decay 1e-2, batch 8, patience 50) as
 #: explicit arguments; the published protocol of each dataset is
@@ -38,6 +38,12 @@ LBFGS_MIN_EPOCHS = 10
 #: runs at least: the start must get the chance to be left (benchmarks/bench_fit_quality.py)
 RIDGE_START_PATIENCE = 3
 RIDGE_START_MIN_EPOCHS = 5
+#: L-BFGS from a random start first runs ``epochs`` AdamW epochs (lr ``lr``, ``batch_size``
+#: stimuli per step, the best epoch on the validation set kept): L-BFGS' first quasi-Newton
+#: steps from a random start can land in a poor basin that small, per-parameter-scaled steps
+#: avoid (DNet on the TORC unit: its output integration rate k fell to 0.04-0.1; test CCnorm
+#: 0.41-0.50 against AdamW's 0.82-0.87; benchmarks/bench_fit_quality.py)
+LBFGS_WARMUP = dict(epochs=20, lr=3e-3, batch_size=8)
 #: AdamW settings that ``optimizer="auto"`` uses for recurrent models that have no better
 #: path (measured, issue 11, ``benchmarks/README.md``: L-BFGS is not better than AdamW there):
 #: training on chunks of 16 bins with 8 bins of burn-in (``fit(..., train_chunk=(16, 8))``,
@@ -90,9 +96,11 @@ def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_t
                          f"each step); got batch_size={batch_size!r} with optimizer='lbfgs': leave it unset or "
                          "pass optimizer='adamw'")
     if init == "auto":
-        init = "ridge" if optimizer == "lbfgs" and supports_ridge_init(model) else None
-    if init not in (None, "ridge"):
-        raise ValueError(f"expected init 'auto', 'ridge' or None, got {init!r}")
+        init = None if optimizer != "lbfgs" else "ridge" if supports_ridge_init(model) else "adamw"
+    if init not in (None, "ridge", "adamw"):
+        raise ValueError(f"expected init 'auto', 'ridge', 'adamw' or None, got {init!r}")
+    if init == "adamw" and optimizer != "lbfgs":
+        raise ValueError(f"init='adamw' (AdamW warm-up epochs before L-BFGS) needs optimizer='lbfgs', got {optimizer!r}")
     if init == "ridge" and not supports_ridge_init(model):
         raise ValueError(f"init='ridge' needs a Linear or LinearNonlinear model, got {type(model).__name__}")
     d = defaults or _DEFAULTS[optimizer]
@@ -111,8 +119,9 @@ def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_t
     if weight_decay is None:
         weight_decay = WEIGHT_DECAY if optimizer == "adamw" else 0.0
     min_epochs = 0 if optimizer != "lbfgs" else RIDGE_START_MIN_EPOCHS if init == "ridge" else LBFGS_MIN_EPOCHS
+    warmup = LBFGS_WARMUP["epochs"] if init == "adamw" else 0
     return dict(optimizer=optimizer, init=init, train_chunk=train_chunk, lr=d["lr"] if lr is None else lr,
-                weight_decay=weight_decay, min_epochs=min_epochs,
+                weight_decay=weight_decay, min_epochs=min_epochs, warmup=warmup,
                 batch_size=d.get("batch_size", BATCH_SIZE) if batch_size is None else batch_size,
                 max_epochs=d["max_epochs"] if max_epochs is None else max_epochs,
                 patience=patience,

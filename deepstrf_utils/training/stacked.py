@@ -24,10 +24,11 @@ from tqdm.auto import tqdm
 from .arguments import check_fit_call
 from .device import resolve_device, seed_everything
 from .fitting import (FitResult, _check_fit_args, _check_output, _fit_packed, _fit_packed_lbfgs, _get_loss,
-                      _init_output, _probe_output, _resolve_fit_options, _ridge_start, _val_losses,
+                      _init_output, _probe_output, _resolve_fit_options, _ridge_start, _val_losses, _warm_up,
                       _validation_coverage)
 from .optim import _clip_per_unit, _decay_scales, _lr_scales, _make_plateau, _StackedAdamW, no_decay_names
 from .packing import _epoch_order, _neuron_positions, _Packed, accepts_lengths
+from .phases import join_phases
 from .stimulus_format import check_stimulus_format as check_format
 from .stopping import INTERRUPTED, INTERRUPTED_RESULT, improved, keep_interrupted
 
@@ -274,10 +275,13 @@ def fit_single_units(
         va_u = va.select([u]) if va is not None else None
         with _units_so_far(models[:u + 1], results):
             if o["optimizer"] == "lbfgs":
+                warm = (_warm_up(models[u], tr.select([u]), va_u, loss, o, seed, progress and U == 1, min_delta, t_u)
+                        if o["warmup"] else None)
                 r = _fit_packed_lbfgs(models[u], tr.select([u]), va_u, loss, lr, max_epochs, patience, batch_size,
                                       seed, progress and U == 1, min_delta, rel_tol, t_u, neuron=tr.neuron_ids[u],
-                                      init=o["init"], weight_decay=weight_decay, min_epochs=o["min_epochs"],
-                                      penalty=penalties[u])
+                                      init=o["init"], weight_decay=weight_decay,
+                                      min_epochs=o["min_epochs"], penalty=penalties[u])
+                r = join_phases(warm, r) if warm is not None else r
             else:
                 r = _fit_packed(models[u], tr.select([u]), va_u, loss, lr, weight_decay, max_epochs, patience,
                                 batch_size, scheduler, scheduler_kwargs, clip_grad, seed, progress and U == 1,
