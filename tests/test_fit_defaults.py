@@ -86,3 +86,101 @@ def test_ridge_cross_validation_on_one_long_stimulus():
     assert np.isfinite(sol["cv_mse"][0]) and sol["alpha"][0] > 0
     with pytest.raises(ValueError, match="folds >= 2"):
         ridge_strf(prefilter, K, _packed(ds.subset([0])), None, folds=1)
+
+
+def test_early_stopping_cannot_stop_before_min_epochs():
+    """A validation curve that rises for two epochs, then falls: patience 2 alone stops at
+    epoch 2 and keeps epoch 0; with min_epochs the fall is found and kept."""
+    from deepstrf_utils.training.fitting import FitResult
+    from deepstrf_utils.training.stopping import EarlyStopping
+
+    curve = [1.0, 1.1, 1.2, 0.9, 0.7, 0.75, 0.8, 0.85]
+    model = torch.nn.Linear(1, 1)
+
+    def run(min_epochs):
+        res = FitResult()
+        stopper = EarlyStopping(res, True, patience=2, min_delta=0.0, rel_tol=0.0, min_epochs=min_epochs)
+        for epoch, v in enumerate(curve):
+            if stopper.update(model, epoch, v):
+                return epoch, res.best_epoch
+        return None, res.best_epoch
+
+    assert run(0) == (2, 0)
+    assert run(5) == (6, 4)
+
+
+def _small_mismatched_neuron():
+    """One neuron of a small mismatched population (not of the models' family) on which
+    L-BFGS from a random start used to stop after 3 epochs keeping epoch 0 (seeds 1 and 5)."""
+    from deepstrf_utils.datasets.synthetic_mismatched import generate_mismatched
+
+    ds = generate_mismatched(n_neurons=3, n_clips=8, clip_s=(0.6, 0.8), n_repeats=4, n_bands=12).select([2])
+    return ds.subset(range(5)), ds.subset([5, 6])
+
+
+def _small_nrf(ds, seed):
+    torch.manual_seed(seed)
+    return build_model("NetworkReceptiveField", n_bands=12, n_neurons=1, dt_ms=5.0, prefilter="adaptrans", n_lags=8,
+                       n_hidden=8, prefilter_kwargs={"kernel_size": 24, "cf_hz": [float(c) for c in ds.cf_hz]})
+
+
+def test_lbfgs_from_a_random_start_does_not_stop_on_the_early_rise():
+    """Its validation loss rose in epochs 1-2; patience 2 stopped there and restored epoch 0,
+    with stop_reason "patience" as if all were well."""
+    from deepstrf_utils.training import fit
+    from deepstrf_utils.training.options import LBFGS_MIN_EPOCHS
+
+    train, val = _small_mismatched_neuron()
+    for seed in (1, 5):
+        r = fit(_small_nrf(train, seed), train, val, optimizer="lbfgs", init=None, device="cpu", progress=False,
+                seed=seed)
+        assert r.val_loss[1] > r.val_loss[0]  # the early rise is there
+        assert r.epochs >= LBFGS_MIN_EPOCHS and r.best_epoch > 0
+        assert r.best_val_loss < 0.98 * r.val_loss[0]
+        # the default start of such models: AdamW warm-up epochs, then L-BFGS; it moves on too
+        d = fit(_small_nrf(train, seed), train, val, device="cpu", progress=False, seed=seed)
+        assert d.init == "adamw" and d.best_epoch > 0 and d.best_val_loss < 0.98 * d.val_loss[0]
+
+
+def _planted_adaptrans_set(name):
+    """Poisson responses of a model whose AdapTrans is far from the initial one (ON slower,
+    OFF faster, more weight on the present bin), 10 clips of 1.5 s, 12 bands."""
+    from deepstrf_utils.stimuli import compose_clip
+
+    cf = np.geomspace(500, 8000, 12)
+    rng = np.random.default_rng(0)
+    stims = [compose_clip(cf, 300, dt_ms=5.0, rng=rng)[0] for _ in range(10)]
+    torch.manual_seed(123)
+    truth = build_model(name, n_bands=12, n_neurons=1, n_lags=8, dt_ms=5.0, prefilter="adaptrans",
+                        prefilter_kwargs={"cf_hz": list(cf), "kernel_size": 60})
+    with torch.no_grad():
+        truth.prefilter.logit_a_on.add_(1.5)
+        truth.prefilter.logit_a_off.sub_(1.0)
+        truth.prefilter.logit_w.add_(1.0)
+        w = torch.zeros_like(truth.weight)
+        w[0, 0, 4:7, 1:4], w[0, 1, 6:9, 2:5] = 1.0, -0.7
+        truth.weight.copy_(w)
+        truth.bias.zero_()
+        rates = [0.3 * torch.nn.functional.softplus(truth.linear_drive(torch.as_tensor(s)[None, None]))[0].numpy()
+                 for s in stims]
+    resp = [rng.poisson(np.repeat(r[:, None, :], 6, axis=1)).astype(np.float32) for r in rates]
+    ds = ResponseDataset(stims, resp, dt_ms=5.0, cf_hz=cf)
+    return ds.subset(range(6)), ds.subset([6, 7]), cf
+
+
+@pytest.mark.parametrize("name", ["Linear", "LinearNonlinear"])
+def test_linear_models_leave_their_ridge_start_and_learn_adaptrans(name):
+    """L / LN from the ridge start (whose penalty the validation set chose, then the bar with
+    patience 1) stopped at that start: best_epoch -1, AdapTrans exactly at its initialisation,
+    so the learned time constants read off the fit were the initial ones."""
+    from deepstrf_utils.training import fit
+
+    train, val, cf = _planted_adaptrans_set(name)
+    torch.manual_seed(0)
+    model = build_model(name, n_bands=12, n_neurons=1, n_lags=8, dt_ms=5.0, prefilter="adaptrans",
+                        prefilter_kwargs={"cf_hz": list(cf), "kernel_size": 60})
+    start = {k: v.detach().clone() for k, v in model.prefilter.named_parameters()}
+    r = fit(model, train, val, init="ridge", device="cpu", progress=False)
+    assert r.init == "ridge" and r.best_epoch >= 0 and r.best_val_loss < r.init_val_loss
+    moved = max(float((v.detach() - start[k]).abs().max()) for k, v in model.prefilter.named_parameters())
+    assert moved > 0.1
