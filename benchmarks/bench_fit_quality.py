@@ -115,6 +115,7 @@ PATHS: dict = {
     "warm10-lbfgs-p3-m5": dict(optimizer="lbfgs", init=None, patience=3, _min_epochs=5, _warmup=10),
     # AdamW, faster: larger steps, shorter patience
     "adamw-3e-3-p20": dict(ADAMW_FIT_KWARGS, lr=3e-3, patience=20),
+    "adamw-1e-2-plateau-p20": dict(ADAMW_FIT_KWARGS, lr=1e-2, patience=20, scheduler="plateau"),
     # StateNet: chunked AdamW of RECURRENT_AUTO with other chunks / whole songs
     "recurrent-16x8": dict(optimizer="adamw", lr=2e-3, patience=8, batch_size=4, max_epochs=1000,
                            train_chunk=(16, 8)),
