@@ -194,21 +194,22 @@ def ridge_strf(prefilter: nn.Module, n_lags: int, train: tuple, val: tuple | Non
                     gk = lagged_gram(xk, [n for n, f in zip(lengths, stim_fold) if f == k], n_lags)
                 else:
                     gk = xk.T @ xk
-                parts.append((xk, yk, gk, xk.sum(0), xk.T @ yk, yk.sum(0)))
-
-            sx, sy = xn.sum(0), yn.sum(0)
+                n = len(xg) - len(xk)
+                if n < 2:
+                    continue
+                # the other folds' centred moments, once per fold
+                m, mye = (xn.sum(0) - xk.sum(0)) / n, (yn.sum(0) - yk.sum(0)) / n
+                gk = raw_gram - gk
+                gk -= n * np.outer(m, m)
+                parts.append((xk - m, yk - mye, gk, raw_cross - xk.T @ yk - n * np.outer(m, mye)))
 
             def select(a):
                 err = np.zeros(len(cols))
-                for xk, yk, gk, sxk, ck, syk in parts:
-                    n = len(xg) - len(xk)
-                    if n < 2:
-                        continue
-                    m, mye = (sx - sxk) / n, (sy - syk) / n
-                    w = solve(raw_gram - gk - n * np.outer(m, m), raw_cross - ck - n * np.outer(m, mye), a)
+                for xk_c, yk_c, gram_k, cross_k in parts:
+                    w = solve(gram_k, cross_k, a)
                     if w is None:
                         return None
-                    err += (((xk - m) @ w + mye - yk) ** 2).sum(0)
+                    err += ((xk_c @ w - yk_c) ** 2).sum(0)
                 return None, torch.from_numpy(err / len(xg))
         elif val is not None:
             def select(a):
