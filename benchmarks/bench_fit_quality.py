@@ -337,7 +337,7 @@ def offline_race(df: pd.DataFrame, paths: list) -> pd.DataFrame:
             continue
         best = g.loc[g["val_loss"].astype(float).idxmin()].copy()
         best["stop_reason"] = f"{best['path']}: {best['stop_reason']}"
-        best["path"] = "race(" + "|".join(paths) + ")"
+        best["path"] = "race(" + " + ".join(paths) + ")"
         for col in ("cpu_s", "wall_s", "epochs"):
             best[col] = g[col].sum()
         rows.append(best)
