@@ -13,7 +13,7 @@ from deepstrf_utils.datasets.synthetic import MAX_FREQ_HZ, MIN_FREQ_HZ, generate
 from deepstrf_utils.models import build_model, fit_ridge_strf
 from deepstrf_utils.spectrogram import band_centre_frequencies
 from deepstrf_utils.training import ADAMW_FIT_KWARGS, fit, fit_single_units, predict
-from deepstrf_utils.training.options import LBFGS_WARMUP, RIDGE_START_MIN_EPOCHS
+from deepstrf_utils.training.options import RIDGE_START_MIN_EPOCHS
 from deepstrf_utils.training.packing import _Packed
 from deepstrf_utils.training.warmstart import ridge_init, ridge_strf
 
@@ -140,11 +140,8 @@ def test_explicit_adamw_settings_keep_the_published_protocol(syn):
     assert fit(_model(), train, val, optimizer="adamw", **kw).lr == [1e-3] * 3
     # the ridge start is explicit-only with AdamW, automatic with L-BFGS for L / LN only
     assert fit(_model(), train, val, lr=1e-3, init="ridge", **kw).init == "ridge"
-    r = fit(_model("NetworkReceptiveField"), train, val, **kw)
-    # other models: AdamW warm-up epochs, then L-BFGS; the weights of an epoch come back (never the random ones)
-    assert r.init == "adamw" and r.optimizer == "lbfgs" and r.best_epoch >= 0
-    assert len(r.train_loss) == r.epochs > LBFGS_WARMUP["epochs"]
-    r = fit(_model("NetworkReceptiveField"), train, val, init=None, **kw)  # a pure random start
+    r = fit(_model("NetworkReceptiveField"), train, val, optimizer="lbfgs", **kw)
+    # a random start is not a candidate: the weights of an epoch come back (never the random ones)
     assert r.init is None and r.optimizer == "lbfgs" and r.best_epoch >= 0
 
 
@@ -302,25 +299,33 @@ def test_channel_mix_gradients():
     assert torch.autograd.gradcheck(_mix_channels, (x, w))
 
 
-def test_patience_after_a_ridge_start():
-    """L-BFGS from the closed-form ridge start and from a random start: their own patience and
-    minimum number of epochs; an explicit patience is kept; AdamW has no minimum."""
-    from deepstrf_utils.training.options import (_DEFAULTS, LBFGS_MIN_EPOCHS, RIDGE_START_MIN_EPOCHS,
+def test_auto_paths_and_starts():
+    """What optimizer="auto" picks per model: L from the ridge start, LN from the ridge start and
+    a random start (the better kept), NRF / DNet AdamW (ADAMW_AUTO), the 2D-CNN L-BFGS from its
+    random start; each L-BFGS start with its patience and minimum number of epochs; an explicit
+    patience is kept; AdamW has no L-BFGS start."""
+    from deepstrf_utils.training.options import (_DEFAULTS, ADAMW_AUTO, LBFGS_MIN_EPOCHS, RIDGE_START_MIN_EPOCHS,
                                                  RIDGE_START_PATIENCE, _resolve_fit_options)
 
     def resolved(model, **kw):
         args = dict(optimizer="auto", init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None)
         args.update(kw)
         o = _resolve_fit_options(model, **args)
-        return o["patience"], o["min_epochs"]
+        return o["optimizer"], o["patience"], [(s["init"], s["patience"], s["min_epochs"]) for s in o["starts"]]
 
-    ridge, random = (RIDGE_START_PATIENCE, RIDGE_START_MIN_EPOCHS), (_DEFAULTS["lbfgs"]["patience"], LBFGS_MIN_EPOCHS)
-    assert resolved(_model("Linear")) == ridge
-    assert resolved(_model("LinearNonlinear")) == ridge
-    assert resolved(_model("Linear"), init=None) == random
-    assert resolved(_model("NetworkReceptiveField")) == random
-    assert resolved(_model("Linear"), patience=4) == (4, RIDGE_START_MIN_EPOCHS)
-    assert resolved(_model("Linear"), optimizer="adamw") == (50, 0)
+    ridge = ("ridge", RIDGE_START_PATIENCE, RIDGE_START_MIN_EPOCHS)
+    random = (None, _DEFAULTS["lbfgs"]["patience"], LBFGS_MIN_EPOCHS)
+    assert resolved(_model("Linear")) == ("lbfgs", RIDGE_START_PATIENCE, [ridge])
+    assert resolved(_model("LinearNonlinear")) == ("lbfgs", RIDGE_START_PATIENCE, [ridge, random])
+    assert resolved(_model("LinearNonlinear"), init="ridge")[2] == [ridge]
+    assert resolved(_model("Linear"), init=None)[2] == [random]
+    cnn = _model("ConvNet2D", prefilter=None, kernel_size=(3, 5), channels=3, hidden=6, n_blocks=2)
+    assert resolved(cnn)[2] == [random]
+    for name in ("NetworkReceptiveField", "DNet"):
+        assert resolved(_model(name)) == ("adamw", ADAMW_AUTO["patience"], [])
+        assert resolved(_model(name), optimizer="lbfgs")[2] == [random]
+    assert resolved(_model("Linear"), patience=4) == ("lbfgs", 4, [("ridge", 4, RIDGE_START_MIN_EPOCHS)])
+    assert resolved(_model("Linear"), optimizer="adamw") == ("adamw", 50, [])
 
 
 def test_bracketed_alpha_search_finds_the_grid_minimum():

@@ -20,6 +20,7 @@ Shapes: B stimuli, F bands, T time bins, N neurons, R repeats.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -40,9 +41,9 @@ from .device import resolve_device, seed_everything
 from .objective import full_batch_objective
 from .optim import _make_plateau, make_adamw
 from .options import (LBFGS_CHUNK, LBFGS_ITERATIONS_PER_EPOCH, ADAMW_FIT_KWARGS, RECURRENT_AUTO,  # noqa: F401
-                      LBFGS_WARMUP, _resolve_fit_options)
+                      _resolve_fit_options)
 from .packing import _epoch_order, _Packed, accepts_lengths
-from .phases import join_phases
+from .race import race
 from .stimulus_format import check_stimulus_format as check_format
 from .stopping import INTERRUPTED, EarlyStopping, keep_interrupted
 
@@ -67,7 +68,9 @@ class FitResult:
     stack; train_chunk: ``(L, W)`` when trained on chunks of the sequences, else None. On
     the L-BFGS path a closed-form start (``init="ridge"``) competes with the epochs:
     ``best_epoch = -1`` means no epoch beat it on the validation set and the starting
-    weights were kept.
+    weights were kept. raced: when several L-BFGS starts were fitted and the best kept
+    (LinearNonlinear's default, :mod:`.race`), each start's ``init``, ``best_val_loss`` and
+    ``epochs``; else empty.
     """
 
     train_loss: list = field(default_factory=list)
@@ -86,6 +89,7 @@ class FitResult:
     neuron: object = None
     batched: bool = False
     train_chunk: tuple | None = None
+    raced: list = field(default_factory=list)
 
     def summary(self) -> str:
         """One line: epochs, best epoch, wall time, why it stopped."""
@@ -331,13 +335,12 @@ def fit(
     stats = tr.target_stats()
     if init_output:
         _init_output(model, *stats)
-    penalty = _ridge_start(model, tr, va, stats) if o["init"] == "ridge" else None
-    if o["optimizer"] == "lbfgs":
-        warm = _warm_up(model, tr, va, loss, o, seed, progress, min_delta, t0) if o["warmup"] else None
-        res = _fit_packed_lbfgs(model, tr, va, loss, o["lr"], o["max_epochs"], o["patience"], batch_size, seed,
-                                progress, min_delta, o["rel_tol"], t0, init=o["init"],
-                                weight_decay=o["weight_decay"], min_epochs=o["min_epochs"], penalty=penalty)
-        return join_phases(warm, res) if warm is not None else res
+    if o["optimizer"] == "lbfgs":  # from each start of o["starts"]; the better on validation kept (:mod:`.race`)
+        return race(model, [functools.partial(_lbfgs_from, start=s, tr=tr, va=va, loss=loss, o=o, stats=stats,
+                                              batch_size=batch_size, seed=seed, progress=progress, min_delta=min_delta,
+                                              t0=t0) for s in o["starts"]], t0)
+    if o["init"] == "ridge":
+        _ridge_start(model, tr, va, stats)
     res = _fit_packed(model, tr, va, loss, o["lr"], o["weight_decay"], o["max_epochs"], o["patience"], batch_size,
                       scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta, t0,
                       prefilter_lr=prefilter_lr, rel_tol=o["rel_tol"], train_chunk=o["train_chunk"])
@@ -345,11 +348,13 @@ def fit(
     return res
 
 
-def _warm_up(model, tr, va, loss, o, seed, progress, min_delta, t0) -> FitResult:
-    """AdamW epochs from a random start before L-BFGS (:data:`~.options.LBFGS_WARMUP`); the best kept."""
-    w = LBFGS_WARMUP
-    return _fit_packed(model, tr, va, loss, w["lr"], o["weight_decay"], o["warmup"], None, w["batch_size"], None, None,
-                       None, seed, progress, min_delta, t0)
+def _lbfgs_from(model, start, tr, va, loss, o, stats, batch_size, seed, progress, min_delta, t0,
+                neuron=None) -> FitResult:
+    """L-BFGS from ``start["init"]``: "ridge" (the closed-form STRF, its penalty kept) or None (the current weights)."""
+    penalty = _ridge_start(model, tr, va, stats) if start["init"] == "ridge" else None
+    return _fit_packed_lbfgs(model, tr, va, loss, o["lr"], o["max_epochs"], start["patience"], batch_size, seed,
+                             progress, min_delta, o["rel_tol"], t0, neuron=neuron, init=start["init"],
+                             weight_decay=o["weight_decay"], min_epochs=start["min_epochs"], penalty=penalty)
 
 
 def _ridge_start(model, tr, va, stats):

@@ -6,12 +6,13 @@ from __future__ import annotations
 from torch import nn
 
 from ..adaptrans import AdapTrans
-from ..models import Transformer
+from ..models import LinearNonlinear, NetworkReceptiveField, Transformer
 from .chunks import check_train_chunk, supports_chunks
 from .warmstart import supports_ridge_init
 
 __all__ = ["ADAMW_FIT_KWARGS", "LBFGS_ITERATIONS_PER_EPOCH", "LBFGS_CHUNK", "RECURRENT_AUTO", "RIDGE_START_PATIENCE",
-           "RECURRENT_CHUNK_WITHOUT_ADAPTRANS", "WEIGHT_DECAY", "LBFGS_MIN_EPOCHS", "RIDGE_START_MIN_EPOCHS", "LBFGS_WARMUP"]
+           "RECURRENT_CHUNK_WITHOUT_ADAPTRANS", "WEIGHT_DECAY", "LBFGS_MIN_EPOCHS", "RIDGE_START_MIN_EPOCHS",
+           "LN_STARTS", "ADAMW_AUTO"]
 
 #: the previous defaults of :func:`fit` (AdamW lr 1e-3, weight decay 1e-2, batch 8, patience 50) as
 #: explicit arguments; the published protocol of each dataset is
@@ -38,12 +39,18 @@ LBFGS_MIN_EPOCHS = 10
 #: runs at least: the start must get the chance to be left (benchmarks/bench_fit_quality.py)
 RIDGE_START_PATIENCE = 3
 RIDGE_START_MIN_EPOCHS = 5
-#: L-BFGS from a random start first runs ``epochs`` AdamW epochs (lr ``lr``, ``batch_size``
-#: stimuli per step, the best epoch on the validation set kept): L-BFGS' first quasi-Newton
-#: steps from a random start can land in a poor basin that small, per-parameter-scaled steps
-#: avoid (DNet on the TORC unit: its output integration rate k fell to 0.04-0.1; test CCnorm
-#: 0.41-0.50 against AdamW's 0.82-0.87; benchmarks/bench_fit_quality.py)
-LBFGS_WARMUP = dict(epochs=20, lr=3e-3, batch_size=8)
+#: the L-BFGS starts that ``optimizer="auto"`` fits a LinearNonlinear model from, keeping the one
+#: with the lower validation loss: the closed-form ridge start (its penalty kept) and the random
+#: start. Neither was as accurate as AdamW on every set alone (TORC unit without AdapTrans: ridge
+#: start 0.26 vs random 0.45 test CCnorm; starling song: 0.60 vs -0.02); the race was on every
+#: real and mismatched set but the starling song (benchmarks/README.md, bench_fit_quality.py)
+LN_STARTS = ("ridge", None)
+#: AdamW settings that ``optimizer="auto"`` uses for NetworkReceptiveField and DNet: L-BFGS
+#: (random start, or after AdamW warm-up epochs) fell 0.10-0.45 test CCnorm below AdamW on some
+#: neurons of the TORC unit and of the mismatched population; lr 3e-3 with patience 20 matched
+#: AdamW at lr 1e-3 / patience 50 on every one (worst -0.04) at about 0.4x its CPU time
+#: (benchmarks/README.md, bench_fit_quality.py)
+ADAMW_AUTO = dict(lr=3e-3, max_epochs=1000, patience=20, rel_tol=0.0, batch_size=8)
 #: AdamW settings that ``optimizer="auto"`` uses for recurrent models that have no better
 #: path (measured, issue 11, ``benchmarks/README.md``: L-BFGS is not better than AdamW there):
 #: training on chunks of 16 bins with 8 bins of burn-in (``fit(..., train_chunk=(16, 8))``,
@@ -85,6 +92,8 @@ def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_t
         optimizer = "adamw" if force_adamw or any(v is not None for v in adamw_only) else "lbfgs"
         if optimizer == "lbfgs" and _is_recurrent(model):
             optimizer, defaults = "adamw", RECURRENT_AUTO
+        elif optimizer == "lbfgs" and isinstance(model, NetworkReceptiveField):  # DNet too
+            optimizer, defaults = "adamw", ADAMW_AUTO
         elif optimizer == "lbfgs" and (weight_decay is not None or batch_size is not None):
             optimizer = "adamw"  # minibatch settings: they apply on the AdamW path only
     if optimizer not in _DEFAULTS:
@@ -95,20 +104,25 @@ def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_t
         raise ValueError(f"batch_size is a setting of the AdamW path (L-BFGS takes every training stimulus in "
                          f"each step); got batch_size={batch_size!r} with optimizer='lbfgs': leave it unset or "
                          "pass optimizer='adamw'")
+    starts = None
     if init == "auto":
-        init = None if optimizer != "lbfgs" else "ridge" if supports_ridge_init(model) else "adamw"
-    if init not in (None, "ridge", "adamw"):
-        raise ValueError(f"expected init 'auto', 'ridge', 'adamw' or None, got {init!r}")
-    if init == "adamw" and optimizer != "lbfgs":
-        raise ValueError(f"init='adamw' (AdamW warm-up epochs before L-BFGS) needs optimizer='lbfgs', got {optimizer!r}")
+        init = "ridge" if optimizer == "lbfgs" and supports_ridge_init(model) else None
+        if init == "ridge" and isinstance(model, LinearNonlinear):
+            starts = LN_STARTS
+    if init not in (None, "ridge"):
+        raise ValueError(f"expected init 'auto', 'ridge' or None, got {init!r}")
     if init == "ridge" and not supports_ridge_init(model):
         raise ValueError(f"init='ridge' needs a Linear or LinearNonlinear model, got {type(model).__name__}")
     d = defaults or _DEFAULTS[optimizer]
-    if isinstance(patience, str) and patience == "auto":
-        # a closed-form start is near the optimum and its validation curve is smooth: patience 1
-        # stopped L / LN at the same epoch as 2 on every seed measured (issue 11), 15-20 % sooner;
-        # from a random start (2D-CNN) patience 1 once stopped at a poor early plateau
-        patience = RIDGE_START_PATIENCE if optimizer == "lbfgs" and init == "ridge" else d["patience"]
+    auto_patience = isinstance(patience, str) and patience == "auto"
+
+    def start(i):  # an L-BFGS start: its init, patience and minimum number of epochs
+        p = (RIDGE_START_PATIENCE if i == "ridge" else d["patience"]) if auto_patience else patience
+        return dict(init=i, patience=p, min_epochs=RIDGE_START_MIN_EPOCHS if i == "ridge" else LBFGS_MIN_EPOCHS)
+
+    starts = [start(i) for i in (starts or (init,))] if optimizer == "lbfgs" else []
+    if auto_patience:
+        patience = starts[0]["patience"] if starts else d["patience"]
     if isinstance(train_chunk, str) and train_chunk == "auto":
         train_chunk = d.get("chunk") if supports_chunks(model) else None
         if train_chunk is not None and not isinstance(getattr(model, "prefilter", None), AdapTrans):
@@ -118,10 +132,8 @@ def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_t
         raise ValueError(f"train_chunk is a setting of the AdamW path; got it with optimizer={optimizer!r}")
     if weight_decay is None:
         weight_decay = WEIGHT_DECAY if optimizer == "adamw" else 0.0
-    min_epochs = 0 if optimizer != "lbfgs" else RIDGE_START_MIN_EPOCHS if init == "ridge" else LBFGS_MIN_EPOCHS
-    warmup = LBFGS_WARMUP["epochs"] if init == "adamw" else 0
     return dict(optimizer=optimizer, init=init, train_chunk=train_chunk, lr=d["lr"] if lr is None else lr,
-                weight_decay=weight_decay, min_epochs=min_epochs, warmup=warmup,
+                weight_decay=weight_decay, starts=starts,
                 batch_size=d.get("batch_size", BATCH_SIZE) if batch_size is None else batch_size,
                 max_epochs=d["max_epochs"] if max_epochs is None else max_epochs,
                 patience=patience,

@@ -10,6 +10,7 @@ Shapes: B stimuli, F bands, T time bins, U stacked single units.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import time
 from contextlib import contextmanager
@@ -23,12 +24,12 @@ from tqdm.auto import tqdm
 
 from .arguments import check_fit_call
 from .device import resolve_device, seed_everything
-from .fitting import (FitResult, _check_fit_args, _check_output, _fit_packed, _fit_packed_lbfgs, _get_loss,
-                      _init_output, _probe_output, _resolve_fit_options, _ridge_start, _val_losses, _warm_up,
+from .fitting import (FitResult, _check_fit_args, _check_output, _fit_packed, _get_loss,
+                      _init_output, _lbfgs_from, _probe_output, _resolve_fit_options, _ridge_start, _val_losses,
                       _validation_coverage)
 from .optim import _clip_per_unit, _decay_scales, _lr_scales, _make_plateau, _StackedAdamW, no_decay_names
 from .packing import _epoch_order, _neuron_positions, _Packed, accepts_lengths
-from .phases import join_phases
+from .race import race
 from .stimulus_format import check_stimulus_format as check_format
 from .stopping import INTERRUPTED, INTERRUPTED_RESULT, improved, keep_interrupted
 
@@ -215,15 +216,13 @@ def fit_single_units(
     _probe_output(models[0], tr.select([0]))
     mean, std = tr.target_stats()  # per unit, computed once for all units
 
-    penalties = [None] * U
-
     def start(u, m):
-        """Unit u's starting point: output at the data's scale, then the ridge STRF (init="ridge")."""
+        """Unit u's starting point: output at the data's scale, then (AdamW path, init="ridge") the
+        ridge STRF; the L-BFGS path sets its starts itself (:func:`~.fitting._lbfgs_from`)."""
         if init_output:
             _init_output(m, mean[u:u + 1], std[u:u + 1])
-        if o["init"] == "ridge":
-            penalties[u] = _ridge_start(m, tr.select([u]), va.select([u]) if va is not None else None,
-                                        (mean[u:u + 1], std[u:u + 1]))
+        if o["init"] == "ridge" and o["optimizer"] != "lbfgs":
+            _ridge_start(m, tr.select([u]), va.select([u]) if va is not None else None, (mean[u:u + 1], std[u:u + 1]))
 
     for u, m in enumerate(models):
         start(u, m)
@@ -274,20 +273,19 @@ def fit_single_units(
         seed_everything(seed)
         va_u = va.select([u]) if va is not None else None
         with _units_so_far(models[:u + 1], results):
-            if o["optimizer"] == "lbfgs":
-                warm = (_warm_up(models[u], tr.select([u]), va_u, loss, o, seed, progress and U == 1, min_delta, t_u)
-                        if o["warmup"] else None)
-                r = _fit_packed_lbfgs(models[u], tr.select([u]), va_u, loss, lr, max_epochs, patience, batch_size,
-                                      seed, progress and U == 1, min_delta, rel_tol, t_u, neuron=tr.neuron_ids[u],
-                                      init=o["init"], weight_decay=weight_decay,
-                                      min_epochs=o["min_epochs"], penalty=penalties[u])
-                r = join_phases(warm, r) if warm is not None else r
+            if o["optimizer"] == "lbfgs":  # every start of o["starts"]; the better on validation kept
+                r = race(models[u], [functools.partial(
+                    _lbfgs_from, start=s, tr=tr.select([u]), va=va_u, loss=loss, o=o,
+                    stats=(mean[u:u + 1], std[u:u + 1]), batch_size=batch_size, seed=seed,
+                    progress=progress and U == 1, min_delta=min_delta, t0=t_u, neuron=tr.neuron_ids[u])
+                    for s in o["starts"]], t_u)
             else:
                 r = _fit_packed(models[u], tr.select([u]), va_u, loss, lr, weight_decay, max_epochs, patience,
                                 batch_size, scheduler, scheduler_kwargs, clip_grad, seed, progress and U == 1,
                                 min_delta, t_u, neuron=tr.neuron_ids[u], prefilter_lr=prefilter_lr, rel_tol=rel_tol,
                                 train_chunk=o["train_chunk"])
-        r.init = o["init"]
+        if o["optimizer"] != "lbfgs":  # on the L-BFGS path each start's result says its own
+            r.init = o["init"]
         results.append(r)
     wall = time.perf_counter() - t0
     for r in results:
