@@ -1,17 +1,19 @@
 """Fitting one model (a single unit or a population model with N outputs): :func:`fit`.
 
 Two paths, both minimising the loss (default mean-squared error) to the trial-averaged
-response with early stopping on the validation loss and the best weights restored:
+response with early stopping on the validation loss and the best weights restored;
+``optimizer="auto"`` picks one per model family, as measured on real and mismatched data
+(``benchmarks/bench_fit_quality.py``; the rules in :mod:`.options`):
 
-- ``optimizer="lbfgs"`` (the default when no AdamW setting is given): full-batch L-BFGS
-  (strong-Wolfe line search), a validation check every :data:`LBFGS_ITERATIONS_PER_EPOCH`
-  iterations, stop after ``patience`` = 2 checks without a relative improvement of 1e-4;
-  Linear / LN models start from the closed-form ridge STRF on their own prefilter channels
-  (:mod:`.warmstart`). Measured in ``benchmarks/bench_fit.py`` (issue 11): 2.5-6x less CPU
-  time than AdamW at lr 1e-3 and a higher test CCnorm on one neuron of ~4,000 bins.
-- ``optimizer="adamw"`` (or any explicit ``lr``, ``prefilter_lr``, ``scheduler``,
-  ``clip_grad``, ``weight_decay`` or ``batch_size``): AdamW (weight decay on weights only, not on time constants / gains:
-  :func:`~.optim.no_decay_names`), minibatches, early stopping with patience 50.
+- ``optimizer="lbfgs"`` (the default of L, LN, the 2D-CNNs): full-batch L-BFGS (strong-Wolfe
+  line search), a validation check every :data:`LBFGS_ITERATIONS_PER_EPOCH` iterations, stop
+  after ``patience`` = 3 checks without a relative improvement of 1e-4, but not before a
+  minimum number of epochs; Linear / LN models start from the closed-form ridge STRF on their
+  own prefilter channels (:mod:`.warmstart`), LN also from its random start (:mod:`.race`).
+- ``optimizer="adamw"`` (the default of NRF / DNet and of recurrent models, with their own
+  settings; or any explicit ``lr``, ``prefilter_lr``, ``scheduler``, ``clip_grad``,
+  ``weight_decay`` or ``batch_size``): AdamW (weight decay on weights only, not on time
+  constants / gains: :func:`~.optim.no_decay_names`), minibatches, early stopping with patience 50.
   :data:`ADAMW_FIT_KWARGS` spells out the previous defaults (lr 1e-3, weight decay 1e-2,
   batch 8); the published protocol of each dataset (e.g. NS1: batch 1, no weight decay) is
   ``deepstrf_utils.protocols.protocol_fit_kwargs(dataset)``, which the paper profile passes.
@@ -234,21 +236,30 @@ def fit(
     (parameters and buffers) are restored. Without ``val`` (or with ``patience=None``) it
     runs ``max_epochs`` epochs and keeps the last weights (``val=None``) or the best ones.
 
-    **Default (``optimizer="auto"`` with no AdamW setting given): full-batch L-BFGS.** One
-    epoch = :data:`LBFGS_ITERATIONS_PER_EPOCH` (5) L-BFGS iterations (strong-Wolfe line
-    search, ``lr`` 1.0) on the loss over ALL training stimuli (in chunks of
-    :data:`LBFGS_CHUNK` stimuli, value and gradient exact for every named loss:
-    :mod:`.objective`), up to 200 epochs, ``patience`` 2, ``rel_tol`` 1e-4. A ridge start is
-    a candidate too (see :class:`FitResult`). Linear / LN models first get the closed-form
-    ridge STRF on their own prefilter channels at initialisation (``init="ridge"``,
-    :func:`~.warmstart.ridge_init`; alpha chosen on ``val``) and then ``patience``
-    :data:`~.options.RIDGE_START_PATIENCE` (1). No weight decay on this path unless
-    ``weight_decay`` is given with ``optimizer="lbfgs"`` (an L2 penalty); an explicit
-    ``weight_decay`` or ``batch_size`` with ``optimizer="auto"`` selects AdamW. Measured (issue 11,
-    ``benchmarks/bench_fit.py``): 2.5-6x less CPU time than AdamW at lr 1e-3 with a
-    higher test CCnorm for L, LN, NRF, DNet and the 2D-CNN. Recurrent models (a GRU / LSTM
-    inside, e.g. StateNet), where L-BFGS measured no better, get AdamW with
-    :data:`RECURRENT_AUTO` instead, trained on chunks of the sequences (``train_chunk``).
+    **Defaults (``optimizer="auto"``, no AdamW setting given), per model family** (chosen on a
+    ferret A1 unit, a starling unit and a mismatched synthetic population, accuracy first:
+    ``benchmarks/bench_fit_quality.py``, ``benchmarks/README.md``):
+
+    - Linear: L-BFGS from the closed-form ridge STRF on its own prefilter channels
+      (``init="ridge"``, :func:`~.warmstart.ridge_init`: penalty chosen by cross-validation on
+      the training stimuli, then kept on the STRF, :func:`~.warmstart.ridge_penalty`).
+      Deterministic: every seed gives the same fit.
+    - LinearNonlinear: L-BFGS from the ridge start and from the random start; the fit with the
+      lower validation loss is kept (:data:`~.options.LN_STARTS`, ``FitResult.raced``).
+    - NetworkReceptiveField, DNet: AdamW with :data:`~.options.ADAMW_AUTO` (lr 3e-3, patience 20).
+    - recurrent models (a GRU / LSTM / attention core, e.g. StateNet): AdamW with
+      :data:`RECURRENT_AUTO`, trained on chunks of the sequences (``train_chunk``).
+    - the other models (2D-CNNs): L-BFGS from the random start.
+
+    L-BFGS: one epoch = :data:`LBFGS_ITERATIONS_PER_EPOCH` (5) iterations (``lr`` 1.0) on the
+    loss over ALL training stimuli (in chunks of :data:`LBFGS_CHUNK` stimuli, value and gradient
+    exact for every named loss: :mod:`.objective`), up to 200 epochs, ``patience`` 3,
+    ``rel_tol`` 1e-4, never stopped by patience before :data:`~.options.LBFGS_MIN_EPOCHS` (10)
+    epochs from a random start (its validation loss often rises first) or
+    :data:`~.options.RIDGE_START_MIN_EPOCHS` (5) from the ridge start, which competes with the
+    epochs (see :class:`FitResult`). No weight decay unless ``weight_decay`` is given with
+    ``optimizer="lbfgs"`` (an L2 penalty); an explicit ``weight_decay`` or ``batch_size`` with
+    ``optimizer="auto"`` selects AdamW.
 
     **AdamW (``optimizer="adamw"``, or any explicit ``lr``, ``prefilter_lr``, ``scheduler``,
     ``clip_grad``, ``weight_decay`` or ``batch_size``).** Each epoch visits the training stimuli in
@@ -286,9 +297,9 @@ def fit(
             ``"prefilter."``, e.g. AdapTrans' ``logit_a_on / logit_a_off / logit_w``); None: ``lr``
             for every parameter. The plateau scheduler scales both rates by the same factor;
             ``FitResult.lr`` records the main rate.
-        optimizer: "auto" (L-BFGS unless an AdamW setting is given or the model is recurrent),
-            "lbfgs" or "adamw".
-        init: "auto" ("ridge" for Linear / LN on the L-BFGS path, else None), "ridge" or None.
+        optimizer: "auto" (per model family, above), "lbfgs" or "adamw".
+        init: "auto" ("ridge" for Linear / LN on the L-BFGS path, LN also None: both raced; else
+            None), "ridge" or None (the model's own, random, start).
         lr, max_epochs, patience, rel_tol: None / "auto" = the chosen path's default (above).
         batch_size: AdamW's batch (stimuli per step); also the validation pass's chunk. None:
             8 (:data:`RECURRENT_AUTO`'s on that path); with ``optimizer="lbfgs"``, ValueError.

@@ -1,6 +1,6 @@
 """The fitting options of :func:`~.fitting.fit` / :func:`~.stacked.fit_single_units`: the two
 optimiser paths, their defaults, and the rules that resolve ``"auto"`` / None arguments
-(issue 11; measured in ``benchmarks/bench_fit.py``)."""
+(chosen in ``benchmarks/bench_fit_quality.py`` on real and mismatched data; speed in ``bench_fit.py``)."""
 from __future__ import annotations
 
 from torch import nn

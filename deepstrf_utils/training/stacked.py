@@ -145,10 +145,10 @@ def fit_single_units(
     (:func:`stacking_pays_off`), ``batched=False`` forces the loop, ``True`` forces the stack
     and forbids the fallback.
 
-    Optimiser, as in :func:`fit`: ``optimizer="auto"`` is full-batch L-BFGS (Linear / LN
-    units from their ridge STRF) unless an AdamW setting (``lr``, ``prefilter_lr``,
-    ``scheduler``, ``clip_grad``) or ``batched=True`` is given; L-BFGS fits the units one
-    by one (never stacked). Recurrent units trained on chunks (``train_chunk``, as in
+    Optimiser, as in :func:`fit`: ``optimizer="auto"`` picks the path of the model family
+    (L-BFGS for L, LN (both starts raced per unit) and the 2D-CNN; AdamW for NRF / DNet and
+    recurrent models) unless an AdamW setting (``lr``, ``prefilter_lr``, ``scheduler``,
+    ``clip_grad``) or ``batched=True`` is given; L-BFGS fits the units one by one (never stacked). Recurrent units trained on chunks (``train_chunk``, as in
     :func:`fit`) are fitted one by one too. Each result records ``optimizer``, ``init``,
     ``stop_reason`` and ``train_chunk``. Ctrl-C (``KeyboardInterrupt``) gives every unit its
     best weights so far and re-raises with ``err.fit_result = (models, results)`` of the units
