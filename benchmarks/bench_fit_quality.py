@@ -393,6 +393,54 @@ def summary(df: pd.DataFrame, reference: str = "adamw", matched: bool = True) ->
     return out
 
 
+#: per model, the path that stands for "the defaults" in :func:`compare` when the model's
+#: default is not the ``auto`` rows' (2D-CNN and StateNet were measured through named paths:
+#: their defaults are exactly these settings)
+DEFAULT_PATH = {("ConvNet2D", "adaptrans"): "lbfgs-p3-m10", ("ConvNet2D", "none"): "lbfgs-p3-m10",
+                ("StateNet", "adaptrans"): "recurrent-16x8", ("StateNet", "none"): "recurrent-64x64"}
+#: the same for the previous defaults (2D-CNN: L-BFGS, patience 2, no minimum; StateNet unchanged)
+PREVIOUS_PATH = {("ConvNet2D", "adaptrans"): "lbfgs-p2", ("ConvNet2D", "none"): "lbfgs-p2",
+                 ("StateNet", "adaptrans"): "recurrent-16x8", ("StateNet", "none"): "recurrent-64x64"}
+
+
+def compare(df: pd.DataFrame, new: str, old: str, reference: str = "adamw") -> pd.DataFrame:
+    """The headline table: per dataset x model x prefilter, AdamW (``reference``), the previous
+    defaults (path label ``old``) and the new ones (``new``; :data:`DEFAULT_PATH` /
+    :data:`PREVIOUS_PATH` for the models measured through named paths), each over the fits
+    AdamW has too: mean test CCnorm, mean and worst difference to AdamW on the same unit and
+    seed, median CPU time ratio to AdamW."""
+    df = df.copy()
+    df["label"] = df.apply(path_label, axis=1)
+    key = ["dataset", "unit", "model", "prefilter", "seed"]
+    ref = df[df["label"] == reference].drop_duplicates(key, keep="last").set_index(key)
+    rows = []
+    for (ds, model, pre), g in ref.reset_index().groupby(["dataset", "model", "prefilter"], sort=False):
+        row = {"dataset": ds, "model": SHORT.get(model, model), "AdapTrans": "yes" if pre == "adaptrans" else "no",
+               "units x seeds": f"{g['unit'].nunique()} x {g['seed'].nunique()}",
+               "AdamW": float(g["cc_norm"].mean())}
+        for name, label in (("previous", PREVIOUS_PATH.get((model, pre), old)), ("new", DEFAULT_PATH.get((model, pre), new))):
+            h = df[(df["label"] == label) & (df["dataset"] == ds) & (df["model"] == model) & (df["prefilter"] == pre)]
+            h = h.drop_duplicates(key, keep="last")
+            h = h[pd.MultiIndex.from_frame(h[key]).isin(ref.index)]
+            r = ref.reindex(pd.MultiIndex.from_frame(h[key]))
+            d = h["cc_norm"].to_numpy() - r["cc_norm"].to_numpy()
+            ok = np.isfinite(d)
+            row[f"{name}"] = float(h["cc_norm"].mean()) if len(h) else float("nan")
+            row[f"{name} - AdamW (mean / worst)"] = (f"{np.nanmean(d):+.3f} / {np.nanmin(d):+.3f}" if ok.any() else "")
+            row[f"{name} CPU vs AdamW"] = (f"{np.nanmedian(h['cpu_s'].to_numpy() / r['cpu_s'].to_numpy()):.2f}x"
+                                           if ok.any() else "")
+            row[f"{name} fits"] = f"{int(ok.sum())}/{len(g)}"
+        if ds == "torc":
+            row["TORC-specific AdamW / new"] = (f"{g['cc_specific'].mean():.3f} / "
+                                               f"{h['cc_specific'].mean():.3f}" if len(h) else "")
+        rows.append(row)
+    order = {m: i for i, m in enumerate(SHORT[m] for m in MODELS)}
+    out = pd.DataFrame(rows)
+    out["_o"] = [(DATASETS.index(d) if d in DATASETS else 9, order.get(m, 99), a == "no")
+                 for d, m, a in zip(out["dataset"], out["model"], out["AdapTrans"])]
+    return out.sort_values("_o", kind="stable").drop(columns="_o")
+
+
 def applies(path: str, model: str) -> bool:
     """Whether ``path`` can fit ``model``: ridge starts need L / LN, the chunk paths a recurrent model."""
     if "_race" in PATHS[path]:
@@ -444,6 +492,8 @@ def main(argv=None):
     p.add_argument("--dry-run", action="store_true", help="list the fits that would run")
     p.add_argument("--race", action="append", default=[],
                    help="with --summary: add the virtual path race(a|b), e.g. --race ridgecv-l2-p3-m5,lbfgs-p3-m10")
+    p.add_argument("--compare", default="", help="with --summary: 'NEW,OLD' path labels (e.g. auto@2b45a151,"
+                   "auto@5012cef8): the headline table of the new defaults, the previous ones and AdamW")
     p.add_argument("--only", default="", help="with --summary: only these paths (and the baselines; 'race' for races)")
     args = p.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -458,6 +508,10 @@ def main(argv=None):
             df = df[df["path"].isin(args.only.split(",")) | df["model"].isin(["ridge", "mean PSTH"])
                     | (df["path"].str.startswith("race(")) if "race" in args.only else
                     df["path"].isin(args.only.split(",")) | df["model"].isin(["ridge", "mean PSTH"])]
+        if args.compare:
+            new, old = args.compare.split(",")
+            print(md_table(compare(df, new, old)))
+            return
         print(md_table(summary(df)))
         return
     paths = [x for x in args.paths.split(",") if x]
