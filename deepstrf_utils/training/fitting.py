@@ -329,7 +329,8 @@ def fit(
     """
     check_fit_call(locals())  # types, ranges, datasets (train vs val), device: before any work
     o = _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
-                             clip_grad, train_chunk=train_chunk, batch_size=batch_size, weight_decay=weight_decay)
+                             clip_grad, train_chunk=train_chunk, batch_size=batch_size, weight_decay=weight_decay,
+                             n_stimuli=len(train))
     batch_size = o["batch_size"]
     if check_stimulus_format:
         for part, what in ((train, "training set"), (val, "validation set")):

@@ -49,7 +49,10 @@ LN_STARTS = ("ridge", None)
 #: (random start, or after AdamW warm-up epochs) fell 0.10-0.45 test CCnorm below AdamW on some
 #: neurons of the TORC unit and of the mismatched population; lr 3e-3 with patience 20 matched
 #: AdamW at lr 1e-3 / patience 50 on every one (worst -0.04) at about 0.4x its CPU time
-#: (benchmarks/README.md, bench_fit_quality.py)
+#: (benchmarks/README.md, bench_fit_quality.py). Only with more training stimuli than one batch
+#: (``batch_size``): with one AdamW step per epoch (the starling song's 6 training segments) lr
+#: 3e-3 left 2 of 5 fits at a flat prediction (test CCnorm ~0.03); there the AdamW defaults
+#: (:data:`ADAMW_FIT_KWARGS`' lr 1e-3, patience 50) apply.
 ADAMW_AUTO = dict(lr=3e-3, max_epochs=1000, patience=20, rel_tol=0.0, batch_size=8)
 #: AdamW settings that ``optimizer="auto"`` uses for recurrent models that have no better
 #: path (measured, issue 11, ``benchmarks/README.md``: L-BFGS is not better than AdamW there):
@@ -74,13 +77,16 @@ def _is_recurrent(model: nn.Module) -> bool:
 
 def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr=None,
                          scheduler=None, clip_grad=None, force_adamw=False, train_chunk=None, batch_size=None,
-                         weight_decay=None) -> dict:
+                         weight_decay=None, n_stimuli=None) -> dict:
     """The effective optimiser settings: ``"auto"`` / None arguments resolved (see :func:`~.fitting.fit`).
 
     ``optimizer="auto"`` takes AdamW when an AdamW-only setting is given (``lr``,
     ``prefilter_lr``, ``scheduler``, ``clip_grad``), and also when ``weight_decay`` or
     ``batch_size`` is given for a model whose default would be L-BFGS (so that they apply);
-    a recurrent model keeps :data:`RECURRENT_AUTO` with them. ``weight_decay`` None:
+    a recurrent model keeps :data:`RECURRENT_AUTO` with them, an NRF / DNet :data:`ADAMW_AUTO`
+    (when ``n_stimuli``, the number of training stimuli, exceeds its batch; None: it does).
+    :data:`LN_STARTS` for LinearNonlinear on the L-BFGS path: ``starts`` lists the L-BFGS
+    starts (init, patience, minimum epochs) to fit and race. ``weight_decay`` None:
     :data:`WEIGHT_DECAY` on the AdamW path, 0 on the L-BFGS path (explicit: an L2 penalty
     there, :func:`~.objective.l2_penalty`). ``batch_size`` with ``optimizer="lbfgs"``: ValueError.
     ``train_chunk="auto"``: :data:`RECURRENT_AUTO`'s ``chunk`` when ``optimizer="auto"`` chose
@@ -93,7 +99,8 @@ def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_t
         if optimizer == "lbfgs" and _is_recurrent(model):
             optimizer, defaults = "adamw", RECURRENT_AUTO
         elif optimizer == "lbfgs" and isinstance(model, NetworkReceptiveField):  # DNet too
-            optimizer, defaults = "adamw", ADAMW_AUTO
+            several_steps = n_stimuli is None or n_stimuli > ADAMW_AUTO["batch_size"]
+            optimizer, defaults = "adamw", (ADAMW_AUTO if several_steps else None)
         elif optimizer == "lbfgs" and (weight_decay is not None or batch_size is not None):
             optimizer = "adamw"  # minibatch settings: they apply on the AdamW path only
     if optimizer not in _DEFAULTS:

@@ -197,7 +197,7 @@ def fit_single_units(
     check_fit_call({"model": models[0], "train": train}, "fit_single_units")  # float32 units, data F and dt_ms
     o = _resolve_fit_options(models[0], optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
                              clip_grad, force_adamw=batched is True, train_chunk=train_chunk, batch_size=batch_size,
-                             weight_decay=weight_decay)
+                             weight_decay=weight_decay, n_stimuli=len(train))
     batch_size, weight_decay = o["batch_size"], o["weight_decay"]
     if check_stimulus_format:
         for part, what in ((train, "training set"), (val, "validation set")):
