@@ -419,8 +419,11 @@ def compare(df: pd.DataFrame, new: str, old: str, reference: str = "adamw") -> p
                "units x seeds": f"{g['unit'].nunique()} x {g['seed'].nunique()}",
                "AdamW": float(g["cc_norm"].mean())}
         for name, label in (("previous", PREVIOUS_PATH.get((model, pre), old)), ("new", DEFAULT_PATH.get((model, pre), new))):
-            h = df[(df["label"] == label) & (df["dataset"] == ds) & (df["model"] == model) & (df["prefilter"] == pre)]
-            h = h.drop_duplicates(key, keep="last")
+            # "a+b": the rows of label a, those of b where a has none (the same code measured twice)
+            labels = label.split("+")
+            h = df[df["label"].isin(labels) & (df["dataset"] == ds) & (df["model"] == model) & (df["prefilter"] == pre)]
+            h = h.assign(_rank=h["label"].map({x: i for i, x in enumerate(labels)}))
+            h = h.sort_values("_rank", kind="stable").drop_duplicates(key, keep="first")
             h = h[pd.MultiIndex.from_frame(h[key]).isin(ref.index)]
             r = ref.reindex(pd.MultiIndex.from_frame(h[key]))
             d = h["cc_norm"].to_numpy() - r["cc_norm"].to_numpy()
@@ -492,8 +495,9 @@ def main(argv=None):
     p.add_argument("--dry-run", action="store_true", help="list the fits that would run")
     p.add_argument("--race", action="append", default=[],
                    help="with --summary: add the virtual path race(a|b), e.g. --race ridgecv-l2-p3-m5,lbfgs-p3-m10")
-    p.add_argument("--compare", default="", help="with --summary: 'NEW,OLD' path labels (e.g. auto@2b45a151,"
-                   "auto@5012cef8): the headline table of the new defaults, the previous ones and AdamW")
+    p.add_argument("--compare", default="", help="with --summary: 'NEW,OLD' path labels (e.g. auto@2a9a6681+"
+                   "auto@2b45a151,auto@5012cef8; a+b: a's rows, b's where a has none): the headline table of the "
+                   "new defaults, the previous ones and AdamW")
     p.add_argument("--only", default="", help="with --summary: only these paths (and the baselines; 'race' for races)")
     args = p.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
