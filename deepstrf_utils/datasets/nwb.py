@@ -31,8 +31,9 @@ What is read
 * **Responses**: for a stimulus of T bins, each presentation's window is
   ``[onset - pad_before_ms, onset + T dt + pad_after_ms)``, cut into bins of ``dt_ms``;
   spike ``t`` goes to bin ``floor((t - window start) / dt)`` (:func:`.io.bin_spike_times`).
-  The stimulus gets silent bins (0, the cochleagram floor; the set's minimum for stored
-  spectrograms) over the padding. Item i: ``(N, R_i, T_i)`` counts, R_i = its presentations.
+  The stimulus gets silent bins over the padding: from waveforms the front end pads them
+  (the cochleagram floor, 0, after a sound's tail has left the analysis window, as in the
+  ``folder`` loader); stored spectrograms get the set's minimum. Item i: ``(N, R_i, T_i)`` counts, R_i = its presentations.
 * **States** (``states=[name, ...]``): TimeSeries found by name anywhere in the file
   (acquisition, processing modules and their containers, e.g. a pupil trace), averaged per
   bin over the samples inside it (linear interpolation for bins without a sample), then over
