@@ -139,14 +139,15 @@ def test_lbfgs_from_a_random_start_does_not_stop_on_the_early_rise():
         assert r.best_val_loss < 0.98 * r.val_loss[0]
 
 
-def _planted_adaptrans_set(name):
+def _planted_adaptrans_set(name, n_train=6):
     """Poisson responses of a model whose AdapTrans is far from the initial one (ON slower,
-    OFF faster, more weight on the present bin), 10 clips of 1.5 s, 12 bands."""
+    OFF faster, more weight on the present bin), clips of 1.5 s, 12 bands: ``n_train``
+    training clips, 2 validation clips."""
     from deepstrf_utils.stimuli import compose_clip
 
     cf = np.geomspace(500, 8000, 12)
     rng = np.random.default_rng(0)
-    stims = [compose_clip(cf, 300, dt_ms=5.0, rng=rng)[0] for _ in range(10)]
+    stims = [compose_clip(cf, 300, dt_ms=5.0, rng=rng)[0] for _ in range(n_train + 2)]
     torch.manual_seed(123)
     truth = build_model(name, n_bands=12, n_neurons=1, n_lags=8, dt_ms=5.0, prefilter="adaptrans",
                         prefilter_kwargs={"cf_hz": list(cf), "kernel_size": 60})
@@ -162,7 +163,7 @@ def _planted_adaptrans_set(name):
                  for s in stims]
     resp = [rng.poisson(np.repeat(r[:, None, :], 6, axis=1)).astype(np.float32) for r in rates]
     ds = ResponseDataset(stims, resp, dt_ms=5.0, cf_hz=cf)
-    return ds.subset(range(6)), ds.subset([6, 7]), cf
+    return ds.subset(range(n_train)), ds.subset([n_train, n_train + 1]), cf
 
 
 @pytest.mark.parametrize("name", ["Linear", "LinearNonlinear"])
@@ -183,14 +184,17 @@ def test_linear_models_leave_their_ridge_start_and_learn_adaptrans(name):
     assert moved > 0.1
 
 
-def test_linear_nonlinear_races_its_two_starts():
+@pytest.mark.parametrize("n_train", [9, 6])
+def test_linear_nonlinear_races_its_two_starts(n_train):
     """LN by default: L-BFGS from the ridge start and from the random start, the better on the
-    validation set kept (its weights in the model); fit_single_units does the same per unit."""
+    validation set kept (its weights in the model); fit_single_units does the same per unit.
+    With no more training stimuli than one AdamW batch (8), the second start is the AdamW path."""
     from deepstrf_utils.training import fit, fit_single_units
     from deepstrf_utils.training.fitting import _get_loss, _validation_loss
     from deepstrf_utils.training.packing import _Packed
 
-    train, val, cf = _planted_adaptrans_set("LinearNonlinear")
+    train, val, cf = _planted_adaptrans_set("LinearNonlinear", n_train=n_train)
+    expected = [("lbfgs", "ridge"), ("lbfgs", None) if n_train > 8 else ("adamw", None)]
 
     def model(seed=0):
         torch.manual_seed(seed)
@@ -199,13 +203,14 @@ def test_linear_nonlinear_races_its_two_starts():
 
     m = model()
     r = fit(m, train, val, device="cpu", progress=False)
-    assert [c["init"] for c in r.raced] == ["ridge", None]
+    assert [(c["optimizer"], c["init"]) for c in r.raced] == expected
     assert r.best_val_loss == min(c["best_val_loss"] for c in r.raced)
-    assert r.init == r.raced[int(np.argmin([c["best_val_loss"] for c in r.raced]))]["init"]
+    kept = r.raced[int(np.argmin([c["best_val_loss"] for c in r.raced]))]
+    assert (r.optimizer, r.init) == (kept["optimizer"], kept["init"])
     va = _Packed.from_dataset(val, torch.device("cpu"))
     np.testing.assert_allclose(_validation_loss(m, va, _get_loss("mse"), 8, 0), r.best_val_loss, rtol=1e-5)
     models, results = fit_single_units(lambda s: model(), train, val, device="cpu", progress=False)
-    assert [c["init"] for c in results[0].raced] == ["ridge", None]
+    assert [(c["optimizer"], c["init"]) for c in results[0].raced] == expected
     np.testing.assert_allclose(results[0].best_val_loss, r.best_val_loss, rtol=1e-4)
 
 
@@ -237,3 +242,23 @@ def test_nrf_dnet_auto_adamw_settings_follow_the_training_set_size():
     few = _resolve_fit_options(model, **args, n_stimuli=ADAMW_AUTO["batch_size"])
     assert (many["optimizer"], many["lr"], many["patience"]) == ("adamw", ADAMW_AUTO["lr"], ADAMW_AUTO["patience"])
     assert (few["optimizer"], few["lr"], few["patience"]) == ("adamw", 1e-3, 50)
+
+
+def test_linear_nonlinear_auto_starts_follow_the_training_set_size():
+    """LN, optimizer="auto": the ridge start raced against the random L-BFGS start with more
+    training stimuli than one AdamW batch, against the AdamW path of ADAMW_FIT_KWARGS with
+    fewer (the random start's validation win on two short validation segments was not real);
+    an explicit optimizer="lbfgs" keeps the two L-BFGS starts."""
+    from deepstrf_utils.training.options import ADAMW_FIT_KWARGS, BATCH_SIZE, _resolve_fit_options
+
+    model = build_model("LinearNonlinear", n_bands=F, n_neurons=1, n_lags=K)
+    args = dict(init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None)
+    many = _resolve_fit_options(model, "auto", **args, n_stimuli=BATCH_SIZE + 1)
+    few = _resolve_fit_options(model, "auto", **args, n_stimuli=BATCH_SIZE)
+    lbfgs = _resolve_fit_options(model, "lbfgs", **args, n_stimuli=BATCH_SIZE)
+    assert [(s["optimizer"], s["init"]) for s in many["starts"]] == [("lbfgs", "ridge"), ("lbfgs", None)]
+    assert [(s["optimizer"], s["init"]) for s in lbfgs["starts"]] == [("lbfgs", "ridge"), ("lbfgs", None)]
+    assert [(s["optimizer"], s["init"]) for s in few["starts"]] == [("lbfgs", "ridge"), ("adamw", None)]
+    adamw = few["starts"][1]
+    assert {k: adamw[k] for k in ("lr", "weight_decay", "batch_size", "patience", "max_epochs", "rel_tol")} == {
+        k: ADAMW_FIT_KWARGS[k] for k in ("lr", "weight_decay", "batch_size", "patience", "max_epochs", "rel_tol")}

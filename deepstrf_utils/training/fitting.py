@@ -70,9 +70,9 @@ class FitResult:
     stack; train_chunk: ``(L, W)`` when trained on chunks of the sequences, else None. On
     the L-BFGS path a closed-form start (``init="ridge"``) competes with the epochs:
     ``best_epoch = -1`` means no epoch beat it on the validation set and the starting
-    weights were kept. raced: when several L-BFGS starts were fitted and the best kept
-    (LinearNonlinear's default, :mod:`.race`), each start's ``init``, ``best_val_loss`` and
-    ``epochs``; else empty.
+    weights were kept. raced: when several starts were fitted and the best kept
+    (LinearNonlinear's default, :mod:`.race`), each start's ``optimizer``, ``init``,
+    ``best_val_loss`` and ``epochs``; else empty.
     """
 
     train_loss: list = field(default_factory=list)
@@ -245,8 +245,12 @@ def fit(
       the training stimuli, then kept on the STRF, :func:`~.warmstart.ridge_penalty`).
       Deterministic: every seed gives the same fit.
     - LinearNonlinear: L-BFGS from the ridge start and from the random start; the fit with the
-      lower validation loss is kept (:data:`~.options.LN_STARTS`, ``FitResult.raced``).
-    - NetworkReceptiveField, DNet: AdamW with :data:`~.options.ADAMW_AUTO` (lr 3e-3, patience 20).
+      lower validation loss is kept (:data:`~.options.LN_STARTS`, ``FitResult.raced``). With no
+      more training stimuli than one AdamW batch (8): the ridge start (L-BFGS) raced against
+      the AdamW path of ``ADAMW_FIT_KWARGS`` (:data:`~.options.LN_STARTS_FEW_STIMULI`).
+    - NetworkReceptiveField, DNet: AdamW with :data:`~.options.ADAMW_AUTO` (lr 3e-3, patience 20);
+      with no more training stimuli than one batch, AdamW's own defaults (lr 1e-3, patience 50,
+      as ``ADAMW_FIT_KWARGS``).
     - recurrent models (a GRU / LSTM / attention core, e.g. StateNet): AdamW with
       :data:`RECURRENT_AUTO`, trained on chunks of the sequences (``train_chunk``).
     - the other models (2D-CNNs): L-BFGS from the random start.
@@ -348,7 +352,7 @@ def fit(
     if init_output:
         _init_output(model, *stats)
     if o["optimizer"] == "lbfgs":  # from each start of o["starts"]; the better on validation kept (:mod:`.race`)
-        return race(model, [functools.partial(_lbfgs_from, start=s, tr=tr, va=va, loss=loss, o=o, stats=stats,
+        return race(model, [functools.partial(_fit_start, start=s, tr=tr, va=va, loss=loss, o=o, stats=stats,
                                               batch_size=batch_size, seed=seed, progress=progress, min_delta=min_delta,
                                               t0=t0) for s in o["starts"]], t0)
     if o["init"] == "ridge":
@@ -360,9 +364,18 @@ def fit(
     return res
 
 
-def _lbfgs_from(model, start, tr, va, loss, o, stats, batch_size, seed, progress, min_delta, t0,
-                neuron=None) -> FitResult:
-    """L-BFGS from ``start["init"]``: "ridge" (the closed-form STRF, its penalty kept) or None (the current weights)."""
+def _fit_start(model, start, tr, va, loss, o, stats, batch_size, seed, progress, min_delta, t0,
+               neuron=None) -> FitResult:
+    """One start of a race (:func:`.options._resolve_fit_options`' ``starts``): L-BFGS from
+    ``start["init"]``, "ridge" (the closed-form STRF, its penalty kept) or None (the current
+    weights); or, with ``start["optimizer"] == "adamw"``, AdamW with the start's settings
+    from the current weights."""
+    if start["optimizer"] == "adamw":
+        res = _fit_packed(model, tr, va, loss, start["lr"], start["weight_decay"], start["max_epochs"],
+                          start["patience"], start["batch_size"], None, None, None, seed, progress, min_delta, t0,
+                          neuron=neuron, rel_tol=start["rel_tol"])
+        res.init = None
+        return res
     penalty = _ridge_start(model, tr, va, stats) if start["init"] == "ridge" else None
     return _fit_packed_lbfgs(model, tr, va, loss, o["lr"], o["max_epochs"], start["patience"], batch_size, seed,
                              progress, min_delta, o["rel_tol"], t0, neuron=neuron, init=start["init"],

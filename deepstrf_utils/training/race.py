@@ -1,9 +1,11 @@
 """Fitting one model along several paths from the same weights, keeping the best: :func:`race`.
 
 ``fit``'s default for a LinearNonlinear model runs L-BFGS from two starts (the closed-form
-ridge STRF and the random initialisation, :data:`~.options.LN_STARTS`) and keeps the fit
-with the lower validation loss; the starts and their validation losses are recorded in
-``FitResult.raced``. With a single run it is just that run.
+ridge STRF and the random initialisation, :data:`~.options.LN_STARTS`; with no more training
+stimuli than one AdamW batch, the ridge start and the AdamW path,
+:data:`~.options.LN_STARTS_FEW_STIMULI`) and keeps the fit with the lower validation loss;
+the starts and their validation losses are recorded in ``FitResult.raced``. With a single
+run it is just that run.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ def race(model: nn.Module, runs: Sequence[Callable], t0: float | None = None):
     """Each ``run(model) -> FitResult`` from the weights ``model`` has now; the run with the
     lowest ``best_val_loss`` is kept (its weights loaded into ``model``, its result returned;
     the first run without a validation set). The kept result's ``raced`` lists every run's
-    ``init``, ``best_val_loss`` and ``epochs``, and its ``wall_s`` covers all runs (from
+    ``optimizer``, ``init``, ``best_val_loss`` and ``epochs``, and its ``wall_s`` covers all runs (from
     ``t0``, a ``time.perf_counter()`` value). An interrupt (Ctrl-C) during a later run keeps
     the better of the earlier best and the interrupted run's best weights, and re-raises
     with that result as the exception's ``fit_result``.
@@ -50,7 +52,7 @@ def race(model: nn.Module, runs: Sequence[Callable], t0: float | None = None):
                 model.load_state_dict(kept_state)
                 setattr(err, INTERRUPTED_RESULT, kept)
             raise
-        tried.append(dict(init=res.init, best_val_loss=float(res.best_val_loss), epochs=int(res.epochs)))
+        tried.append(dict(optimizer=res.optimizer, init=res.init, best_val_loss=float(res.best_val_loss), epochs=int(res.epochs)))
         if kept is None or _better(res.best_val_loss, kept.best_val_loss):
             kept, kept_state = res, _state(model)
     model.load_state_dict(kept_state)

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from .arguments import check_fit_call
 from .device import resolve_device, seed_everything
 from .fitting import (FitResult, _check_fit_args, _check_output, _fit_packed, _get_loss,
-                      _init_output, _lbfgs_from, _probe_output, _resolve_fit_options, _ridge_start, _val_losses,
+                      _init_output, _fit_start, _probe_output, _resolve_fit_options, _ridge_start, _val_losses,
                       _validation_coverage)
 from .optim import _clip_per_unit, _decay_scales, _lr_scales, _make_plateau, _StackedAdamW, no_decay_names
 from .packing import _epoch_order, _neuron_positions, _Packed, accepts_lengths
@@ -218,7 +218,7 @@ def fit_single_units(
 
     def start(u, m):
         """Unit u's starting point: output at the data's scale, then (AdamW path, init="ridge") the
-        ridge STRF; the L-BFGS path sets its starts itself (:func:`~.fitting._lbfgs_from`)."""
+        ridge STRF; the L-BFGS path sets its starts itself (:func:`~.fitting._fit_start`)."""
         if init_output:
             _init_output(m, mean[u:u + 1], std[u:u + 1])
         if o["init"] == "ridge" and o["optimizer"] != "lbfgs":
@@ -275,7 +275,7 @@ def fit_single_units(
         with _units_so_far(models[:u + 1], results):
             if o["optimizer"] == "lbfgs":  # every start of o["starts"]; the better on validation kept
                 r = race(models[u], [functools.partial(
-                    _lbfgs_from, start=s, tr=tr.select([u]), va=va_u, loss=loss, o=o,
+                    _fit_start, start=s, tr=tr.select([u]), va=va_u, loss=loss, o=o,
                     stats=(mean[u:u + 1], std[u:u + 1]), batch_size=batch_size, seed=seed,
                     progress=progress and U == 1, min_delta=min_delta, t0=t_u, neuron=tr.neuron_ids[u])
                     for s in o["starts"]], t_u)
