@@ -146,11 +146,17 @@ def test_explicit_adamw_settings_keep_the_published_protocol(syn):
 
 
 def test_recurrent_models_get_adamw_by_default(syn):
+    """RECURRENT_AUTO with more training stimuli than one batch; AdamW's defaults with fewer
+    (``syn`` has 4)."""
     from deepstrf_utils.training.fitting import RECURRENT_AUTO
 
+    ds = generate_synthetic(n_neurons=2, n_clips=10, clip_s=0.4, n_repeats=4, n_bands=F, seed=5)
+    r = fit(_model("StateNet", prefilter=None), ds.subset(range(9)), ds.subset([9]), max_epochs=2, device="cpu",
+            progress=False)
+    assert (r.optimizer, r.init, r.lr) == ("adamw", None, [RECURRENT_AUTO["lr"]] * 2)
     train, val, _ = syn
     r = fit(_model("StateNet", prefilter=None), train, val, max_epochs=2, device="cpu", progress=False)
-    assert (r.optimizer, r.init, r.lr) == ("adamw", None, [RECURRENT_AUTO["lr"]] * 2)
+    assert (r.optimizer, r.init, r.lr, r.train_chunk) == ("adamw", None, [ADAMW_FIT_KWARGS["lr"]] * 2, None)
     r = fit(_model("StateNet", prefilter=None), train, val, optimizer="adamw", max_epochs=1, device="cpu",
             progress=False)
     assert r.lr == [ADAMW_FIT_KWARGS["lr"]]

@@ -262,3 +262,23 @@ def test_linear_nonlinear_auto_starts_follow_the_training_set_size():
     adamw = few["starts"][1]
     assert {k: adamw[k] for k in ("lr", "weight_decay", "batch_size", "patience", "max_epochs", "rel_tol")} == {
         k: ADAMW_FIT_KWARGS[k] for k in ("lr", "weight_decay", "batch_size", "patience", "max_epochs", "rel_tol")}
+
+
+def test_recurrent_auto_settings_follow_the_training_set_size():
+    """StateNet, optimizer="auto": RECURRENT_AUTO (chunks, lr 2e-3, batch 4, patience 8) with
+    more training stimuli than one AdamW batch; with fewer, the AdamW defaults of
+    ADAMW_FIT_KWARGS on whole stimuli (the short patience fell far below AdamW there)."""
+    from deepstrf_utils.training.options import ADAMW_FIT_KWARGS, BATCH_SIZE, RECURRENT_AUTO, _resolve_fit_options
+
+    model = build_model("StateNet", n_bands=F, n_neurons=1, dt_ms=5.0, prefilter="adaptrans",
+                        prefilter_kwargs={"cf_hz": list(np.geomspace(500, 8000, F))})
+    args = dict(optimizer="auto", init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None,
+                train_chunk="auto")
+    keys = ("lr", "batch_size", "patience", "max_epochs", "weight_decay", "rel_tol")
+    many = _resolve_fit_options(model, **args, n_stimuli=BATCH_SIZE + 1)
+    few = _resolve_fit_options(model, **args, n_stimuli=BATCH_SIZE)
+    assert (many["optimizer"], many["train_chunk"], many["lr"], many["batch_size"], many["patience"]) == (
+        "adamw", RECURRENT_AUTO["chunk"], RECURRENT_AUTO["lr"], RECURRENT_AUTO["batch_size"],
+        RECURRENT_AUTO["patience"])
+    assert (few["optimizer"], few["train_chunk"]) == ("adamw", None)
+    assert {k: few[k] for k in keys} == {k: ADAMW_FIT_KWARGS[k] for k in keys}

@@ -94,8 +94,9 @@ def test_chunks_cover_every_valid_bin_once_with_their_burn_in(lengths, L, W):
 
 @pytest.fixture(scope="module")
 def syn():
-    ds = generate_synthetic(n_neurons=2, n_clips=4, clip_s=0.6, n_repeats=4, n_bands=F, seed=5)
-    return ds.subset([0, 1, 2]), ds.subset([3])
+    """9 training clips: more than one AdamW batch, so that optimizer="auto" takes RECURRENT_AUTO."""
+    ds = generate_synthetic(n_neurons=2, n_clips=10, clip_s=0.4, n_repeats=4, n_bands=F, seed=5)
+    return ds.subset(range(9)), ds.subset([9])
 
 
 def test_recurrent_auto_trains_on_chunks_and_can_be_turned_off(syn):

@@ -252,7 +252,9 @@ def fit(
       with no more training stimuli than one batch, AdamW's own defaults (lr 1e-3, patience 50,
       as ``ADAMW_FIT_KWARGS``).
     - recurrent models (a GRU / LSTM / attention core, e.g. StateNet): AdamW with
-      :data:`RECURRENT_AUTO`, trained on chunks of the sequences (``train_chunk``).
+      :data:`RECURRENT_AUTO`, trained on chunks of the sequences (``train_chunk``); a GRU /
+      LSTM model with no more training stimuli than one batch (8): AdamW's own defaults on
+      whole stimuli (as ``ADAMW_FIT_KWARGS``).
     - the other models (2D-CNNs): L-BFGS from the random start.
 
     L-BFGS: one epoch = :data:`LBFGS_ITERATIONS_PER_EPOCH` (5) iterations (``lr`` 1.0) on the
@@ -311,8 +313,8 @@ def fit(
             with up to ``W`` bins of burn-in context before it, all chunks of a batch in one
             recurrent pass (truncated back-propagation; :mod:`.chunks`); the loss covers
             every valid bin once, validation and prediction use whole stimuli. "auto":
-            :data:`RECURRENT_AUTO`'s (16, 8) for recurrent models with AdapTrans on the auto
-            path, (64, 64) without it (the recurrence then holds the adaptation memory; the
+            :data:`RECURRENT_AUTO`'s (16, 8) for recurrent models with AdapTrans when the auto
+            path chose it, (64, 64) without it (the recurrence then holds the adaptation memory; the
             chunks bound what it can learn to about L + W bins), else None (whole stimuli). Only for models with ``recurrent_input`` /
             ``recurrent_output`` (e.g. StateNet), else ValueError.
         check_stimulus_format: ValueError when the model's ``dt_ms`` or its prefilter's band

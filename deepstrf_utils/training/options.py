@@ -69,6 +69,12 @@ ADAMW_AUTO = dict(lr=3e-3, max_epochs=1000, patience=20, rel_tol=0.0, batch_size
 #: training on chunks of 16 bins with 8 bins of burn-in (``fit(..., train_chunk=(16, 8))``,
 #: :mod:`.chunks`), 4 stimuli per step, lr 2e-3, patience 8: the published protocol's test
 #: accuracy at about 1/6 of its CPU time for StateNet on one neuron of ~4,000 bins
+#: Not with no more training stimuli than one AdamW batch (:data:`BATCH_SIZE`) for a GRU / LSTM
+#: model: on the starling song (6 training segments of 0.93 s) these settings fell 0.20 test
+#: CCnorm below AdamW with AdapTrans on average (worst split -0.60; on whole songs -0.15 /
+#: -0.48: the short patience, not the chunks), so there the AdamW path of
+#: :data:`ADAMW_FIT_KWARGS` (whole songs, lr 1e-3, batch 8, patience 50) applies
+#: (benchmarks/README.md, bench_fit_quality.py)
 RECURRENT_AUTO = dict(lr=2e-3, max_epochs=1000, patience=8, rel_tol=0.0, chunk=(16, 8), batch_size=4)
 #: the chunk of :data:`RECURRENT_AUTO` for a recurrent model WITHOUT an AdapTrans prefilter. The
 #: short chunk suits models whose slow adaptation is in AdapTrans (run on whole songs before the
@@ -94,7 +100,9 @@ def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_t
     ``prefilter_lr``, ``scheduler``, ``clip_grad``), and also when ``weight_decay`` or
     ``batch_size`` is given for a model whose default would be L-BFGS (so that they apply);
     a recurrent model keeps :data:`RECURRENT_AUTO` with them, an NRF / DNet :data:`ADAMW_AUTO`
-    (when ``n_stimuli``, the number of training stimuli, exceeds its batch; None: it does).
+    (both when ``n_stimuli``, the number of training stimuli, exceeds :data:`BATCH_SIZE`, None:
+    it does; else the AdamW defaults of :data:`ADAMW_FIT_KWARGS`, for a Transformer
+    :data:`RECURRENT_AUTO` still).
     :data:`LN_STARTS` for LinearNonlinear on the L-BFGS path (:data:`LN_STARTS_FEW_STIMULI`
     when ``optimizer="auto"`` and ``n_stimuli`` <= :data:`BATCH_SIZE`): ``starts`` lists the
     starts to fit and race (L-BFGS: init, patience, minimum epochs; AdamW: its settings). ``weight_decay`` None:
@@ -110,7 +118,8 @@ def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_t
         adamw_only = (lr, prefilter_lr, scheduler, clip_grad)
         optimizer = "adamw" if force_adamw or any(v is not None for v in adamw_only) else "lbfgs"
         if optimizer == "lbfgs" and _is_recurrent(model):
-            optimizer, defaults = "adamw", RECURRENT_AUTO
+            few_rnn = few_stimuli and any(isinstance(m, nn.RNNBase) for m in model.modules())
+            optimizer, defaults = "adamw", (None if few_rnn else RECURRENT_AUTO)
         elif optimizer == "lbfgs" and isinstance(model, NetworkReceptiveField):  # DNet too
             optimizer, defaults = "adamw", (None if few_stimuli else ADAMW_AUTO)
         elif optimizer == "lbfgs" and (weight_decay is not None or batch_size is not None):
