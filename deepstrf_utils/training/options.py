@@ -12,7 +12,7 @@ from .warmstart import supports_ridge_init
 
 __all__ = ["ADAMW_FIT_KWARGS", "LBFGS_ITERATIONS_PER_EPOCH", "LBFGS_CHUNK", "RECURRENT_AUTO", "RIDGE_START_PATIENCE",
            "RECURRENT_CHUNK_WITHOUT_ADAPTRANS", "WEIGHT_DECAY", "LBFGS_MIN_EPOCHS", "RIDGE_START_MIN_EPOCHS",
-           "LN_STARTS", "LN_STARTS_FEW_STIMULI", "ADAMW_AUTO"]
+           "LN_STARTS", "LN_STARTS_FEW_STIMULI", "ADAMW_AUTO", "FEW_STIMULI_AUTO"]
 
 #: the previous defaults of :func:`fit` (AdamW lr 1e-3, weight decay 1e-2, batch 8, patience 50) as
 #: explicit arguments; the published protocol of each dataset is
@@ -62,19 +62,26 @@ LN_STARTS_FEW_STIMULI = ("ridge", "adamw")
 #: (benchmarks/README.md, bench_fit_quality.py). Only with more training stimuli than one batch
 #: (``batch_size``): with one AdamW step per epoch (the starling song's 6 training segments) lr
 #: 3e-3 left 2 of 5 fits at a flat prediction (test CCnorm ~0.03); there the AdamW defaults
-#: (:data:`ADAMW_FIT_KWARGS`' lr 1e-3, patience 50) apply.
+#: (:data:`FEW_STIMULI_AUTO`) apply.
 ADAMW_AUTO = dict(lr=3e-3, max_epochs=1000, patience=20, rel_tol=0.0, batch_size=8)
+#: the rule of ``optimizer="auto"`` for a training set of no more stimuli than one AdamW batch
+#: (:data:`BATCH_SIZE`; the starling song's 6 training segments): every model but Linear / LN
+#: (:data:`LN_STARTS_FEW_STIMULI`) and the Transformer (not measured) takes the AdamW path with
+#: AdamW's own defaults (those of :data:`ADAMW_FIT_KWARGS`: lr 1e-3, weight decay 1e-2, batch 8,
+#: patience 50, whole stimuli). With one or two AdamW steps per epoch the faster settings stop
+#: too soon (NRF / DNet at lr 3e-3: flat fits, test CCnorm ~0.03; StateNet with
+#: :data:`RECURRENT_AUTO`: 0.20 below AdamW on average with AdapTrans, worst split -0.60, -0.48
+#: on whole songs: the short patience, not the chunks), and L-BFGS from the random start fell
+#: below AdamW on some splits (NRF -0.10, DNet without AdapTrans -0.40, 2D-CNN -0.07 / -0.12);
+#: the better of L-BFGS and AdamW on validation was still 0.04-0.10 below AdamW on some
+#: splits (benchmarks/README.md, bench_fit_quality.py)
+FEW_STIMULI_AUTO = "adamw"
 #: AdamW settings that ``optimizer="auto"`` uses for recurrent models that have no better
 #: path (measured, issue 11, ``benchmarks/README.md``: L-BFGS is not better than AdamW there):
 #: training on chunks of 16 bins with 8 bins of burn-in (``fit(..., train_chunk=(16, 8))``,
 #: :mod:`.chunks`), 4 stimuli per step, lr 2e-3, patience 8: the published protocol's test
 #: accuracy at about 1/6 of its CPU time for StateNet on one neuron of ~4,000 bins
-#: Not with no more training stimuli than one AdamW batch (:data:`BATCH_SIZE`) for a GRU / LSTM
-#: model: on the starling song (6 training segments of 0.93 s) these settings fell 0.20 test
-#: CCnorm below AdamW with AdapTrans on average (worst split -0.60; on whole songs -0.15 /
-#: -0.48: the short patience, not the chunks), so there the AdamW path of
-#: :data:`ADAMW_FIT_KWARGS` (whole songs, lr 1e-3, batch 8, patience 50) applies
-#: (benchmarks/README.md, bench_fit_quality.py)
+#: Not with few training stimuli (:data:`FEW_STIMULI_AUTO`) for a GRU / LSTM model
 RECURRENT_AUTO = dict(lr=2e-3, max_epochs=1000, patience=8, rel_tol=0.0, chunk=(16, 8), batch_size=4)
 #: the chunk of :data:`RECURRENT_AUTO` for a recurrent model WITHOUT an AdapTrans prefilter. The
 #: short chunk suits models whose slow adaptation is in AdapTrans (run on whole songs before the
@@ -99,10 +106,9 @@ def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_t
     ``optimizer="auto"`` takes AdamW when an AdamW-only setting is given (``lr``,
     ``prefilter_lr``, ``scheduler``, ``clip_grad``), and also when ``weight_decay`` or
     ``batch_size`` is given for a model whose default would be L-BFGS (so that they apply);
-    a recurrent model keeps :data:`RECURRENT_AUTO` with them, an NRF / DNet :data:`ADAMW_AUTO`
-    (both when ``n_stimuli``, the number of training stimuli, exceeds :data:`BATCH_SIZE`, None:
-    it does; else the AdamW defaults of :data:`ADAMW_FIT_KWARGS`, for a Transformer
-    :data:`RECURRENT_AUTO` still).
+    a recurrent model keeps :data:`RECURRENT_AUTO` with them, an NRF / DNet :data:`ADAMW_AUTO`.
+    With ``n_stimuli`` (the number of training stimuli; None: many) <= :data:`BATCH_SIZE`,
+    :data:`FEW_STIMULI_AUTO`: the AdamW defaults for every model but L / LN and the Transformer.
     :data:`LN_STARTS` for LinearNonlinear on the L-BFGS path (:data:`LN_STARTS_FEW_STIMULI`
     when ``optimizer="auto"`` and ``n_stimuli`` <= :data:`BATCH_SIZE`): ``starts`` lists the
     starts to fit and race (L-BFGS: init, patience, minimum epochs; AdamW: its settings). ``weight_decay`` None:
@@ -117,11 +123,13 @@ def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_t
     if optimizer == "auto":
         adamw_only = (lr, prefilter_lr, scheduler, clip_grad)
         optimizer = "adamw" if force_adamw or any(v is not None for v in adamw_only) else "lbfgs"
-        if optimizer == "lbfgs" and _is_recurrent(model):
-            few_rnn = few_stimuli and any(isinstance(m, nn.RNNBase) for m in model.modules())
-            optimizer, defaults = "adamw", (None if few_rnn else RECURRENT_AUTO)
+        attention = any(isinstance(m, Transformer) for m in model.modules())
+        if optimizer == "lbfgs" and few_stimuli and not supports_ridge_init(model) and not attention:
+            optimizer = FEW_STIMULI_AUTO  # with AdamW's own defaults (ADAMW_FIT_KWARGS' settings)
+        elif optimizer == "lbfgs" and _is_recurrent(model):
+            optimizer, defaults = "adamw", RECURRENT_AUTO
         elif optimizer == "lbfgs" and isinstance(model, NetworkReceptiveField):  # DNet too
-            optimizer, defaults = "adamw", (None if few_stimuli else ADAMW_AUTO)
+            optimizer, defaults = "adamw", ADAMW_AUTO
         elif optimizer == "lbfgs" and (weight_decay is not None or batch_size is not None):
             optimizer = "adamw"  # minibatch settings: they apply on the AdamW path only
     if optimizer not in _DEFAULTS:
