@@ -394,10 +394,9 @@ def summary(df: pd.DataFrame, reference: str = "adamw", matched: bool = True) ->
 
 
 #: per model, the path that stands for "the defaults" in :func:`compare` when the model's
-#: default is not the ``auto`` rows' (2D-CNN and StateNet were measured through named paths:
-#: their defaults are exactly these settings)
-DEFAULT_PATH = {("ConvNet2D", "adaptrans"): "lbfgs-p3-m10", ("ConvNet2D", "none"): "lbfgs-p3-m10",
-                ("StateNet", "adaptrans"): "recurrent-16x8", ("StateNet", "none"): "recurrent-64x64"}
+#: default is not the ``auto`` rows' (none today: the defaults of the 2D-CNN and StateNet
+#: depend on the training set's size, so their ``auto`` rows are compared)
+DEFAULT_PATH: dict = {}
 #: the same for the previous defaults (2D-CNN: L-BFGS, patience 2, no minimum; StateNet unchanged)
 PREVIOUS_PATH = {("ConvNet2D", "adaptrans"): "lbfgs-p2", ("ConvNet2D", "none"): "lbfgs-p2",
                  ("StateNet", "adaptrans"): "recurrent-16x8", ("StateNet", "none"): "recurrent-64x64"}

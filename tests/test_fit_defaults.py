@@ -282,3 +282,26 @@ def test_recurrent_auto_settings_follow_the_training_set_size():
         RECURRENT_AUTO["patience"])
     assert (few["optimizer"], few["train_chunk"]) == ("adamw", None)
     assert {k: few[k] for k in keys} == {k: ADAMW_FIT_KWARGS[k] for k in keys}
+
+
+@pytest.mark.parametrize("name", ["ConvNet2D", "NetworkReceptiveField", "StateNet"])
+def test_few_training_stimuli_take_the_adamw_defaults(name):
+    """With no more training stimuli than one AdamW batch, optimizer="auto" gives every model
+    but L / LN and the Transformer AdamW's own defaults (ADAMW_FIT_KWARGS' settings, whole
+    stimuli); with more, the 2D-CNN keeps L-BFGS. The Transformer keeps RECURRENT_AUTO."""
+    from deepstrf_utils.training.options import (ADAMW_FIT_KWARGS, BATCH_SIZE, FEW_STIMULI_AUTO, RECURRENT_AUTO,
+                                                 _resolve_fit_options)
+
+    kw = {"n_lags": K} if name == "NetworkReceptiveField" else {}
+    model = build_model(name, n_bands=32 if name == "ConvNet2D" else F, n_neurons=1, dt_ms=5.0, **kw)
+    args = dict(optimizer="auto", init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None,
+                train_chunk="auto")
+    keys = ("lr", "batch_size", "patience", "max_epochs", "weight_decay", "rel_tol")
+    few = _resolve_fit_options(model, **args, n_stimuli=BATCH_SIZE)
+    assert (few["optimizer"], few["init"], few["train_chunk"]) == (FEW_STIMULI_AUTO, None, None) == ("adamw", None, None)
+    assert {k: few[k] for k in keys} == {k: ADAMW_FIT_KWARGS[k] for k in keys}
+    if name == "ConvNet2D":
+        assert _resolve_fit_options(model, **args, n_stimuli=BATCH_SIZE + 1)["optimizer"] == "lbfgs"
+    transformer = build_model("Transformer", n_bands=F, n_neurons=1, dt_ms=5.0)
+    t = _resolve_fit_options(transformer, **args, n_stimuli=BATCH_SIZE)
+    assert (t["optimizer"], t["lr"], t["patience"]) == ("adamw", RECURRENT_AUTO["lr"], RECURRENT_AUTO["patience"])
