@@ -256,6 +256,8 @@ def fit(
       LSTM model with no more training stimuli than one batch (8): AdamW's own defaults on
       whole stimuli (as ``ADAMW_FIT_KWARGS``).
     - the other models (2D-CNNs): L-BFGS from the random start.
+    - with no more training stimuli than one AdamW batch (8), every model but Linear / LN and
+      the Transformer: AdamW's own defaults (:data:`~.options.FEW_STIMULI_AUTO`).
 
     L-BFGS: one epoch = :data:`LBFGS_ITERATIONS_PER_EPOCH` (5) iterations (``lr`` 1.0) on the
     loss over ALL training stimuli (in chunks of :data:`LBFGS_CHUNK` stimuli, value and gradient

@@ -52,7 +52,7 @@ LN_STARTS = ("ridge", None)
 #: validation loss on one split with a flat prediction (test CCnorm -0.05, AdamW 0.17, ridge
 #: start 0.72: the validation segments carried little signal), and the ridge start alone fell
 #: 0.20 below AdamW on another; racing it against AdamW was never more than 0.004 below AdamW
-#: (mean +0.12 with AdapTrans, +0.40 without) at 1.5-2x AdamW's CPU time, a few seconds
+#: (mean +0.12 with AdapTrans, +0.45 without) at 2.4-3.2x AdamW's CPU time, a few seconds
 #: (benchmarks/README.md, bench_fit_quality.py)
 LN_STARTS_FEW_STIMULI = ("ridge", "adamw")
 #: AdamW settings that ``optimizer="auto"`` uses for NetworkReceptiveField and DNet: L-BFGS
