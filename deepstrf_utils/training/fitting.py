@@ -372,8 +372,7 @@ def _fit_start(model, start, tr, va, loss, o, stats, batch_size, seed, progress,
                neuron=None) -> FitResult:
     """One start of a race (:func:`.options._resolve_fit_options`' ``starts``): L-BFGS from
     ``start["init"]``, "ridge" (the closed-form STRF, its penalty kept) or None (the current
-    weights); or, with ``start["optimizer"] == "adamw"``, AdamW with the start's settings
-    from the current weights."""
+    weights); or, ``start["optimizer"] == "adamw"``, AdamW with the start's settings."""
     if start["optimizer"] == "adamw":
         res = _fit_packed(model, tr, va, loss, start["lr"], start["weight_decay"], start["max_epochs"],
                           start["patience"], start["batch_size"], None, None, None, seed, progress, min_delta, t0,
