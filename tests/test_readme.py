@@ -33,3 +33,14 @@ def test_own_recordings_example_runs_and_scores_the_planted_neurons(tmp_path, mo
     assert back.n_neurons == data.n_neurons and len(back) == len(data) and back.dt_ms == data.dt_ms
     for a, b in zip(back.stimuli, data.stimuli):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+
+
+def test_citing_section_and_citation_file_give_the_same_dois():
+    text = README.read_text(encoding="utf-8")
+    citing = text[text.index("\n## Citing\n"):]
+    citing = citing[:citing.find("\n## ", 1)] if "\n## " in citing[1:] else citing
+    cff = (README.parent / "CITATION.cff").read_text(encoding="utf-8")
+    doi = re.compile(r"10\.\d{4,9}/[^\s)\]\"']+")
+    in_readme = {d.rstrip(".,;") for d in doi.findall(citing)}
+    in_cff = {d.rstrip(".,;") for d in doi.findall(cff)}
+    assert in_readme and in_readme == in_cff, (sorted(in_readme - in_cff), sorted(in_cff - in_readme))
