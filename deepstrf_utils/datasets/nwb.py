@@ -114,7 +114,9 @@ def is_available(root, **_) -> bool:
 
 
 @contextlib.contextmanager
-def _read(path: Path):
+def open_nwb(path: Path):
+    """The NWB file at ``path`` opened for reading (a context manager yielding the NWBFile; closed
+    on exit). FileNotFoundError when there is no file, ValueError naming it when it cannot be read."""
     pynwb = require_pynwb()
     if not path.is_file():
         raise FileNotFoundError(f"expected an NWB file at {path}, found nothing")
@@ -244,7 +246,7 @@ def _inside(t: np.ndarray, intervals: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- presentations
-def _read_presentations(nwbfile, path: Path, intervals: str, column: Optional[str]):
+def read_presentations(nwbfile, path: Path, intervals: str, column: Optional[str]):
     """-> (DataFrame row, start, stop, stimulus[, stim_type] sorted by start; the identity column)."""
     tables = dict(nwbfile.intervals or {})
     table = nwbfile.trials if intervals == "trials" else tables.get(intervals)
@@ -318,7 +320,9 @@ def _samples(ts, what: str) -> tuple:
     return x * float(ts.conversion or 1.0) + float(getattr(ts, "offset", 0.0) or 0.0), float(ts.rate)
 
 
-def _find_wav(folder: Path, name: str) -> Optional[Path]:
+def find_wav(folder: Path, name: str) -> Optional[Path]:
+    """The WAV of stimulus ``name`` in ``folder``: ``name`` itself, ``name.wav`` / ``name.WAV``, or a
+    ``.wav`` file whose stem matches whatever its case; None when there is none."""
     for cand in (folder / name, folder / f"{name}.wav", folder / f"{name}.WAV"):
         if cand.is_file():
             return cand
@@ -335,7 +339,7 @@ def _waveforms(nwbfile, path, names, pres, wav_dir, sound_series) -> dict:
         if not folder.is_dir():
             raise FileNotFoundError(f"expected a folder of WAV stimuli at {folder}, found none")
         for name in names:
-            f = _find_wav(folder, name)
+            f = find_wav(folder, name)
             if f is not None:
                 out[name] = load_wav(f)
         return out
@@ -497,10 +501,10 @@ def load_nwb(path, dt_ms: Optional[float] = None, intervals: str = "trials", sti
         not observed), ``states`` ``(S, T_i)`` when asked.
     """
     path = Path(path)
-    with _read(path) as nwbfile:
+    with open_nwb(path) as nwbfile:
         record = _record(nwbfile)
         ids, neurons, spikes, obs = _read_units(nwbfile, path, units)
-        pres, column = _read_presentations(nwbfile, path, intervals, stimulus_column)
+        pres, column = read_presentations(nwbfile, path, intervals, stimulus_column)
         names = list(dict.fromkeys(pres["stimulus"]))
         stored = record.get("stim_names") or []
         if sorted(stored) == sorted(names):
