@@ -35,6 +35,7 @@ Pennington & David (2023) PLOS Comput Biol 19:e1011110, trial-to-trial normalisa
 """
 
 from .bootstrap import bootstrap_ci
+from ..submodules import lazy_submodules
 from .correlation import masked_corr
 from .inputs import trial_average
 from .specific import cc_norm_specific, mean_psth, stimulus_specific
@@ -76,3 +77,6 @@ __all__ = [
     "masked_corr",
     "bootstrap_ci",
 ]
+
+__getattr__, __dir__ = lazy_submodules(__name__, __path__, globals())
+del lazy_submodules

@@ -19,6 +19,7 @@ high-pass), a **core** and a **readout**, strictly causal in time. The package h
 ``multisession.py`` ``MultiSessionModel`` (shared core, per-session readouts),
                    ``StateGainModel`` (any model + state gain)
 ``registry.py``    ``MODELS``, ``build_model``, ``count_parameters``
+``views.py``       ``UnitView``: one output of a population model as a single-unit model
 =================  ======================================================================
 
 The frequency-domain helpers (``causal_strf_fft``, ``leaky_integrate``, ...) live one
@@ -27,6 +28,7 @@ offered when it was one file is still importable from here.
 """
 
 from ..spectral import causal_strf_fft, leaky_integrate, prefiltered_strf_fft
+from ..submodules import lazy_submodules
 from .base import MODEL_ADAPTRANS_RECTIFY, PREFILTERS, ResponseModel, make_prefilter
 from .layers import (
     DoubleExponential,
@@ -43,6 +45,7 @@ from .readouts import LinearReadout, SessionReadouts, StateGain
 from .registry import MODELS, build_model, count_parameters
 from .ridge import fit_ridge_strf
 from .transformer import Transformer, banded_attention
+from .views import UnitView
 from .zoo import (
     STRF_IMPLEMENTATIONS,
     ConvNet2D,
@@ -66,6 +69,7 @@ __all__ = [
     "banded_attention",
     "MultiSessionModel",
     "StateGainModel",
+    "UnitView",
     "LinearReadout",
     "SessionReadouts",
     "StateGain",
@@ -80,3 +84,6 @@ __all__ = [
     "MODELS",
     "model_device",
 ]
+
+__getattr__, __dir__ = lazy_submodules(__name__, __path__, globals())
+del lazy_submodules
