@@ -1,16 +1,16 @@
-"""Notebook session helpers: resolve a notebook's parameters and find what it fitted.
+"""The notebooks' run context: resolve a notebook's parameters and find what it fitted.
 
 - :func:`setup_run` -> :class:`RunContext` (profile, datasets, device, absolute folders; its
   ``fitted`` loads a configuration's fitted models, ``save`` saves a figure with its caption),
   :func:`repo_root`;
-- :func:`find_checkpoints`, :func:`load_fitted` (models rebuilt from the checkpoints that
-  :func:`deepstrf_utils.runner.run_configs` wrote), :class:`UnitView` (one output of a
-  population model seen as a single-unit model);
-- :func:`load_pretrained`: a pretrained folder (:mod:`.pretrained`) read the same way, with
-  the test stimuli of its card's split.
+- :func:`load_fitted`: models rebuilt from the checkpoints that
+  :func:`~deepstrf_utils.runs.runner.run_configs` wrote (a population model's outputs as
+  :class:`~deepstrf_utils.models.UnitView` s);
+- :func:`load_pretrained`: a pretrained folder (:mod:`~deepstrf_utils.pretrained`) read the
+  same way, with the test stimuli of its card's split.
 
-Top floor: imports :mod:`.pretrained`, :mod:`.profiles`, :mod:`.runner` and :mod:`.training`;
-only :mod:`.runner_export` (top floor too) imports it.
+Top floor: imports :mod:`~deepstrf_utils.runs`, :mod:`~deepstrf_utils.report` (to save
+figures), :mod:`~deepstrf_utils.pretrained` and :mod:`~deepstrf_utils.training`; nothing imports it.
 """
 from __future__ import annotations
 
@@ -21,51 +21,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .datasets import load_dataset
+from .models import UnitView
 from .pretrained import dataset_fingerprint, from_pretrained, load_card
-from .profiles import Profile, get_profile
-from .runner import config_id
+from .report.plotting import plt, save_figure
+from .runs.profiles import Profile, get_profile
+from .runs.runner import find_checkpoints
 from .training import load_checkpoint
 
-__all__ = ["find_checkpoints", "load_fitted", "load_pretrained", "UnitView", "RunContext", "repo_root", "setup_run"]
+__all__ = ["load_fitted", "load_pretrained", "RunContext", "repo_root", "setup_run"]
 
 logger = logging.getLogger(__name__)
-
-
-def find_checkpoints(config: dict | str, seed: int, checkpoint_dir: str | Path) -> list[Path]:
-    """Checkpoint files written by ``run_configs`` for ``config`` (a configuration or its id) and
-    ``seed``: one per neuron in single-unit mode, one in population mode (sorted; empty if none)."""
-    cid = config if isinstance(config, str) else config_id(config)
-    folder = Path(checkpoint_dir)
-    pop = folder / f"{cid}_seed{int(seed)}.pt"
-    if pop.exists():
-        return [pop]
-    return sorted(folder.glob(f"{cid}_seed{int(seed)}_*.pt"))
-
-
-class UnitView(nn.Module):
-    """Output ``index`` of a population model seen as a single-unit model.
-
-    forward: x ``(B, 1, F, T)`` -> ``(B, 1, T)`` (= ``model(x)[:, index:index + 1]``); exposes
-    the wrapped model's ``prefilter``, ``n_bands``, ``dt_ms`` (and ``n_lags`` if any), so
-    that :func:`deepstrf_utils.strfs.gradient_strf` works on it.
-    """
-
-    def __init__(self, model: nn.Module, index: int):
-        super().__init__()
-        self.model = model
-        self.index = int(index)
-        for name in ("prefilter", "n_bands", "dt_ms", "n_lags", "config"):
-            if hasattr(model, name) and name != "prefilter":
-                setattr(self, name, getattr(model, name))
-
-    @property
-    def prefilter(self):
-        """The wrapped model's prefilter module."""
-        return self.model.prefilter
-
-    def forward(self, x):
-        """x ``(B, 1, F, T)`` -> ``(B, 1, T)``."""
-        return self.model(x)[:, self.index:self.index + 1]
 
 
 def load_fitted(config: dict, seed: int, checkpoint_dir: str | Path, device: str = "cpu") -> dict:
@@ -115,8 +81,6 @@ def load_pretrained(folder_or_name, data_root: str | Path = "data", device: str 
     info, split = card.get("dataset") or {}, card.get("split") or {}
     test = None
     try:
-        from .datasets import load_dataset
-
         data = load_dataset(info["name"], root=data_root, **(info.get("options") or {}))
         if info.get("sha256") and dataset_fingerprint(data)["sha256"] != info["sha256"]:
             logger.warning("the data of %s differ from those the model was fitted on (content hash)", info["name"])
@@ -156,11 +120,9 @@ class RunContext:
         return self.profile.load(dataset, self.data_root)
 
     def save(self, fig, name: str) -> str:
-        """Save ``fig`` into ``fig_dir`` (:func:`~deepstrf_utils.plotting.save_figure`: PNG, PDF and
+        """Save ``fig`` into ``fig_dir`` (:func:`~deepstrf_utils.report.plotting.save_figure`: PNG, PDF and
         its caption), close it, and return the caption as Markdown for the notebook, e.g.
         ``display(fig, Markdown(ctx.save(fig, "fig1_adaptrans")))``."""
-        from .plotting import plt, save_figure
-
         save_figure(fig, name, self.fig_dir)
         plt.close(fig)
         return f"*Figure `{name}`*: {getattr(fig, 'caption', None) or '(no caption)'}"

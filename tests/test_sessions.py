@@ -312,7 +312,7 @@ def test_pupil_of_the_real_nems_recording(shared_data):
 
 # ----------------------------------------------------------------------------- runner
 def test_runner_runs_state_and_session_configurations(tmp_path):
-    from deepstrf_utils.runner import config_id, run_configs
+    from deepstrf_utils.runs.runner import config_id, run_configs
 
     opts = dict(n_neurons=6, n_clips=6, clip_s=1.0, n_repeats=4, n_bands=16, seed=3)
     plain = {"dataset": "synthetic", "model": "NetworkReceptiveField", "model_kwargs": {"n_hidden": 3}}
@@ -332,7 +332,7 @@ def test_runner_runs_state_and_session_configurations(tmp_path):
     assert len(failed) == 1 and "expected mode 'state' on a dataset with state signals" in failed[0]["error"]
     with pytest.raises(ValueError, match="'sessions' field exactly when mode is 'sessions'"):
         run_configs([{**plain, "mode": "sessions"}], [0], tmp_path / "r3.csv", root=tmp_path, progress=False)
-    from deepstrf_utils.runner import run_config
+    from deepstrf_utils.runs.runner import run_config
 
     rows = run_config({**state, "fit_kwargs": {"max_epochs": 2}}, plant_state_gain(generate_synthetic(**opts)), 0,
                       device="cpu", checkpoint_dir=tmp_path / "ck2", progress=False)

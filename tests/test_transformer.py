@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepstrf_utils.dstrf import dstrf, receptive_field
+from deepstrf_utils.interpret.dstrf import dstrf, receptive_field
 from deepstrf_utils.models import (
     MultiSessionModel,
     StateGainModel,
@@ -216,7 +216,7 @@ def test_fit_learns_on_a_tiny_synthetic_set():
 def test_most_exciting_input_through_autograd():
     """MEI of a Transformer + AdapTrans neuron over its receptive field: the ascent raises the
     response above that of the mean input and of its random starts, within the constraints."""
-    from deepstrf_utils.mei import most_exciting_input
+    from deepstrf_utils.interpret.mei import most_exciting_input
 
     model = _model("adaptrans", window=4, n_layers=1, prefilter_kwargs={"kernel_size": 7}).eval()
     R = receptive_field(model)["total"]

@@ -51,8 +51,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .models import model_device
-from .models import ConvNet2D, DNet, Linear, NetworkReceptiveField, PopulationCNN, StateNet, Transformer
+from ..models import model_device
+from ..models import ConvNet2D, DNet, Linear, NetworkReceptiveField, PopulationCNN, StateNet, Transformer
 from .strfs import as_stimulus_list
 
 __all__ = ["receptive_field", "default_n_lags", "dstrf", "iter_dstrf", "dpcs", "dstrf_pcs"]
@@ -267,7 +267,7 @@ def _factor_info(model, rf, method):
     """(prefilter, kernels, rectified, Rc) when the chain rule through the prefilter applies, else None."""
     if method == "direct" or rf["total"] is None or rf["prefilter"] <= 1:
         return None
-    from .adaptrans import AdapTrans, WillmoreHighPass
+    from ..adaptrans import AdapTrans, WillmoreHighPass
 
     inner = model
     while not hasattr(inner, "prefilter") and isinstance(getattr(inner, "model", None), nn.Module):
@@ -384,7 +384,7 @@ def iter_dstrf(model: nn.Module, stimuli, n_lags: int | None = None, neurons: Se
                **kwargs) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """dSTRFs over several stimuli, a chunk of neurons at a time (bounded memory).
 
-    ``stimuli``: as :func:`~deepstrf_utils.strfs.as_stimulus_list` (tensor, list, dataset);
+    ``stimuli``: as :func:`~deepstrf_utils.interpret.strfs.as_stimulus_list` (tensor, list, dataset);
     ``times``: optional list (one entry per stimulus) of bins to use. Yields
     ``(neuron indices (n,), dSTRFs (n, sum_i T'_i, F, K))``, the bins of all stimuli
     concatenated in order; peak memory ~ ``neuron_chunk x sum_i T'_i x F x K`` floats plus one

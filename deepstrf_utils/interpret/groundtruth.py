@@ -30,7 +30,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .adaptrans import willmore_tau_ms
+from ..adaptrans import willmore_tau_ms
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def prefilter_parameters(models, neuron_ids: Sequence | None = None) -> dict[str
     """AdapTrans parameters of fitted single-unit models, stacked per neuron.
 
     models: a sequence of models (one per neuron, in order) or a dict ``{neuron id: model}``
-    (e.g. :func:`deepstrf_utils.profiles.load_fitted`), each with an AdapTrans ``prefilter``
+    (e.g. :func:`deepstrf_utils.runs.profiles.load_fitted`), each with an AdapTrans ``prefilter``
     (attributes ``tau_on_ms``, ``tau_off_ms``, ``w``, each ``(F,)``). With a dict,
     ``neuron_ids`` sets the row order (default: the dict's order; the key ``"population"``
     is skipped). Returns ``{"tau_on_ms", "tau_off_ms", "w": (N, F) float64 arrays}``.

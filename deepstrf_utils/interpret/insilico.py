@@ -19,7 +19,7 @@ own design, stated in each function's docstring:
   never counted as an OFF response).
 
 The same stimuli run through whole fitted models (and tone steps per band) are in
-:mod:`deepstrf_utils.insilico_models`.
+:mod:`deepstrf_utils.interpret.insilico_models`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .adaptrans import adaptrans_filter, adaptrans_kernels, center_frequencies, default_kernel_size, willmore_tau_ms
+from ..adaptrans import adaptrans_filter, adaptrans_kernels, center_frequencies, default_kernel_size, willmore_tau_ms
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ __all__ = [
     "box_spectrogram",
     "bode",
     "trapezoid_envelope",
+    "trapezoid_batch",
+    "check_times_ms",
     "on_response_vs_rise_time",
     "off_response_vs_fall_time",
     "off_response_vs_duration",
@@ -188,8 +190,9 @@ def _prefilter_info(prefilter: nn.Module, need_off: bool):
     return device, dtype
 
 
-def _trapezoid_batch(dt, conditions, level, onset_ms, post_ms):
-    """One broadband trapezoid envelope per condition (rise, hold, fall in ms).
+def trapezoid_batch(dt, conditions, level, onset_ms, post_ms):
+    """One broadband trapezoid envelope per condition (rise, hold, fall in ms) at bin width ``dt``
+    (ms), of height ``level``, starting at ``onset_ms``, ``post_ms`` of silence after the longest.
 
     Returns the envelopes (B, T) and per condition the bins (onset, fall start, offset).
     """
@@ -212,7 +215,7 @@ def _run_trapezoids(prefilter, conditions, level, onset_ms, post_ms, need_off):
     Returns outputs (B, C, F, T) as numpy, and per condition the bins (onset, fall start, offset).
     """
     device, dtype = _prefilter_info(prefilter, need_off)
-    env, marks = _trapezoid_batch(float(prefilter.dt_ms), conditions, level, onset_ms, post_ms)
+    env, marks = trapezoid_batch(float(prefilter.dt_ms), conditions, level, onset_ms, post_ms)
     x = torch.as_tensor(env, dtype=dtype, device=device)[:, None, None, :].expand(-1, 1, prefilter.n_bands, -1)
     with torch.no_grad():
         y = prefilter(x.contiguous()).double().cpu().numpy()
@@ -231,7 +234,9 @@ def _tidy(prefilter, values, amplitudes, column) -> pd.DataFrame:
     })
 
 
-def _check_times(values, name, positive=False) -> list:
+def check_times_ms(values, name, positive=False) -> list:
+    """``values`` (a number or a sequence of times in ms) as a list of floats; ValueError naming
+    ``name`` when it is empty or holds a non-finite, negative (or, ``positive``, zero) time."""
     vals = [float(v) for v in np.atleast_1d(np.asarray(values, dtype=float))]
     if len(vals) == 0 or any((not np.isfinite(v)) or v < 0 or (positive and v <= 0) for v in vals):
         raise ValueError(f"expected a non-empty list of {'positive' if positive else 'non-negative'} {name}, got {values!r}")
@@ -271,7 +276,7 @@ def off_response_vs_fall_time(prefilter: nn.Module, fall_times_ms: Sequence[floa
     Returns:
         DataFrame with one row per band x fall time: band, cf_hz, fall_ms, amplitude.
     """
-    falls = _check_times(fall_times_ms, "fall times (ms)")
+    falls = check_times_ms(fall_times_ms, "fall times (ms)")
     dt, hold = _checked_timing(prefilter, True, hold_ms)
     onset = 10 * dt if onset_ms is None else float(onset_ms)
     post = prefilter.kernel_size * dt if post_ms is None else float(post_ms)
@@ -295,7 +300,7 @@ def on_response_vs_rise_time(prefilter: nn.Module, rise_times_ms: Sequence[float
     Returns:
         DataFrame with one row per band x rise time: band, cf_hz, rise_ms, amplitude.
     """
-    rises = _check_times(rise_times_ms, "rise times (ms)")
+    rises = check_times_ms(rise_times_ms, "rise times (ms)")
     dt, hold = _checked_timing(prefilter, False, hold_ms)
     onset = prefilter.kernel_size * dt if onset_ms is None else float(onset_ms)
     y, marks = _run_trapezoids(prefilter, [(r, hold, 0.0) for r in rises], level, onset, dt, False)
@@ -321,7 +326,7 @@ def off_response_vs_duration(prefilter: nn.Module, durations_ms: Sequence[float]
     Returns:
         DataFrame with one row per band x duration: band, cf_hz, duration_ms, amplitude.
     """
-    durs = _check_times(durations_ms, "durations (ms)", positive=True)
+    durs = check_times_ms(durations_ms, "durations (ms)", positive=True)
     if any(d < rise_ms + fall_ms for d in durs):
         raise ValueError(f"expected every duration >= rise_ms + fall_ms = {rise_ms + fall_ms} ms, got {durs}")
     _prefilter_info(prefilter, need_off=True)

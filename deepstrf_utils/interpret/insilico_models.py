@@ -2,7 +2,7 @@
 
 Shapes: F frequency bands, T time bins, N neurons (model outputs).
 
-The stimuli of :mod:`deepstrf_utils.insilico` (notebook 02: broadband trapezoids varying the
+The stimuli of :mod:`deepstrf_utils.interpret.insilico` (notebook 02: broadband trapezoids varying the
 fall time, the preceding duration and the rise time) and tone steps in one band at a time
 (:func:`model_band_steps`) are run through any spectrogram model ``(B, 1, F, T) -> (B, N, T)``
 with attributes ``n_bands`` and ``dt_ms`` (the zoo, population models, the synthetic truth
@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .insilico import (_check_times, _trapezoid_batch, off_response_vs_duration, off_response_vs_fall_time,
+from .insilico import (check_times_ms, trapezoid_batch, off_response_vs_duration, off_response_vs_fall_time,
                        on_response_vs_rise_time, trapezoid_envelope)
 
 __all__ = ["model_onoff_curves", "model_band_steps", "band_masks", "CORE_CONTEXT_BINS"]
@@ -100,7 +100,7 @@ def _model_onoff(model, conds, level, onset_ms, post_ms, n_bands, dt, bands=None
     fall, rectified; OFF: peak from the offset on of the response minus the response to the same
     sound continued to the end of the trial (no offset), rectified."""
     bands = np.ones((len(conds), n_bands)) if bands is None else np.asarray(bands, dtype=np.float64)
-    env, marks = _trapezoid_batch(dt, conds, level, onset_ms, post_ms)
+    env, marks = trapezoid_batch(dt, conds, level, onset_ms, post_ms)
     n_bins = env.shape[1]
     cont = np.stack([trapezoid_envelope(n_bins, dt, onset_ms, r, n_bins * dt, 0.0, level) for r, _, _ in conds])
     y = _model_run(model, np.concatenate([env, cont, np.zeros((1, n_bins))]),
@@ -170,9 +170,9 @@ def model_onoff_curves(model, neurons: Optional[Sequence[int]] = None, fall_time
         its maximum across conditions, per label, neuron, source and experiment; NaN if 0).
     """
     n_bands, dt = _model_bands_dt(model)
-    values = {"fall": _check_times(fall_times_ms, "fall times (ms)"),
-              "duration": _check_times(durations_ms, "durations (ms)", positive=True),
-              "rise": _check_times(rise_times_ms, "rise times (ms)")}
+    values = {"fall": check_times_ms(fall_times_ms, "fall times (ms)"),
+              "duration": check_times_ms(durations_ms, "durations (ms)", positive=True),
+              "rise": check_times_ms(rise_times_ms, "rise times (ms)")}
     R, P = _protocol_bins(model)
     onset = post = R * dt
     hold = P * dt

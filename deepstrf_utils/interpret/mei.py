@@ -25,7 +25,7 @@ each: the baseline plus Gaussian noise of a tenth of the per-entry budget) run a
 least exciting input is the same search with ``direction="min"``.
 
 The window length defaults to the model's receptive field (prefilter included,
-:func:`~deepstrf_utils.dstrf.receptive_field`), so that the response at the last bin sees the
+:func:`~deepstrf_utils.interpret.dstrf.receptive_field`), so that the response at the last bin sees the
 whole window and nothing of AdapTrans' replicated first frame.
 
 Shapes: S starts, F bands, T bins, N neurons.
@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from .dstrf import default_n_lags, receptive_field
-from .models import model_device
+from ..models import model_device
 
 __all__ = ["MEIResult", "most_exciting_input", "least_exciting_input", "stimulus_statistics"]
 
@@ -87,7 +87,7 @@ class MEIResult:
 def stimulus_statistics(dataset, n_bins: int) -> dict:
     """Range, mean level and typical window energy of a dataset's stimuli.
 
-    ``dataset``: anything :func:`~deepstrf_utils.strfs.as_stimulus_list` accepts. Returns
+    ``dataset``: anything :func:`~deepstrf_utils.interpret.strfs.as_stimulus_list` accepts. Returns
     ``{"value_range": (min, max), "baseline": mean, "energy": std * sqrt(F * n_bins)}``:
     ``energy`` is the expected ``||x - mean||`` of an ``(F, n_bins)`` window with the
     dataset's overall variance, a natural contrast budget for an MEI.

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .models.layers import model_device as _model_device
+from ..models.layers import model_device as _model_device
 
 __all__ = [
     "gradient_strf",

@@ -19,8 +19,8 @@ neuron's **paired difference** ``d = mean over common seeds of (A - B)`` in the 
 - the number of neurons better (``d > 0``) and worse (``d < 0``) with A.
 
 By default only neurons that pass the reliability rule for both models enter
-(:func:`deepstrf_utils.reliability.neuron_reliability`), as in the tables and figures.
-Pure functions of the results table of :func:`deepstrf_utils.runner.run_configs`.
+(:func:`deepstrf_utils.report.reliability.neuron_reliability`), as in the tables and figures.
+Pure functions of the results table of :func:`deepstrf_utils.runs.runner.run_configs`.
 
 Example::
 
@@ -34,16 +34,15 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .metrics import bootstrap_ci
+from ..metrics import bootstrap_ci
 from .reliability import neuron_reliability
-from .runner import markdown_table
+from .tables import config_label, markdown_table
 
 __all__ = ["HIERARCHY_COLUMNS", "holm", "hierarchical_bootstrap", "neuron_groups", "config_labels",
            "default_pairs", "paired_differences", "compare_models", "comparison_markdown"]
 
 #: neuron-table columns naming the level above neurons, in order of preference
 HIERARCHY_COLUMNS = ("site", "animal")
-_PREFILTER_NAMES = {"adaptrans": "AdapTrans", "willmore": "Willmore"}
 
 
 def holm(pvalues) -> np.ndarray:
@@ -136,8 +135,7 @@ def config_labels(results: pd.DataFrame) -> pd.Series:
     two configurations of a dataset would otherwise share a label)."""
     info = results.drop_duplicates("config_id").set_index("config_id")
     pre = info["prefilter"].fillna("none").astype(str)
-    base = info["model"].astype(str) + [("" if p in ("none", "", "nan") else " + " + _PREFILTER_NAMES.get(p, p))
-                                        for p in pre]
+    base = pd.Series([config_label(m, p) for m, p in zip(info["model"], pre)], index=info.index)
     dup = base.groupby([info["dataset"], base]).transform("size") > 1
     note = info["note"].fillna("").astype(str) if "note" in info else pd.Series("", index=info.index)
     return base.where(~dup, base + " (" + note + ")")

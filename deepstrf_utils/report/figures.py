@@ -1,8 +1,8 @@
 """Multi-panel figures of notebooks 01 and 02, the STRF table, and the gallery's captions.
 
-Every figure function builds its figure under :data:`~deepstrf_utils.plotting.STYLE`, puts a
+Every figure function builds its figure under :data:`~deepstrf_utils.report.plotting.STYLE`, puts a
 letter on each panel, and sets ``fig.caption``: what is shown, with n, and what was excluded
-and why (:func:`~deepstrf_utils.plotting.save_figure` writes it beside the image).
+and why (:func:`~deepstrf_utils.report.plotting.save_figure` writes it beside the image).
 
 - :func:`plot_dataset_example` -- a stimulus with rasters and PSTHs (notebook 01);
 - :func:`noise_ceiling_figure` -- CCmax per neuron with the reliability threshold (notebook 01);
@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .metrics import trial_average
+from ..metrics import trial_average
 from .plotting import (CAPTION_SUFFIX, label_panels, log_axis, plot_band_heatmap, plot_bode, plot_cochleagram,
                        plot_histogram, plot_kernel_stem, plot_psth, plot_raster, plot_strf, plot_trace,
                        plot_vs_frequency, read_caption, response_unit, styled, to_numpy)
@@ -80,7 +80,7 @@ def plot_dataset_example(dataset, stimulus: int = 0, neurons: Sequence[int] | No
 @styled
 def noise_ceiling_figure(ceilings: dict, repeats: dict, min_cc_max: float | None = None):
     """Noise ceilings and repeats per dataset: (A) histogram of CCmax per neuron with the
-    reliability threshold (``min_cc_max``, default :data:`~deepstrf_utils.reliability.MIN_CC_MAX`)
+    reliability threshold (``min_cc_max``, default :data:`~deepstrf_utils.report.reliability.MIN_CC_MAX`)
     as a vertical line; (B) histogram of repeats per stimulus. ``ceilings``: ``{dataset: (N,)}``
     CCmax (NaN: no repeated stimulus); ``repeats``: ``{dataset: (B,)}``. Returns the figure."""
     from .reliability import MIN_CC_MAX
@@ -123,7 +123,7 @@ def noise_ceiling_figure(ceilings: dict, repeats: dict, min_cc_max: float | None
 @styled
 def figure1_adaptrans(step: dict, box: dict, bode_curves: Sequence[dict], kernel_step: dict | None = None,
                       omega_max: float = 1.75, db_min: float = -40.0, dt_ms: float = 5.0):
-    """The paper's Figure 1 from :mod:`deepstrf_utils.insilico` outputs, time in ms.
+    """The paper's Figure 1 from :mod:`deepstrf_utils.interpret.insilico` outputs, time in ms.
 
     (A, B) the ON and OFF kernels (``kernel_step["kernels"]`` (2, K), default ``step``'s);
     (C) a unit step and its ON / OFF responses (``step_response`` dict); (D-F) the box
@@ -196,7 +196,7 @@ def plot_by_band(ax, df, x: str, xlabel: str, y: str = "amplitude", ylabel: str 
                  n_shown: int = 5, title: str | None = None, legend: bool = True):
     """Lines of ``y`` against ``x`` for ``n_shown`` bands spread from low to high frequency,
     from a tidy DataFrame with columns band, cf_hz, ``x``, ``y`` (insilico outputs), ``x`` on
-    a log axis (:func:`~deepstrf_utils.plotting.log_axis`; symmetric-log when a condition is 0)."""
+    a log axis (:func:`~deepstrf_utils.report.plotting.log_axis`; symmetric-log when a condition is 0)."""
     for col in ("band", "cf_hz", x, y):
         if col not in df.columns:
             raise ValueError(f"expected a DataFrame with column {col!r}; got {list(df.columns)}")
@@ -220,9 +220,9 @@ def plot_by_band(ax, df, x: str, xlabel: str, y: str = "amplitude", ylabel: str 
 @styled
 def insilico_off_figure(fall, duration, rise, n_shown: int = 5):
     """OFF amplitude vs fall time (A) and preceding duration (B), ON amplitude vs rise time (C)
-    of a prefilter (tables of :func:`~deepstrf_utils.insilico.off_response_vs_fall_time`,
-    :func:`~deepstrf_utils.insilico.off_response_vs_duration`,
-    :func:`~deepstrf_utils.insilico.on_response_vs_rise_time`), ``n_shown`` bands from low
+    of a prefilter (tables of :func:`~deepstrf_utils.interpret.insilico.off_response_vs_fall_time`,
+    :func:`~deepstrf_utils.interpret.insilico.off_response_vs_duration`,
+    :func:`~deepstrf_utils.interpret.insilico.on_response_vs_rise_time`), ``n_shown`` bands from low
     (dark) to high (light) frequency, every condition on a log axis (symmetric-log with 0 ms);
     one legend. Returns the figure."""
     fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.5), constrained_layout=True)
@@ -324,7 +324,7 @@ def gallery_markdown(folder: str | os.PathLike, title: str = "Figures",
                      intro: str = "") -> str:
     """Markdown of every figure in ``folder`` (its PNGs, in :data:`GALLERY_ORDER`, others by
     name): one section per figure with the image and the caption that
-    :func:`~deepstrf_utils.plotting.save_figure` wrote beside it ("no caption" when missing).
+    :func:`~deepstrf_utils.report.plotting.save_figure` wrote beside it ("no caption" when missing).
     Raises FileNotFoundError when ``folder`` holds no PNG."""
     folder = Path(folder)
     names = [p.stem for p in folder.glob("*.png")]

@@ -1,11 +1,11 @@
 """Notebook 04's figures that read a fitted model: dSTRFs at moments of a stimulus, dPCs, most /
 least exciting inputs, and in-silico ON/OFF experiments on whole models.
 
-Fitted models come as ``{neuron id: model}`` (:func:`~deepstrf_utils.session.load_fitted`; a
+Fitted models come as ``{neuron id: model}`` (:func:`~deepstrf_utils.notebook.load_fitted`; a
 population fit also under ``"population"``) or ``{label: model}``; ``dataset`` is the one they
 were fitted on. dSTRF, dPC and MEI panels show the lags that hold the structure: the lag axis
 is cropped to the smallest window from lag 0 holding ``share`` (99 %) of the panels' summed
-squared values (:func:`~deepstrf_utils.plotting.lag_window`), stated in each caption beside the
+squared values (:func:`~deepstrf_utils.report.plotting.lag_window`), stated in each caption beside the
 model's whole receptive field. Every figure function sets ``fig.caption``.
 """
 from __future__ import annotations
@@ -33,8 +33,8 @@ INSILICO_CONDITIONS = dict(fall_times_ms=[0, 25, 100, 400], durations_ms=[25, 10
 def driven_moments(model, stimulus, first: int, n: int, gap: int | None = None) -> list[int]:
     """The ``n`` bins ``t >= first`` of one stimulus ``(F, T)`` where the model's (first output's)
     prediction is highest, at least ``gap`` bins apart (default ``(T - first) // n``, at most 10
-    and at least 1), sorted (:func:`~deepstrf_utils.strfs.select_driven_bins`)."""
-    from .strfs import select_driven_bins
+    and at least 1), sorted (:func:`~deepstrf_utils.interpret.strfs.select_driven_bins`)."""
+    from ..interpret.strfs import select_driven_bins
 
     x = torch.as_tensor(np.asarray(stimulus), dtype=torch.float32)
     T = x.shape[-1]
@@ -51,18 +51,18 @@ def driven_moments(model, stimulus, first: int, n: int, gap: int | None = None) 
 
 
 def _rf_text(models: Mapping, dt_ms: float) -> str:
-    from .dstrf import default_n_lags
+    from ..interpret.dstrf import default_n_lags
 
     return ", ".join(f"{lab} {default_n_lags(m) * dt_ms:g} ms" for lab, m in models.items())
 
 
 @styled
 def dstrf_moments_figure(dataset, models: Mapping, stimulus, neuron_id, n_moments: int = 4, share: float = 0.99):
-    """dSTRFs (:func:`~deepstrf_utils.dstrf.dstrf`, whole receptive field) of one neuron for each
+    """dSTRFs (:func:`~deepstrf_utils.interpret.dstrf.dstrf`, whole receptive field) of one neuron for each
     model of ``models`` (``{label: model}``, rows) at the ``n_moments`` bins where the last
     model's prediction is highest (:func:`driven_moments`; each with a complete window),
     lags cropped to the ``share`` energy window; one colour scale and bar per row."""
-    from .dstrf import default_n_lags, dstrf
+    from ..interpret.dstrf import default_n_lags, dstrf
 
     unit, factor = response_unit(dataset)
     R = max(default_n_lags(m) for m in models.values())
@@ -86,7 +86,7 @@ def dstrf_moments_figure(dataset, models: Mapping, stimulus, neuron_id, n_moment
 
 def plot_explained(ax, explained, label: str | None = None, color: str | None = None):
     """Share of each neuron's dSTRF energy per dPC (``explained`` ``(N, P)``, from
-    :func:`deepstrf_utils.dstrf.dpcs`): thin line per neuron, median thick, in percent."""
+    :func:`deepstrf_utils.interpret.dstrf.dpcs`): thin line per neuron, median thick, in percent."""
     e = 100.0 * to_numpy(explained)
     if e.ndim != 2:
         raise ValueError(f"expected explained shares of shape (N, P), got {e.shape}")
@@ -102,12 +102,12 @@ def plot_explained(ax, explained, label: str | None = None, color: str | None = 
 @styled
 def dpc_figures(dataset, models: Mapping[str, Mapping], stimulus, neurons: Sequence, n_bins: int = 16,
                 n_components: int = 3, share: float = 0.99):
-    """dPCs (:func:`~deepstrf_utils.dstrf.dstrf_pcs`) of each model of ``models`` (``{label:
+    """dPCs (:func:`~deepstrf_utils.interpret.dstrf.dstrf_pcs`) of each model of ``models`` (``{label:
     {neuron id: model}}``) from the dSTRFs at each neuron's ``n_bins`` most driven bins of
     ``stimulus``. Returns ``(spectra, components)``: the share of energy per dPC (thin:
     neurons, thick: median), and for the first neuron the mean dSTRF and dPCs per model (rows;
     lags cropped to the ``share`` energy window of the unit-norm panels)."""
-    from .dstrf import default_n_lags, dstrf_pcs
+    from ..interpret.dstrf import default_n_lags, dstrf_pcs
 
     unit, factor = response_unit(dataset)
     spectra, ax = plt.subplots(figsize=(5.6, 3.4), constrained_layout=True)
@@ -156,12 +156,12 @@ def mei_figure(dataset, train, plain: Mapping, adaptrans: Mapping, neurons: Sequ
     """Most exciting inputs of LN (``plain``) and LN + AdapTrans (``adaptrans``), and the least
     exciting input of LN + AdapTrans, for each of ``neurons`` (rows), over a window as long as
     the LN + AdapTrans receptive field, under the energy and range of ``train``'s stimuli
-    (:func:`~deepstrf_utils.mei.stimulus_statistics`): the deviation from the mean level by lag
+    (:func:`~deepstrf_utils.interpret.mei.stimulus_statistics`): the deviation from the mean level by lag
     before the response bin, one colour scale (99th percentile of |x|) and bar, lags cropped to
     the ``share`` energy window. The caption gives the constraints, each input's response and
     the share of entries pinned at the range bounds."""
-    from .dstrf import receptive_field
-    from .mei import least_exciting_input, most_exciting_input, stimulus_statistics
+    from ..interpret.dstrf import receptive_field
+    from ..interpret.mei import least_exciting_input, most_exciting_input, stimulus_statistics
 
     T_mei = receptive_field(adaptrans[neurons[0]])["total"]
     stats = stimulus_statistics(train, T_mei)
@@ -201,10 +201,10 @@ def mei_figure(dataset, train, plain: Mapping, adaptrans: Mapping, neurons: Sequ
 def plot_onoff_curves(axes, df, stat: str = "relative"):
     """In-silico ON/OFF curves of whole models beside their AdapTrans alone (three panels).
 
-    ``df``: :func:`deepstrf_utils.insilico_models.model_onoff_curves` outputs (concatenated); per
+    ``df``: :func:`deepstrf_utils.interpret.insilico_models.model_onoff_curves` outputs (concatenated); per
     label and source, the median over neurons of ``stat`` against the condition: OFF vs
     fall time (``axes[0]``), OFF vs preceding duration (``axes[1]``), ON vs rise time
-    (``axes[2]``), every condition axis logarithmic (:func:`~deepstrf_utils.plotting.log_axis`:
+    (``axes[2]``), every condition axis logarithmic (:func:`~deepstrf_utils.report.plotting.log_axis`:
     symmetric-log with a 0 ms condition); whole model solid, its AdapTrans alone dashed, one
     colour per label. The legend is left to the caller (e.g. one for the figure)."""
     need = {"label", "source", "experiment", "x_ms", stat}
@@ -246,9 +246,9 @@ def insilico_models_figure(dataset, adaptrans: Mapping, cnn: Mapping | None = No
     summary)``: the median absolute amplitudes per experiment, label, source and condition."""
     import pandas as pd
 
-    from .datasets.synthetic import GroundTruthNeurons
-    from .insilico_models import model_onoff_curves
-    from .strfs import weight_strf
+    from ..datasets.synthetic import GroundTruthNeurons
+    from ..interpret.insilico_models import model_onoff_curves
+    from ..interpret.strfs import weight_strf
 
     conds = dict(INSILICO_CONDITIONS if conditions is None else conditions)
     ids = [str(n) for n in dataset.neuron_ids if str(n) in adaptrans]
@@ -287,7 +287,7 @@ def insilico_models_figure(dataset, adaptrans: Mapping, cnn: Mapping | None = No
 def plot_band_steps(axes, df, neurons: Sequence):
     """ON and OFF amplitude per band of tone steps, one row of two panels per neuron.
 
-    ``df``: :func:`deepstrf_utils.insilico_models.model_band_steps` outputs (concatenated);
+    ``df``: :func:`deepstrf_utils.interpret.insilico_models.model_band_steps` outputs (concatenated);
     ``axes`` ``(len(neurons), 2)``: ON left, OFF right, against the band centre frequency (log
     axis, kHz); one colour per label, the whole model solid, its AdapTrans alone dashed. Each
     curve is divided by the largest ON *or* OFF amplitude over bands of its label, neuron and
@@ -318,14 +318,14 @@ def plot_band_steps(axes, df, neurons: Sequence):
 @styled
 def insilico_bands_figure(dataset, adaptrans: Mapping, cnn: Mapping | None, neurons: Sequence,
                           hold_ms: float = 100.0, level: float = 1.0):
-    """Tone steps per band (:func:`~deepstrf_utils.insilico_models.model_band_steps`) through LN +
+    """Tone steps per band (:func:`~deepstrf_utils.interpret.insilico_models.model_band_steps`) through LN +
     AdapTrans, a 2D-CNN + AdapTrans and, on the synthetic set, the true neurons, for each of
     ``neurons`` (rows: ON, OFF; :func:`plot_band_steps`). Returns ``(fig, peaks)``: per curve
     the band of the peak (kHz) and the peak's absolute value."""
     import pandas as pd
 
-    from .datasets.synthetic import GroundTruthNeurons
-    from .insilico_models import model_band_steps
+    from ..datasets.synthetic import GroundTruthNeurons
+    from ..interpret.insilico_models import model_band_steps
 
     kw = dict(hold_ms=hold_ms, level=level)
     tables = [model_band_steps(adaptrans[n], label="LN + AdapTrans", neuron_ids=[n], **kw) for n in neurons]

@@ -68,7 +68,7 @@ def performance_figure(results, metric: str = "cc_norm", models: Sequence[str] |
 
     ``results``: the tidy table of ``run_configs`` (one row per neuron x seed x config).
     Scores are averaged over the seeds where each neuron was scored; only neurons passing the
-    reliability rule (:data:`deepstrf_utils.reliability.RELIABILITY_RULE`; ``min_cc_max``
+    reliability rule (:data:`deepstrf_utils.report.reliability.RELIABILITY_RULE`; ``min_cc_max``
     overrides the ceiling) enter the statistics. Left panel per dataset: bars, the mean with
     its SEM (thick dark line, no caps); white diamonds with thin capped lines, the median
     with a seeded bootstrap 95 % interval; n neurons and seeds in the title. Right panel: one
@@ -190,7 +190,7 @@ def performance_figure(results, metric: str = "cc_norm", models: Sequence[str] |
 
 @styled
 def sessions_state_figure(results):
-    """The synthetic sessions / state experiments (:func:`~deepstrf_utils.sessions_state.run_sessions_state`
+    """The synthetic sessions / state experiments (:func:`~deepstrf_utils.runs.sessions_state.run_sessions_state`
     results): (A) fitted against planted relative state gain g / g0 per neuron; (B) CCnorm (%)
     with against without the state gain; (C) CCnorm (%) of the smallest session, NRF core shared
     by three sessions against the NRF trained on it alone. Neurons whose CCnorm is undefined are

@@ -1,7 +1,7 @@
 """Notebook 04's STRF figures: weight and gradient STRFs, learned AdapTrans parameters, and the
 recovery of the synthetic ground truth.
 
-Fitted models come as ``{neuron id: model}`` (:func:`~deepstrf_utils.session.load_fitted`);
+Fitted models come as ``{neuron id: model}`` (:func:`~deepstrf_utils.notebook.load_fitted`);
 ``dataset`` is the :class:`~deepstrf_utils.datasets.ResponseDataset` they were fitted on (bands,
 bin width, ids, ground truth). Each figure function returns the figure with ``fig.caption``
 set (what is shown, n, what was excluded), every panel lettered and every STRF panel with a
@@ -52,7 +52,7 @@ def onoff_strf_figure(dataset, plain: Mapping, adaptrans: Mapping, neurons: Sequ
     """Per neuron (row): the STRF of the plain LN model, the ON and OFF STRFs of LN + AdapTrans
     and, when the dataset has a ground truth, the true ON and OFF STRFs; colour scales (and
     bars): LN | LN + AdapTrans ON and OFF | truth."""
-    from .strfs import onoff_strfs, weight_strf
+    from ..interpret.strfs import onoff_strfs, weight_strf
 
     gt = _truth(dataset)
     cols = ["LN", "LN + AdapTrans ON", "LN + AdapTrans OFF"] + (["true ON", "true OFF"] if gt else [])
@@ -84,7 +84,7 @@ def onoff_strf_figure(dataset, plain: Mapping, adaptrans: Mapping, neurons: Sequ
 def nrf_hidden_figure(dataset, nrf, neuron_id, ncols: int = 5):
     """The hidden-unit STRFs of one fitted NRF (``nrf``, weight STRFs ``(H, 1, F, K)``), ordered by
     the magnitude of their read-out weight, ``ncols`` per row, one colour scale per row."""
-    from .strfs import weight_strf
+    from ..interpret.strfs import weight_strf
 
     hidden = weight_strf(nrf)[:, 0]  # (H, F, K)
     out = getattr(nrf, "out_weight", None)
@@ -104,12 +104,12 @@ def nrf_hidden_figure(dataset, nrf, neuron_id, ncols: int = 5):
 @styled
 def gradient_strf_figure(dataset, models: Mapping[str, Mapping], stimuli, neurons: Sequence, n_lags: int,
                          top_fraction: float = 0.1):
-    """Gradient STRFs (:func:`~deepstrf_utils.strfs.gradient_strf`, with respect to the input
+    """Gradient STRFs (:func:`~deepstrf_utils.interpret.strfs.gradient_strf`, with respect to the input
     spectrogram) of each model of ``models`` (``{label: {neuron id: model}}``, columns) for each
     of ``neurons`` (rows), at ``stimuli`` (e.g. the test set), averaged over each neuron's top
     ``top_fraction`` driven bins; in output units per input unit (spikes/s for spike counts);
     one colour scale per row."""
-    from .strfs import gradient_strf
+    from ..interpret.strfs import gradient_strf
 
     unit, factor = response_unit(dataset)
     rows = [[factor * gradient_strf(models[m][nid], stimuli, n_lags=n_lags, top_fraction=top_fraction)[0]
@@ -131,7 +131,7 @@ def adaptrans_params_figure(dataset, adaptrans: Mapping, w0: float = 0.75):
     (A) tau ON and (B) tau OFF in ms on log axes, (C) w; thin lines per neuron, the median
     thick, the initialisation dashed (Willmore tau, ``w0``) and, with a ground truth, the
     median of the true values in black. One legend for the figure."""
-    from .adaptrans import willmore_tau_ms
+    from ..adaptrans import willmore_tau_ms
 
     keys = (("tau_on_ms", "tau ON (ms, log axis)"), ("tau_off_ms", "tau OFF (ms, log axis)"),
             ("w", "w: adaptation weight\n(steady-state gain 1 - w)"))
@@ -169,7 +169,7 @@ def adaptrans_params_figure(dataset, adaptrans: Mapping, w0: float = 0.75):
 def plot_tau_recovery(ax, table, title: str | None = None, s: float = 16):
     """Fitted against true AdapTrans time-constant factors, one point per row of ``table``.
 
-    ``table``: :func:`deepstrf_utils.groundtruth.tau_recovery_table` (columns channel, used,
+    ``table``: :func:`deepstrf_utils.interpret.groundtruth.tau_recovery_table` (columns channel, used,
     true_factor, fitted_factor; optionally stacked over seeds: a point per neuron, channel and
     seed). Only rows with ``used`` are drawn: ON in red, OFF in blue, on log axes, with the
     identity line (perfect recovery) and the Willmore initialisation (factor 1, dotted).
@@ -204,11 +204,11 @@ def synthetic_recovery_figure(dataset, plain: Mapping, adaptrans_by_seed: Mappin
     of the fitted ON / OFF STRFs with the true ones and of the plain LN STRF with the true ON
     STRF (seed ``seed``; box and points); (B) fitted against true tau factors, one point per
     neuron, channel and seed of ``adaptrans_by_seed`` (``{seed: {neuron id: model}}``).
-    Returns ``(fig, stats)``: per seed, :func:`~deepstrf_utils.groundtruth.tau_recovery`."""
+    Returns ``(fig, stats)``: per seed, :func:`~deepstrf_utils.interpret.groundtruth.tau_recovery`."""
     import pandas as pd
 
-    from .groundtruth import prefilter_parameters, strf_correlation, tau_recovery, tau_recovery_table
-    from .strfs import weight_strf
+    from ..interpret.groundtruth import prefilter_parameters, strf_correlation, tau_recovery, tau_recovery_table
+    from ..interpret.strfs import weight_strf
 
     gt = dataset.ground_truth
     if gt is None or "tau_factor_on" not in gt:

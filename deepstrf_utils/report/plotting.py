@@ -38,7 +38,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
 
-from .metrics import trial_average  # noqa: E402
+from ..metrics import trial_average  # noqa: E402
 
 __all__ = [
     "STYLE",

@@ -6,7 +6,7 @@ neuron). The rule (:data:`RELIABILITY_RULE`), computed from the data, never per 
 hand:
 
 1. the neuron passed the dataset's valid-unit rule (the loaders keep only those:
-   :mod:`deepstrf_utils.protocols`, ``valid_units``);
+   :mod:`deepstrf_utils.runs.protocols`, ``valid_units``);
 2. it was scored in at least one seed (a split can exclude a neuron that heard too few
    stimuli: ``excluded_reason`` in the results);
 3. its noise ceiling, CCmax (Hsu et al. 2004, split-half on the test responses, averaged
@@ -28,8 +28,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .metrics import bootstrap_ci
-from .training import average_over_seeds
+from ..metrics import bootstrap_ci
+from ..training import average_over_seeds
 
 __all__ = ["MIN_CC_MAX", "RELIABILITY_RULE", "neuron_reliability", "score_summary", "exclusion_note"]
 

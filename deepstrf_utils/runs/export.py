@@ -1,8 +1,6 @@
 """Export a finished runner configuration as pretrained folders (:mod:`deepstrf_utils.pretrained`).
 
-Top floor: imports :mod:`.session` (the checkpoint lookup), :mod:`.runner` and :mod:`.training`.
-
-:func:`export_pretrained` reads the checkpoints that :func:`deepstrf_utils.runner.run_configs`
+:func:`export_pretrained` reads the checkpoints that :func:`deepstrf_utils.runs.runner.run_configs`
 wrote for one configuration and seed (``<config id>_seed<seed>.pt`` for a population or
 session model, ``<config id>_seed<seed>_<neuron>.pt`` per single unit) and writes one
 pretrained folder per model, its card filled from the checkpoint: the dataset (name,
@@ -16,10 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .pretrained import dataset_fingerprint, save_pretrained
-from .runner import _normalise, config_id
-from .session import find_checkpoints
-from .training import load_checkpoint
+from ..pretrained import dataset_fingerprint, save_pretrained
+from ..training import load_checkpoint
+from .runner import config_id, find_checkpoints, normalise_config
 
 __all__ = ["export_pretrained"]
 
@@ -56,7 +53,7 @@ def export_pretrained(checkpoint_dir, config: dict | str, seed: int, folder, dat
         neuron = info.get("neuron")
         if wanted is not None and neuron is not None and neuron not in wanted:
             continue
-        cfg = _normalise(info["config"]) if isinstance(info.get("config"), dict) else {}
+        cfg = normalise_config(info["config"]) if isinstance(info.get("config"), dict) else {}
         metrics = info.get("metrics")
         if isinstance(metrics, pd.DataFrame) and "neuron" in metrics:
             ids = [str(n) for n in metrics["neuron"]]

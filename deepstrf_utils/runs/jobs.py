@@ -1,6 +1,6 @@
 """Jobs of a sweep: one job = (configuration, seed, chunk of neurons), its files, the plan, the merge.
 
-The runner (:func:`deepstrf_utils.runner.run_configs`) cuts a grid of configurations x
+The runner (:func:`deepstrf_utils.runs.runner.run_configs`) cuts a grid of configurations x
 seeds into :class:`Job` s. Each job owns two files in the sweep's job folder
 (``<results csv stem>_jobs/``, see :func:`jobs_dir`)::
 
@@ -38,7 +38,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from .files import atomic_write, quarantine, read_csv_text
+from ..files import atomic_write, quarantine, read_csv_text
 
 __all__ = ["Job", "make_jobs", "jobs_dir", "job_status", "write_result", "write_error", "read_errors",
            "merge_results", "read_table", "read_job_result", "write_table", "record_submission", "read_submissions", "KEY"]

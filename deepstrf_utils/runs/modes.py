@@ -1,4 +1,4 @@
-"""The runner's state and multi-session configurations (called by :mod:`deepstrf_utils.runner`).
+"""The runner's state and multi-session configurations (called by :mod:`deepstrf_utils.runs.runner`).
 
 ``mode: "state"``: the configuration's model followed by a state gain
 (:class:`~deepstrf_utils.models.StateGainModel`) on a dataset with state signals (e.g. NAT4
@@ -15,9 +15,9 @@ from typing import Callable
 
 import pandas as pd
 
-from .datasets import SessionSet
-from .models import MultiSessionModel, StateGainModel, count_parameters
-from .training import evaluate_sessions, fit_sessions, seed_everything
+from ..datasets import SessionSet
+from ..models import MultiSessionModel, StateGainModel, count_parameters
+from ..training import evaluate_sessions, fit_sessions, seed_everything
 
 __all__ = ["SESSION_MODES", "load_sessions", "fit_session_config"]
 

@@ -10,7 +10,7 @@ quick   the default of ``make figures``: the synthetic set only (unless datasets
         StateNet as one population model each (note "quick, population fit"); meant to
         finish within 15 min on 2 CPU cores
 paper   the published protocol of each dataset found under ``data/``, read from
-        :data:`deepstrf_utils.protocols.PROTOCOLS` (single-unit fits, 10 seeds, AdamW lr
+        :data:`deepstrf_utils.runs.protocols.PROTOCOLS` (single-unit fits, 10 seeds, AdamW lr
         1e-3 without weight decay, patience 50, and per dataset the batch size, STRF window,
         2D-CNN kernel, valid-unit rule and split); on the synthetic set (no published
         protocol) NS1's protocol
@@ -31,7 +31,7 @@ Willmore initialisation within that budget (cc_norm 0.81), while lr 1e-2 gives c
 it reproduces the published protocol, and with up to 1000 epochs (patience 50) on a GPU
 the time constants have the iterations they need.
 
-A profile yields the runner configurations (see :func:`deepstrf_utils.runner.run_configs`)
+A profile yields the runner configurations (see :func:`deepstrf_utils.runs.runner.run_configs`)
 for L, LN, NRF, DNet, 2D-CNN (``ConvNet2D``) and StateNet, each without and with the
 AdapTrans prefilter, for each dataset; single-unit fits as in the 2024 paper (``paper``).
 
@@ -115,7 +115,7 @@ class Profile:
             e.g. the published reference model of the dataset (``paper``: Pennington & David
             2023 on NAT4).
         protocol: take the per-dataset fit arguments, model arguments (STRF window, 2D-CNN
-            kernel) and loader options from :mod:`deepstrf_utils.protocols` (``paper``);
+            kernel) and loader options from :mod:`deepstrf_utils.runs.protocols` (``paper``);
             ``fit_kwargs`` / ``model_kwargs`` / ``dataset_options`` then hold only what the
             protocol leaves open.
     """
@@ -162,8 +162,8 @@ class Profile:
         ``dataset_options`` give that name its absolute path (this profile when there is none).
         Files ``data_root/nwb/<stem>.nwb`` are the datasets ``nwb_<stem>`` as they are.
         """
-        from .datasets import DATASETS, available_datasets
-        from .datasets.nwb import nwb_label
+        from ..datasets import DATASETS, available_datasets
+        from ..datasets.nwb import nwb_label
 
         names, paths = [], {}
         for name in parse_datasets(requested):
@@ -213,7 +213,7 @@ class Profile:
 
     def load(self, dataset: str, data_root: str | Path = "data"):
         """Load ``dataset`` with this profile's options -> ``ResponseDataset``."""
-        from .datasets import load_dataset
+        from ..datasets import load_dataset
 
         return load_dataset(dataset, root=data_root, **self.options_for(dataset))
 
@@ -289,7 +289,7 @@ class Profile:
         extra = "".join(f"\n  {d}: also {c['model']} ({c.get('note', '')}, {c.get('mode', self.mode)} fit, "
                         f"{c.get('fit_kwargs', {})})" for d, cs in self.extra_configs.items() for c in cs)
         if self.protocol:
-            fk = "per dataset from deepstrf_utils.protocols: " + "; ".join(
+            fk = "per dataset from deepstrf_utils.runs.protocols: " + "; ".join(
                 f"{d}: batch_size={v['batch_size']}, weight_decay={v['weight_decay']:g}, lr={v['lr']:g}, "
                 f"patience={v['patience']}" for d, v in ((d, self.fit_kwargs_for(d)) for d in PROTOCOL_DATASETS))
         return (f"profile '{self.name}': {self.description}\n"
@@ -412,13 +412,13 @@ PROFILES: dict[str, Profile] = {
     "paper": Profile(
         name="paper",
         seeds=tuple(range(10)),
-        fit_kwargs={},  # everything from deepstrf_utils.protocols, per dataset
+        fit_kwargs={},  # everything from deepstrf_utils.runs.protocols, per dataset
         protocol=True,
         default_datasets=None,
         prefilter_kwargs=copy.deepcopy(_ADAPTRANS_RELU),
         n_examples=6,
         top_fraction=0.1,
-        description="the published protocol of each dataset (deepstrf_utils.protocols: single-unit fits, AdamW "
+        description="the published protocol of each dataset (deepstrf_utils.runs.protocols: single-unit fits, AdamW "
                     "lr 1e-3 without weight decay, 10 seeds, patience 50, the dataset's batch size, STRF "
                     "window, 2D-CNN kernel, valid units and split); NS1's protocol on the synthetic set, which "
                     "has none; every dataset found under the data folder",

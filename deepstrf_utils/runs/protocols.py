@@ -6,7 +6,7 @@ One table, :data:`PROTOCOLS`: per dataset (``ns1``, ``nat4_a1``, ``nat4_peg``, `
 published value comes from (``source``) and, where the two differ or the sources are silent
 or disagree, why we chose ours (``why``).
 
-The ``paper`` profile (:mod:`deepstrf_utils.profiles`) reads its per-dataset settings from
+The ``paper`` profile (:mod:`deepstrf_utils.runs.profiles`) reads its per-dataset settings from
 here: :func:`protocol_fit_kwargs` (EXPLICIT ``fit`` arguments, so the profile does not move
 when ``fit``'s defaults change), :func:`protocol_model_kwargs` (STRF window, 2D-CNN kernel)
 and :func:`protocol_dataset_options` (valid-unit rule and split of the loader).

@@ -1,4 +1,4 @@
-"""Run many configurations x seeds into one tidy, resumable CSV, and summarise it.
+"""Run many configurations x seeds into one tidy, resumable CSV.
 
 A configuration is a dict::
 
@@ -8,7 +8,7 @@ A configuration is a dict::
      "neurons": None | [ids], "note": "...", "sessions": None | {id: {"dataset", "dataset_options", "neurons"}}}
 
 Modes "state" (a state-gain readout on a dataset with state signals) and "sessions" (a core
-shared by the sessions named in "sessions", one readout each): :mod:`.session_runs`.
+shared by the sessions named in "sessions", one readout each): :mod:`.modes`.
 
 The "adaptrans" and "willmore" prefilters are built on the DATASET's band centres
 (``cf_hz=dataset.cf_hz``, ``dt_ms=dataset.dt_ms``), so each band starts from the Willmore
@@ -37,16 +37,22 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
-from . import jobs, training
-from .executors import THREAD_ENV
-from .shapes import check_int
-from .session_runs import SESSION_MODES, fit_session_config, load_sessions
+from .. import training
+from ..datasets import load_dataset
+from ..datasets.splits import drop_excluded
+from ..models import build_model, count_parameters
+from ..shapes import check_int
+from . import jobs
+from .executors import THREAD_ENV, in_flight, make_executor, slurm_parameters
+from .modes import SESSION_MODES, fit_session_config, load_sessions
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_configs", "run_config", "run_job", "plan_jobs", "failed_jobs", "config_id", "prefilter_kwargs_for",
-           "summary_table", "markdown_table", "RESULT_COLUMNS", "job_threads", "available_cores"]
+__all__ = ["run_configs", "run_config", "run_job", "plan_jobs", "failed_jobs", "config_id", "normalise_config",
+           "prefilter_kwargs_for", "build_config_model", "config_neuron_ids", "load_config_data", "DatasetCache",
+           "find_checkpoints", "RESULT_COLUMNS", "job_threads", "available_cores"]
 
 #: Columns of the results CSV, in order.
 RESULT_COLUMNS = [
@@ -62,7 +68,10 @@ _DEFAULTS = {"dataset_options": {}, "model_kwargs": {}, "prefilter": None, "pref
 _CENTRE_KEYS = ("cf_hz", "min_freq", "max_freq", "scale")
 
 
-def _normalise(config: dict) -> dict:
+def normalise_config(config: dict) -> dict:
+    """``config`` with every field present (defaults filled in, the caller's dicts copied),
+    checked: ValueError naming an unknown key, a field of the wrong type or a value out of
+    place (module docstring)."""
     if not isinstance(config, dict):
         raise ValueError(f"expected a configuration dict, got {type(config).__name__}")
     unknown = set(config) - _CONFIG_KEYS
@@ -111,7 +120,7 @@ def config_id(config: dict) -> str:
     An empty ``prefilter_kwargs`` and a None ``sessions`` are left out of the hash, so
     configurations written before those fields existed keep their ids.
     """
-    cfg = _normalise(config)
+    cfg = normalise_config(config)
     if not cfg["prefilter_kwargs"]:
         del cfg["prefilter_kwargs"]
     if cfg["sessions"] is None:
@@ -127,7 +136,7 @@ def prefilter_kwargs_for(config: dict, dataset) -> dict | None:
     (the dataset's centres are left out when the config sets any of cf_hz / min_freq /
     max_freq / scale); None without a prefilter. ``dt_ms`` is passed as the model's bin width.
     """
-    cfg = _normalise(config)
+    cfg = normalise_config(config)
     if cfg["prefilter"] is None:
         return None
     own = dict(cfg["prefilter_kwargs"])
@@ -139,9 +148,9 @@ def prefilter_kwargs_for(config: dict, dataset) -> dict | None:
     return {"cf_hz": [float(v) for v in cf], **own}
 
 
-def _build(config: dict, dataset, n_neurons: int):
-    from .models import build_model
-
+def build_config_model(config: dict, dataset, n_neurons: int):
+    """The model of a normalised configuration on ``dataset``, with ``n_neurons`` outputs
+    (the dataset's bands, bin width and, with a prefilter, :func:`prefilter_kwargs_for`)."""
     return build_model(config["model"], n_bands=dataset.n_bands, n_neurons=n_neurons, dt_ms=float(dataset.dt_ms),
                        prefilter=config["prefilter"], prefilter_kwargs=prefilter_kwargs_for(config, dataset),
                        **config["model_kwargs"])
@@ -158,9 +167,7 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
     mode only): fit and score only these neurons of the configuration's split (one job's
     chunk); each unit's fit is the same as in the whole stack.
     """
-    from .models import count_parameters
-
-    cfg = _normalise(config)
+    cfg = normalise_config(config)
     cid = config_id(cfg)
     if cfg["neurons"] is not None:
         dataset = dataset.select(cfg["neurons"])
@@ -168,7 +175,7 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
     if cfg["mode"] in SESSION_MODES:  # several sessions or state signals: one model, its own splits
         if neurons is not None:
             raise ValueError(f"expected neurons=None for mode {cfg['mode']!r} (one model for every neuron)")
-        scores, model = fit_session_config(cfg, dataset, seed, _build, device, progress)
+        scores, model = fit_session_config(cfg, dataset, seed, build_config_model, device, progress)
         models = [model]
     else:
         dataset, train, val, test, excluded = split_for_fit(dataset, seed)
@@ -184,7 +191,7 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
             else:
                 dataset = None
     fit_kwargs = dict(cfg["fit_kwargs"])
-    fit_fn = training.get_fit_protocol(fit_kwargs.pop("protocol", "standard"))
+    fit_fn = training.get_fit_procedure(fit_kwargs.pop("protocol", "standard"))
     if fit_fn is not training.fit and cfg["mode"] != "population":
         raise ValueError("expected mode 'population' for a fit_kwargs 'protocol' other than 'standard'")
     if cfg["mode"] in SESSION_MODES:
@@ -195,7 +202,7 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
         models = []
     elif cfg["mode"] == "population":
         training.seed_everything(seed)
-        model = _build(cfg, dataset, dataset.n_neurons)
+        model = build_config_model(cfg, dataset, dataset.n_neurons)
         result = fit_fn(model, train, val, device=device, seed=seed, progress=progress, **fit_kwargs)
         scores = training.evaluate(model, test)
         scores["n_params"] = count_parameters(model)
@@ -204,7 +211,7 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
         models = [model]
     else:
         def model_fn(s):
-            return _build(cfg, dataset, 1)
+            return build_config_model(cfg, dataset, 1)
 
         models, results = training.fit_single_units(model_fn, train, val, seeds=seed, device=device,
                                                     seed=seed, progress=progress, **fit_kwargs)
@@ -238,16 +245,16 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
     return scores[RESULT_COLUMNS]
 
 
-def _neuron_ids(config: dict, dataset) -> list[str]:
+def config_neuron_ids(config: dict, dataset) -> list[str]:
+    """The neuron ids of a normalised configuration's results on ``dataset`` (its ``neurons``, or
+    every neuron; ``session:neuron`` in mode "sessions")."""
     if config["mode"] == "sessions":  # results name a session's neuron "session:neuron"
         return [f"{key}:{n}" for key, ds in dataset.items() for n in ds.neuron_ids]
     return [str(n) for n in (config["neurons"] if config["neurons"] is not None else dataset.neuron_ids)]
 
 
-def _load_data(config: dict, root):
+def load_config_data(config: dict, root):
     """The dataset of a normalised configuration, or its SessionSet in mode 'sessions'."""
-    from .datasets import load_dataset
-
     if config["sessions"] is not None:
         return load_sessions(config["sessions"], load_dataset, root)
     return load_dataset(config["dataset"], root=root, **config["dataset_options"])
@@ -257,8 +264,6 @@ def split_for_fit(dataset, seed: int):
     """``dataset.split(seed)`` without the neurons the split excluded (too few stimuli heard)
     -> (dataset, train, val, test, excluded {id: reason}); all None but ``excluded`` when
     every neuron is excluded (:func:`deepstrf_utils.datasets.splits.drop_excluded`)."""
-    from .datasets.splits import drop_excluded
-
     return drop_excluded(dataset, *dataset.split(seed))
 
 
@@ -277,8 +282,10 @@ def _with_excluded(scores: pd.DataFrame, excluded: dict) -> pd.DataFrame:
     return scores
 
 
-class _OneDataset:
-    """``load_dataset`` keeping the last dataset in memory (one at a time)."""
+class DatasetCache:
+    """``load_dataset`` keeping the last dataset in memory (one at a time): called with a
+    normalised configuration, returns its dataset (or SessionSet), loading only when the
+    dataset, its options or its sessions differ from the previous call's."""
 
     def __init__(self, root):
         self.root, self.key, self.dataset = root, None, None
@@ -288,20 +295,20 @@ class _OneDataset:
                json.dumps(config["sessions"], sort_keys=True, default=str))
         if key != self.key:
             self.key, self.dataset = None, None  # free the previous one first
-            self.dataset = _load_data(config, self.root)
+            self.dataset = load_config_data(config, self.root)
             self.key = key
         return self.dataset
 
 
 def plan_jobs(configs: Sequence[dict], seeds: Sequence[int], root="data", chunk_size: int | None = None,
               loader=None) -> list[jobs.Job]:
-    """The jobs of configurations x seeds (:class:`deepstrf_utils.jobs.Job`): per configuration
+    """The jobs of configurations x seeds (:class:`deepstrf_utils.runs.jobs.Job`): per configuration
     and seed, its neurons in chunks of ``chunk_size`` (None: one job with every neuron;
     population fits: always one). Loads each dataset once to read its neuron ids."""
-    loader = loader or _OneDataset(root)
+    loader = loader or DatasetCache(root)
     out = []
-    for cfg in (_normalise(c) for c in configs):
-        ids = _neuron_ids(cfg, loader(cfg))
+    for cfg in (normalise_config(c) for c in configs):
+        ids = config_neuron_ids(cfg, loader(cfg))
         out += jobs.make_jobs(cfg, config_id(cfg), [int(s) for s in seeds], ids, cfg["mode"] != "single",
                               chunk_size)
     return out
@@ -329,8 +336,6 @@ def run_job(spec: dict, loader=None) -> str:
         logging.getLogger("deepstrf_utils").setLevel(logging.INFO)
     omp_at_start = os.environ.get("OMP_NUM_THREADS", "unset")
     if spec.get("num_threads"):
-        import torch
-
         threads = int(spec["num_threads"])
         torch.set_num_threads(threads)
         for var in THREAD_ENV:  # libraries started later in this process, and its children
@@ -340,8 +345,8 @@ def run_job(spec: dict, loader=None) -> str:
                 job.config["model"], job.seed, job.start, job.stop)
     try:
         cfg = job.config
-        dataset = loader(cfg) if loader is not None else _load_data(cfg, spec["root"])
-        everyone = len(job.neurons) == len(_neuron_ids(cfg, dataset))
+        dataset = loader(cfg) if loader is not None else load_config_data(cfg, spec["root"])
+        everyone = len(job.neurons) == len(config_neuron_ids(cfg, dataset))
         t0 = time.perf_counter()
         rows = run_config(cfg, dataset, job.seed, device=spec["device"], checkpoint_dir=spec["checkpoint_dir"],
                           progress=False, neurons=None if everyone else list(job.neurons))
@@ -370,7 +375,7 @@ def run_configs(configs: Sequence[dict], seeds: Sequence[int], out_csv, root="da
     ``chunk_size`` neurons). Jobs whose neurons are all in ``out_csv`` or in a finished job
     file (``<out_csv stem>_jobs/``) are skipped; the others (failed or missing) run through
     ``executor`` ("local": in this process; "submitit-local": subprocesses; "slurm": a job
-    array; see :mod:`deepstrf_utils.executors`, options in ``cluster``). Each job writes its
+    array; see :mod:`deepstrf_utils.runs.executors`, options in ``cluster``). Each job writes its
     checkpoints and then its own result file atomically; a job that raises (e.g. a
     ``FloatingPointError``) writes an error record instead and the others go on (listed by
     :func:`failed_jobs`, logged as warnings, and as records in ``results.attrs["failed"]``); the next
@@ -380,9 +385,7 @@ def run_configs(configs: Sequence[dict], seeds: Sequence[int], out_csv, root="da
     Returns the full results table (old + new rows, one per neuron x seed x configuration)
     with :data:`RESULT_COLUMNS`.
     """
-    from .executors import in_flight, make_executor
-
-    configs = [_normalise(c) for c in configs]
+    configs = [normalise_config(c) for c in configs]
     seeds = [check_int(s, f"seeds[{i}]", 0) for i, s in enumerate(seeds)]
     if not configs or not seeds:
         raise ValueError("expected at least one configuration and one seed")
@@ -397,7 +400,7 @@ def run_configs(configs: Sequence[dict], seeds: Sequence[int], out_csv, root="da
     if not wait and ex.name == "local":
         raise ValueError("the local executor runs in this process and cannot submit without waiting; "
                          "use executor 'submitit-local' or 'slurm'")
-    loader = _OneDataset(root)
+    loader = DatasetCache(root)
     planned = plan_jobs(configs, seeds, root, chunk_size, loader=loader)
     status = jobs.job_status(planned, folder, jobs.read_table(out_csv, RESULT_COLUMNS, damaged="quarantine"),
                              RESULT_COLUMNS)
@@ -435,8 +438,6 @@ def run_configs(configs: Sequence[dict], seeds: Sequence[int], out_csv, root="da
 
 
 def _torch_threads() -> int:
-    import torch
-
     return torch.get_num_threads()
 
 
@@ -458,123 +459,16 @@ def job_threads(executor: str, cluster: dict, cores: int | None = None) -> int |
         cores = min(_torch_threads(), available_cores()) if cores is None else int(cores)
         return max(1, cores // max(1, int(cluster.get("max_parallel") or 1)))
     if executor == "slurm":
-        from .executors import slurm_parameters
-
         return slurm_parameters(cluster)["cpus_per_task"]
     return None
 
 
-# ----------------------------------------------------------------------------- summaries
-
-_PREFILTER_NAMES = {"adaptrans": "AdapTrans", "willmore": "Willmore"}
-
-
-def summary_table(results: pd.DataFrame, min_cc_max: float | None = None) -> pd.DataFrame:
-    """Summary in the seed README's layout, one row per configuration.
-
-    Columns: Dataset, Model ("ConvNet2D + AdapTrans"), Note, Parameters (per fitted model:
-    per unit in "single" mode), CCraw (%), CCraw SEM, CCnorm (%), CCnorm SEM, then the
-    medians with a seeded bootstrap 95 % interval (CCraw median (%), CCraw CI low / high,
-    the same for CCnorm), Neurons (those entering the statistics), Excluded (the others),
-    Seeds. Each neuron is first averaged over the seeds where it was scored, then the
-    neurons that pass the reliability rule (:data:`deepstrf_utils.reliability.RELIABILITY_RULE`;
-    ``min_cc_max`` overrides the ceiling) are summarised; SEM is across neurons (std with
-    ddof=1 / sqrt(n)). NaN scores (e.g. CCnorm without repeats) are left out.
-    """
-    from .reliability import MIN_CC_MAX, neuron_reliability, score_summary
-
-    needed = ["dataset", "model", "prefilter", "note", "seed", "neuron", "cc_raw", "cc_norm", "cc_max", "n_params",
-              "config_id"]
-    missing = [c for c in needed if c not in results.columns]
-    if missing:
-        raise ValueError(f"expected the results table of run_configs; missing columns {missing}")
-    per_neuron = neuron_reliability(results, keys=("config_id",),
-                                    min_cc_max=MIN_CC_MAX if min_cc_max is None else min_cc_max)
-    rows = []
-    for cid, grp in per_neuron.groupby("config_id", sort=False):
-        info = results[results["config_id"] == cid].iloc[0]
-        pre = info["prefilter"]
-        name = str(info["model"])
-        if isinstance(pre, str) and pre not in ("", "none", "nan"):
-            name += " + " + _PREFILTER_NAMES.get(pre, pre)
-        row = {"Dataset": info["dataset"], "Model": name,
-               "Note": "" if pd.isna(info["note"]) else str(info["note"]),
-               "Parameters": _median_int(results.loc[results["config_id"] == cid, "n_params"])}
-        ok = grp[grp["reliable"]]
-        for col, label in (("cc_raw", "CCraw"), ("cc_norm", "CCnorm")):
-            st = score_summary(100 * ok[col].to_numpy(dtype=float))
-            row[f"{label} (%)"], row[f"{label} SEM"] = st["mean"], st["sem"]
-            row[f"{label} median (%)"], row[f"{label} CI low"], row[f"{label} CI high"] = \
-                st["median"], st["ci_low"], st["ci_high"]
-        row["Neurons"] = int(ok["neuron"].nunique())
-        row["Excluded"] = int(len(grp) - len(ok))
-        row["Seeds"] = int(results.loc[results["config_id"] == cid, "seed"].nunique())
-        rows.append(row)
-    cols = ["Dataset", "Model", "Note", "Parameters", "CCraw (%)", "CCraw SEM", "CCnorm (%)", "CCnorm SEM",
-            "CCraw median (%)", "CCraw CI low", "CCraw CI high", "CCnorm median (%)", "CCnorm CI low",
-            "CCnorm CI high", "Neurons", "Excluded", "Seeds"]
-    return pd.DataFrame(rows, columns=cols)
-
-
-def _median_int(values: pd.Series):
-    """Median of the finite ``values`` as an int; NaN when there is none (every neuron excluded)."""
-    v = pd.to_numeric(values, errors="coerce").dropna()
-    return int(v.median()) if len(v) else np.nan
-
-
-def markdown_table(df: pd.DataFrame, digits: int = 1, merge_sem: bool = True) -> str:
-    """Render ``df`` as a GitHub markdown table (no ``tabulate`` needed).
-
-    Floats get ``digits`` decimals, integers thousands separators; with ``merge_sem`` a
-    column "X SEM" next to "X (%)" is merged into it as "43.7 ± 1.2". NaN -> "–".
-    """
-    table = df.copy()
-    if merge_sem:
-        for col in list(table.columns):
-            if col.endswith(" SEM"):
-                base = col[:-4] + " (%)"
-                if base in table.columns:
-                    table[base] = [_fmt_pm(m, s, digits) for m, s in zip(table[base], table[col])]
-                    table = table.drop(columns=col)
-            if col.endswith(" CI low") and col[:-7] + " CI high" in table.columns:
-                base, high = col[:-7] + " median (%)", col[:-7] + " CI high"
-                if base in table.columns:  # "median [low, high]" under "X median [95 % CI]"
-                    table[base] = [_fmt_ci(m, lo, hi, digits) for m, lo, hi in zip(table[base], table[col], table[high])]
-                    table = table.drop(columns=[col, high]).rename(columns={base: col[:-7] + " median [95 % CI]"})
-    header = [str(c) for c in table.columns]
-    lines = [[_fmt(v, digits) for v in row] for row in table.itertuples(index=False)]
-    numeric = [pd.api.types.is_numeric_dtype(df[c]) if c in df.columns else True for c in table.columns]
-    out = ["| " + " | ".join(header) + " |",
-           "|" + "|".join("---:" if num else ":---" for num in numeric) + "|"]
-    out += ["| " + " | ".join(cells) + " |" for cells in lines]
-    return "\n".join(out)
-
-
-def _fmt(v, digits):
-    if isinstance(v, str):
-        return v.replace("|", "\\|")
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "–"
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (int, np.integer)):
-        return f"{int(v):,}"
-    if isinstance(v, (float, np.floating)):
-        return f"{float(v):.{digits}f}"
-    return str(v)
-
-
-def _fmt_ci(m, lo, hi, digits):
-    if m is None or not np.isfinite(m):
-        return "–"
-    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
-        return f"{m:.{digits}f}"
-    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
-def _fmt_pm(m, s, digits):
-    if m is None or not np.isfinite(m):
-        return "–"
-    if s is None or not np.isfinite(s):
-        return f"{m:.{digits}f}"
-    return f"{m:.{digits}f} ± {s:.{digits}f}"
+def find_checkpoints(config: dict | str, seed: int, checkpoint_dir: str | Path) -> list[Path]:
+    """Checkpoint files written by :func:`run_configs` for ``config`` (a configuration or its id)
+    and ``seed``: one per neuron in single-unit mode, one in population mode (sorted; empty if none)."""
+    cid = config if isinstance(config, str) else config_id(config)
+    folder = Path(checkpoint_dir)
+    pop = folder / f"{cid}_seed{int(seed)}.pt"
+    if pop.exists():
+        return [pop]
+    return sorted(folder.glob(f"{cid}_seed{int(seed)}_*.pt"))

@@ -12,7 +12,7 @@ Two experiments on the synthetic ground truth, sized by the run profile:
 
 :func:`run_sessions_state` writes one row per neuron and model to
 ``results_dir/sessions_state_<profile>.csv`` (atomic; reused when present);
-:func:`sessions_state_table` summarises it, :func:`~deepstrf_utils.figures_results.sessions_state_figure`
+:func:`sessions_state_table` summarises it, :func:`~deepstrf_utils.report.figures_results.sessions_state_figure`
 draws it.
 """
 from __future__ import annotations
@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .datasets import SessionSet, plant_state_gain
-from .datasets.synthetic import generate_synthetic
-from .files import atomic_write, quarantine, read_csv_text
-from .models import MultiSessionModel, StateGainModel, build_model
-from .training import evaluate_sessions, fit_sessions
+from ..datasets import SessionSet, plant_state_gain
+from ..datasets.synthetic import generate_synthetic
+from ..files import atomic_write, quarantine, read_csv_text
+from ..models import MultiSessionModel, StateGainModel, build_model
+from ..training import evaluate_sessions, fit_sessions
 
 __all__ = ["SIZES", "run_sessions_state", "sessions_state_table"]
 

@@ -1,9 +1,9 @@
 """A profile's sweep from the command line: cost plan, submission without waiting, collection.
 
-    python -m deepstrf_utils.sweep --profile paper --plan            # jobs, fits, time estimate
-    python -m deepstrf_utils.sweep --profile paper --executor slurm  # submit, return at once
-    python -m deepstrf_utils.sweep --profile paper --executor slurm  # again: collect (+ resubmit
-                                                                     # failed / lost jobs)
+    python -m deepstrf_utils.runs --profile paper --plan            # jobs, fits, time estimate
+    python -m deepstrf_utils.runs --profile paper --executor slurm  # submit, return at once
+    python -m deepstrf_utils.runs --profile paper --executor slurm  # again: collect (+ resubmit
+                                                               # failed / lost jobs)
 
 (``make figures PROFILE=paper PLAN=1`` and ``make sweep`` call it.) The results and job
 files are those of notebook 03 (``<results dir>/results_<profile>.csv``, ``..._jobs/``),
@@ -26,8 +26,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import jobs, runner, training
-from .executors import EXECUTORS, in_flight, read_cluster_config
+from .. import training
+from . import jobs, runner
+from .executors import EXECUTORS, check_cluster_options, in_flight, read_cluster_config
+from .profiles import get_profile
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ def probe_seconds_per_epoch(config: dict, dataset, epochs: int = 2, device="cpu"
     """Seconds per training epoch of ``config`` on ``dataset`` (seed-0 split): one neuron for a
     single-unit configuration, every neuron for a population one. One warm-up fit of one
     epoch, then a fit of ``epochs`` epochs timed whole (set-up included) / ``epochs``."""
-    cfg = runner._normalise(config)
+    cfg = runner.normalise_config(config)
     if cfg["neurons"] is not None:
         dataset = dataset.select(cfg["neurons"])
     if cfg["mode"] == "single":
@@ -51,7 +53,7 @@ def probe_seconds_per_epoch(config: dict, dataset, epochs: int = 2, device="cpu"
     try:
         for n in (1, int(epochs)):
             training.seed_everything(0)
-            model = runner._build(cfg, dataset, dataset.n_neurons)
+            model = runner.build_config_model(cfg, dataset, dataset.n_neurons)
             result = training.fit(model, train, val, device=device, progress=False,
                                   **{**fit_kwargs, "max_epochs": n})
     finally:
@@ -63,11 +65,11 @@ def plan_table(configs, seeds, root="data", chunk_size=None, probe_epochs: int =
                probe: bool = True) -> pd.DataFrame:
     """One row per configuration: dataset, model, prefilter, mode, neurons, seeds, jobs, fits,
     epochs (low, high), probe s/epoch, estimated hours (low, high) on this machine."""
-    loader = runner._OneDataset(root)
+    loader = runner.DatasetCache(root)
     rows = []
-    for cfg in (runner._normalise(c) for c in configs):
+    for cfg in (runner.normalise_config(c) for c in configs):
         dataset = loader(cfg)
-        n = len(runner._neuron_ids(cfg, dataset))
+        n = len(runner.config_neuron_ids(cfg, dataset))
         planned = runner.plan_jobs([cfg], seeds, root, chunk_size, loader=loader)
         fits = len(seeds) * (n if cfg["mode"] == "single" else 1)
         fk = {"max_epochs": 1000, "patience": 50, **cfg["fit_kwargs"]}
@@ -128,7 +130,7 @@ def job_table(configs, seeds, out_csv, root="data", chunk_size=None) -> pd.DataF
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m deepstrf_utils.runs", description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--datasets", default="", help="comma list; empty: the profile's default")
     ap.add_argument("--device", default="auto")
@@ -144,8 +146,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("deepstrf_utils").setLevel(logging.INFO)
-    from .profiles import get_profile
-
     try:
         profile = get_profile(args.profile)
         profile, names = profile.resolve_datasets(args.datasets, args.data_root)
@@ -184,8 +184,6 @@ def main(argv=None) -> int:
 
 def cluster_options(path: str = "", overrides=()) -> dict:
     """Cluster options from the file ``path`` (if any) and ``KEY=VALUE`` overrides (empty values ignored)."""
-    from .executors import check_cluster_options
-
     options = read_cluster_config(path) if path else {}
     for item in overrides:
         key, sep, value = str(item).partition("=")

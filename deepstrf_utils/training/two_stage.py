@@ -1,10 +1,11 @@
-"""Fitting protocols built on :func:`~.fitting.fit`: the two-stage fit of Pennington & David (2023).
+"""Fitting procedures built on :func:`~.fitting.fit`: the two-stage fit of Pennington & David (2023).
 
 :func:`fit_two_stage` fits a population model in two stages, as NEMS fits the
 ``...-lvl.R-dexp.R`` models: first with the output nonlinearity frozen (at the data's
 scale, :meth:`init_output`), then every parameter at a lower learning rate.
-:data:`FIT_PROTOCOLS` names the protocols, so that a runner configuration can ask for one
-(``fit_kwargs={"protocol": "two_stage", ...}``); :func:`get_fit_protocol` looks one up.
+:data:`FIT_PROCEDURES` names the procedures, so that a runner configuration can ask for one
+(``fit_kwargs={"protocol": "two_stage", ...}``: the configuration key keeps its name so that
+configuration ids do not change); :func:`get_fit_procedure` looks one up.
 
 Shapes: B stimuli, F bands, T time bins, N neurons, R repeats.
 """
@@ -20,7 +21,7 @@ from .fitting import FitResult, fit
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["fit_two_stage", "FIT_PROTOCOLS", "get_fit_protocol"]
+__all__ = ["fit_two_stage", "FIT_PROCEDURES", "get_fit_procedure"]
 
 
 def fit_two_stage(
@@ -91,12 +92,12 @@ def fit_two_stage(
     return out
 
 
-#: Named fitting protocols: ``name -> function(model, train, val, **fit_kwargs) -> FitResult``.
-FIT_PROTOCOLS: dict[str, Callable[..., FitResult]] = {"standard": fit, "two_stage": fit_two_stage}
+#: Named fitting procedures: ``name -> function(model, train, val, **fit_kwargs) -> FitResult``.
+FIT_PROCEDURES: dict[str, Callable[..., FitResult]] = {"standard": fit, "two_stage": fit_two_stage}
 
 
-def get_fit_protocol(name: str) -> Callable[..., FitResult]:
-    """The fitting function called ``name`` in :data:`FIT_PROTOCOLS` ("standard": :func:`fit`)."""
-    if name not in FIT_PROTOCOLS:
-        raise ValueError(f"expected a fitting protocol in {sorted(FIT_PROTOCOLS)}, got {name!r}")
-    return FIT_PROTOCOLS[name]
+def get_fit_procedure(name: str) -> Callable[..., FitResult]:
+    """The fitting function called ``name`` in :data:`FIT_PROCEDURES` ("standard": :func:`fit`)."""
+    if name not in FIT_PROCEDURES:
+        raise ValueError(f"expected a fitting procedure in {sorted(FIT_PROCEDURES)}, got {name!r}")
+    return FIT_PROCEDURES[name]
