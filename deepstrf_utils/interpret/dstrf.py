@@ -281,22 +281,23 @@ def _factor_info(model, rf, method):
     return pre, kern, rectified, rf["core"]
 
 
-def _check_neurons(neurons, n_out: int) -> torch.Tensor:
-    if neurons is None:
-        return torch.arange(n_out)
-    idx = torch.as_tensor(np.atleast_1d(np.asarray(neurons)), dtype=torch.long)
-    if idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= n_out:
-        raise ValueError(f"expected neuron indices in [0, {n_out}) (the model has N={n_out} outputs), got {neurons!r}")
+def _indices(values, n: int, what: str, bound: str) -> torch.Tensor:
+    """``values`` (None: all of ``range(n)``) as int64 indices, each in [0, n); ValueError naming
+    ``what`` and the ``bound`` otherwise."""
+    if values is None:
+        return torch.arange(n)
+    idx = torch.as_tensor(np.atleast_1d(np.asarray(values)), dtype=torch.long)
+    if idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= n:
+        raise ValueError(f"expected {what} in [0, {n}) ({bound}), got {values!r}")
     return idx
 
 
+def _check_neurons(neurons, n_out: int) -> torch.Tensor:
+    return _indices(neurons, n_out, "neuron indices", f"the model has N={n_out} outputs")
+
+
 def _check_times(times, T: int) -> torch.Tensor:
-    if times is None:
-        return torch.arange(T)
-    t = torch.as_tensor(np.atleast_1d(np.asarray(times)), dtype=torch.long)
-    if t.numel() == 0 or int(t.min()) < 0 or int(t.max()) >= T:
-        raise ValueError(f"expected time bins in [0, {T}) (the stimulus has T={T} bins), got {times!r}")
-    return torch.unique(t)
+    return torch.unique(_indices(times, T, "time bins", f"the stimulus has T={T} bins"))
 
 
 def dstrf(model: nn.Module, stimulus, n_lags: int | None = None, neurons: Sequence[int] | None = None,
