@@ -313,24 +313,31 @@ def test_performance_figure_legends_off_the_bars_n_and_seeds_in_titles_sem_vs_ci
 
 
 def test_sessions_state_figure_same_quantity_on_both_gain_axes_and_ccnorm_in_percent():
+    """Over seeds: every neuron's gains in A, one point per seed in B and C (the mean CCnorm in %
+    over the reliable neurons), the seeds where the new model is better counted."""
     from deepstrf_utils.report.figures_results import sessions_state_figure
 
     rows = []
-    for i in range(5):
-        g = -0.4 + 0.2 * i
-        for model in ("LN", "LN + state gain"):
-            rows.append({"experiment": "state_gain", "model": model, "neuron": f"n{i}", "planted_gain": g,
-                         "fitted_gain": 0.9 * g if model != "LN" else np.nan,
-                         "cc_norm": np.nan if i == 4 else 0.5 + 0.05 * i + (0.1 if model != "LN" else 0.0)})
-        for model in ("NRF, smallest session alone", "NRF core shared by 3 sessions"):
-            rows.append({"experiment": "shared_core", "model": model, "neuron": f"s{i}", "planted_gain": np.nan,
-                         "fitted_gain": np.nan, "cc_norm": 0.6 + 0.02 * i})
+    for seed in (0, 1):
+        for i in range(5):
+            g = -0.4 + 0.2 * i
+            for model in ("LN", "LN + state gain"):
+                rows.append({"experiment": "state_gain", "model": model, "neuron": f"n{i}", "seed": seed,
+                             "planted_gain": g, "fitted_gain": 0.9 * g if model != "LN" else np.nan,
+                             "reliable": i != 4, "cc_norm": 0.5 + 0.05 * i + (0.1 if model != "LN" else 0.0)})
+            for model in ("NRF, smallest session alone", "NRF core shared by 3 sessions"):
+                rows.append({"experiment": "shared_core", "model": model, "neuron": f"s{i}", "seed": seed,
+                             "planted_gain": np.nan, "fitted_gain": np.nan, "reliable": True,
+                             "cc_norm": 0.6 + 0.02 * i + (0.05 * seed if "shared" in model else 0.0)})
     fig = sessions_state_figure(pd.DataFrame(rows))
     check_figure(fig, 3)
-    a, b, c = fig.axes
-    assert "g / g0" in a.get_xlabel() and "g / g0" in a.get_ylabel()
-    assert b.get_xlabel() == "CCnorm (%), LN" and np.asarray(b.collections[0].get_offsets())[0, 0] == pytest.approx(50.0)
-    assert b.get_title() == "state input: 4 of 5 neurons" and "1 of 5 neurons in B without a defined CCnorm" in fig.caption
+    a, b, c = fig.axes[:3]
+    assert "g / g0" in a.get_xlabel() and "g / g0" in a.get_ylabel() and "r = 1.00" in a.get_title()
+    assert b.get_xlabel() == "CCnorm (%), LN"
+    np.testing.assert_allclose(np.asarray(b.collections[0].get_offsets())[0], [57.5, 67.5])  # neurons 0-3, in %
+    assert b.get_title() == "state input: better on 2 of 2 seeds"
+    assert c.get_title() == "smallest session: better on 1 of 2 seeds"
+    assert "2 seed(s)" in fig.caption and "2 of 10 neuron scores left out" in fig.caption
     with pytest.raises(ValueError, match="run_sessions_state"):
         sessions_state_figure(pd.DataFrame({"x": [1]}))
 

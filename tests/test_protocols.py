@@ -3,6 +3,7 @@ import inspect
 
 import pytest
 
+from deepstrf_utils import training
 from deepstrf_utils.runs import protocols
 from deepstrf_utils.runs.profiles import PROFILES, get_profile
 from deepstrf_utils.runs.runner import config_id
@@ -70,13 +71,24 @@ def test_paper_profile_carries_the_population_transformer_where_upstream_reports
 
 
 def test_paper_fit_arguments_are_explicit_so_new_fit_defaults_do_not_move_them():
-    """Every optimisation argument of fit() with a default is spelled out by the protocol."""
-    optimisation = {"loss", "lr", "weight_decay", "max_epochs", "patience", "batch_size", "scheduler",
-                    "clip_grad", "min_delta", "init_output", "prefilter_lr"}
-    params = inspect.signature(fit).parameters
-    assert optimisation <= set(params)
-    fk = get_profile("paper").config("ns1", "ConvNet2D", "adaptrans")["fit_kwargs"]
-    assert optimisation <= set(fk)
+    """EVERY argument of fit() is spelled out by the paper profile's configurations (the
+    runner's own device / seed / progress aside), for every dataset and model, the
+    Pennington & David row included: a future change of a default of fit() (optimiser,
+    ridge start, relative tolerance, recurrent chunks...) cannot move the paper numbers.
+    Before, optimizer, init, rel_tol and train_chunk were left to "an explicit lr means AdamW"."""
+    set_by_runner = {"model", "train", "val", "device", "seed", "progress"}
+    every = set(inspect.signature(fit).parameters) - set_by_runner
+    single_units = set(inspect.signature(training.fit_single_units).parameters)
+    paper = get_profile("paper")
+    configs = paper.configs(list(protocols.PROTOCOL_DATASETS))
+    assert {c["model"] for c in configs} >= {"ConvNet2D", "StateNet", "PopulationCNN"}
+    for c in configs:
+        fk = c["fit_kwargs"]
+        missing = every - set(fk)
+        assert not missing, (c["dataset"], c["model"], sorted(missing))
+        assert (fk["optimizer"], fk["init"], fk["rel_tol"], fk["train_chunk"]) == ("adamw", None, 0.0, None)
+        if c["mode"] == "single":
+            assert set(fk) <= single_units, sorted(set(fk) - single_units)
 
 
 def test_only_the_paper_profile_claims_the_published_protocol():

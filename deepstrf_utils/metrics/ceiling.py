@@ -9,6 +9,11 @@ from .correlation import corr_from_moments, corr_from_centred
 from .inputs import SPLIT_CHUNK_ELEMENTS, warn_neurons
 from .recording import BAD_PREDICTION, SINGLE_REPEAT, TOO_SHORT, Prediction, Recording
 
+#: the noise ceiling CCmax below which a neuron is not reliable enough to enter means and
+#: figures: 1/sqrt(3) ~ 0.577, the noise ratio NP / SP < 40 of the NS1 documentation at 20
+#: repeats, which bounds CCnorm by 1.73 x CCraw (the rule: :mod:`deepstrf_utils.report.reliability`)
+MIN_CC_MAX = float(1.0 / np.sqrt(3.0))
+
 # ----------------------------------------------------------------------------------------
 # metric values (float64, (N,)) from prepared statistics
 # ----------------------------------------------------------------------------------------

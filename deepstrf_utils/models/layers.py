@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fastconv import lag_products_pay_off, strf_by_lag_products
+from .fastconv import LeanConv2d, lag_products_pay_off, strf_by_lag_products
 
 __all__ = [
     "causal_strf_conv",
@@ -35,6 +35,8 @@ __all__ = [
     "LocallyConnectedFrequency",
     "NoPrefilter",
     "MaskedBatchNorm2d",
+    "ConvBeforeNorm2d",
+    "LeanConvBeforeNorm2d",
     "valid_mask",
     "as_per_neuron",
     "model_device",
@@ -304,6 +306,38 @@ class MaskedBatchNorm2d(nn.BatchNorm2d):
         if self.affine:
             y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
         return y
+
+
+class ConvBeforeNorm2d(nn.Conv2d):
+    """``nn.Conv2d`` whose bias is a constant: used detached, created at zero, never trained.
+
+    Before a BatchNorm a per-channel constant has no effect in training mode (the batch mean
+    removes it) and only shifts the running mean in eval mode, so the bias's true gradient is
+    0; an optimiser would move it on float rounding noise alone (AdamW scales that noise up to
+    full-size steps). The bias stays a parameter (same state-dict keys and parameter count as
+    ``nn.Conv2d``; a stored non-zero bias is used as it is). ``forward(x (B, C, H, W))`` as
+    ``nn.Conv2d`` (zero padding mode only).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.bias is None or self.padding_mode != "zeros":
+            raise ValueError("expected ConvBeforeNorm2d with a bias and padding_mode='zeros'")
+        with torch.no_grad():  # after the default initialisation: the random stream is unchanged
+            self.bias.zero_()
+
+    @property
+    def fixed_bias(self) -> torch.Tensor:
+        """The bias as a constant (detached)."""
+        return self.bias.detach()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.weight, self.fixed_bias)
+
+
+class LeanConvBeforeNorm2d(ConvBeforeNorm2d, LeanConv2d):
+    """:class:`ConvBeforeNorm2d` with :class:`~.fastconv.LeanConv2d`'s CPU backward (the
+    2D-CNN's large kernels): a constant bias, the weight's gradient from forward convolutions."""
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -41,6 +41,8 @@ from ..spectral import causal_conv2d_fft, causal_strf_fft, leaky_integrate, pref
 from .base import ResponseModel, _pair, _positive_int
 from .fastconv import LeanConv2d, inside_vmap
 from .layers import (
+    ConvBeforeNorm2d,
+    LeanConvBeforeNorm2d,
     DoubleExponential,
     LocallyConnectedFrequency,
     MaskedBatchNorm2d,
@@ -360,6 +362,13 @@ class ConvNet2D(DenseSigmoidReadout, _ConvModel):
     1 x 1 convolutions over the flattened features (no reshape copies).
     NS1 (F = 34, (6, 15), AdapTrans, N = 1): 37,276 parameters; NAT4 (F = 18, (3, 7)): 15,748.
 
+    The convolutions (:class:`~.layers.ConvBeforeNorm2d`) keep their bias parameters
+    (``convs.<i>.bias``, counted in those published numbers) at exactly zero and outside the
+    gradient: the BatchNorm after each convolution removes any constant per channel, so
+    their true gradient is 0, and an optimiser would move them only on float rounding noise
+    (AdamW scales that noise up to full-size steps, differently in stacked and looped fits).
+    A checkpoint with non-zero biases loads and computes what it computed before.
+
     ``implementation``: how the convolution blocks are computed (:meth:`conv_path`), the same
     output up to float rounding: ``"conv"`` (``Conv2d``), ``"fft"``
     (:func:`~deepstrf_utils.spectral.causal_conv2d_fft`) or ``"auto"`` (default: "fft" on a
@@ -387,7 +396,8 @@ class ConvNet2D(DenseSigmoidReadout, _ConvModel):
                 f"expected n_bands > n_blocks * (k_f - 1) = {self.n_blocks * (k_f - 1)} (no frequency padding), "
                 f"got n_bands={self.n_bands}"
             )
-        conv = LeanConv2d if k_f * k_t >= FFT_CONV_MIN_TAPS else nn.Conv2d  # same parameters and keys
+        # same parameters and keys as nn.Conv2d; the bias before BatchNorm is a constant (class docstring)
+        conv = LeanConvBeforeNorm2d if k_f * k_t >= FFT_CONV_MIN_TAPS else ConvBeforeNorm2d
         self.convs = nn.ModuleList(
             conv(self.in_channels if i == 0 else self.channels, self.channels, self.kernel_size)
             for i in range(self.n_blocks)
@@ -426,7 +436,7 @@ class ConvNet2D(DenseSigmoidReadout, _ConvModel):
         mask = valid_mask(lengths, z.shape[0], z.shape[-1])
         if self.conv_path(z.device, z.shape[0]) == "fft":
             for conv, norm in zip(self.convs, self.norms):
-                z = F.leaky_relu(norm(causal_conv2d_fft(z, conv.weight, conv.bias), mask), self.negative_slope)
+                z = F.leaky_relu(norm(causal_conv2d_fft(z, conv.weight, conv.fixed_bias), mask), self.negative_slope)
             return z
         lean = isinstance(self.convs[0], LeanConv2d)  # large kernels: NCHW, backward as forward convolutions
         if z.device.type == "cpu" and z.shape[0] >= CHANNELS_LAST_MIN_BATCH and not lean and not inside_vmap(z):

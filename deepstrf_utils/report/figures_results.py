@@ -2,7 +2,7 @@
 
 - :func:`performance_figure` -- CCnorm without vs with the prefilter per model and dataset;
 - :func:`sessions_state_figure` -- state-gain recovery, CCnorm with a state gain, a core shared
-  by several sessions (the synthetic experiments of :mod:`.sessions_state`).
+  by several sessions (the synthetic experiments of :mod:`~deepstrf_utils.runs.sessions_state`).
 
 Each sets ``fig.caption`` (what is shown, n, what was excluded and why) and puts a letter on
 each panel, like every figure function of :mod:`.figures`.
@@ -14,6 +14,8 @@ from typing import Sequence
 import numpy as np
 
 from .plotting import label_panels, plot_paired_bars, plot_scatter_diagonal, styled
+from .reliability import MIN_CC_MAX, exclusion_note, neuron_reliability, score_summary
+from .tables import sessions_state_seeds
 
 import matplotlib.pyplot as plt  # noqa: E402  (after .plotting, which picks the backend)
 from matplotlib.lines import Line2D  # noqa: E402
@@ -80,8 +82,6 @@ def performance_figure(results, metric: str = "cc_norm", models: Sequence[str] |
     ``fig.caption``) the caption.
     """
     import pandas as pd
-
-    from .reliability import MIN_CC_MAX, exclusion_note, neuron_reliability, score_summary
 
     need = {"dataset", "model", "prefilter", "seed", "neuron", "cc_raw", "cc_norm", "cc_max", metric}
     if not need <= set(results.columns):
@@ -190,52 +190,54 @@ def performance_figure(results, metric: str = "cc_norm", models: Sequence[str] |
 
 @styled
 def sessions_state_figure(results):
-    """The synthetic sessions / state experiments (:func:`~deepstrf_utils.runs.sessions_state.run_sessions_state`
-    results): (A) fitted against planted relative state gain g / g0 per neuron; (B) CCnorm (%)
-    with against without the state gain; (C) CCnorm (%) of the smallest session, NRF core shared
-    by three sessions against the NRF trained on it alone. Neurons whose CCnorm is undefined are
-    left out of B and C and counted in the caption. Returns the figure."""
-    need = {"experiment", "model", "neuron", "cc_norm", "planted_gain", "fitted_gain"}
+    """The synthetic sessions / state experiments over seeds (:func:`~deepstrf_utils.runs.sessions_state.run_sessions_state`
+    results): (A) fitted against planted relative state gain g / g0 of every neuron of every seed;
+    (B) per seed, the mean CCnorm (%) over the reliable neurons with against without the state
+    gain; (C) per seed, the mean CCnorm (%) of the smallest session's reliable neurons, a core
+    shared by three sessions against a model trained on it alone. The caption counts the seeds
+    where the new model is better and the neuron scores left out. Returns the figure."""
+    need = {"experiment", "model", "neuron", "seed", "cc_norm", "reliable", "planted_gain", "fitted_gain"}
     if not need <= set(results.columns):
         raise ValueError(f"expected the run_sessions_state table with columns {sorted(need)}, got {list(results.columns)}")
+    per_seed = sessions_state_seeds(results)
+    n_seeds = int(results["seed"].nunique())
     fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.7), constrained_layout=True)
     st = results[(results["experiment"] == "state_gain") & results["fitted_gain"].notna()]
     ax = axes[0]
-    ax.scatter(st["planted_gain"], st["fitted_gain"], s=18, color="tab:orange")
+    ax.scatter(st["planted_gain"], st["fitted_gain"], s=12, c=st["seed"], cmap="viridis")
     lim = float(np.nanmax(np.abs(st[["planted_gain", "fitted_gain"]].to_numpy()))) * 1.1 if len(st) else 1.0
     ax.plot([-lim, lim], [-lim, lim], color="0.6", lw=0.8)
-    r = np.corrcoef(st["planted_gain"], st["fitted_gain"])[0, 1] if len(st) > 2 else np.nan
+    r = per_seed.loc[per_seed["experiment"] == "state_gain", "gain_r"].dropna()
+    r_text = (f"r = {r.median():.2f} ({r.min():.2f}-{r.max():.2f})" if len(r) > 1 else
+              f"r = {r.iloc[0]:.2f}" if len(r) else "r undefined")
     ax.set(xlabel="planted state gain g / g0 (per unit state; g0 = 1)",
-           ylabel="fitted state gain g / g0 (per unit state)", title=f"gain recovery: {len(st)} neurons, r = {r:.2f}")
+           ylabel="fitted state gain g / g0 (per unit state)", title=f"gain recovery: {r_text}")
     notes = []
-    for ax, exp, (a, b), title in (
-        (axes[1], "state_gain", ("LN", "LN + state gain"), "state input"),
-        (axes[2], "shared_core", ("NRF, smallest session alone", "NRF core shared by 3 sessions"), "smallest session"),
-    ):
-        sub = results[results["experiment"] == exp].pivot_table(index="neuron", columns="model", values="cc_norm",
-                                                                dropna=False) * 100.0
-        n_all = int(results.loc[results["experiment"] == exp, "neuron"].nunique())
-        lo, n = 0.0, 0
-        if a in sub and b in sub:
-            both = sub[[a, b]].dropna()
-            n = len(both)
-            ax.scatter(both[a], both[b], s=18, color="tab:blue")
-            if n:
-                lo = min(0.0, float(both.to_numpy().min()) - 5.0)
-            hi = max(100.0, float(both.to_numpy().max()) + 5.0) if n else 100.0
-        else:
-            hi = 100.0
+    for ax, exp, title, letter in ((axes[1], "state_gain", "state input", "B"),
+                                   (axes[2], "shared_core", "smallest session", "C")):
+        s = per_seed[per_seed["experiment"] == exp].dropna(subset=["CCnorm baseline (%)", "CCnorm model (%)"])
+        base, new = (s["baseline"].iloc[0], s["model"].iloc[0]) if len(s) else ("baseline", "model")
+        both = s[["CCnorm baseline (%)", "CCnorm model (%)"]].to_numpy()
+        lo = min(0.0, float(both.min()) - 5.0) if both.size else 0.0
+        hi = max(100.0, float(both.max()) + 5.0) if both.size else 100.0
+        ax.scatter(s["CCnorm baseline (%)"], s["CCnorm model (%)"], s=22, color="tab:blue")
         ax.plot([lo, hi], [lo, hi], color="0.6", lw=0.8)
-        ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel=f"CCnorm (%), {a}", ylabel=f"CCnorm (%), {b}",
-               title=f"{title}: {n} of {n_all} neurons")
-        notes.append(f"{n_all - n} of {n_all} neurons in {'B' if exp == 'state_gain' else 'C'} without a defined CCnorm "
-                     f"for both models (no reliable stimulus-driven signal in the test responses), not drawn")
+        wins = int((s["difference (%)"] > 0).sum())
+        ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel=f"CCnorm (%), {base}", ylabel=f"CCnorm (%), {new}",
+               title=f"{title}: better on {wins} of {len(s)} seeds")
+        rows = results[(results["experiment"] == exp) & (results["model"] == new)]
+        left = int((~rows["reliable"].astype(bool)).sum())
+        notes.append(f"{letter}: {new} better than {base} on {wins} of {len(s)} seeds, mean difference "
+                     f"{s['difference (%)'].mean():+.1f} points; {left} of {len(rows)} neuron scores left out "
+                     f"(CCmax below 1/sqrt(3): no reliable stimulus-driven signal)")
     label_panels(axes)
     fig.caption = (
-        "Synthetic sessions and state experiments. (A) The fitted relative state gain g / g0 of each neuron "
-        "(StateGain readout, per unit of the state signal) against the planted one (planted with g0 = 1); line: "
-        "identity, r: Pearson correlation. (B) Test CCnorm (%) per neuron, LN with a state-gain readout against "
-        "LN without. (C) Test CCnorm (%) per neuron of the smallest session: an NRF core shared by three sessions "
-        "against an NRF trained on that session alone (above the diagonal: sharing helps). One seed. "
-        + "; ".join(notes) + ".")
+        f"Synthetic sessions and state experiments, {n_seeds} seed(s), each drawing new neurons, a new split and "
+        "initialisation. (A) The fitted relative state gain g / g0 of each neuron (StateGain readout started from the "
+        "fitted stateless LN, per unit of the state signal) against the planted one (planted with g0 = 1); colour: "
+        "the seed (one colour per seed); line: identity; r: Pearson correlation per seed, median (range). (B) Per seed, the mean test CCnorm "
+        "(%) over the reliable neurons, LN with a state-gain readout against LN without. (C) Per seed, the mean test "
+        "CCnorm (%) over the reliable neurons of the smallest session (few training clips, the same test and "
+        "validation clips as the others): a core shared by three sessions against the same model trained on that "
+        "session alone (above the diagonal: the new model is better). " + "; ".join(notes) + ".")
     return fig

@@ -28,13 +28,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..metrics import bootstrap_ci
+from ..metrics import MIN_CC_MAX, bootstrap_ci
 from ..training import average_over_seeds
 
 __all__ = ["MIN_CC_MAX", "RELIABILITY_RULE", "neuron_reliability", "score_summary", "exclusion_note"]
-
-#: minimum noise ceiling CCmax of a reliable neuron: 1/sqrt(3), NS1's noise ratio < 40 at 20 repeats
-MIN_CC_MAX = float(1.0 / np.sqrt(3.0))
 
 RELIABILITY_RULE = (
     "A neuron enters means and figures as reliable when it passed the dataset's valid-unit rule, was "

@@ -3,16 +3,20 @@
 - :func:`summary_table`: one row per configuration of :func:`~deepstrf_utils.runs.runner.run_configs`'
   results (means ± SEM and medians with bootstrap intervals over the reliable neurons);
 - :func:`markdown_table`: any table as GitHub Markdown (no ``tabulate`` needed);
-- :func:`config_label`: "ConvNet2D + AdapTrans", the readable name of a model and its prefilter.
+- :func:`config_label`: "ConvNet2D + AdapTrans", the readable name of a model and its prefilter;
+- :func:`sessions_state_seeds`, :func:`sessions_state_table`: the synthetic sessions / state
+  experiments (:func:`~deepstrf_utils.runs.sessions_state.run_sessions_state`) per seed and over seeds.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from ..runs.sessions_state import STATE_LABELS
 from .reliability import MIN_CC_MAX, neuron_reliability, score_summary
 
-__all__ = ["summary_table", "markdown_table", "config_label", "PREFILTER_NAMES"]
+__all__ = ["summary_table", "markdown_table", "config_label", "PREFILTER_NAMES", "sessions_state_seeds",
+           "sessions_state_table"]
 
 #: prefilter name in a results table -> its name in tables and figures
 PREFILTER_NAMES = {"adaptrans": "AdapTrans", "willmore": "Willmore"}
@@ -129,3 +133,43 @@ def _fmt_pm(m, s, digits):
     if s is None or not np.isfinite(s):
         return f"{m:.{digits}f}"
     return f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def sessions_state_seeds(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per experiment and seed: each model's mean CCnorm (%) over the reliable neurons,
+    the new model minus its baseline, and (state) the gain recovery r over every neuron."""
+    rows = []
+    for (exp, seed), g in results.groupby(["experiment", "seed"], sort=True):
+        base, new = STATE_LABELS if exp == "state_gain" else sorted(set(g["model"]), key=lambda m: "shared" in m)
+        cc = {m: 100.0 * g[(g["model"] == m) & g["reliable"].astype(bool)]["cc_norm"].mean() for m in (base, new)}
+        row = {"experiment": exp, "seed": int(seed), "baseline": base, "model": new,
+               "reliable": int(g[g["model"] == new]["reliable"].astype(bool).sum()),
+               "neurons": int((g["model"] == new).sum()), "CCnorm baseline (%)": cc[base],
+               "CCnorm model (%)": cc[new], "difference (%)": cc[new] - cc[base], "gain_r": np.nan}
+        st = g[(g["model"] == new) & g["fitted_gain"].notna()] if "fitted_gain" in g else g.iloc[:0]
+        if len(st) > 2:
+            row["gain_r"] = float(np.corrcoef(st["fitted_gain"], st["planted_gain"])[0, 1])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sessions_state_table(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per experiment and model, spread over seeds: the per-seed mean CCnorm (%) over the
+    reliable neurons (mean, min, max over seeds), on how many seeds the model beats its
+    baseline, the fit time (median per seed) and, for the state-gain model, the gain
+    recovery r (median, min, max over seeds)."""
+    per_seed = sessions_state_seeds(results)
+    rows = []
+    for (exp, model), g in results.groupby(["experiment", "model"], sort=False):
+        s = per_seed[per_seed["experiment"] == exp]
+        cc = s["CCnorm model (%)"] if model in set(s["model"]) else s["CCnorm baseline (%)"]
+        new = model in set(s["model"])
+        rows.append({"experiment": exp, "model": model, "seeds": int(len(s)),
+                     "reliable / neurons": f"{int(g['reliable'].astype(bool).sum())} / {len(g)}",
+                     "CCnorm (%)": cc.mean(), "CCnorm min (%)": cc.min(), "CCnorm max (%)": cc.max(),
+                     "beats baseline": f"{int((s['difference (%)'] > 0).sum())} / {len(s)}" if new else "",
+                     "fit_s": float(g.groupby("seed")["wall_s"].first().median()),
+                     "gain_r": s["gain_r"].median() if new else np.nan,
+                     "gain_r min": s["gain_r"].min() if new else np.nan,
+                     "gain_r max": s["gain_r"].max() if new else np.nan})
+    return pd.DataFrame(rows)

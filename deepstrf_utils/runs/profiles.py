@@ -52,7 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .protocols import PROTOCOL_DATASETS, protocol_dataset_options, protocol_fit_kwargs, protocol_model_kwargs
+from .protocols import (PINNED_FIT_KWARGS, PROTOCOL_DATASETS, protocol_dataset_options, protocol_fit_kwargs,
+                        protocol_model_kwargs)
 
 logger = logging.getLogger(__name__)
 
@@ -352,7 +353,7 @@ _FIT_COMMON = {"loss": "mse", "weight_decay": 1e-2}
 _PENNINGTON_2023 = {
     "model": "PopulationCNN", "prefilter": None, "mode": "population", "note": "Pennington & David 2023",
     "fit_kwargs": {"protocol": "two_stage", "loss": "nmse", "lr": 1e-3, "lr_stage2": 1e-4, "weight_decay": 0.0,
-                   "max_epochs": 1000, "patience": 50, "batch_size": 16},
+                   "max_epochs": 1000, "patience": 50, "batch_size": 16, **PINNED_FIT_KWARGS},
 }
 #: Rançon et al. (2025)'s population Transformer where upstream reports one (NS1, NAT4 PEG), without
 #: and with AdapTrans: the dataset's protocol (AdamW lr 1e-3, no weight decay, patience 50, its batch

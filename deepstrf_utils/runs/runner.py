@@ -134,7 +134,9 @@ def prefilter_kwargs_for(config: dict, dataset) -> dict | None:
 
     For "adaptrans" / "willmore": ``{"cf_hz": [dataset.cf_hz as floats], **config["prefilter_kwargs"]}``
     (the dataset's centres are left out when the config sets any of cf_hz / min_freq /
-    max_freq / scale); None without a prefilter. ``dt_ms`` is passed as the model's bin width.
+    max_freq / scale: a deliberate choice, so its fits and scores run with
+    ``check_stimulus_format=False`` unless ``fit_kwargs`` say otherwise); None without a
+    prefilter. ``dt_ms`` is passed as the model's bin width.
     """
     cfg = normalise_config(config)
     if cfg["prefilter"] is None:
@@ -191,6 +193,9 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
             else:
                 dataset = None
     fit_kwargs = dict(cfg["fit_kwargs"])
+    if any(k in cfg["prefilter_kwargs"] for k in _CENTRE_KEYS):  # band centres chosen by the config, deliberately
+        fit_kwargs.setdefault("check_stimulus_format", False)
+    check = fit_kwargs.get("check_stimulus_format", True)
     fit_fn = training.get_fit_procedure(fit_kwargs.pop("protocol", "standard"))
     if fit_fn is not training.fit and cfg["mode"] != "population":
         raise ValueError("expected mode 'population' for a fit_kwargs 'protocol' other than 'standard'")
@@ -204,7 +209,7 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
         training.seed_everything(seed)
         model = build_config_model(cfg, dataset, dataset.n_neurons)
         result = fit_fn(model, train, val, device=device, seed=seed, progress=progress, **fit_kwargs)
-        scores = training.evaluate(model, test)
+        scores = training.evaluate(model, test, check_stimulus_format=check)
         scores["n_params"] = count_parameters(model)
         scores["epochs"] = result.epochs
         scores["wall_s"] = result.wall_s
@@ -216,7 +221,7 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
         models, results = training.fit_single_units(model_fn, train, val, seeds=seed, device=device,
                                                     seed=seed, progress=progress, **fit_kwargs)
         # every unit's predictions stacked to (N, T_i) per stimulus, scored in one metrics call
-        preds = training.predict_units(models, test)
+        preds = training.predict_units(models, test, check_stimulus_format=check)
         scores = training.evaluate(None, test, predictions=preds)
         scores["n_params"] = [count_parameters(m) for m in models]
         scores["epochs"] = [r.epochs for r in results]

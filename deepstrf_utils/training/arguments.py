@@ -86,7 +86,7 @@ _RULES: dict[str, Callable] = {
     "prefilter_lr": _positive(True),
     "lr_stage2": _positive(False),
     "clip_grad": _positive(True),
-    "weight_decay": lambda v, n: check_number(v, n, 0.0),
+    "weight_decay": lambda v, n: check_number(v, n, 0.0, none_ok=True),
     "min_delta": lambda v, n: check_number(v, n, 0.0),
     "rel_tol": lambda v, n: check_number(v, n, 0.0, 1.0, high_open=True, none_ok=True),
     "compact_below": lambda v, n: check_number(v, n, 0.0, 1.0, low_open=True),
@@ -98,13 +98,17 @@ _RULES: dict[str, Callable] = {
     "seeds": _seeds,
     "progress": _bool,
     "init_output": _bool,
+    "check_stimulus_format": _bool,
+    "keep_start": _bool,
+    "refine_readouts": _bool_or_none,
     "batched": _bool_or_none,
     "scheduler": _str_or_none,
     "scheduler_kwargs": _dict_or_none,
     "loss": _loss,
 }
 #: fit_sessions resolves no None / "auto": its numbers are required
-_REQUIRED = {"fit_sessions": {"lr": _positive(False), "max_epochs": _count(False), "batch_size": _count(False)}}
+_REQUIRED = {"fit_sessions": {"lr": _positive(False), "max_epochs": _count(False), "batch_size": _count(False),
+                              "weight_decay": lambda v, n: check_number(v, n, 0.0)}}
 
 
 def check_dataset(data, what: str = "dataset") -> None:
@@ -195,13 +199,14 @@ def check_train_val(train, val, model: nn.Module | None = None) -> None:
     ValueError (naming both values) when: ``val`` is ``train``, or every validation stimulus
     is also a training stimulus (early stopping would follow the training fit); the two
     differ in the number of neurons N, their ids (validation losses would be matched to
-    other neurons), the bands F or the bin width ``dt_ms``; the model's ``n_bands`` /
-    ``dt_ms`` differ from the training set's (AdapTrans' time constants are in bins of
-    ``dt_ms``). Some validation stimuli shared with the training set: a warning naming them.
+    other neurons), the bands F or the bin width ``dt_ms``; the model's ``n_bands`` differs
+    from the training set's (the model's bin width and band centres against the data's:
+    :func:`~.stimulus_format.check_stimulus_format`, which the fitting functions call unless
+    told not to). Some validation stimuli shared with the training set: a warning naming them.
     Either may be None (nothing to compare).
     """
     if train is not None and model is not None:
-        for attr, what in (("n_bands", "bands F"), ("dt_ms", "bin width dt_ms")):
+        for attr, what in (("n_bands", "bands F"),):
             have, want = getattr(model, attr, None), getattr(train, attr, None)
             if have is not None and want is not None and float(have) != float(want):
                 raise ValueError(f"expected a model with the training set's {what} = {want} ('{_name(train)}'), "

@@ -11,7 +11,7 @@ from .chunks import check_train_chunk, supports_chunks
 from .warmstart import supports_ridge_init
 
 __all__ = ["ADAMW_FIT_KWARGS", "LBFGS_ITERATIONS_PER_EPOCH", "LBFGS_CHUNK", "RECURRENT_AUTO", "RIDGE_START_PATIENCE",
-           "RECURRENT_CHUNK_WITHOUT_ADAPTRANS"]
+           "RECURRENT_CHUNK_WITHOUT_ADAPTRANS", "WEIGHT_DECAY"]
 
 #: the previous defaults of :func:`fit` (AdamW lr 1e-3, weight decay 1e-2, batch 8, patience 50) as
 #: explicit arguments; the published protocol of each dataset is
@@ -24,6 +24,8 @@ LBFGS_ITERATIONS_PER_EPOCH = 5
 LBFGS_CHUNK = 64
 #: stimuli per AdamW step (and per validation pass) when ``batch_size`` is None
 BATCH_SIZE = 8
+#: AdamW's decoupled weight decay when ``weight_decay`` is None (the L-BFGS path: none)
+WEIGHT_DECAY = 1e-2
 #: what arguments left at None / "auto" become on each path
 _DEFAULTS = {
     "adamw": dict(lr=1e-3, max_epochs=1000, patience=50, rel_tol=0.0),
@@ -53,9 +55,16 @@ def _is_recurrent(model: nn.Module) -> bool:
 
 
 def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr=None,
-                         scheduler=None, clip_grad=None, force_adamw=False, train_chunk=None, batch_size=None) -> dict:
+                         scheduler=None, clip_grad=None, force_adamw=False, train_chunk=None, batch_size=None,
+                         weight_decay=None) -> dict:
     """The effective optimiser settings: ``"auto"`` / None arguments resolved (see :func:`~.fitting.fit`).
 
+    ``optimizer="auto"`` takes AdamW when an AdamW-only setting is given (``lr``,
+    ``prefilter_lr``, ``scheduler``, ``clip_grad``), and also when ``weight_decay`` or
+    ``batch_size`` is given for a model whose default would be L-BFGS (so that they apply);
+    a recurrent model keeps :data:`RECURRENT_AUTO` with them. ``weight_decay`` None:
+    :data:`WEIGHT_DECAY` on the AdamW path, 0 on the L-BFGS path (explicit: an L2 penalty
+    there, :func:`~.objective.l2_penalty`). ``batch_size`` with ``optimizer="lbfgs"``: ValueError.
     ``train_chunk="auto"``: :data:`RECURRENT_AUTO`'s ``chunk`` when ``optimizer="auto"`` chose
     AdamW for a recurrent model that can be chunked (and no AdamW setting was given), else None.
     """
@@ -65,10 +74,16 @@ def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_t
         optimizer = "adamw" if force_adamw or any(v is not None for v in adamw_only) else "lbfgs"
         if optimizer == "lbfgs" and _is_recurrent(model):
             optimizer, defaults = "adamw", RECURRENT_AUTO
+        elif optimizer == "lbfgs" and (weight_decay is not None or batch_size is not None):
+            optimizer = "adamw"  # minibatch settings: they apply on the AdamW path only
     if optimizer not in _DEFAULTS:
         raise ValueError(f"expected optimizer 'auto', 'adamw' or 'lbfgs', got {optimizer!r}")
     if optimizer == "lbfgs" and (prefilter_lr is not None or scheduler is not None or clip_grad is not None):
         raise ValueError("prefilter_lr, scheduler and clip_grad are AdamW settings; got them with optimizer='lbfgs'")
+    if optimizer == "lbfgs" and batch_size is not None:
+        raise ValueError(f"batch_size is a setting of the AdamW path (L-BFGS takes every training stimulus in "
+                         f"each step); got batch_size={batch_size!r} with optimizer='lbfgs': leave it unset or "
+                         "pass optimizer='adamw'")
     if init == "auto":
         init = "ridge" if optimizer == "lbfgs" and supports_ridge_init(model) else None
     if init not in (None, "ridge"):
@@ -88,7 +103,10 @@ def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_t
     train_chunk = check_train_chunk(train_chunk, model)
     if train_chunk is not None and optimizer != "adamw":
         raise ValueError(f"train_chunk is a setting of the AdamW path; got it with optimizer={optimizer!r}")
+    if weight_decay is None:
+        weight_decay = WEIGHT_DECAY if optimizer == "adamw" else 0.0
     return dict(optimizer=optimizer, init=init, train_chunk=train_chunk, lr=d["lr"] if lr is None else lr,
+                weight_decay=weight_decay,
                 batch_size=d.get("batch_size", BATCH_SIZE) if batch_size is None else batch_size,
                 max_epochs=d["max_epochs"] if max_epochs is None else max_epochs,
                 patience=patience,

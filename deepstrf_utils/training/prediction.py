@@ -19,6 +19,7 @@ from ..shapes import check_int
 from .arguments import check_dataset, check_predictions
 from .device import resolve_device
 from .packing import _dataset_name, _neuron_ids
+from .stimulus_format import check_stimulus_format as check_format
 
 __all__ = ["predict", "predict_units", "evaluate", "average_over_seeds"]
 
@@ -58,25 +59,33 @@ def _predict_batches(model: nn.Module, batches, n: int, device) -> list[np.ndarr
 
 
 def predict(model: nn.Module, dataset, device: str | torch.device | None = None,
-            batch_size: int = 16) -> list[np.ndarray]:
+            batch_size: int = 16, check_stimulus_format: bool = True) -> list[np.ndarray]:
     """Model predictions for every stimulus of ``dataset``: a list of (N, T_i) float32 arrays.
 
     Runs in eval mode (the model's train/eval mode is restored afterwards); stimuli of
-    similar length are batched together, in the dtype of the model's parameters. ``device=None`` uses the model's device; any
-    other value moves the model there.
+    similar length are batched together, in the dtype of the model's parameters. ``device=None``
+    uses the model's device; any other value moves the model there. ``check_stimulus_format``:
+    ValueError when the model's ``dt_ms`` or band centres differ from the dataset's
+    (:mod:`.stimulus_format`).
     """
+    if check_stimulus_format:
+        check_format(model, dataset)
     return _predict_batches(model, _stimulus_batches(dataset, batch_size), len(dataset), device)
 
 
 def predict_units(models: Sequence[nn.Module], dataset, device: str | torch.device | None = None,
-                  batch_size: int = 16) -> list[np.ndarray]:
+                  batch_size: int = 16, check_stimulus_format: bool = True) -> list[np.ndarray]:
     """Predictions of U single-unit models (each ``(B, 1, F, T) -> (B, 1, T)``, e.g. from
     :func:`fit_single_units`) stacked per stimulus: a list of (U, T_i) float32 arrays, row u
     from ``models[u]``. The stimuli are collated once for all models; pass the result to
     ``evaluate(None, dataset, predictions=...)`` to score all units in one metrics call.
+    ``check_stimulus_format``: as in :func:`predict`, for every model.
     """
     if len(models) == 0:
         raise ValueError("expected at least one model, got an empty list")
+    if check_stimulus_format:
+        for m in models:
+            check_format(m, dataset)
     batches = _stimulus_batches(dataset, batch_size)
     n = len(dataset)
     per_model = []
@@ -104,13 +113,13 @@ def _concat_responses(dataset) -> np.ndarray:
 
 
 def evaluate(model: nn.Module | None, dataset, device: str | torch.device | None = None,
-             predictions: list[np.ndarray] | None = None) -> pd.DataFrame:
+             predictions: list[np.ndarray] | None = None, check_stimulus_format: bool = True) -> pd.DataFrame:
     """Per-neuron accuracy on the concatenated stimuli of ``dataset`` (usually the test set).
 
     Returns a DataFrame with one row per neuron: neuron (id), cc_raw, cc_norm, cc_max
     (NaN where undefined, e.g. cc_norm/cc_max with a single repeat). ``predictions``
     (list of (N, T_i), e.g. from :func:`predict_units`) skips the forward pass; ``model``
-    may then be None.
+    may then be None. ``check_stimulus_format``: as in :func:`predict`.
     """
     check_dataset(dataset)
     if predictions is None:
@@ -118,7 +127,7 @@ def evaluate(model: nn.Module | None, dataset, device: str | torch.device | None
             raise ValueError("expected a model or predictions (a list of (N, T_i) arrays), got neither")
         if not isinstance(model, nn.Module):
             raise TypeError(f"expected model to be a torch.nn.Module or None, got {model!r}"[:300])
-        preds = predict(model, dataset, device)
+        preds = predict(model, dataset, device, check_stimulus_format=check_stimulus_format)
     else:
         preds = check_predictions(predictions, dataset)
     pred = np.concatenate(preds, axis=1)
