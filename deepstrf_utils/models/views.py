@@ -30,3 +30,7 @@ class UnitView(nn.Module):
     def forward(self, x):
         """x ``(B, 1, F, T)`` -> ``(B, 1, T)``."""
         return self.model(x)[:, self.index:self.index + 1]
+
+    def receptive_field(self) -> dict:
+        """The wrapped model's."""
+        return self.model.receptive_field()
