@@ -17,7 +17,6 @@ from deepstrf_utils.models import (
     build_model,
     count_parameters,
 )
-from deepstrf_utils.models.readouts import readout_from_model
 
 F_BANDS = 8
 
@@ -165,7 +164,7 @@ def test_composes_with_session_and_state_readouts():
     rebuilt.eval()
     with torch.no_grad():
         assert torch.equal(rebuilt(x, session="b"), multi(x, session="b"))
-    readout = readout_from_model(model)
+    readout = model.linear_readout()
     with torch.no_grad():
         torch.testing.assert_close(readout(model.forward_core(model.prefilter(x))), model(x))
     gain = StateGainModel("Transformer", model.config, n_states=1)

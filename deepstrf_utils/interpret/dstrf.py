@@ -51,8 +51,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..adaptrans import AdapTrans, WillmoreHighPass
 from ..models import model_device
-from ..models import ConvNet2D, DNet, Linear, NetworkReceptiveField, PopulationCNN, StateNet, Transformer
 from .strfs import as_stimulus_list
 
 __all__ = ["receptive_field", "default_n_lags", "dstrf", "iter_dstrf", "dpcs", "dstrf_pcs"]
@@ -67,32 +67,26 @@ DEFAULT_UNBOUNDED_LAGS = 50
 # receptive field
 # ----------------------------------------------------------------------------------------
 def receptive_field(model: nn.Module) -> dict:
-    """Temporal receptive field of a response model, in bins.
+    """Temporal receptive field of a response model, in bins: what the model says
+    (``model.receptive_field()``, e.g. :meth:`~deepstrf_utils.models.ResponseModel.receptive_field`).
 
     Returns ``{"prefilter": P, "core": C or None, "total": P + C - 1 or None}``: ``P`` is the
     prefilter's kernel length (AdapTrans ``kernel_size``; 1 without a prefilter); ``C`` the
     bins the core reads per output bin (Linear / LN / NRF: ``n_lags``; 2D CNNs:
     ``n_blocks * (k_t - 1) + 1``; Transformer: ``n_layers * (window - 1) + 1``, its attention
-    window); ``None`` for an unbounded memory (DNet, StateNet, or a module this function
-    does not know). A model wrapped as ``UnitView`` (``.model``) is unwrapped.
+    window); ``None`` for an unbounded memory (DNet, StateNet). A module that does not say is
+    asked through the module it wraps (``.model``), else read as unbounded behind its
+    ``prefilter``'s kernel.
     """
-    known = (Linear, NetworkReceptiveField, ConvNet2D, PopulationCNN, StateNet, Transformer)
-    core_model = model
-    while not isinstance(core_model, known) and isinstance(getattr(core_model, "model", None), nn.Module):
-        core_model = core_model.model  # a wrapper such as profiles.UnitView
-    pre = getattr(core_model, "prefilter", None)
+    own = getattr(model, "receptive_field", None)
+    if callable(own):
+        return own()
+    inner = getattr(model, "model", None)
+    if isinstance(inner, nn.Module):
+        return receptive_field(inner)
+    pre = getattr(model, "prefilter", None)
     p = int(getattr(pre, "kernel_size", 1) or 1) if isinstance(pre, nn.Module) else 1
-    if isinstance(core_model, (DNet, StateNet)):
-        core = None
-    elif isinstance(core_model, (Linear, NetworkReceptiveField)):
-        core = int(core_model.n_lags)
-    elif isinstance(core_model, (ConvNet2D, PopulationCNN)):
-        core = int(core_model.n_blocks) * (int(core_model.kernel_size[1]) - 1) + 1
-    elif isinstance(core_model, Transformer):
-        core = int(core_model.core_receptive_field)
-    else:
-        core = None
-    return {"prefilter": p, "core": core, "total": None if core is None else p + core - 1}
+    return {"prefilter": p, "core": None, "total": None}
 
 
 def default_n_lags(model: nn.Module, rf: dict | None = None) -> int:
@@ -267,8 +261,6 @@ def _factor_info(model, rf, method):
     """(prefilter, kernels, rectified, Rc) when the chain rule through the prefilter applies, else None."""
     if method == "direct" or rf["total"] is None or rf["prefilter"] <= 1:
         return None
-    from ..adaptrans import AdapTrans, WillmoreHighPass
-
     inner = model
     while not hasattr(inner, "prefilter") and isinstance(getattr(inner, "model", None), nn.Module):
         inner = inner.model
