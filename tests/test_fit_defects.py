@@ -193,7 +193,7 @@ def test_weight_decay_and_batch_size_are_never_silently_ignored():
     other = _model()
     r = fit(other, train, val, optimizer="adamw", weight_decay=0.0, batch_size=1, **kw)
     assert fit(_model(), train, val, batch_size=2, **kw).optimizer == "adamw"
-    assert fit(_model(), train, val, **kw).optimizer == "lbfgs"
+    assert fit(_model("Linear"), train, val, **kw).optimizer == "lbfgs"
     # explicit L-BFGS: the L2 penalty wd / 2 ||w||^2 on the weights (not on AdapTrans' time constants)
     wd = 0.05
     lin = build_model("Linear", n_bands=F, n_neurons=2, n_lags=5)

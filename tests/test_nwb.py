@@ -142,10 +142,14 @@ def test_padding_keeps_silence_and_spikes_around_the_sound(mini):
     plain = load_dataset("nwb", path=mini)
     ds = load_dataset("nwb", path=mini, pad_before_ms=50, pad_after_ms=100)
     assert ds.meta["nwb"]["pad_before_ms"] == 50 and ds.meta["nwb"]["pad_after_ms"] == 100
-    for a, b in zip(plain.stimuli, ds.stimuli):
+    # the front end pads the waveforms as the folder loader does: the sound's last samples
+    # reach the first bins after it (the causal analysis window), then silence
+    expected, _, _ = cochleagram_set([(_sound(n), SR) for n in ds.stim_names], hop_ms=5.0, pad_bins=(10, 20))
+    for a, b, e in zip(plain.stimuli, ds.stimuli, expected):
         assert b.shape[1] == a.shape[1] + 30
+        np.testing.assert_array_equal(b, e)
         np.testing.assert_array_equal(b[:, 10:-20], a)
-        assert not b[:, :10].any() and not b[:, -20:].any()
+        assert not b[:, :10].any() and b[:, -20].any() and not b[:, -18:].any()
     np.testing.assert_array_equal(ds.responses[0][:, :, 10:-20], plain.responses[0][:, :, :])
     assert (ds.responses[0][1, :, 6] == 1).all()           # u2's spike 17.5 ms before each onset
     # the sound after: the next presentation starts 0.7 s later, beyond the 100 ms kept

@@ -98,6 +98,8 @@ def test_select_driven_bins_counts_and_causal_window():
     # candidates: bins 3..9 of the first stimulus (7) -> ceil(0.25 * 7) = 2 per neuron
     assert masks[0].sum(1).tolist() == [2, 2]
     assert masks[0][:, 8:].all() and not masks[1].any()
+    with pytest.raises(ValueError, match="at least one stimulus with T >= n_lags=4 bins, the longest has T=3"):
+        select_driven_bins([torch.zeros(2, 3), torch.zeros(2, 2)], n_lags=4)
 
 
 def test_select_driven_bins_exact_count_with_a_minimum_gap():

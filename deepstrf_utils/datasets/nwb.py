@@ -31,8 +31,9 @@ What is read
 * **Responses**: for a stimulus of T bins, each presentation's window is
   ``[onset - pad_before_ms, onset + T dt + pad_after_ms)``, cut into bins of ``dt_ms``;
   spike ``t`` goes to bin ``floor((t - window start) / dt)`` (:func:`.io.bin_spike_times`).
-  The stimulus gets silent bins (0, the cochleagram floor; the set's minimum for stored
-  spectrograms) over the padding. Item i: ``(N, R_i, T_i)`` counts, R_i = its presentations.
+  The stimulus gets silent bins over the padding: from waveforms the front end pads them
+  (the cochleagram floor, 0, after a sound's tail has left the analysis window, as in the
+  ``folder`` loader); stored spectrograms get the set's minimum. Item i: ``(N, R_i, T_i)`` counts, R_i = its presentations.
 * **States** (``states=[name, ...]``): TimeSeries found by name anywhere in the file
   (acquisition, processing modules and their containers, e.g. a pupil trace), averaged per
   bin over the samples inside it (linear interpolation for bins without a sample), then over
@@ -387,8 +388,13 @@ def _spectrograms(nwbfile, path, names) -> dict:
     return out
 
 
-def _read_stimuli(nwbfile, path, names, pres, column, mode, wav_dir, sound_series, dt_ms, front):
-    """-> (list of (F, T) spectrograms, cf_hz, dt_ms, silence value, info dict)."""
+def _read_stimuli(nwbfile, path, names, pres, column, mode, wav_dir, sound_series, dt_ms, front, pad_ms):
+    """-> (list of (F, T) spectrograms, cf_hz, dt_ms, (pre, post) bins, info dict).
+
+    ``pad_ms = (before, after)``: silence kept around each stimulus. Waveforms are padded by
+    the front end (`cochleagram_set`'s ``pad_bins``: a sound's last samples reach the first bins
+    after it, as in the ``folder`` loader); stored spectrograms with their lowest value.
+    """
     if mode not in ("auto", "waveform", "spectrogram"):
         raise ValueError(f"expected stimuli='auto', 'waveform' or 'spectrogram', got {mode!r}")
     waves = _waveforms(nwbfile, path, names, pres, wav_dir, sound_series) if mode != "spectrogram" else {}
@@ -405,10 +411,11 @@ def _read_stimuli(nwbfile, path, names, pres, column, mode, wav_dir, sound_serie
                              f"Pass wav_dir=<folder of WAVs named by the {column!r} column> or "
                              f"sound_series=<a continuous sound series>")
         dt = 5.0 if dt_ms is None else float(dt_ms)
+        pad = _pad_bins(pad_ms[0], dt, "pad_before_ms"), _pad_bins(pad_ms[1], dt, "pad_after_ms")
         stimuli, cf, info = cochleagram_set([waves[n] for n in names], names=[f"{path}: stimulus {n}" for n in names],
-                                            hop_ms=dt, where=str(path), **front)
+                                            hop_ms=dt, where=str(path), pad_bins=pad, **front)
         source = "wav_dir" if wav_dir is not None else "sound_series" if sound_series is not None else "waveform"
-        return stimuli, cf, dt, 0.0, {"stimuli_from": source, **info}
+        return stimuli, cf, dt, pad, {"stimuli_from": source, **info}
     missing = [n for n in names if n not in specs]
     if missing:
         raise ValueError(f"{path}: stimulus {missing[0]!r} has no stored spectrogram (a DecompositionSeries named "
@@ -424,7 +431,10 @@ def _read_stimuli(nwbfile, path, names, pres, column, mode, wav_dir, sound_serie
         raise ValueError(f"{path}: the stored spectrograms have {dt:g} ms bins, got dt_ms={dt_ms}; load with "
                          f"dt_ms={dt:g} (or None), or store the waveforms to choose the bin width")
     stimuli = [specs[n][0] for n in names]
-    return stimuli, specs[names[0]][1], dt, float(min(s.min() for s in stimuli)), {"stimuli_from": "spectrogram"}
+    pre, post = _pad_bins(pad_ms[0], dt, "pad_before_ms"), _pad_bins(pad_ms[1], dt, "pad_after_ms")
+    silence = float(min(s.min() for s in stimuli))
+    stimuli = [np.pad(s, ((0, 0), (pre, post)), constant_values=silence) for s in stimuli]
+    return stimuli, specs[names[0]][1], dt, (pre, post), {"stimuli_from": "spectrogram"}
 
 
 # ----------------------------------------------------------------------------- states
@@ -511,11 +521,9 @@ def load_nwb(path, dt_ms: Optional[float] = None, intervals: str = "trials", sti
             names = list(stored)
         front = dict(n_bands=n_bands, min_freq=min_freq, max_freq=max_freq, window_ms=window_ms,
                      threshold_db=threshold_db)
-        specs, cf_hz, dt, silence, info = _read_stimuli(nwbfile, path, names, pres, column, stimuli, wav_dir,
-                                                        sound_series, dt_ms, front)
-        pre = _pad_bins(pad_before_ms, dt, "pad_before_ms")
-        post = _pad_bins(pad_after_ms, dt, "pad_after_ms")
-        specs = [np.pad(s, ((0, 0), (pre, post)), constant_values=silence) for s in specs]
+        specs, cf_hz, dt, (pre, post), info = _read_stimuli(nwbfile, path, names, pres, column, stimuli, wav_dir,
+                                                            sound_series, dt_ms, front,
+                                                            (float(pad_before_ms), float(pad_after_ms)))
         n_bins = [s.shape[1] for s in specs]
         groups = [pres[pres["stimulus"] == n] for n in names]
         windows = [g["start"].to_numpy() - pre * dt / 1000.0 for g in groups]

@@ -1,17 +1,19 @@
 """Fitting one model (a single unit or a population model with N outputs): :func:`fit`.
 
 Two paths, both minimising the loss (default mean-squared error) to the trial-averaged
-response with early stopping on the validation loss and the best weights restored:
+response with early stopping on the validation loss and the best weights restored;
+``optimizer="auto"`` picks one per model family, as measured on real and mismatched data
+(``benchmarks/bench_fit_quality.py``; the rules in :mod:`.options`):
 
-- ``optimizer="lbfgs"`` (the default when no AdamW setting is given): full-batch L-BFGS
-  (strong-Wolfe line search), a validation check every :data:`LBFGS_ITERATIONS_PER_EPOCH`
-  iterations, stop after ``patience`` = 2 checks without a relative improvement of 1e-4;
-  Linear / LN models start from the closed-form ridge STRF on their own prefilter channels
-  (:mod:`.warmstart`). Measured in ``benchmarks/bench_fit.py`` (issue 11): 2.5-6x less CPU
-  time than AdamW at lr 1e-3 and a higher test CCnorm on one neuron of ~4,000 bins.
-- ``optimizer="adamw"`` (or any explicit ``lr``, ``prefilter_lr``, ``scheduler``,
-  ``clip_grad``, ``weight_decay`` or ``batch_size``): AdamW (weight decay on weights only, not on time constants / gains:
-  :func:`~.optim.no_decay_names`), minibatches, early stopping with patience 50.
+- ``optimizer="lbfgs"`` (the default of L, LN, the 2D-CNNs): full-batch L-BFGS (strong-Wolfe
+  line search), a validation check every :data:`LBFGS_ITERATIONS_PER_EPOCH` iterations, stop
+  after ``patience`` = 3 checks without a relative improvement of 1e-4, but not before a
+  minimum number of epochs; Linear / LN models start from the closed-form ridge STRF on their
+  own prefilter channels (:mod:`.warmstart`), LN also from its random start (:mod:`.race`).
+- ``optimizer="adamw"`` (the default of NRF / DNet and of recurrent models, with their own
+  settings; or any explicit ``lr``, ``prefilter_lr``, ``scheduler``, ``clip_grad``,
+  ``weight_decay`` or ``batch_size``): AdamW (weight decay on weights only, not on time
+  constants / gains: :func:`~.optim.no_decay_names`), minibatches, early stopping with patience 50.
   :data:`ADAMW_FIT_KWARGS` spells out the previous defaults (lr 1e-3, weight decay 1e-2,
   batch 8); the published protocol of each dataset (e.g. NS1: batch 1, no weight decay) is
   ``deepstrf_utils.runs.protocols.protocol_fit_kwargs(dataset)``, which the paper profile passes.
@@ -20,6 +22,7 @@ Shapes: B stimuli, F bands, T time bins, N neurons, R repeats.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -42,6 +45,7 @@ from .optim import _make_plateau, make_adamw
 from .options import (LBFGS_CHUNK, LBFGS_ITERATIONS_PER_EPOCH, ADAMW_FIT_KWARGS, RECURRENT_AUTO,  # noqa: F401
                       _resolve_fit_options)
 from .packing import _epoch_order, _Packed, accepts_lengths
+from .race import race
 from .stimulus_format import check_stimulus_format as check_format
 from .stopping import INTERRUPTED, EarlyStopping, keep_interrupted
 
@@ -66,7 +70,9 @@ class FitResult:
     stack; train_chunk: ``(L, W)`` when trained on chunks of the sequences, else None. On
     the L-BFGS path a closed-form start (``init="ridge"``) competes with the epochs:
     ``best_epoch = -1`` means no epoch beat it on the validation set and the starting
-    weights were kept.
+    weights were kept. raced: when several L-BFGS starts were fitted and the best kept
+    (LinearNonlinear's default, :mod:`.race`), each start's ``init``, ``best_val_loss`` and
+    ``epochs``; else empty.
     """
 
     train_loss: list = field(default_factory=list)
@@ -85,6 +91,7 @@ class FitResult:
     neuron: object = None
     batched: bool = False
     train_chunk: tuple | None = None
+    raced: list = field(default_factory=list)
 
     def summary(self) -> str:
         """One line: epochs, best epoch, wall time, why it stopped."""
@@ -229,21 +236,30 @@ def fit(
     (parameters and buffers) are restored. Without ``val`` (or with ``patience=None``) it
     runs ``max_epochs`` epochs and keeps the last weights (``val=None``) or the best ones.
 
-    **Default (``optimizer="auto"`` with no AdamW setting given): full-batch L-BFGS.** One
-    epoch = :data:`LBFGS_ITERATIONS_PER_EPOCH` (5) L-BFGS iterations (strong-Wolfe line
-    search, ``lr`` 1.0) on the loss over ALL training stimuli (in chunks of
-    :data:`LBFGS_CHUNK` stimuli, value and gradient exact for every named loss:
-    :mod:`.objective`), up to 200 epochs, ``patience`` 2, ``rel_tol`` 1e-4. A ridge start is
-    a candidate too (see :class:`FitResult`). Linear / LN models first get the closed-form
-    ridge STRF on their own prefilter channels at initialisation (``init="ridge"``,
-    :func:`~.warmstart.ridge_init`; alpha chosen on ``val``) and then ``patience``
-    :data:`~.options.RIDGE_START_PATIENCE` (1). No weight decay on this path unless
-    ``weight_decay`` is given with ``optimizer="lbfgs"`` (an L2 penalty); an explicit
-    ``weight_decay`` or ``batch_size`` with ``optimizer="auto"`` selects AdamW. Measured (issue 11,
-    ``benchmarks/bench_fit.py``): 2.5-6x less CPU time than AdamW at lr 1e-3 with a
-    higher test CCnorm for L, LN, NRF, DNet and the 2D-CNN. Recurrent models (a GRU / LSTM
-    inside, e.g. StateNet), where L-BFGS measured no better, get AdamW with
-    :data:`RECURRENT_AUTO` instead, trained on chunks of the sequences (``train_chunk``).
+    **Defaults (``optimizer="auto"``, no AdamW setting given), per model family** (chosen on a
+    ferret A1 unit, a starling unit and a mismatched synthetic population, accuracy first:
+    ``benchmarks/bench_fit_quality.py``, ``benchmarks/README.md``):
+
+    - Linear: L-BFGS from the closed-form ridge STRF on its own prefilter channels
+      (``init="ridge"``, :func:`~.warmstart.ridge_init`: penalty chosen by cross-validation on
+      the training stimuli, then kept on the STRF, :func:`~.warmstart.ridge_penalty`).
+      Deterministic: every seed gives the same fit.
+    - LinearNonlinear: L-BFGS from the ridge start and from the random start; the fit with the
+      lower validation loss is kept (:data:`~.options.LN_STARTS`, ``FitResult.raced``).
+    - NetworkReceptiveField, DNet: AdamW with :data:`~.options.ADAMW_AUTO` (lr 3e-3, patience 20).
+    - recurrent models (a GRU / LSTM / attention core, e.g. StateNet): AdamW with
+      :data:`RECURRENT_AUTO`, trained on chunks of the sequences (``train_chunk``).
+    - the other models (2D-CNNs): L-BFGS from the random start.
+
+    L-BFGS: one epoch = :data:`LBFGS_ITERATIONS_PER_EPOCH` (5) iterations (``lr`` 1.0) on the
+    loss over ALL training stimuli (in chunks of :data:`LBFGS_CHUNK` stimuli, value and gradient
+    exact for every named loss: :mod:`.objective`), up to 200 epochs, ``patience`` 3,
+    ``rel_tol`` 1e-4, never stopped by patience before :data:`~.options.LBFGS_MIN_EPOCHS` (10)
+    epochs from a random start (its validation loss often rises first) or
+    :data:`~.options.RIDGE_START_MIN_EPOCHS` (5) from the ridge start, which competes with the
+    epochs (see :class:`FitResult`). No weight decay unless ``weight_decay`` is given with
+    ``optimizer="lbfgs"`` (an L2 penalty); an explicit ``weight_decay`` or ``batch_size`` with
+    ``optimizer="auto"`` selects AdamW.
 
     **AdamW (``optimizer="adamw"``, or any explicit ``lr``, ``prefilter_lr``, ``scheduler``,
     ``clip_grad``, ``weight_decay`` or ``batch_size``).** Each epoch visits the training stimuli in
@@ -281,9 +297,9 @@ def fit(
             ``"prefilter."``, e.g. AdapTrans' ``logit_a_on / logit_a_off / logit_w``); None: ``lr``
             for every parameter. The plateau scheduler scales both rates by the same factor;
             ``FitResult.lr`` records the main rate.
-        optimizer: "auto" (L-BFGS unless an AdamW setting is given or the model is recurrent),
-            "lbfgs" or "adamw".
-        init: "auto" ("ridge" for Linear / LN on the L-BFGS path, else None), "ridge" or None.
+        optimizer: "auto" (per model family, above), "lbfgs" or "adamw".
+        init: "auto" ("ridge" for Linear / LN on the L-BFGS path, LN also None: both raced; else
+            None), "ridge" or None (the model's own, random, start).
         lr, max_epochs, patience, rel_tol: None / "auto" = the chosen path's default (above).
         batch_size: AdamW's batch (stimuli per step); also the validation pass's chunk. None:
             8 (:data:`RECURRENT_AUTO`'s on that path); with ``optimizer="lbfgs"``, ValueError.
@@ -313,7 +329,8 @@ def fit(
     """
     check_fit_call(locals())  # types, ranges, datasets (train vs val), device: before any work
     o = _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
-                             clip_grad, train_chunk=train_chunk, batch_size=batch_size, weight_decay=weight_decay)
+                             clip_grad, train_chunk=train_chunk, batch_size=batch_size, weight_decay=weight_decay,
+                             n_stimuli=len(train))
     batch_size = o["batch_size"]
     if check_stimulus_format:
         for part, what in ((train, "training set"), (val, "validation set")):
@@ -330,11 +347,12 @@ def fit(
     stats = tr.target_stats()
     if init_output:
         _init_output(model, *stats)
+    if o["optimizer"] == "lbfgs":  # from each start of o["starts"]; the better on validation kept (:mod:`.race`)
+        return race(model, [functools.partial(_lbfgs_from, start=s, tr=tr, va=va, loss=loss, o=o, stats=stats,
+                                              batch_size=batch_size, seed=seed, progress=progress, min_delta=min_delta,
+                                              t0=t0) for s in o["starts"]], t0)
     if o["init"] == "ridge":
         _ridge_start(model, tr, va, stats)
-    if o["optimizer"] == "lbfgs":
-        return _fit_packed_lbfgs(model, tr, va, loss, o["lr"], o["max_epochs"], o["patience"], batch_size, seed,
-                                 progress, min_delta, o["rel_tol"], t0, init=o["init"], weight_decay=o["weight_decay"])
     res = _fit_packed(model, tr, va, loss, o["lr"], o["weight_decay"], o["max_epochs"], o["patience"], batch_size,
                       scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta, t0,
                       prefilter_lr=prefilter_lr, rel_tol=o["rel_tol"], train_chunk=o["train_chunk"])
@@ -342,14 +360,24 @@ def fit(
     return res
 
 
-def _ridge_start(model, tr, va, stats) -> dict:
-    """Closed-form ridge STRF on the model's current prefilter channels (:func:`.warmstart.ridge_init`)."""
-    from .warmstart import ridge_init
+def _lbfgs_from(model, start, tr, va, loss, o, stats, batch_size, seed, progress, min_delta, t0,
+                neuron=None) -> FitResult:
+    """L-BFGS from ``start["init"]``: "ridge" (the closed-form STRF, its penalty kept) or None (the current weights)."""
+    penalty = _ridge_start(model, tr, va, stats) if start["init"] == "ridge" else None
+    return _fit_packed_lbfgs(model, tr, va, loss, o["lr"], o["max_epochs"], start["patience"], batch_size, seed,
+                             progress, min_delta, o["rel_tol"], t0, neuron=neuron, init=start["init"],
+                             weight_decay=o["weight_decay"], min_epochs=start["min_epochs"], penalty=penalty)
+
+
+def _ridge_start(model, tr, va, stats):
+    """Closed-form ridge STRF on the model's current prefilter channels (:func:`.warmstart.ridge_init`);
+    returns its penalty for the gradient phase (:func:`.warmstart.ridge_penalty`)."""
+    from .warmstart import ridge_init, ridge_penalty
 
     val = (va.stim, va.target, va.lengths) if va is not None else None
     sol = ridge_init(model, (tr.stim, tr.target, tr.lengths), val, mean=stats[0], std=stats[1])
     logger.info("ridge start for %s: alpha %s", type(model).__name__, np.array2string(sol["alpha"], precision=3))
-    return sol
+    return ridge_penalty(model, sol, tr.target, std=stats[1])
 
 
 def _validation_loss(model, va, loss_fn, batch_size: int, epoch: int) -> float:
@@ -430,14 +458,14 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
 
 
 def _fit_packed_lbfgs(model, tr, va, loss, lr, max_epochs, patience, batch_size, seed, progress, min_delta,
-                      rel_tol, t0, neuron=None, init=None, weight_decay=0.0) -> FitResult:
+                      rel_tol, t0, neuron=None, init=None, weight_decay=0.0, min_epochs=0, penalty=None) -> FitResult:
     """Full-batch L-BFGS with a validation check every LBFGS_ITERATIONS_PER_EPOCH iterations (see :func:`fit`)."""
     loss_fn = _get_loss(loss)
     va = _checked_sets(tr, va)
     params = [p for p in model.parameters() if p.requires_grad]
     res = FitResult(neuron=neuron, init=init)
     last = {}
-    closure = full_batch_objective(model, tr, loss, loss_fn, params, last, LBFGS_CHUNK, weight_decay)
+    closure = full_batch_objective(model, tr, loss, loss_fn, params, last, LBFGS_CHUNK, weight_decay, penalty)
     opt = torch.optim.LBFGS(params, lr=lr, max_iter=LBFGS_ITERATIONS_PER_EPOCH, history_size=20,
                             line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-12)
 
@@ -447,7 +475,7 @@ def _fit_packed_lbfgs(model, tr, va, loss, lr, max_epochs, patience, batch_size,
         raise _nan_error(0, last["per"], last["valid"], tr.neuron_ids)
     res.init_train_loss = last["value"]
     res.init_val_loss = _validation_loss(model, va, loss_fn, batch_size, 0)
-    stopper = EarlyStopping(res, va is not None, patience, min_delta, rel_tol, model=model)
+    stopper = EarlyStopping(res, va is not None, patience, min_delta, rel_tol, model=model, min_epochs=min_epochs)
     if init is not None and va is not None:  # a closed-form start competes with the epochs; a random one does not
         stopper.keep(model, res.init_val_loss)
 

@@ -124,7 +124,8 @@ def l2_penalty(model: nn.Module, weight_decay: float):
 
 
 def full_batch_objective(model: nn.Module, tr, loss, loss_fn: Callable, params: list, last: dict,
-                         chunk: int = LBFGS_CHUNK, weight_decay: float = 0.0) -> Callable:
+                         chunk: int = LBFGS_CHUNK, weight_decay: float = 0.0,
+                         penalty: Callable | None = None) -> Callable:
     """L-BFGS closure: the loss over every stimulus of the packed training set ``tr``.
 
     Args:
@@ -136,6 +137,8 @@ def full_batch_objective(model: nn.Module, tr, loss, loss_fn: Callable, params: 
             (per-neuron losses, for NaN reports) and ``valid`` (N,) after each call.
         chunk: stimuli per forward pass.
         weight_decay: > 0 adds :func:`l2_penalty` to the objective (not to ``last["value"]``).
+        penalty: ``penalty() -> 0-d tensor`` also added to the objective (e.g. the ridge start's
+            penalty on the STRF, :func:`~.warmstart.ridge_penalty`); None: none.
 
     Returns:
         closure() -> the objective as a 0-d tensor (``inf`` when not finite), gradients set.
@@ -151,7 +154,7 @@ def full_batch_objective(model: nn.Module, tr, loss, loss_fn: Callable, params: 
     if len(chunks) > 1 and stats is None:
         logger.warning("full-batch objective of a custom loss over %d chunks of %d stimuli: each chunk's loss is "
                        "weighted by its share of the valid bins, exact only for a mean over bins", len(chunks), chunk)
-    penalty = l2_penalty(model, weight_decay)
+    penalties = [p for p in (l2_penalty(model, weight_decay), penalty) if p is not None]
 
     def forward(c):
         x, y = tr.batch(c)
@@ -183,8 +186,8 @@ def full_batch_objective(model: nn.Module, tr, loss, loss_fn: Callable, params: 
         zero_grads()
         value, per = data_loss()
         objective = value
-        if penalty is not None:
-            pen = penalty()
+        for term in penalties:
+            pen = term()
             pen.backward()
             objective += float(pen.detach())
         last["value"], last["per"], last["valid"] = value, per, valid

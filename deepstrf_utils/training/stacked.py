@@ -10,6 +10,7 @@ Shapes: B stimuli, F bands, T time bins, U stacked single units.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import time
 from contextlib import contextmanager
@@ -23,11 +24,12 @@ from tqdm.auto import tqdm
 
 from .arguments import check_fit_call
 from .device import resolve_device, seed_everything
-from .fitting import (FitResult, _check_fit_args, _check_output, _fit_packed, _fit_packed_lbfgs, _get_loss,
-                      _init_output, _probe_output, _resolve_fit_options, _ridge_start, _val_losses,
+from .fitting import (FitResult, _check_fit_args, _check_output, _fit_packed, _get_loss,
+                      _init_output, _lbfgs_from, _probe_output, _resolve_fit_options, _ridge_start, _val_losses,
                       _validation_coverage)
 from .optim import _clip_per_unit, _decay_scales, _lr_scales, _make_plateau, _StackedAdamW, no_decay_names
 from .packing import _epoch_order, _neuron_positions, _Packed, accepts_lengths
+from .race import race
 from .stimulus_format import check_stimulus_format as check_format
 from .stopping import INTERRUPTED, INTERRUPTED_RESULT, improved, keep_interrupted
 
@@ -143,10 +145,10 @@ def fit_single_units(
     (:func:`stacking_pays_off`), ``batched=False`` forces the loop, ``True`` forces the stack
     and forbids the fallback.
 
-    Optimiser, as in :func:`fit`: ``optimizer="auto"`` is full-batch L-BFGS (Linear / LN
-    units from their ridge STRF) unless an AdamW setting (``lr``, ``prefilter_lr``,
-    ``scheduler``, ``clip_grad``) or ``batched=True`` is given; L-BFGS fits the units one
-    by one (never stacked). Recurrent units trained on chunks (``train_chunk``, as in
+    Optimiser, as in :func:`fit`: ``optimizer="auto"`` picks the path of the model family
+    (L-BFGS for L, LN (both starts raced per unit) and the 2D-CNN; AdamW for NRF / DNet and
+    recurrent models) unless an AdamW setting (``lr``, ``prefilter_lr``, ``scheduler``,
+    ``clip_grad``) or ``batched=True`` is given; L-BFGS fits the units one by one (never stacked). Recurrent units trained on chunks (``train_chunk``, as in
     :func:`fit`) are fitted one by one too. Each result records ``optimizer``, ``init``,
     ``stop_reason`` and ``train_chunk``. Ctrl-C (``KeyboardInterrupt``) gives every unit its
     best weights so far and re-raises with ``err.fit_result = (models, results)`` of the units
@@ -195,7 +197,7 @@ def fit_single_units(
     check_fit_call({"model": models[0], "train": train}, "fit_single_units")  # float32 units, data F and dt_ms
     o = _resolve_fit_options(models[0], optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
                              clip_grad, force_adamw=batched is True, train_chunk=train_chunk, batch_size=batch_size,
-                             weight_decay=weight_decay)
+                             weight_decay=weight_decay, n_stimuli=len(train))
     batch_size, weight_decay = o["batch_size"], o["weight_decay"]
     if check_stimulus_format:
         for part, what in ((train, "training set"), (val, "validation set")):
@@ -215,12 +217,12 @@ def fit_single_units(
     mean, std = tr.target_stats()  # per unit, computed once for all units
 
     def start(u, m):
-        """Unit u's starting point: output at the data's scale, then the ridge STRF (init="ridge")."""
+        """Unit u's starting point: output at the data's scale, then (AdamW path, init="ridge") the
+        ridge STRF; the L-BFGS path sets its starts itself (:func:`~.fitting._lbfgs_from`)."""
         if init_output:
             _init_output(m, mean[u:u + 1], std[u:u + 1])
-        if o["init"] == "ridge":
-            _ridge_start(m, tr.select([u]), va.select([u]) if va is not None else None,
-                         (mean[u:u + 1], std[u:u + 1]))
+        if o["init"] == "ridge" and o["optimizer"] != "lbfgs":
+            _ridge_start(m, tr.select([u]), va.select([u]) if va is not None else None, (mean[u:u + 1], std[u:u + 1]))
 
     for u, m in enumerate(models):
         start(u, m)
@@ -271,16 +273,19 @@ def fit_single_units(
         seed_everything(seed)
         va_u = va.select([u]) if va is not None else None
         with _units_so_far(models[:u + 1], results):
-            if o["optimizer"] == "lbfgs":
-                r = _fit_packed_lbfgs(models[u], tr.select([u]), va_u, loss, lr, max_epochs, patience, batch_size,
-                                      seed, progress and U == 1, min_delta, rel_tol, t_u, neuron=tr.neuron_ids[u],
-                                      init=o["init"], weight_decay=weight_decay)
+            if o["optimizer"] == "lbfgs":  # every start of o["starts"]; the better on validation kept
+                r = race(models[u], [functools.partial(
+                    _lbfgs_from, start=s, tr=tr.select([u]), va=va_u, loss=loss, o=o,
+                    stats=(mean[u:u + 1], std[u:u + 1]), batch_size=batch_size, seed=seed,
+                    progress=progress and U == 1, min_delta=min_delta, t0=t_u, neuron=tr.neuron_ids[u])
+                    for s in o["starts"]], t_u)
             else:
                 r = _fit_packed(models[u], tr.select([u]), va_u, loss, lr, weight_decay, max_epochs, patience,
                                 batch_size, scheduler, scheduler_kwargs, clip_grad, seed, progress and U == 1,
                                 min_delta, t_u, neuron=tr.neuron_ids[u], prefilter_lr=prefilter_lr, rel_tol=rel_tol,
                                 train_chunk=o["train_chunk"])
-        r.init = o["init"]
+        if o["optimizer"] != "lbfgs":  # on the L-BFGS path each start's result says its own
+            r.init = o["init"]
         results.append(r)
     wall = time.perf_counter() - t0
     for r in results:

@@ -53,11 +53,14 @@ class EarlyStopping:
     keeps up to date. Without a validation set (``has_val=False``) every epoch is the best
     one and the last weights stay. ``model``: when given, its starting weights are kept
     for :meth:`restore_interrupted` (an interrupt before the first epoch ends restores them).
+    ``min_epochs``: patience cannot end the fit before that many epochs: the validation loss
+    of a fit from a random start often rises before it falls, and a fit from a closed-form
+    start must get the chance to leave it (:data:`~.options.LBFGS_MIN_EPOCHS`).
     """
 
     def __init__(self, res, has_val: bool, patience, min_delta: float, rel_tol: float,
-                 model: nn.Module | None = None):
-        self.res, self.has_val, self.patience = res, has_val, patience
+                 model: nn.Module | None = None, min_epochs: int = 0):
+        self.res, self.has_val, self.patience, self.min_epochs = res, has_val, patience, int(min_epochs)
         self.min_delta, self.rel_tol = min_delta, rel_tol
         self.best_val, self.best_state, self.since_best = math.inf, None, 0
         self.last_state = _snapshot(model) if model is not None else None
@@ -68,7 +71,8 @@ class EarlyStopping:
         self.best_state = _snapshot(model)
 
     def update(self, model: nn.Module, epoch: int, v: float) -> bool:
-        """Record ``epoch``'s validation loss ``v``; True when patience has run out."""
+        """Record ``epoch``'s validation loss ``v``; True when patience has run out (and
+        ``min_epochs`` epochs have run)."""
         if not self.has_val:
             self.res.best_epoch = epoch
             if self.last_state is not None:  # what an interrupt in the next epoch falls back to
@@ -79,7 +83,7 @@ class EarlyStopping:
             self.since_best, self.res.best_epoch = 0, epoch
         else:
             self.since_best += 1
-        return self.patience is not None and self.since_best >= self.patience
+        return self.patience is not None and self.since_best >= self.patience and epoch + 1 >= self.min_epochs
 
     def restore(self, model: nn.Module) -> None:
         """Load the best weights (nothing to do without a validation set: the last weights stay)."""
