@@ -116,8 +116,7 @@ def is_available(root, **_) -> bool:
 
 @contextlib.contextmanager
 def open_nwb(path: Path):
-    """The NWB file at ``path`` opened for reading (a context manager yielding the NWBFile; closed
-    on exit). FileNotFoundError when there is no file, ValueError naming it when it cannot be read."""
+    """Yields the NWBFile at ``path`` (closed on exit); FileNotFoundError / ValueError naming it."""
     pynwb = require_pynwb()
     if not path.is_file():
         raise FileNotFoundError(f"expected an NWB file at {path}, found nothing")
@@ -322,8 +321,7 @@ def _samples(ts, what: str) -> tuple:
 
 
 def find_wav(folder: Path, name: str) -> Optional[Path]:
-    """The WAV of stimulus ``name`` in ``folder``: ``name`` itself, ``name.wav`` / ``name.WAV``, or a
-    ``.wav`` file whose stem matches whatever its case; None when there is none."""
+    """The WAV of stimulus ``name`` in ``folder`` (``name``, ``name.wav``, any-case stem match) or None."""
     for cand in (folder / name, folder / f"{name}.wav", folder / f"{name}.WAV"):
         if cand.is_file():
             return cand
