@@ -14,7 +14,7 @@ from deepstrf_utils.models import build_model, fit_ridge_strf
 from deepstrf_utils.spectrogram import band_centre_frequencies
 from deepstrf_utils.training import ADAMW_FIT_KWARGS, fit, fit_single_units, predict
 from deepstrf_utils.training.options import RIDGE_START_MIN_EPOCHS
-from deepstrf_utils.training.packing import _Packed
+from deepstrf_utils.training.packing import Packed
 from deepstrf_utils.training.warmstart import ridge_init, ridge_strf
 
 F = 12
@@ -40,7 +40,7 @@ def _model(name="Linear", prefilter="adaptrans", seed=0, n_neurons=2, **kw):
 
 
 def _packed(ds):
-    p = _Packed.from_dataset(ds, torch.device("cpu"))
+    p = Packed.from_dataset(ds, torch.device("cpu"))
     return p.stim, p.target, p.lengths
 
 
@@ -305,12 +305,12 @@ def test_auto_paths_and_starts():
     random start; each L-BFGS start with its patience and minimum number of epochs; an explicit
     patience is kept; AdamW has no L-BFGS start."""
     from deepstrf_utils.training.options import (_DEFAULTS, ADAMW_AUTO, LBFGS_MIN_EPOCHS, RIDGE_START_MIN_EPOCHS,
-                                                 RIDGE_START_PATIENCE, _resolve_fit_options)
+                                                 RIDGE_START_PATIENCE, resolve_fit_options)
 
     def resolved(model, **kw):
         args = dict(optimizer="auto", init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None)
         args.update(kw)
-        o = _resolve_fit_options(model, **args)
+        o = resolve_fit_options(model, **args)
         return o["optimizer"], o["patience"], [(s["init"], s["patience"], s["min_epochs"]) for s in o["starts"]]
 
     ridge = ("ridge", RIDGE_START_PATIENCE, RIDGE_START_MIN_EPOCHS)

@@ -8,14 +8,14 @@ import torch
 
 from deepstrf_utils.datasets import ResponseDataset
 from deepstrf_utils.models import build_model
-from deepstrf_utils.training.packing import _Packed
+from deepstrf_utils.training.packing import Packed
 from deepstrf_utils.training.warmstart import ridge_strf
 
 F, K = 8, 5
 
 
 def _packed(ds):
-    p = _Packed.from_dataset(ds, torch.device("cpu"))
+    p = Packed.from_dataset(ds, torch.device("cpu"))
     return p.stim, p.target, p.lengths
 
 
@@ -187,8 +187,8 @@ def test_linear_nonlinear_races_its_two_starts():
     """LN by default: L-BFGS from the ridge start and from the random start, the better on the
     validation set kept (its weights in the model); fit_single_units does the same per unit."""
     from deepstrf_utils.training import fit, fit_single_units
-    from deepstrf_utils.training.fitting import _get_loss, _validation_loss
-    from deepstrf_utils.training.packing import _Packed
+    from deepstrf_utils.training.fitting import loss_function, _validation_loss
+    from deepstrf_utils.training.packing import Packed
 
     train, val, cf = _planted_adaptrans_set("LinearNonlinear")
 
@@ -202,8 +202,8 @@ def test_linear_nonlinear_races_its_two_starts():
     assert [c["init"] for c in r.raced] == ["ridge", None]
     assert r.best_val_loss == min(c["best_val_loss"] for c in r.raced)
     assert r.init == r.raced[int(np.argmin([c["best_val_loss"] for c in r.raced]))]["init"]
-    va = _Packed.from_dataset(val, torch.device("cpu"))
-    np.testing.assert_allclose(_validation_loss(m, va, _get_loss("mse"), 8, 0), r.best_val_loss, rtol=1e-5)
+    va = Packed.from_dataset(val, torch.device("cpu"))
+    np.testing.assert_allclose(_validation_loss(m, va, loss_function("mse"), 8, 0), r.best_val_loss, rtol=1e-5)
     models, results = fit_single_units(lambda s: model(), train, val, device="cpu", progress=False)
     assert [c["init"] for c in results[0].raced] == ["ridge", None]
     np.testing.assert_allclose(results[0].best_val_loss, r.best_val_loss, rtol=1e-4)
@@ -229,11 +229,11 @@ def test_linear_default_fits_are_deterministic():
 def test_nrf_dnet_auto_adamw_settings_follow_the_training_set_size():
     """NRF / DNet: ADAMW_AUTO (lr 3e-3, patience 20) with more training stimuli than one batch;
     with a single AdamW step per epoch the AdamW defaults (lr 1e-3, patience 50)."""
-    from deepstrf_utils.training.options import ADAMW_AUTO, _resolve_fit_options
+    from deepstrf_utils.training.options import ADAMW_AUTO, resolve_fit_options
 
     model = build_model("DNet", n_bands=F, n_neurons=1, n_lags=K, n_hidden=3)
     args = dict(optimizer="auto", init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None)
-    many = _resolve_fit_options(model, **args, n_stimuli=ADAMW_AUTO["batch_size"] + 1)
-    few = _resolve_fit_options(model, **args, n_stimuli=ADAMW_AUTO["batch_size"])
+    many = resolve_fit_options(model, **args, n_stimuli=ADAMW_AUTO["batch_size"] + 1)
+    few = resolve_fit_options(model, **args, n_stimuli=ADAMW_AUTO["batch_size"])
     assert (many["optimizer"], many["lr"], many["patience"]) == ("adamw", ADAMW_AUTO["lr"], ADAMW_AUTO["patience"])
     assert (few["optimizer"], few["lr"], few["patience"]) == ("adamw", 1e-3, 50)

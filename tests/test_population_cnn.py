@@ -94,7 +94,7 @@ def test_fit_two_stage_freezes_the_output_nonlinearity_first(nat4_like):
     # stage 1 trains everything but the double exponential (set to the data's scale first)
     assert all(torch.equal(a1[k], b2[k]) for k in a1)
     assert not torch.equal(a1["dense.weight"], b1["dense.weight"])
-    mean, std = training.packing._Packed.from_dataset(train, torch.device("cpu")).target_stats()
+    mean, std = training.packing.Packed.from_dataset(train, torch.device("cpu")).target_stats()
     torch.testing.assert_close(a1["output_nonlinearity.amplitude"], (std * np.e).float())
     # stage 2 trains it too, from the stage-1 weights (no new init_output)
     assert not torch.equal(a2["output_nonlinearity.amplitude"], a1["output_nonlinearity.amplitude"])

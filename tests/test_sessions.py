@@ -14,7 +14,7 @@ from deepstrf_utils.datasets.synthetic import generate_synthetic
 from deepstrf_utils.models import MultiSessionModel, StateGain, StateGainModel, build_model
 from deepstrf_utils.training import (evaluate_sessions, fit_new_session, fit_sessions, load_checkpoint,
                                      predict_sessions, save_checkpoint)
-from deepstrf_utils.training.packing import _Packed
+from deepstrf_utils.training.packing import Packed
 
 FIT = dict(progress=False, device="cpu", weight_decay=0.0)
 
@@ -76,14 +76,14 @@ def test_packing_carries_state_and_masks_missing_bins(small):
     states = [s.copy() for s in sd.states]
     states[1][0, 10:20] = np.nan
     sd = sd.replace(states=states)
-    p = _Packed.from_dataset(sd, torch.device("cpu"), with_state=True)
+    p = Packed.from_dataset(sd, torch.device("cpu"), with_state=True)
     assert p.state.shape == (6, 1, int(sd.n_bins.max()))
     assert torch.isnan(p.target[1, :, 10:20]).all() and (p.state[1, 0, 10:20] == 0).all()
     assert not torch.isnan(p.target[1, :, 20:30]).any()
     s = p.batch_state([3, 1])
     np.testing.assert_array_equal(s[0].numpy(), states[3])
     # without state, training targets are unchanged (stateless models use every bin)
-    assert not torch.isnan(_Packed.from_dataset(sd, torch.device("cpu")).target[1, :, 10:20]).any()
+    assert not torch.isnan(Packed.from_dataset(sd, torch.device("cpu")).target[1, :, 10:20]).any()
 
 
 def test_state_gain_readout_known_answer():
@@ -190,7 +190,7 @@ def test_interleaved_batches_visit_every_session(small, monkeypatch):
         for key, n in (("a", 5), ("b", 3)):
             idx = sorted(i for k, batch in epoch if k == key for i in batch)
             assert idx == list(range(n))
-    packs = {"a": _Packed.from_dataset(data["a"], torch.device("cpu")), "b": _Packed.from_dataset(data["b"], torch.device("cpu"))}
+    packs = {"a": Packed.from_dataset(data["a"], torch.device("cpu")), "b": Packed.from_dataset(data["b"], torch.device("cpu"))}
     first = original(packs, 2, torch.Generator().manual_seed(5))
     assert first == original(packs, 2, torch.Generator().manual_seed(5)) == seen[0]   # seeded
 

@@ -182,7 +182,7 @@ def test_plateau_matches_torch_scheduler():
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=1.0)
     ref = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2, cooldown=1)
-    ours = optim._Plateau(1, 1.0, factor=0.5, patience=2, cooldown=1)
+    ours = optim.Plateau(1, 1.0, factor=0.5, patience=2, cooldown=1)
     values = [5, 4, 4, 4, 4, 3.9999, 4, 4, 4, 4, 4, 2, 2, 2, 2, 2, 2]
     for v in values:
         ref.step(v)
@@ -332,9 +332,9 @@ def _one_adamw_step(train, batched, model="Linear", weight_decay=0.1, **kw):
         return _linear(prefilter="adaptrans", seed=s, model=model, **extra)
 
     start = model_fn(7)
-    packed = packing._Packed.from_dataset(train, torch.device("cpu"), [1])
+    packed = packing.Packed.from_dataset(train, torch.device("cpu"), [1])
     x, y = packed.batch(list(range(packed.n_stimuli)))
-    training_fit._batch_loss(training_fit._get_loss("mse"), start(x), y)[0].backward()
+    training_fit.masked_batch_loss(training_fit.loss_function("mse"), start(x), y)[0].backward()
     before = {k: v.detach().clone() for k, v in start.named_parameters()}
     grads = {k: v.grad.detach().clone() for k, v in start.named_parameters()}
     common = dict(max_epochs=1, batch_size=len(train), device="cpu", progress=False, init_output=False,
@@ -629,7 +629,7 @@ def test_stacked_restore_is_strict():
 
 
 def test_training_batches_and_public_collate_share_one_padding():
-    """_Packed (training), the prediction batches and collate_responses pad the same way:
+    """Packed (training), the prediction batches and collate_responses pad the same way:
     the packed target is the trial average of the collated responses, NaN in the padding."""
     from deepstrf_utils.datasets import collate_responses
     from deepstrf_utils.datasets.collate import pad_to_longest
@@ -642,7 +642,7 @@ def test_training_batches_and_public_collate_share_one_padding():
     resps[1][0, :, 6] = np.nan  # a bin without any valid trial for neuron 0
     ds = ResponseDataset(stims, resps, dt_ms=5.0, cf_hz=[500.0, 1000.0, 2000.0], name="toy")
     stim, resp, mask = collate_responses([ds[i] for i in range(len(ds))])
-    packed = packing._Packed.from_dataset(ds, torch.device("cpu"))
+    packed = packing.Packed.from_dataset(ds, torch.device("cpu"))
     assert torch.equal(packed.stim, stim)
     assert torch.equal(packed.lengths, mask.sum(1))
     assert torch.allclose(packed.target, trial_average(resp, axis=2), equal_nan=True)

@@ -35,18 +35,18 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import metrics
-
 from .arguments import check_fit_call
 from .chunks import chunked_batch
 from .device import resolve_device, seed_everything
 from .objective import full_batch_objective
-from .optim import _make_plateau, make_adamw
+from .optim import make_adamw, make_plateau
 from .options import (LBFGS_CHUNK, LBFGS_ITERATIONS_PER_EPOCH, ADAMW_FIT_KWARGS, RECURRENT_AUTO,  # noqa: F401
-                      _resolve_fit_options)
-from .packing import _epoch_order, _Packed, accepts_lengths
+                      resolve_fit_options)
+from .packing import Packed, accepts_lengths, epoch_order
 from .race import race
 from .stimulus_format import check_stimulus_format as check_format
+from .steps import (check_fit_args, check_output, check_parameters_finite, loss_function, masked_batch_loss,
+                    nan_error, probe_output, set_output_scale, validation_coverage, validation_losses)
 from .stopping import INTERRUPTED, EarlyStopping, keep_interrupted
 
 logger = logging.getLogger(__name__)
@@ -107,99 +107,6 @@ class FitResult:
             "val_loss": self.val_loss,
             "lr": self.lr,
         })
-
-
-def _get_loss(loss: str | Callable) -> Callable:
-    """Loss name (``"mse"``, ``"poisson"``, ``"correlation"``) or callable -> callable.
-
-    The callable takes ``pred (B, N, T)``, ``resp (B, N, R, T)`` (NaN = missing) and
-    ``reduction="none"`` and returns per-neuron losses ``(N,)``.
-    """
-    if callable(loss):
-        return loss
-    if not isinstance(loss, str):
-        raise ValueError(f"expected loss to be a name such as 'mse' or a callable, got {loss!r}")
-    builtin = metrics.get_loss(loss)
-
-    def averaged(pred, resp, reduction="mean"):
-        # training passes its trial-averaged target as (B, N, 1, T); the built-in losses
-        # take it as (B, N, T) directly: the same values with fewer passes over the data
-        if resp.dim() == 4 and resp.shape[2] == 1:
-            resp = resp[:, :, 0]
-        return builtin(pred, resp, reduction=reduction)
-
-    averaged.__name__ = getattr(builtin, "__name__", str(loss))
-    return averaged
-
-
-@torch.no_grad()
-def _probe_output(model: nn.Module, packed: _Packed) -> None:
-    """Check the model's output shape on the first stimulus (eval mode, no state change)."""
-    was_training = model.training
-    model.eval()
-    try:
-        x, _ = packed.batch([0])
-        _check_output(model(x), x, packed.n_neurons, packed.name)
-    finally:
-        model.train(was_training)
-
-
-def _init_output(model: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
-    """Call ``model.init_output(mean, std)`` (if the model has it) with the training target's
-    per-neuron mean and std (``_Packed.target_stats()``), so that the output nonlinearity
-    starts at the data's scale."""
-    init = getattr(model, "init_output", None)
-    if callable(init):
-        init(mean, std)
-
-
-def _check_fit_args(lr, max_epochs, patience, batch_size, clip_grad, prefilter_lr=None, rel_tol=0.0):
-    if rel_tol is None or not 0.0 <= rel_tol < 1.0:
-        raise ValueError(f"expected rel_tol in [0, 1), got {rel_tol}")
-    if not lr > 0:
-        raise ValueError(f"expected lr > 0, got {lr}")
-    if prefilter_lr is not None and not prefilter_lr > 0:
-        raise ValueError(f"expected prefilter_lr > 0 or None, got {prefilter_lr}")
-    if int(max_epochs) < 1:
-        raise ValueError(f"expected max_epochs >= 1, got {max_epochs}")
-    if patience is not None and int(patience) < 1:
-        raise ValueError(f"expected patience >= 1 or None, got {patience}")
-    if int(batch_size) < 1:
-        raise ValueError(f"expected batch_size >= 1, got {batch_size}")
-    if clip_grad is not None and not clip_grad > 0:
-        raise ValueError(f"expected clip_grad > 0 or None, got {clip_grad}")
-
-
-def _batch_loss(loss_fn, pred, target):
-    """pred (B, N, T), target (B, N, T) -> (mean loss over neurons with data, per-neuron (N,), valid (N,))."""
-    per = loss_fn(pred, target.unsqueeze(2), reduction="none")
-    valid = torch.isfinite(target).flatten(2).any(2).any(0)
-    per = torch.where(valid, per, torch.zeros((), dtype=per.dtype, device=per.device))
-    return per.sum() / valid.sum().clamp(min=1), per, valid
-
-
-def _concat_time(x):
-    """(B, N, T) -> (1, N, B*T): stimuli concatenated along time."""
-    return x.permute(1, 0, 2).reshape(1, x.shape[1], -1)
-
-
-def _nan_error(epoch, per, valid, neuron_ids, what="loss"):
-    bad = (~torch.isfinite(per.detach()) & valid).cpu()
-    names = [neuron_ids[i] for i in torch.nonzero(bad).flatten().tolist()]
-    return FloatingPointError(f"{what} is NaN/inf at epoch {epoch} for neuron(s) {names}")
-
-
-def _check_output(pred, x, n_expected, name):
-    if pred.dim() != 3 or pred.shape[0] != x.shape[0] or pred.shape[2] != x.shape[-1]:
-        raise ValueError(
-            f"expected the model to return (B, N, T) = ({x.shape[0]}, {n_expected}, {x.shape[-1]}), "
-            f"got {tuple(pred.shape)}"
-        )
-    if pred.shape[1] != n_expected:
-        raise ValueError(
-            f"the model outputs N={pred.shape[1]} neurons but dataset '{name}' has N={n_expected}: "
-            "build the model with n_neurons equal to the dataset's number of neurons"
-        )
 
 
 def fit(
@@ -328,7 +235,7 @@ def fit(
             neuron or parameter).
     """
     check_fit_call(locals())  # types, ranges, datasets (train vs val), device: before any work
-    o = _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
+    o = resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
                              clip_grad, train_chunk=train_chunk, batch_size=batch_size, weight_decay=weight_decay,
                              n_stimuli=len(train))
     batch_size = o["batch_size"]
@@ -336,40 +243,40 @@ def fit(
         for part, what in ((train, "training set"), (val, "validation set")):
             if part is not None:
                 check_format(model, part, what)
-    _check_fit_args(o["lr"], o["max_epochs"], o["patience"], batch_size, clip_grad, prefilter_lr, o["rel_tol"])
+    check_fit_args(o["lr"], o["max_epochs"], o["patience"], batch_size, clip_grad, prefilter_lr, o["rel_tol"])
     t0 = time.perf_counter()
     dev = resolve_device(device)
     seed_everything(seed)
     model.to(dev)
-    tr = _Packed.from_dataset(train, dev)
-    va = _Packed.from_dataset(val, dev) if val is not None else None
-    _probe_output(model, tr)
+    tr = Packed.from_dataset(train, dev)
+    va = Packed.from_dataset(val, dev) if val is not None else None
+    probe_output(model, tr)
     stats = tr.target_stats()
     if init_output:
-        _init_output(model, *stats)
+        set_output_scale(model, *stats)
     if o["optimizer"] == "lbfgs":  # from each start of o["starts"]; the better on validation kept (:mod:`.race`)
-        return race(model, [functools.partial(_lbfgs_from, start=s, tr=tr, va=va, loss=loss, o=o, stats=stats,
+        return race(model, [functools.partial(fit_lbfgs_from, start=s, tr=tr, va=va, loss=loss, o=o, stats=stats,
                                               batch_size=batch_size, seed=seed, progress=progress, min_delta=min_delta,
                                               t0=t0) for s in o["starts"]], t0)
     if o["init"] == "ridge":
-        _ridge_start(model, tr, va, stats)
-    res = _fit_packed(model, tr, va, loss, o["lr"], o["weight_decay"], o["max_epochs"], o["patience"], batch_size,
+        ridge_start(model, tr, va, stats)
+    res = fit_adamw_packed(model, tr, va, loss, o["lr"], o["weight_decay"], o["max_epochs"], o["patience"], batch_size,
                       scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta, t0,
                       prefilter_lr=prefilter_lr, rel_tol=o["rel_tol"], train_chunk=o["train_chunk"])
     res.init = o["init"]
     return res
 
 
-def _lbfgs_from(model, start, tr, va, loss, o, stats, batch_size, seed, progress, min_delta, t0,
+def fit_lbfgs_from(model, start, tr, va, loss, o, stats, batch_size, seed, progress, min_delta, t0,
                 neuron=None) -> FitResult:
     """L-BFGS from ``start["init"]``: "ridge" (the closed-form STRF, its penalty kept) or None (the current weights)."""
-    penalty = _ridge_start(model, tr, va, stats) if start["init"] == "ridge" else None
-    return _fit_packed_lbfgs(model, tr, va, loss, o["lr"], o["max_epochs"], start["patience"], batch_size, seed,
+    penalty = ridge_start(model, tr, va, stats) if start["init"] == "ridge" else None
+    return fit_lbfgs_packed(model, tr, va, loss, o["lr"], o["max_epochs"], start["patience"], batch_size, seed,
                              progress, min_delta, o["rel_tol"], t0, neuron=neuron, init=start["init"],
                              weight_decay=o["weight_decay"], min_epochs=start["min_epochs"], penalty=penalty)
 
 
-def _ridge_start(model, tr, va, stats):
+def ridge_start(model, tr, va, stats):
     """Closed-form ridge STRF on the model's current prefilter channels (:func:`.warmstart.ridge_init`);
     returns its penalty for the gradient phase (:func:`.warmstart.ridge_penalty`)."""
     from .warmstart import ridge_init, ridge_penalty
@@ -384,9 +291,9 @@ def _validation_loss(model, va, loss_fn, batch_size: int, epoch: int) -> float:
     """Mean validation loss over the neurons with valid bins; NaN without a validation set."""
     if va is None:
         return float("nan")
-    v_per, v_valid = _val_losses(model, va, loss_fn, batch_size, stacked=None)
+    v_per, v_valid = validation_losses(model, va, loss_fn, batch_size, stacked=None)
     if not bool(torch.isfinite(v_per[v_valid]).all()):
-        raise _nan_error(epoch, v_per, v_valid, va.neuron_ids, "validation loss")
+        raise nan_error(epoch, v_per, v_valid, va.neuron_ids, "validation loss")
     return float(v_per[v_valid].mean()) if bool(v_valid.any()) else float("nan")
 
 
@@ -396,29 +303,29 @@ def _checked_sets(tr, va):
     tr.check_neurons_have_data("training")
     if va is not None and va.n_neurons != tr.n_neurons:
         raise ValueError(f"expected the validation set to have N={tr.n_neurons} neurons, got {va.n_neurons}")
-    if va is not None and not bool(_validation_coverage(va).any()):
+    if va is not None and not bool(validation_coverage(va).any()):
         return None
     return va
 
 
-def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, batch_size,
+def fit_adamw_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, batch_size,
                 scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta, t0,
                 neuron=None, prefilter_lr=None, rel_tol=0.0, train_chunk=None) -> FitResult:
-    loss_fn = _get_loss(loss)
+    loss_fn = loss_function(loss)
     va = _checked_sets(tr, va)
     gen = torch.Generator().manual_seed(seed)
     # param groups: prefilter_lr, and no decay for time constants / gains (no_decay_names)
     opt, params, group_scales = make_adamw(model, lr, weight_decay, prefilter_lr)
-    plateau = _make_plateau(scheduler, scheduler_kwargs, 1, lr, patience or 50)
+    plateau = make_plateau(scheduler, scheduler_kwargs, 1, lr, patience or 50)
     lrs = [float(lr)]
     res = FitResult(neuron=neuron, train_chunk=train_chunk)
     stopper = EarlyStopping(res, va is not None, patience, min_delta, rel_tol, model=model)
-    checked = [train_chunk is not None]  # chunks: the output was checked by _probe_output
+    checked = [train_chunk is not None]  # chunks: the output was checked by probe_output
     pass_lengths = accepts_lengths(model)  # padded batches: BatchNorm statistics over valid bins
 
     def epoch_step(epoch) -> bool:
         model.train()
-        order = _epoch_order(tr.n_stimuli, gen)
+        order = epoch_order(tr.n_stimuli, gen)
         total, nb = 0.0, 0
         for x, y, lengths in tr.batches(order, batch_size, with_lengths=True):
             if train_chunk is not None:
@@ -426,12 +333,12 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
             else:
                 pred = model(x, lengths=lengths) if pass_lengths and lengths is not None else model(x)
             if not checked[0]:
-                _check_output(pred, x, tr.n_neurons, tr.name)
+                check_output(pred, x, tr.n_neurons, tr.name)
                 checked[0] = True
-            batch_loss, per, valid = _batch_loss(loss_fn, pred, y)
+            batch_loss, per, valid = masked_batch_loss(loss_fn, pred, y)
             value = float(batch_loss.detach())
             if not math.isfinite(value):
-                raise _nan_error(epoch, per, valid, tr.neuron_ids)
+                raise nan_error(epoch, per, valid, tr.neuron_ids)
             opt.zero_grad(set_to_none=True)
             batch_loss.backward()
             if clip_grad is not None:
@@ -439,7 +346,7 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
             opt.step()
             total += value
             nb += 1
-        _check_parameters_finite(model, epoch)
+        check_parameters_finite(model, epoch)
         res.train_loss.append(total / max(nb, 1))
         res.lr.append(lrs[-1])
         v = _validation_loss(model, va, loss_fn, batch_size, epoch)
@@ -457,10 +364,10 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
     return _run_epochs(model, res, stopper, bar, t0, "adamw", epoch_step)
 
 
-def _fit_packed_lbfgs(model, tr, va, loss, lr, max_epochs, patience, batch_size, seed, progress, min_delta,
+def fit_lbfgs_packed(model, tr, va, loss, lr, max_epochs, patience, batch_size, seed, progress, min_delta,
                       rel_tol, t0, neuron=None, init=None, weight_decay=0.0, min_epochs=0, penalty=None) -> FitResult:
     """Full-batch L-BFGS with a validation check every LBFGS_ITERATIONS_PER_EPOCH iterations (see :func:`fit`)."""
-    loss_fn = _get_loss(loss)
+    loss_fn = loss_function(loss)
     va = _checked_sets(tr, va)
     params = [p for p in model.parameters() if p.requires_grad]
     res = FitResult(neuron=neuron, init=init)
@@ -472,7 +379,7 @@ def _fit_packed_lbfgs(model, tr, va, loss, lr, max_epochs, patience, batch_size,
     model.train()
     closure()  # the starting point's training loss (and a first gradient, which L-BFGS recomputes)
     if not math.isfinite(last["value"]):  # reported as epoch 0: the start of the first epoch
-        raise _nan_error(0, last["per"], last["valid"], tr.neuron_ids)
+        raise nan_error(0, last["per"], last["valid"], tr.neuron_ids)
     res.init_train_loss = last["value"]
     res.init_val_loss = _validation_loss(model, va, loss_fn, batch_size, 0)
     stopper = EarlyStopping(res, va is not None, patience, min_delta, rel_tol, model=model, min_epochs=min_epochs)
@@ -483,8 +390,8 @@ def _fit_packed_lbfgs(model, tr, va, loss, lr, max_epochs, patience, batch_size,
         model.train()
         opt.step(closure)
         if not math.isfinite(last["value"]):
-            raise _nan_error(epoch, last["per"], last["valid"], tr.neuron_ids)
-        _check_parameters_finite(model, epoch)
+            raise nan_error(epoch, last["per"], last["valid"], tr.neuron_ids)
+        check_parameters_finite(model, epoch)
         res.train_loss.append(last["value"])
         res.lr.append(float(lr))
         v = _validation_loss(model, va, loss_fn, batch_size, epoch)
@@ -536,49 +443,3 @@ def _finish(model, res, bar, t0, optimizer) -> FitResult:
     return res
 
 
-def _validation_coverage(va) -> np.ndarray:
-    """Per neuron: whether it has validation data, (N,) bool; logs a warning naming those without.
-
-    The rule, the same in :func:`fit` and :func:`~.stacked.fit_single_units` (stacked or
-    looped): a neuron without any valid validation bin cannot be early-stopped, so it is
-    fitted as without a validation set (``max_epochs`` epochs, the last weights kept,
-    ``best_epoch`` the last epoch); in a population model it is simply left out of the
-    validation loss, which the other neurons define.
-    """
-    has = va.has_data().numpy()
-    if not has.all():
-        missing = [va.neuron_ids[i] for i in np.nonzero(~has)[0]]
-        what = ("fitted without early stopping (max_epochs epochs, last weights kept)" if not has.any()
-                else "left out of the validation loss (early stopping follows the other neurons)")
-        logger.warning("neuron(s) %s have no valid trial in the validation set of '%s': %s", missing, va.name, what)
-    return has
-
-
-def _check_parameters_finite(model, epoch):
-    params = list(model.named_parameters())
-    if not params:
-        return
-    ok = torch.stack([torch.isfinite(p.detach()).all() for _, p in params])
-    if not bool(ok.all()):
-        bad = [n for (n, _), o in zip(params, ok.tolist()) if not o]
-        raise FloatingPointError(f"parameter(s) {bad} became NaN/inf at epoch {epoch}")
-
-
-@torch.no_grad()
-def _val_losses(model, va, loss_fn, batch_size, stacked):
-    """Per-neuron (or per-unit) loss on the concatenated validation stimuli -> ((N,), valid (N,))."""
-    preds, targets = [], []
-    if stacked is None:
-        model.eval()
-    for x, y in va.batches(list(range(va.n_stimuli)), batch_size):
-        if stacked is None:
-            pred = model(x)
-        else:
-            pred = stacked.forward(x, y.shape[1])
-        preds.append(_concat_time(pred))
-        targets.append(_concat_time(y))
-    pred = torch.cat(preds, 2)
-    target = torch.cat(targets, 2)
-    per = loss_fn(pred, target.unsqueeze(2), reduction="none")
-    valid = torch.isfinite(target).any(2).any(0)
-    return per, valid

@@ -75,7 +75,7 @@ def _is_recurrent(model: nn.Module) -> bool:
     return any(isinstance(m, (nn.RNNBase, Transformer)) for m in model.modules())
 
 
-def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr=None,
+def resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr=None,
                          scheduler=None, clip_grad=None, force_adamw=False, train_chunk=None, batch_size=None,
                          weight_decay=None, n_stimuli=None) -> dict:
     """The effective optimiser settings: ``"auto"`` / None arguments resolved (see :func:`~.fitting.fit`).

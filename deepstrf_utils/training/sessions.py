@@ -45,11 +45,12 @@ from ..datasets.sessions import SessionSet
 from ..models import MultiSessionModel, model_device
 from .arguments import check_fit_call, check_train_val
 from .device import resolve_device, seed_everything
-from .fitting import (FitResult, _batch_loss, _check_fit_args, _check_output, _check_parameters_finite, _concat_time,
-                      _get_loss, _init_output, _nan_error)
+from .fitting import FitResult
 from .optim import make_adamw
-from .packing import _Packed, accepts_lengths
+from .packing import Packed, accepts_lengths
 from .prediction import evaluate
+from .steps import (check_fit_args, check_output, check_parameters_finite, concat_time, loss_function,
+                    masked_batch_loss, nan_error, set_output_scale)
 from .stimulus_format import check_stimulus_format as check_format
 from .stopping import INTERRUPTED, INTERRUPTED_RESULT, EarlyStopping, keep_interrupted
 
@@ -125,7 +126,7 @@ def _forward(model, x, key, state, lengths=None):
 
 def _pack(model, sessions: SessionSet, dev) -> dict:
     with_state = _n_states(model) > 0
-    return {k: _Packed.from_dataset(ds, dev, with_state=with_state) for k, ds in sessions.items()}
+    return {k: Packed.from_dataset(ds, dev, with_state=with_state) for k, ds in sessions.items()}
 
 
 def _epoch_batches(packs: dict, batch_size: int, gen: torch.Generator) -> list:
@@ -147,13 +148,13 @@ def _session_val_losses(model, packs: dict, loss_fn, batch_size: int, epoch: int
         for start in range(0, p.n_stimuli, batch_size):
             idx = list(range(start, min(start + batch_size, p.n_stimuli)))
             x, y = p.batch(idx)
-            preds.append(_concat_time(_forward(model, x, key, p.batch_state(idx))))
-            targets.append(_concat_time(y))
+            preds.append(concat_time(_forward(model, x, key, p.batch_state(idx))))
+            targets.append(concat_time(y))
         target = torch.cat(targets, 2)
         per = loss_fn(torch.cat(preds, 2), target.unsqueeze(2), reduction="none")
         valid = torch.isfinite(target).any(2).any(0)
         if not bool(torch.isfinite(per[valid]).all()):
-            raise _nan_error(epoch, per, valid, p.neuron_ids, f"validation loss of session {key!r}")
+            raise nan_error(epoch, per, valid, p.neuron_ids, f"validation loss of session {key!r}")
         out[key] = float(per[valid].mean()) if bool(valid.any()) else float("nan")
     return out
 
@@ -202,7 +203,7 @@ def fit_sessions(model: nn.Module, train, val=None, loss="mse", lr: float = 1e-3
             missing or other state signals, a model output of the wrong N.
     """
     check_fit_call(locals(), "fit_sessions")  # types, ranges, model, device: before any work
-    _check_fit_args(lr, max_epochs, patience, batch_size, clip_grad, prefilter_lr)
+    check_fit_args(lr, max_epochs, patience, batch_size, clip_grad, prefilter_lr)
     if refine_readouts and (not isinstance(model, MultiSessionModel) or val is None):
         raise ValueError(f"refine_readouts needs a MultiSessionModel and a validation set, got a "
                          f"{type(model).__name__} and val={'None' if val is None else 'given'}")
@@ -230,8 +231,8 @@ def fit_sessions(model: nn.Module, train, val=None, loss="mse", lr: float = 1e-3
             if isinstance(model, MultiSessionModel):
                 model.init_output(*p.target_stats(), session=key)
             else:
-                _init_output(model, *p.target_stats())
-    loss_fn = _get_loss(loss)
+                set_output_scale(model, *p.target_stats())
+    loss_fn = loss_function(loss)
     gen = torch.Generator().manual_seed(seed)
     opt, params, _ = make_adamw(model, lr, weight_decay, prefilter_lr)
     res = SessionFitResult(sessions=list(tr), session_val_loss={k: [] for k in (va or {})})
@@ -250,19 +251,19 @@ def fit_sessions(model: nn.Module, train, val=None, loss="mse", lr: float = 1e-3
                 x, y = tr[key].batch(idx)
                 pred = _forward(model, x, key, tr[key].batch_state(idx), tr[key].batch_lengths(idx))
                 if key not in checked:
-                    _check_output(pred, x, tr[key].n_neurons, f"{tr[key].name}' (session '{key}")
+                    check_output(pred, x, tr[key].n_neurons, f"{tr[key].name}' (session '{key}")
                     checked.add(key)
-                batch_loss, per, valid = _batch_loss(loss_fn, pred, y)
+                batch_loss, per, valid = masked_batch_loss(loss_fn, pred, y)
                 value = float(batch_loss.detach())
                 if not math.isfinite(value):
-                    raise _nan_error(epoch, per, valid, tr[key].neuron_ids)
+                    raise nan_error(epoch, per, valid, tr[key].neuron_ids)
                 opt.zero_grad(set_to_none=True)
                 batch_loss.backward()
                 if clip_grad is not None:
                     torch.nn.utils.clip_grad_norm_(params, clip_grad)
                 opt.step()
                 total, nb = total + value, nb + 1
-            _check_parameters_finite(model, epoch)
+            check_parameters_finite(model, epoch)
             res.train_loss.append(total / max(nb, 1))
             res.lr.append(float(lr))
             v = float("nan")
@@ -343,7 +344,7 @@ def predict_sessions(model: nn.Module, dataset, session=None, device=None, batch
     model.to(dev)
     was_training = model.training
     model.eval()
-    p = _Packed.from_dataset(dataset, dev, with_state=_n_states(model) > 0)
+    p = Packed.from_dataset(dataset, dev, with_state=_n_states(model) > 0)
     key = model.session_key(session) if isinstance(model, MultiSessionModel) else None
     out = []
     try:
