@@ -305,12 +305,10 @@ def test_auto_paths_and_starts():
     random start; each L-BFGS start with its patience and minimum number of epochs; an explicit
     patience is kept; AdamW has no L-BFGS start."""
     from deepstrf_utils.training.options import (_DEFAULTS, ADAMW_AUTO, LBFGS_MIN_EPOCHS, RIDGE_START_MIN_EPOCHS,
-                                                 RIDGE_START_PATIENCE, resolve_fit_options)
+                                                 RIDGE_START_PATIENCE, FitOptions, resolve_fit_options)
 
     def resolved(model, **kw):
-        args = dict(optimizer="auto", init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None)
-        args.update(kw)
-        o = resolve_fit_options(model, **args)
+        o = resolve_fit_options(model, FitOptions(**kw))
         return o["optimizer"], o["patience"], [(s["init"], s["patience"], s["min_epochs"]) for s in o["starts"]]
 
     ridge = ("ridge", RIDGE_START_PATIENCE, RIDGE_START_MIN_EPOCHS)

@@ -229,11 +229,10 @@ def test_linear_default_fits_are_deterministic():
 def test_nrf_dnet_auto_adamw_settings_follow_the_training_set_size():
     """NRF / DNet: ADAMW_AUTO (lr 3e-3, patience 20) with more training stimuli than one batch;
     with a single AdamW step per epoch the AdamW defaults (lr 1e-3, patience 50)."""
-    from deepstrf_utils.training.options import ADAMW_AUTO, resolve_fit_options
+    from deepstrf_utils.training.options import ADAMW_AUTO, FitOptions, resolve_fit_options
 
     model = build_model("DNet", n_bands=F, n_neurons=1, n_lags=K, n_hidden=3)
-    args = dict(optimizer="auto", init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None)
-    many = resolve_fit_options(model, **args, n_stimuli=ADAMW_AUTO["batch_size"] + 1)
-    few = resolve_fit_options(model, **args, n_stimuli=ADAMW_AUTO["batch_size"])
+    many = resolve_fit_options(model, FitOptions(), n_stimuli=ADAMW_AUTO["batch_size"] + 1)
+    few = resolve_fit_options(model, FitOptions(), n_stimuli=ADAMW_AUTO["batch_size"])
     assert (many["optimizer"], many["lr"], many["patience"]) == ("adamw", ADAMW_AUTO["lr"], ADAMW_AUTO["patience"])
     assert (few["optimizer"], few["lr"], few["patience"]) == ("adamw", 1e-3, 50)

@@ -7,7 +7,7 @@ from deepstrf_utils import training
 from deepstrf_utils.runs import protocols
 from deepstrf_utils.runs.profiles import PROFILES, get_profile
 from deepstrf_utils.runs.runner import config_id
-from deepstrf_utils.training import fit
+from deepstrf_utils.training import FitOptions
 
 
 def test_every_dataset_has_every_setting_with_a_source():
@@ -77,7 +77,7 @@ def test_paper_fit_arguments_are_explicit_so_new_fit_defaults_do_not_move_them()
     ridge start, relative tolerance, recurrent chunks...) cannot move the paper numbers.
     Before, optimizer, init, rel_tol and train_chunk were left to "an explicit lr means AdamW"."""
     set_by_runner = {"model", "train", "val", "device", "seed", "progress"}
-    every = set(inspect.signature(fit).parameters) - set_by_runner
+    every = set(FitOptions.names()) - set_by_runner
     single_units = set(inspect.signature(training.fit_single_units).parameters)
     paper = get_profile("paper")
     configs = paper.configs(list(protocols.PROTOCOL_DATASETS))

@@ -162,13 +162,10 @@ def test_fit_single_units_trains_recurrent_units_on_chunks_like_fit(syn):
 
 
 def test_the_recurrent_auto_path_resolves_its_own_batch_size():
-    from deepstrf_utils.training.options import BATCH_SIZE, resolve_fit_options
+    from deepstrf_utils.training.options import BATCH_SIZE, FitOptions, resolve_fit_options
 
     def resolve(model, **kw):
-        args = dict(optimizer="auto", init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None,
-                    train_chunk="auto")
-        args.update(kw)
-        return resolve_fit_options(model, **args)
+        return resolve_fit_options(model, FitOptions(**kw))
 
     o = resolve(_statenet())
     assert (o["batch_size"], o["train_chunk"], o["lr"]) == (RECURRENT_AUTO["batch_size"], RECURRENT_AUTO["chunk"],

@@ -1,13 +1,17 @@
 """Training, prediction, evaluation and checkpoints.
 
-Default fit (issue 11): full-batch L-BFGS with early stopping on the validation loss (Linear
-/ LN models start from the closed-form ridge STRF, :mod:`.warmstart`). The published
-protocol (Rançon et al. 2024, upstream scripts) is ``fit(..., **ADAMW_FIT_KWARGS)`` (or any
-explicit AdamW setting): mean-squared error to the trial-averaged response, AdamW with lr
-1e-3 (weight decay on weights only, not on time constants / gains: :func:`no_decay_names`),
-early stopping on the validation loss with patience 50 and the best weights restored.
-Options: LR-on-plateau, gradient clipping, other losses.
+Fitting: :func:`fit` (one model), :func:`fit_single_units` (N single-unit models together) and
+:func:`fit_sessions` (several recording sessions) take the same options, :class:`FitOptions`
+(one set of defaults; also as keyword arguments), whose ``"auto"`` values
+:func:`resolve_fit_options` resolves per model family: L-BFGS with the closed-form ridge STRF
+start for Linear / LN (LN races it against its random start) and the 2D-CNNs, AdamW with its
+family's settings for NRF / DNet and recurrent models, AdamW at the previous defaults
+(:data:`ADAMW_FIT_KWARGS`) for ``fit_sessions``; early stopping on the validation loss, the
+best weights restored. The published protocol of a dataset is
+``deepstrf_utils.runs.protocols.protocol_fit_kwargs(dataset)``.
 
+- :mod:`.options` -- :class:`FitOptions`, :func:`resolve_fit_options` and the defaults per path;
+- :mod:`.steps` -- the pieces every training loop shares (loss, output checks, validation losses);
 - :mod:`.fitting` -- :func:`fit` trains one model (a single unit or a population model with N
   outputs) and returns a :class:`FitResult`;
 - :mod:`.stacked` -- :func:`fit_single_units` trains N independent single-unit models
@@ -42,6 +46,7 @@ from .device import resolve_device, seed_everything
 from .prediction import average_over_seeds, evaluate, predict, predict_units
 from .export import model_card, predictions_to_nwb
 from .fitting import LBFGS_ITERATIONS_PER_EPOCH, ADAMW_FIT_KWARGS, FitResult, fit
+from .options import FitOptions, resolve_fit_options
 from .stimulus_format import check_stimulus_format
 from .optim import PREFILTER_PREFIX, no_decay_names
 from .two_stage import FIT_PROCEDURES, fit_two_stage, get_fit_procedure
@@ -52,6 +57,8 @@ from ..submodules import lazy_submodules
 __all__ = [
     "FitResult",
     "fit",
+    "FitOptions",
+    "resolve_fit_options",
     "check_stimulus_format",
     "ADAMW_FIT_KWARGS",
     "LBFGS_ITERATIONS_PER_EPOCH",

@@ -27,7 +27,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -40,8 +39,8 @@ from .chunks import chunked_batch
 from .device import resolve_device, seed_everything
 from .objective import full_batch_objective
 from .optim import make_adamw, make_plateau
-from .options import (LBFGS_CHUNK, LBFGS_ITERATIONS_PER_EPOCH, ADAMW_FIT_KWARGS, RECURRENT_AUTO,  # noqa: F401
-                      resolve_fit_options)
+from .options import (ADAMW_FIT_KWARGS, LBFGS_CHUNK, LBFGS_ITERATIONS_PER_EPOCH, RECURRENT_AUTO,  # noqa: F401
+                      FitOptions, resolve_fit_options, with_fit_options)
 from .packing import Packed, accepts_lengths, epoch_order
 from .race import race
 from .stimulus_format import check_stimulus_format as check_format
@@ -109,31 +108,8 @@ class FitResult:
         })
 
 
-def fit(
-    model: nn.Module,
-    train,
-    val=None,
-    loss: str | Callable = "mse",
-    lr: float | None = None,
-    weight_decay: float | None = None,
-    max_epochs: int | None = None,
-    patience: int | None | str = "auto",
-    batch_size: int | None = None,
-    scheduler: str | None = None,
-    scheduler_kwargs: dict | None = None,
-    clip_grad: float | None = None,
-    device: str | torch.device = "auto",
-    seed: int = 0,
-    progress: bool = True,
-    min_delta: float = 0.0,
-    init_output: bool = True,
-    prefilter_lr: float | None = None,
-    optimizer: str = "auto",
-    init: str | None = "auto",
-    rel_tol: float | None = None,
-    train_chunk: tuple[int, int] | None | str = "auto",
-    check_stimulus_format: bool = True,
-) -> FitResult:
+@with_fit_options
+def fit(model: nn.Module, train, val=None, options: FitOptions | None = None, **kwargs) -> FitResult:
     """Fit ``model`` to the trial-averaged responses of ``train``.
 
     stim (B, 1, F, T) -> pred (B, N, T) vs. the trial mean of resp (B, N, R, T); NaN bins
@@ -180,46 +156,13 @@ def fit(
         model: ``forward((B, 1, F, T)) -> (B, N, T)`` with N = ``train.n_neurons``; trained in place
             (moved to ``device``).
         train, val: ``ResponseDataset`` (items ``(stim (1, F, T), resp (N, R, T))``).
-        loss: "mse" (default), "poisson", "correlation", or a callable
-            ``loss(pred (B, N, T), resp (B, N, R, T), reduction="none") -> (N,)``.
-            The batch loss is the mean over neurons that have data in the batch.
-        scheduler: None or "plateau" (LR x ``factor`` after ``patience`` bad epochs;
-            defaults factor=0.5, patience=max(1, patience // 5); override via ``scheduler_kwargs``).
-        clip_grad: max L2 norm of the whole gradient (None: no clipping).
-        device: "auto" (cuda if available), "cpu", "cuda", ...
-        seed: fixes torch / numpy / random and the data order.
-        progress: show a tqdm bar over epochs.
-        init_output: first call ``model.init_output(mean, std)`` (models that have it) with
-            the per-neuron mean / std of the training target, so the output starts at the
-            data's scale.
-        weight_decay: None: 1e-2 on the AdamW path, none on the L-BFGS path. AdamW's
-            decoupled weight decay, applied to the weights only; with ``optimizer="lbfgs"``
-            the L2 penalty ``weight_decay / 2 * ||w||^2`` on the same weights. Time
-            constants and gains are exempt (:func:`no_decay_names`): every ``prefilter.*``
-            parameter (AdapTrans' ``logit_a_on / logit_a_off / logit_w``) and DNet's
-            integrator parameters ``hidden_d / output_d``. Decay would pull the logits to 0,
-            i.e. ``a -> 0.5`` (tau ~ 7 ms at 5 ms bins) and ``w -> 0.5``, most strongly in
-            bands with little gradient, biasing the learned time constants.
-        prefilter_lr: AdamW learning rate of the prefilter's parameters (names starting with
-            ``"prefilter."``, e.g. AdapTrans' ``logit_a_on / logit_a_off / logit_w``); None: ``lr``
-            for every parameter. The plateau scheduler scales both rates by the same factor;
-            ``FitResult.lr`` records the main rate.
-        optimizer: "auto" (per model family, above), "lbfgs" or "adamw".
-        init: "auto" ("ridge" for Linear / LN on the L-BFGS path, LN also None: both raced; else
-            None), "ridge" or None (the model's own, random, start).
-        lr, max_epochs, patience, rel_tol: None / "auto" = the chosen path's default (above).
-        batch_size: AdamW's batch (stimuli per step); also the validation pass's chunk. None:
-            8 (:data:`RECURRENT_AUTO`'s on that path); with ``optimizer="lbfgs"``, ValueError.
-        train_chunk: ``(L, W)``: AdamW trains on chunks of ``L`` bins of each stimulus, each
-            with up to ``W`` bins of burn-in context before it, all chunks of a batch in one
-            recurrent pass (truncated back-propagation; :mod:`.chunks`); the loss covers
-            every valid bin once, validation and prediction use whole stimuli. "auto":
-            :data:`RECURRENT_AUTO`'s (16, 8) for recurrent models with AdapTrans on the auto
-            path, (64, 64) without it (the recurrence then holds the adaptation memory; the
-            chunks bound what it can learn to about L + W bins), else None (whole stimuli). Only for models with ``recurrent_input`` /
-            ``recurrent_output`` (e.g. StateNet), else ValueError.
-        check_stimulus_format: ValueError when the model's ``dt_ms`` or its prefilter's band
-            centres ``cf_hz`` differ from the data's (:mod:`.stimulus_format`); False allows it.
+        options: a :class:`~.options.FitOptions` (None: the defaults); each of its fields may also be
+            given as a keyword argument (``loss``, ``optimizer``, ``init``, ``lr``, ``weight_decay``,
+            ``max_epochs``, ``patience``, ``batch_size``, ``rel_tol``, ``min_delta``, ``scheduler``,
+            ``scheduler_kwargs``, ``clip_grad``, ``prefilter_lr``, ``train_chunk``, ``init_output``,
+            ``device``, ``seed``, ``progress``, ``check_stimulus_format``), which overrides it; an
+            unknown name is a TypeError naming it. The same options as
+            :func:`~.stacked.fit_single_units` and :func:`~.sessions.fit_sessions`.
 
     Ctrl-C (``KeyboardInterrupt``) restores the best weights so far and re-raises, with the
     :class:`FitResult` so far (``stop_reason="interrupted"``) as ``err.fit_result`` (:mod:`.stopping`).
@@ -234,35 +177,36 @@ def fit(
         FloatingPointError: NaN/inf in the loss or in a parameter (names the epoch and the
             neuron or parameter).
     """
-    check_fit_call(locals())  # types, ranges, datasets (train vs val), device: before any work
-    o = resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
-                             clip_grad, train_chunk=train_chunk, batch_size=batch_size, weight_decay=weight_decay,
-                             n_stimuli=len(train))
+    opts = FitOptions.of(options, kwargs, "fit")
+    check_fit_call(dict(opts.as_dict(), model=model, train=train, val=val))  # before any work
+    o = resolve_fit_options(model, opts, n_stimuli=len(train))
     batch_size = o["batch_size"]
-    if check_stimulus_format:
+    if opts.check_stimulus_format:
         for part, what in ((train, "training set"), (val, "validation set")):
             if part is not None:
                 check_format(model, part, what)
-    check_fit_args(o["lr"], o["max_epochs"], o["patience"], batch_size, clip_grad, prefilter_lr, o["rel_tol"])
+    check_fit_args(o["lr"], o["max_epochs"], o["patience"], batch_size, opts.clip_grad, opts.prefilter_lr,
+                   o["rel_tol"])
     t0 = time.perf_counter()
-    dev = resolve_device(device)
-    seed_everything(seed)
+    dev = resolve_device(opts.device)
+    seed_everything(opts.seed)
     model.to(dev)
     tr = Packed.from_dataset(train, dev)
     va = Packed.from_dataset(val, dev) if val is not None else None
     probe_output(model, tr)
     stats = tr.target_stats()
-    if init_output:
+    if opts.init_output:
         set_output_scale(model, *stats)
     if o["optimizer"] == "lbfgs":  # from each start of o["starts"]; the better on validation kept (:mod:`.race`)
-        return race(model, [functools.partial(fit_lbfgs_from, start=s, tr=tr, va=va, loss=loss, o=o, stats=stats,
-                                              batch_size=batch_size, seed=seed, progress=progress, min_delta=min_delta,
-                                              t0=t0) for s in o["starts"]], t0)
+        return race(model, [functools.partial(fit_lbfgs_from, start=s, tr=tr, va=va, loss=opts.loss, o=o, stats=stats,
+                                              batch_size=batch_size, seed=opts.seed, progress=opts.progress,
+                                              min_delta=opts.min_delta, t0=t0) for s in o["starts"]], t0)
     if o["init"] == "ridge":
         ridge_start(model, tr, va, stats)
-    res = fit_adamw_packed(model, tr, va, loss, o["lr"], o["weight_decay"], o["max_epochs"], o["patience"], batch_size,
-                      scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta, t0,
-                      prefilter_lr=prefilter_lr, rel_tol=o["rel_tol"], train_chunk=o["train_chunk"])
+    res = fit_adamw_packed(model, tr, va, opts.loss, o["lr"], o["weight_decay"], o["max_epochs"], o["patience"],
+                           batch_size, opts.scheduler, opts.scheduler_kwargs, opts.clip_grad, opts.seed, opts.progress,
+                           opts.min_delta, t0, prefilter_lr=opts.prefilter_lr, rel_tol=o["rel_tol"],
+                           train_chunk=o["train_chunk"])
     res.init = o["init"]
     return res
 

@@ -26,7 +26,7 @@ from .arguments import check_fit_call
 from .device import resolve_device, seed_everything
 from .fitting import FitResult, fit_adamw_packed, fit_lbfgs_from, ridge_start
 from .optim import StackedAdamW, clip_per_unit, decay_factors, lr_factors, make_plateau, no_decay_names
-from .options import resolve_fit_options
+from .options import FitOptions, resolve_fit_options, with_fit_options
 from .packing import Packed, accepts_lengths, epoch_order, neuron_positions
 from .race import race
 from .steps import (check_fit_args, check_output, loss_function, probe_output, set_output_scale, validation_coverage,
@@ -99,36 +99,10 @@ def stacking_pays_off(model: nn.Module, device: torch.device) -> bool:
     return next(pre.parameters(), None) is None and next(pre.buffers(), None) is None
 
 
-def fit_single_units(
-    model_fn: Callable[[int], nn.Module],
-    train,
-    val=None,
-    neurons: Sequence | None = None,
-    seeds: int | Sequence[int] | None = None,
-    loss: str | Callable = "mse",
-    lr: float | None = None,
-    weight_decay: float | None = None,
-    max_epochs: int | None = None,
-    patience: int | None | str = "auto",
-    batch_size: int | None = None,
-    scheduler: str | None = None,
-    scheduler_kwargs: dict | None = None,
-    clip_grad: float | None = None,
-    device: str | torch.device = "auto",
-    seed: int = 0,
-    progress: bool = True,
-    min_delta: float = 0.0,
-    batched: bool | None = None,
-    compact_below: float = 0.5,
-    init_output: bool = True,
-    max_stack: int | None = None,
-    prefilter_lr: float | None = None,
-    optimizer: str = "auto",
-    init: str | None = "auto",
-    rel_tol: float | None = None,
-    train_chunk: tuple[int, int] | None | str = "auto",
-    check_stimulus_format: bool = True,
-):
+@with_fit_options
+def fit_single_units(model_fn: Callable[[int], nn.Module], train, val=None, neurons: Sequence | None = None,
+                     seeds: int | Sequence[int] | None = None, options: FitOptions | None = None, *,
+                     batched: bool | None = None, compact_below: float = 0.5, max_stack: int | None = None, **kwargs):
     """Fit one independent single-unit model per neuron, all in one vmapped module.
 
     Unit u is ``model_fn(seeds[u])`` (built after ``torch.manual_seed(seeds[u])``; it must
@@ -161,22 +135,25 @@ def fit_single_units(
         max_stack: fit at most this many units per stack (chunks run one after another;
             results are identical); bounds memory for large models (activations scale with
             units x batch). None: all units in one stack.
-        init_output: call each unit's ``init_output(mean, std)`` with its own training target's
-            statistics (as :func:`fit` does).
         seeds: one seed per unit, a single int for all units, or None (= ``seed``).
-        prefilter_lr: learning rate of each unit's ``prefilter.*`` parameters (per-parameter
-            rate in the stacked AdamW; equals a separate param group in :func:`fit`); None: ``lr``.
-        weight_decay: as in :func:`fit`; the same parameters (:func:`no_decay_names`) are
-            exempt, through a per-parameter decay factor in the stacked AdamW.
-        other arguments: as in :func:`fit`.
+        options: the options of :func:`fit` (:class:`~.options.FitOptions`, the same defaults), also
+            as keyword arguments; ``init_output`` sets each unit's output scale from its own
+            training target, ``prefilter_lr`` / ``weight_decay`` apply per parameter in the stacked
+            AdamW (the same parameters exempt from decay, :func:`no_decay_names`), ``clip_grad``
+            per unit.
 
     Returns:
         (models, results): U fitted single-unit models (eval mode, on ``device``) and U
         :class:`FitResult` (``neuron`` = the unit's id, ``wall_s`` = the whole batched fit).
     """
-    check_fit_call(locals(), "fit_single_units")  # types, ranges, datasets (train vs val), device
+    opts = FitOptions.of(options, kwargs, "fit_single_units")
+    check_fit_call(dict(opts.as_dict(), model_fn=model_fn, train=train, val=val, seeds=seeds, batched=batched,
+                        compact_below=compact_below, max_stack=max_stack), "fit_single_units")
+    loss, scheduler, scheduler_kwargs, clip_grad = opts.loss, opts.scheduler, opts.scheduler_kwargs, opts.clip_grad
+    seed, progress, min_delta, init_output = opts.seed, opts.progress, opts.min_delta, opts.init_output
+    prefilter_lr, check_stimulus_format = opts.prefilter_lr, opts.check_stimulus_format
     t0 = time.perf_counter()
-    dev = resolve_device(device)
+    dev = resolve_device(opts.device)
     positions = neuron_positions(train, neurons)
     U = len(positions)
     if U == 0:
@@ -196,9 +173,8 @@ def fit_single_units(
             raise ValueError(f"expected model_fn(seed) to return an nn.Module, got {type(m).__name__}")
         models.append(m.to(dev))
     check_fit_call({"model": models[0], "train": train}, "fit_single_units")  # float32 units, data F and dt_ms
-    o = resolve_fit_options(models[0], optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
-                             clip_grad, force_adamw=batched is True, train_chunk=train_chunk, batch_size=batch_size,
-                             weight_decay=weight_decay, n_stimuli=len(train))
+    o = resolve_fit_options(models[0], opts, n_stimuli=len(train), force_adamw=batched is True,
+                            entry="fit_single_units")
     batch_size, weight_decay = o["batch_size"], o["weight_decay"]
     if check_stimulus_format:
         for part, what in ((train, "training set"), (val, "validation set")):
