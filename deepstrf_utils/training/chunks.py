@@ -1,7 +1,7 @@
 """Training a recurrent model on chunks of its sequences (truncated back-propagation with burn-in).
 
 A GRU's cost on a CPU grows with the number of sequential time steps and hardly with the
-batch (``benchmarks/README.md``, issue 11). During TRAINING only, ``fit(...,
+batch (``benchmarks/README.md``). During TRAINING only, ``fit(...,
 train_chunk=(L, W))`` therefore cuts every stimulus of a batch into chunks of ``L`` bins,
 each preceded by up to ``W`` bins of burn-in context, and runs all chunks of the batch as
 one recurrent batch of ``W + L`` steps:

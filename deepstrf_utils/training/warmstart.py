@@ -1,4 +1,4 @@
-"""Closed-form starting points for gradient fits (issue 11): the ridge STRF of a Linear / LN model.
+"""Closed-form starting points for gradient fits: the ridge STRF of a Linear / LN model.
 
 NEMS initialises its models stage by stage; here the STRF of a :class:`~deepstrf_utils.models.Linear`
 or :class:`~deepstrf_utils.models.LinearNonlinear` model is set, before any gradient step,
