@@ -2,7 +2,6 @@
 Ctrl-C leaving the last weights, weight decay / batch size ignored on the default path, the
 chunked full-batch objective of non-mean losses, MultiSessionModel's config, the 2D-CNN's
 conv biases before BatchNorm. Each test failed on the code before its fix."""
-import copy
 import inspect
 
 import numpy as np

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from deepstrf_utils.models import ConvNet2D, Transformer
+from deepstrf_utils.models import Transformer
 from deepstrf_utils.pretrained import (
     PRETRAINED_FORMAT,
     from_pretrained,

@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from deepstrf_utils.datasets import ResponseDataset, SessionSet, plant_state_gain
-from deepstrf_utils.datasets.collate import pad_to_longest
 from deepstrf_utils.datasets.synthetic import generate_synthetic
 from deepstrf_utils.models import MultiSessionModel, StateGain, StateGainModel, build_model
 from deepstrf_utils.training import (evaluate_sessions, fit_new_session, fit_sessions, load_checkpoint,
-                                     predict_sessions, save_checkpoint)
+                                     save_checkpoint)
 from deepstrf_utils.training.packing import Packed
 
 FIT = dict(progress=False, device="cpu", weight_decay=0.0)

@@ -17,7 +17,6 @@ Pure functions: numpy in -> numpy out, torch in -> torch out; NaN = missing tria
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .inputs import as_tensor, reject_inf, trial_average
