@@ -1,5 +1,5 @@
 # deepSTRF-repro: every target installs what it needs itself.
-#   make test                      run the test suite (CPU)
+#   make test                      the linter (ruff, pyproject.toml) and the test suite (CPU)
 #   make figures [PROFILE=quick|paper] [DATASETS=ns1,nat4_a1] [NOTEBOOKS=04,05] [DEVICE=auto|cpu|cuda]
 #                [EXECUTOR=local|submitit-local|slurm] [PLAN=1: print the cost plan, run nothing]
 #                -> build/figures/<profile>/  (the committed gallery in figures/ is never touched)
@@ -126,6 +126,7 @@ env: $(STAMP)
 		rm -f $(STAMP); $(MAKE) --no-print-directory $(STAMP); fi
 
 test: env
+	$(PY) -m ruff check deepstrf_utils tests benchmarks scripts
 	$(HEADLESS) $(PY) -m pytest -q -p no:cacheprovider tests
 
 # the oldest versions of every dependency that pyproject.toml admits (its >= floors), with the same torch
@@ -149,7 +150,7 @@ gallery: env
 
 # submits without waiting (default EXECUTOR=slurm); the same command again collects
 sweep: env $(CLUSTER_STAMP)
-	$(PY) -m deepstrf_utils.sweep --profile "$(PROFILE)" --datasets "$(DATASETS)" --device "$(DEVICE)" \
+	$(PY) -m deepstrf_utils.runs --profile "$(PROFILE)" --datasets "$(DATASETS)" --device "$(DEVICE)" \
 		--executor "$(if $(filter local,$(EXECUTOR)),slurm,$(EXECUTOR))" $(CLUSTER_ARGS)
 
 $(CLUSTER_STAMP): $(STAMP)

@@ -14,7 +14,7 @@ from deepstrf_utils.models import build_model, fit_ridge_strf
 from deepstrf_utils.spectrogram import band_centre_frequencies
 from deepstrf_utils.training import ADAMW_FIT_KWARGS, fit, fit_single_units, predict
 from deepstrf_utils.training.options import RIDGE_START_MIN_EPOCHS
-from deepstrf_utils.training.packing import _Packed
+from deepstrf_utils.training.packing import Packed
 from deepstrf_utils.training.warmstart import ridge_init, ridge_strf
 
 F = 12
@@ -40,7 +40,7 @@ def _model(name="Linear", prefilter="adaptrans", seed=0, n_neurons=2, **kw):
 
 
 def _packed(ds):
-    p = _Packed.from_dataset(ds, torch.device("cpu"))
+    p = Packed.from_dataset(ds, torch.device("cpu"))
     return p.stim, p.target, p.lengths
 
 
@@ -212,10 +212,10 @@ def test_convnet2d_channels_last_gives_the_nchw_values():
 def test_lagged_gram_equals_the_product_of_the_design(lengths, n_lags, n_channels):
     """X'X from the lag-0 columns and the stimuli's last rows = the explicit product, stimuli
     shorter than the lags included."""
-    from deepstrf_utils.models.ridge import _lagged_design, lagged_gram
+    from deepstrf_utils.models.ridge import lagged_design, lagged_gram
 
     rng = np.random.default_rng(1)
-    x = np.concatenate([_lagged_design(rng.standard_normal((n_channels, 1, n)), n_lags) for n in lengths])
+    x = np.concatenate([lagged_design(rng.standard_normal((n_channels, 1, n)), n_lags) for n in lengths])
     gram = lagged_gram(x, lengths, n_lags)
     np.testing.assert_allclose(gram, x.T @ x, rtol=0, atol=1e-12 * np.abs(x.T @ x).max())
     with pytest.raises(ValueError, match="stacked lagged design"):
@@ -311,12 +311,10 @@ def test_auto_paths_and_starts():
     random start; each L-BFGS start with its patience and minimum number of epochs; an explicit
     patience is kept; AdamW has no L-BFGS start."""
     from deepstrf_utils.training.options import (_DEFAULTS, ADAMW_AUTO, LBFGS_MIN_EPOCHS, RIDGE_START_MIN_EPOCHS,
-                                                 RIDGE_START_PATIENCE, _resolve_fit_options)
+                                                 RIDGE_START_PATIENCE, FitOptions, resolve_fit_options)
 
     def resolved(model, **kw):
-        args = dict(optimizer="auto", init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None)
-        args.update(kw)
-        o = _resolve_fit_options(model, **args)
+        o = resolve_fit_options(model, FitOptions(**kw))
         return o["optimizer"], o["patience"], [(s["init"], s["patience"], s["min_epochs"]) for s in o["starts"]]
 
     ridge = ("ridge", RIDGE_START_PATIENCE, RIDGE_START_MIN_EPOCHS)
@@ -363,7 +361,7 @@ def test_convnet2d_memory_format_by_batch():
     for one or two stimuli with 10 channels and (6, 15) kernels (~80 ms on NCHW). A single
     stimulus runs NCHW Conv2d; 2-3 stimuli with (6, 15) kernels the FFT path; 4+ stimuli with
     small kernels channels-last Conv2d."""
-    from deepstrf_utils.models.zoo import CHANNELS_LAST_MIN_BATCH
+    from deepstrf_utils.models.cnn import CHANNELS_LAST_MIN_BATCH
 
     seen = []
     for kernel, batch, path, channels_last in [((6, 15), 1, "conv", False), ((6, 15), 2, "fft", None),

@@ -8,14 +8,22 @@ import torch
 
 from deepstrf_utils.datasets import ResponseDataset
 from deepstrf_utils.models import build_model
-from deepstrf_utils.training.packing import _Packed
+from deepstrf_utils.training.packing import Packed
+from deepstrf_utils.training.options import FitOptions, resolve_fit_options
 from deepstrf_utils.training.warmstart import ridge_strf
+
+
+def resolve(model, optimizer=None, n_stimuli=None, **options):
+    """resolve_fit_options for these options (``optimizer`` may come first, as a position)."""
+    if optimizer is not None:
+        options["optimizer"] = optimizer
+    return resolve_fit_options(model, FitOptions(**options), n_stimuli=n_stimuli)
 
 F, K = 8, 5
 
 
 def _packed(ds):
-    p = _Packed.from_dataset(ds, torch.device("cpu"))
+    p = Packed.from_dataset(ds, torch.device("cpu"))
     return p.stim, p.target, p.lengths
 
 
@@ -34,9 +42,9 @@ def _noisy_linear_set(seed=0, lengths=(60, 75, 50, 80, 65, 70), noise=1.0):
 
 def _explicit_cv_mse(ds_train, alpha, folds):
     """k-fold error of the ridge solution at ``alpha`` (absolute), whole stimuli per fold, by hand."""
-    from deepstrf_utils.models.ridge import _lagged_design
+    from deepstrf_utils.models.ridge import lagged_design
 
-    xs = [_lagged_design(np.asarray(s, np.float64)[None], K) for s in ds_train.stimuli]
+    xs = [lagged_design(np.asarray(s, np.float64)[None], K) for s in ds_train.stimuli]
     ys = [np.nanmean(np.asarray(r, np.float64)[0], axis=0) for r in ds_train.responses]
     fold_of = np.arange(len(xs)) % folds
     se, n = 0.0, 0
@@ -190,8 +198,8 @@ def test_linear_nonlinear_races_its_two_starts(n_train):
     validation set kept (its weights in the model); fit_single_units does the same per unit.
     With no more training stimuli than one AdamW batch (8), the second start is the AdamW path."""
     from deepstrf_utils.training import fit, fit_single_units
-    from deepstrf_utils.training.fitting import _get_loss, _validation_loss
-    from deepstrf_utils.training.packing import _Packed
+    from deepstrf_utils.training.fitting import loss_function, _validation_loss
+    from deepstrf_utils.training.packing import Packed
 
     train, val, cf = _planted_adaptrans_set("LinearNonlinear", n_train=n_train)
     expected = [("lbfgs", "ridge"), ("lbfgs", None) if n_train > 8 else ("adamw", None)]
@@ -207,8 +215,8 @@ def test_linear_nonlinear_races_its_two_starts(n_train):
     assert r.best_val_loss == min(c["best_val_loss"] for c in r.raced)
     kept = r.raced[int(np.argmin([c["best_val_loss"] for c in r.raced]))]
     assert (r.optimizer, r.init) == (kept["optimizer"], kept["init"])
-    va = _Packed.from_dataset(val, torch.device("cpu"))
-    np.testing.assert_allclose(_validation_loss(m, va, _get_loss("mse"), 8, 0), r.best_val_loss, rtol=1e-5)
+    va = Packed.from_dataset(val, torch.device("cpu"))
+    np.testing.assert_allclose(_validation_loss(m, va, loss_function("mse"), 8, 0), r.best_val_loss, rtol=1e-5)
     models, results = fit_single_units(lambda s: model(), train, val, device="cpu", progress=False)
     assert [(c["optimizer"], c["init"]) for c in results[0].raced] == expected
     np.testing.assert_allclose(results[0].best_val_loss, r.best_val_loss, rtol=1e-4)
@@ -234,12 +242,11 @@ def test_linear_default_fits_are_deterministic():
 def test_nrf_dnet_auto_adamw_settings_follow_the_training_set_size():
     """NRF / DNet: ADAMW_AUTO (lr 3e-3, patience 20) with more training stimuli than one batch;
     with a single AdamW step per epoch the AdamW defaults (lr 1e-3, patience 50)."""
-    from deepstrf_utils.training.options import ADAMW_AUTO, _resolve_fit_options
+    from deepstrf_utils.training.options import ADAMW_AUTO, FitOptions, resolve_fit_options
 
     model = build_model("DNet", n_bands=F, n_neurons=1, n_lags=K, n_hidden=3)
-    args = dict(optimizer="auto", init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None)
-    many = _resolve_fit_options(model, **args, n_stimuli=ADAMW_AUTO["batch_size"] + 1)
-    few = _resolve_fit_options(model, **args, n_stimuli=ADAMW_AUTO["batch_size"])
+    many = resolve_fit_options(model, FitOptions(), n_stimuli=ADAMW_AUTO["batch_size"] + 1)
+    few = resolve_fit_options(model, FitOptions(), n_stimuli=ADAMW_AUTO["batch_size"])
     assert (many["optimizer"], many["lr"], many["patience"]) == ("adamw", ADAMW_AUTO["lr"], ADAMW_AUTO["patience"])
     assert (few["optimizer"], few["lr"], few["patience"]) == ("adamw", 1e-3, 50)
 
@@ -253,9 +260,9 @@ def test_linear_nonlinear_auto_starts_follow_the_training_set_size():
 
     model = build_model("LinearNonlinear", n_bands=F, n_neurons=1, n_lags=K)
     args = dict(init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None)
-    many = _resolve_fit_options(model, "auto", **args, n_stimuli=BATCH_SIZE + 1)
-    few = _resolve_fit_options(model, "auto", **args, n_stimuli=BATCH_SIZE)
-    lbfgs = _resolve_fit_options(model, "lbfgs", **args, n_stimuli=BATCH_SIZE)
+    many = resolve(model, "auto", **args, n_stimuli=BATCH_SIZE + 1)
+    few = resolve(model, "auto", **args, n_stimuli=BATCH_SIZE)
+    lbfgs = resolve(model, "lbfgs", **args, n_stimuli=BATCH_SIZE)
     assert [(s["optimizer"], s["init"]) for s in many["starts"]] == [("lbfgs", "ridge"), ("lbfgs", None)]
     assert [(s["optimizer"], s["init"]) for s in lbfgs["starts"]] == [("lbfgs", "ridge"), ("lbfgs", None)]
     assert [(s["optimizer"], s["init"]) for s in few["starts"]] == [("lbfgs", "ridge"), ("adamw", None)]
@@ -275,8 +282,8 @@ def test_recurrent_auto_settings_follow_the_training_set_size():
     args = dict(optimizer="auto", init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None,
                 train_chunk="auto")
     keys = ("lr", "batch_size", "patience", "max_epochs", "weight_decay", "rel_tol")
-    many = _resolve_fit_options(model, **args, n_stimuli=BATCH_SIZE + 1)
-    few = _resolve_fit_options(model, **args, n_stimuli=BATCH_SIZE)
+    many = resolve(model, **args, n_stimuli=BATCH_SIZE + 1)
+    few = resolve(model, **args, n_stimuli=BATCH_SIZE)
     assert (many["optimizer"], many["train_chunk"], many["lr"], many["batch_size"], many["patience"]) == (
         "adamw", RECURRENT_AUTO["chunk"], RECURRENT_AUTO["lr"], RECURRENT_AUTO["batch_size"],
         RECURRENT_AUTO["patience"])
@@ -289,19 +296,18 @@ def test_few_training_stimuli_take_the_adamw_defaults(name):
     """With no more training stimuli than one AdamW batch, optimizer="auto" gives every model
     but L / LN and the Transformer AdamW's own defaults (ADAMW_FIT_KWARGS' settings, whole
     stimuli); with more, the 2D-CNN keeps L-BFGS. The Transformer keeps RECURRENT_AUTO."""
-    from deepstrf_utils.training.options import (ADAMW_FIT_KWARGS, BATCH_SIZE, FEW_STIMULI_AUTO, RECURRENT_AUTO,
-                                                 _resolve_fit_options)
+    from deepstrf_utils.training.options import (ADAMW_FIT_KWARGS, BATCH_SIZE, FEW_STIMULI_AUTO, RECURRENT_AUTO)
 
     kw = {"n_lags": K} if name == "NetworkReceptiveField" else {}
     model = build_model(name, n_bands=32 if name == "ConvNet2D" else F, n_neurons=1, dt_ms=5.0, **kw)
     args = dict(optimizer="auto", init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None,
                 train_chunk="auto")
     keys = ("lr", "batch_size", "patience", "max_epochs", "weight_decay", "rel_tol")
-    few = _resolve_fit_options(model, **args, n_stimuli=BATCH_SIZE)
+    few = resolve(model, **args, n_stimuli=BATCH_SIZE)
     assert (few["optimizer"], few["init"], few["train_chunk"]) == (FEW_STIMULI_AUTO, None, None) == ("adamw", None, None)
     assert {k: few[k] for k in keys} == {k: ADAMW_FIT_KWARGS[k] for k in keys}
     if name == "ConvNet2D":
-        assert _resolve_fit_options(model, **args, n_stimuli=BATCH_SIZE + 1)["optimizer"] == "lbfgs"
+        assert resolve(model, **args, n_stimuli=BATCH_SIZE + 1)["optimizer"] == "lbfgs"
     transformer = build_model("Transformer", n_bands=F, n_neurons=1, dt_ms=5.0)
-    t = _resolve_fit_options(transformer, **args, n_stimuli=BATCH_SIZE)
+    t = resolve(transformer, **args, n_stimuli=BATCH_SIZE)
     assert (t["optimizer"], t["lr"], t["patience"]) == ("adamw", RECURRENT_AUTO["lr"], RECURRENT_AUTO["patience"])

@@ -2,7 +2,6 @@
 Ctrl-C leaving the last weights, weight decay / batch size ignored on the default path, the
 chunked full-batch objective of non-mean losses, MultiSessionModel's config, the 2D-CNN's
 conv biases before BatchNorm. Each test failed on the code before its fix."""
-import copy
 import inspect
 
 import numpy as np
@@ -234,13 +233,13 @@ def test_the_full_batch_objective_of_many_stimuli_is_the_true_loss():
 def test_chunked_objective_and_gradient_equal_the_unchunked_ones(loss):
     """Value and gradient of the objective in chunks of 3 stimuli (of different lengths, with
     missing bins) = in one chunk = the loss function on the whole batch."""
-    from deepstrf_utils.training.fitting import _get_loss
+    from deepstrf_utils.training.fitting import loss_function
     from deepstrf_utils.training.objective import full_batch_objective
-    from deepstrf_utils.training.packing import _Packed
+    from deepstrf_utils.training.packing import Packed
 
     ds = _data(7, lengths=[30, 22, 41, 30, 17, 35, 28], seed=4)
     ds.responses[1][0, :, 5:9] = np.nan  # missing bins of one neuron
-    tr = _Packed.from_dataset(ds, torch.device("cpu"))
+    tr = Packed.from_dataset(ds, torch.device("cpu"))
     model = _model("DNet", cf_hz=CF).train()
     with torch.no_grad():
         model.output_nonlinearity.init_output(torch.tensor([2.0, 3.0]), torch.tensor([1.0, 1.5]))
@@ -248,7 +247,7 @@ def test_chunked_objective_and_gradient_equal_the_unchunked_ones(loss):
     out = {}
     for chunk in (3, 64):
         last = {}
-        value = float(full_batch_objective(model, tr, loss, _get_loss(loss), params, last, chunk=chunk)())
+        value = float(full_batch_objective(model, tr, loss, loss_function(loss), params, last, chunk=chunk)())
         out[chunk] = (value, [p.grad.clone() for p in params], last["per"].clone())
     direct = metrics.get_loss(loss)(model(tr.stim), tr.target, reduction="none")
     assert out[64][0] == pytest.approx(float(direct.detach().mean()), rel=1e-6)
@@ -324,7 +323,7 @@ def test_convnet2d_conv_biases_stay_zero_and_old_checkpoints_still_compute_the_s
 def test_the_runner_lets_a_deliberate_band_choice_through():
     """A runner configuration that chooses its own band centres (min_freq / max_freq / scale /
     cf_hz in prefilter_kwargs) asks for the mismatch: it fits and scores without the check."""
-    from deepstrf_utils.runner import run_config
+    from deepstrf_utils.runs.runner import run_config
 
     cfg = {"dataset": "tiny", "model": "LinearNonlinear", "model_kwargs": {"n_lags": 5}, "prefilter": "adaptrans",
            "prefilter_kwargs": {"scale": "mel", "kernel_size": 12}, "mode": "population",

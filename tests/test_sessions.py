@@ -9,12 +9,11 @@ import pytest
 import torch
 
 from deepstrf_utils.datasets import ResponseDataset, SessionSet, plant_state_gain
-from deepstrf_utils.datasets.collate import pad_to_longest
 from deepstrf_utils.datasets.synthetic import generate_synthetic
 from deepstrf_utils.models import MultiSessionModel, StateGain, StateGainModel, build_model
 from deepstrf_utils.training import (evaluate_sessions, fit_new_session, fit_sessions, load_checkpoint,
-                                     predict_sessions, save_checkpoint)
-from deepstrf_utils.training.packing import _Packed
+                                     save_checkpoint)
+from deepstrf_utils.training.packing import Packed
 
 FIT = dict(progress=False, device="cpu", weight_decay=0.0)
 
@@ -76,14 +75,14 @@ def test_packing_carries_state_and_masks_missing_bins(small):
     states = [s.copy() for s in sd.states]
     states[1][0, 10:20] = np.nan
     sd = sd.replace(states=states)
-    p = _Packed.from_dataset(sd, torch.device("cpu"), with_state=True)
+    p = Packed.from_dataset(sd, torch.device("cpu"), with_state=True)
     assert p.state.shape == (6, 1, int(sd.n_bins.max()))
     assert torch.isnan(p.target[1, :, 10:20]).all() and (p.state[1, 0, 10:20] == 0).all()
     assert not torch.isnan(p.target[1, :, 20:30]).any()
     s = p.batch_state([3, 1])
     np.testing.assert_array_equal(s[0].numpy(), states[3])
     # without state, training targets are unchanged (stateless models use every bin)
-    assert not torch.isnan(_Packed.from_dataset(sd, torch.device("cpu")).target[1, :, 10:20]).any()
+    assert not torch.isnan(Packed.from_dataset(sd, torch.device("cpu")).target[1, :, 10:20]).any()
 
 
 def test_state_gain_readout_known_answer():
@@ -190,7 +189,7 @@ def test_interleaved_batches_visit_every_session(small, monkeypatch):
         for key, n in (("a", 5), ("b", 3)):
             idx = sorted(i for k, batch in epoch if k == key for i in batch)
             assert idx == list(range(n))
-    packs = {"a": _Packed.from_dataset(data["a"], torch.device("cpu")), "b": _Packed.from_dataset(data["b"], torch.device("cpu"))}
+    packs = {"a": Packed.from_dataset(data["a"], torch.device("cpu")), "b": Packed.from_dataset(data["b"], torch.device("cpu"))}
     first = original(packs, 2, torch.Generator().manual_seed(5))
     assert first == original(packs, 2, torch.Generator().manual_seed(5)) == seen[0]   # seeded
 
@@ -276,8 +275,9 @@ def test_state_gain_recovery_holds_on_the_seeds_where_it_failed():
     model fitted from scratch recovered the planted gains with r = 0.72 and 0.44 (its gains
     were still growing when early stopping on the overfitting LN cut them short). Started
     from the fitted stateless LN, it recovers them (r > 0.8) and predicts better than the LN."""
-    from deepstrf_utils.reliability import MIN_CC_MAX
-    from deepstrf_utils.sessions_state import SIZES, sessions_state_seeds, state_experiment
+    from deepstrf_utils.metrics import MIN_CC_MAX
+    from deepstrf_utils.report.tables import sessions_state_seeds
+    from deepstrf_utils.runs.sessions_state import SIZES, state_experiment
 
     for seed in (2, 3):
         rows = state_experiment(SIZES["quick"], seed)
@@ -291,7 +291,7 @@ def test_the_small_session_keeps_training_clips_and_a_full_test_set(tmp_path):
     """Before, the "smallest session" inherited the split counts of its 14-clip parent: 1
     training clip of 5, 3 for the test (smoke profile: 1 of 4). Now every session keeps the
     same test and validation counts and the small one its own number of training clips."""
-    from deepstrf_utils.sessions_state import SIZES, run_sessions_state, synthetic_sessions
+    from deepstrf_utils.runs.sessions_state import SIZES, run_sessions_state, synthetic_sessions
 
     for profile in ("smoke", "quick"):
         size = SIZES[profile]["sessions"]
@@ -356,7 +356,7 @@ def test_pupil_of_the_real_nems_recording(shared_data):
 
 # ----------------------------------------------------------------------------- runner
 def test_runner_runs_state_and_session_configurations(tmp_path):
-    from deepstrf_utils.runner import config_id, run_configs
+    from deepstrf_utils.runs.runner import config_id, run_configs
 
     opts = dict(n_neurons=6, n_clips=6, clip_s=1.0, n_repeats=4, n_bands=16, seed=3)
     plain = {"dataset": "synthetic", "model": "NetworkReceptiveField", "model_kwargs": {"n_hidden": 3}}
@@ -376,7 +376,7 @@ def test_runner_runs_state_and_session_configurations(tmp_path):
     assert len(failed) == 1 and "expected mode 'state' on a dataset with state signals" in failed[0]["error"]
     with pytest.raises(ValueError, match="'sessions' field exactly when mode is 'sessions'"):
         run_configs([{**plain, "mode": "sessions"}], [0], tmp_path / "r3.csv", root=tmp_path, progress=False)
-    from deepstrf_utils.runner import run_config
+    from deepstrf_utils.runs.runner import run_config
 
     rows = run_config({**state, "fit_kwargs": {"max_epochs": 2}}, plant_state_gain(generate_synthetic(**opts)), 0,
                       device="cpu", checkpoint_dir=tmp_path / "ck2", progress=False)

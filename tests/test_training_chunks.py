@@ -10,7 +10,7 @@ from deepstrf_utils.models import build_model
 from deepstrf_utils.spectrogram import band_centre_frequencies
 from deepstrf_utils.training import fit, predict
 from deepstrf_utils.training.chunks import chunk_windows, chunked_batch
-from deepstrf_utils.training.fitting import _batch_loss, _get_loss
+from deepstrf_utils.training.fitting import masked_batch_loss, loss_function
 from deepstrf_utils.training.options import RECURRENT_AUTO, RECURRENT_CHUNK_WITHOUT_ADAPTRANS
 
 F = 12
@@ -51,9 +51,9 @@ def test_burn_in_covering_the_stimulus_gives_the_exact_loss_and_gradient(rnn, lo
     x, y, lengths = _padded_batch()
     if loss == "poisson":
         y = y.abs()
-    loss_fn = _get_loss(loss)
-    whole, g_whole = _loss_and_grads(model, lambda: _batch_loss(loss_fn, model(x, lengths=lengths), y)[0])
-    chunked, g_chunked = _loss_and_grads(model, lambda: _batch_loss(loss_fn, *chunked_batch(model, x, y, lengths,
+    loss_fn = loss_function(loss)
+    whole, g_whole = _loss_and_grads(model, lambda: masked_batch_loss(loss_fn, model(x, lengths=lengths), y)[0])
+    chunked, g_chunked = _loss_and_grads(model, lambda: masked_batch_loss(loss_fn, *chunked_batch(model, x, y, lengths,
                                                                                               chunk))[0])
     torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-6)
     for a, b in zip(g_chunked, g_whole):
@@ -63,9 +63,9 @@ def test_burn_in_covering_the_stimulus_gives_the_exact_loss_and_gradient(rnn, lo
 def test_a_short_burn_in_truncates_the_gradient_but_not_the_loss_bins():
     model = _statenet().train()
     x, y, lengths = _padded_batch()
-    loss_fn = _get_loss("mse")
-    whole, g_whole = _loss_and_grads(model, lambda: _batch_loss(loss_fn, model(x, lengths=lengths), y)[0])
-    chunked, g_chunked = _loss_and_grads(model, lambda: _batch_loss(loss_fn, *chunked_batch(model, x, y, lengths,
+    loss_fn = loss_function("mse")
+    whole, g_whole = _loss_and_grads(model, lambda: masked_batch_loss(loss_fn, model(x, lengths=lengths), y)[0])
+    chunked, g_chunked = _loss_and_grads(model, lambda: masked_batch_loss(loss_fn, *chunked_batch(model, x, y, lengths,
                                                                                               (8, 4)))[0])
     assert not torch.allclose(chunked, whole, atol=1e-7)  # chunks after the first start from a zero state
     pred, target = chunked_batch(model, x, y, lengths, (8, 4))
@@ -163,13 +163,10 @@ def test_fit_single_units_trains_recurrent_units_on_chunks_like_fit(syn):
 
 
 def test_the_recurrent_auto_path_resolves_its_own_batch_size():
-    from deepstrf_utils.training.options import BATCH_SIZE, _resolve_fit_options
+    from deepstrf_utils.training.options import BATCH_SIZE, FitOptions, resolve_fit_options
 
     def resolve(model, **kw):
-        args = dict(optimizer="auto", init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None,
-                    train_chunk="auto")
-        args.update(kw)
-        return _resolve_fit_options(model, **args)
+        return resolve_fit_options(model, FitOptions(**kw))
 
     o = resolve(_statenet())
     assert (o["batch_size"], o["train_chunk"], o["lr"]) == (RECURRENT_AUTO["batch_size"], RECURRENT_AUTO["chunk"],

@@ -3,23 +3,28 @@
 Every model is a plain ``nn.Module`` made of a **prefilter** (none, AdapTrans or Willmore's
 high-pass), a **core** and a **readout**, strictly causal in time. The package holds:
 
-=================  ======================================================================
-``layers.py``      building blocks: STRF conv, output nonlinearities, locally connected
-                   layer, identity prefilter, ``model_device``
-``fastconv.py``    CPU-fast forms of the STRF conv and of Conv2d (same values): matrix
-                   products over lags, a backward made of forward convolutions
-``base.py``        ``make_prefilter`` and ``ResponseModel`` (config, stimulus check)
-``zoo.py``         the paper models: ``Linear``, ``LinearNonlinear``,
-                   ``NetworkReceptiveField``, ``DNet``, ``ConvNet2D``, ``StateNet``,
-                   ``PopulationCNN``
-``transformer.py`` ``Transformer``: causal attention within a window of W bins
-                   (blockwise, linear in T), ``banded_attention``
-``ridge.py``       ``fit_ridge_strf``: closed-form ridge STRFs
-``readouts.py``    ``LinearReadout``, ``SessionReadouts``, ``StateGain`` (readouts of their own)
+==================  =====================================================================
+``layers.py``       building blocks: STRF conv, output nonlinearities, locally connected
+                    layer, identity prefilter, ``model_device``
+``fastconv.py``     CPU-fast forms of the STRF conv and of Conv2d (same values): matrix
+                    products over lags, a backward made of forward convolutions
+``base.py``         ``make_prefilter`` and ``ResponseModel`` (config, stimulus check, and
+                    what a model says about itself: receptive field, shared core, no-decay
+                    parameters)
+``linear.py``       ``Linear``, ``LinearNonlinear``
+``nrf.py``          ``NetworkReceptiveField``, ``DNet``
+``cnn.py``          ``ConvNet2D``, ``PopulationCNN``
+``recurrent.py``    ``StateNet``
+``transformer.py``  ``Transformer``: causal attention within a window of W bins
+                    (blockwise, linear in T), ``banded_attention``
+``zoo.py``          ``MODELS``: the models above by class name
+``readouts.py``     ``LinearReadout``, ``DenseSigmoidReadout``, ``SessionReadouts``, ``StateGain``
 ``multisession.py`` ``MultiSessionModel`` (shared core, per-session readouts),
-                   ``StateGainModel`` (any model + state gain)
-``registry.py``    ``MODELS``, ``build_model``, ``count_parameters``
-=================  ======================================================================
+                    ``StateGainModel`` (any model + state gain)
+``registry.py``     ``MODELS`` and the composite models, ``build_model``, ``count_parameters``
+``views.py``        ``UnitView``: one output of a population model as a single-unit model
+``ridge.py``        ``fit_ridge_strf``: closed-form ridge STRFs
+==================  =====================================================================
 
 The frequency-domain helpers (``causal_strf_fft``, ``leaky_integrate``, ...) live one
 floor down in :mod:`deepstrf_utils.spectral`; every name that ``deepstrf_utils.models``
@@ -27,6 +32,7 @@ offered when it was one file is still importable from here.
 """
 
 from ..spectral import causal_strf_fft, leaky_integrate, prefiltered_strf_fft
+from ..submodules import lazy_submodules
 from .base import MODEL_ADAPTRANS_RECTIFY, PREFILTERS, ResponseModel, make_prefilter
 from .layers import (
     DoubleExponential,
@@ -39,20 +45,16 @@ from .layers import (
     model_device,
 )
 from .multisession import MultiSessionModel, StateGainModel
-from .readouts import LinearReadout, SessionReadouts, StateGain
+from .readouts import DenseSigmoidReadout, LinearReadout, SessionReadouts, StateGain
 from .registry import MODELS, build_model, count_parameters
 from .ridge import fit_ridge_strf
 from .transformer import Transformer, banded_attention
-from .zoo import (
-    STRF_IMPLEMENTATIONS,
-    ConvNet2D,
-    DNet,
-    Linear,
-    LinearNonlinear,
-    NetworkReceptiveField,
-    PopulationCNN,
-    StateNet,
-)
+from .views import UnitView
+from .cnn import ConvNet2D, PopulationCNN
+from .fastconv import STRF_IMPLEMENTATIONS
+from .linear import Linear, LinearNonlinear
+from .nrf import DNet, NetworkReceptiveField
+from .recurrent import StateNet
 
 __all__ = [
     "Linear",
@@ -66,7 +68,10 @@ __all__ = [
     "banded_attention",
     "MultiSessionModel",
     "StateGainModel",
+    "UnitView",
     "LinearReadout",
+    "DenseSigmoidReadout",
+    "ResponseModel",
     "SessionReadouts",
     "StateGain",
     "ParametricSigmoid",
@@ -80,3 +85,6 @@ __all__ = [
     "MODELS",
     "model_device",
 ]
+
+__getattr__, __dir__ = lazy_submodules(__name__, __path__, globals())
+del lazy_submodules

@@ -5,21 +5,9 @@ from __future__ import annotations
 from torch import nn
 
 from .multisession import MultiSessionModel, StateGainModel
-from .transformer import Transformer
-from .zoo import ConvNet2D, DNet, Linear, LinearNonlinear, NetworkReceptiveField, PopulationCNN, StateNet
+from .zoo import MODELS
 
 __all__ = ["MODELS", "COMPOSITE_MODELS", "build_model", "count_parameters"]
-
-MODELS: dict[str, type[nn.Module]] = {
-    "Linear": Linear,
-    "LinearNonlinear": LinearNonlinear,
-    "NetworkReceptiveField": NetworkReceptiveField,
-    "DNet": DNet,
-    "ConvNet2D": ConvNet2D,
-    "StateNet": StateNet,
-    "PopulationCNN": PopulationCNN,
-    "Transformer": Transformer,
-}
 
 #: Models built around a zoo model, called with extra inputs (``session=``, ``state=``):
 #: rebuilt by :func:`build_model` (and checkpoints) but not in ``MODELS``, whose models all

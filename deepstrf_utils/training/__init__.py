@@ -1,20 +1,24 @@
 """Training, prediction, evaluation and checkpoints.
 
-Default fit (issue 11): full-batch L-BFGS with early stopping on the validation loss (Linear
-/ LN models start from the closed-form ridge STRF, :mod:`.warmstart`). The published
-protocol (Rançon et al. 2024, upstream scripts) is ``fit(..., **ADAMW_FIT_KWARGS)`` (or any
-explicit AdamW setting): mean-squared error to the trial-averaged response, AdamW with lr
-1e-3 (weight decay on weights only, not on time constants / gains: :func:`no_decay_names`),
-early stopping on the validation loss with patience 50 and the best weights restored.
-Options: LR-on-plateau, gradient clipping, other losses.
+Fitting: :func:`fit` (one model), :func:`fit_single_units` (N single-unit models together) and
+:func:`fit_sessions` (several recording sessions) take the same options, :class:`FitOptions`
+(one set of defaults; also as keyword arguments), whose ``"auto"`` values
+:func:`resolve_fit_options` resolves per model family: L-BFGS with the closed-form ridge STRF
+start for Linear / LN (LN races it against its random start) and the 2D-CNNs, AdamW with its
+family's settings for NRF / DNet and recurrent models, AdamW at the previous defaults
+(:data:`ADAMW_FIT_KWARGS`) for ``fit_sessions``; early stopping on the validation loss, the
+best weights restored. The published protocol of a dataset is
+``deepstrf_utils.runs.protocols.protocol_fit_kwargs(dataset)``.
 
+- :mod:`.options` -- :class:`FitOptions`, :func:`resolve_fit_options` and the defaults per path;
+- :mod:`.steps` -- the pieces every training loop shares (loss, output checks, validation losses);
 - :mod:`.fitting` -- :func:`fit` trains one model (a single unit or a population model with N
   outputs) and returns a :class:`FitResult`;
 - :mod:`.stacked` -- :func:`fit_single_units` trains N independent single-unit models
   *together* (``torch.func.vmap`` over stacked parameters; the result equals N separate
   :func:`fit` calls with the same seeds and batch order);
-- :mod:`.protocols` -- :func:`fit_two_stage` (Pennington & David 2023: output nonlinearity
-  frozen, then everything at a lower rate), :data:`FIT_PROTOCOLS` / :func:`get_fit_protocol`;
+- :mod:`.two_stage` -- :func:`fit_two_stage` (Pennington & David 2023: output nonlinearity
+  frozen, then everything at a lower rate), :data:`FIT_PROCEDURES` / :func:`get_fit_procedure`;
 - :mod:`.optim` -- the stacked AdamW, per-unit clipping, LR-on-plateau, :func:`no_decay_names`;
 - :mod:`.prediction` -- :func:`predict`, :func:`predict_units`, :func:`evaluate` (per-neuron
   CCraw / CCnorm / CCmax), :func:`average_over_seeds`;
@@ -33,7 +37,7 @@ Options: LR-on-plateau, gradient clipping, other losses.
 - :mod:`.packing` -- a dataset collated once on the training device; :mod:`.device` -- seeding.
 
 Multi-configuration, multi-seed runs (one tidy CSV: ``run_configs``, ``summary_table``)
-live one floor up, in :mod:`deepstrf_utils.runner`; nothing here imports it.
+live one floor up, in :mod:`deepstrf_utils.runs.runner`; nothing here imports it.
 
 Shapes: B stimuli, F bands, T time bins, N neurons, R repeats, U stacked single units.
 """
@@ -42,22 +46,26 @@ from .device import resolve_device, seed_everything
 from .prediction import average_over_seeds, evaluate, predict, predict_units
 from .export import model_card, predictions_to_nwb
 from .fitting import LBFGS_ITERATIONS_PER_EPOCH, ADAMW_FIT_KWARGS, FitResult, fit
+from .options import FitOptions, resolve_fit_options
 from .stimulus_format import check_stimulus_format
 from .optim import PREFILTER_PREFIX, no_decay_names
-from .protocols import FIT_PROTOCOLS, fit_two_stage, get_fit_protocol
+from .two_stage import FIT_PROCEDURES, fit_two_stage, get_fit_procedure
 from .stacked import fit_single_units, stacking_pays_off
 from .sessions import SessionFitResult, evaluate_sessions, fit_new_session, fit_sessions, predict_sessions
+from ..submodules import lazy_submodules
 
 __all__ = [
     "FitResult",
     "fit",
+    "FitOptions",
+    "resolve_fit_options",
     "check_stimulus_format",
     "ADAMW_FIT_KWARGS",
     "LBFGS_ITERATIONS_PER_EPOCH",
     "fit_single_units",
     "fit_two_stage",
-    "FIT_PROTOCOLS",
-    "get_fit_protocol",
+    "FIT_PROCEDURES",
+    "get_fit_procedure",
     "fit_sessions",
     "fit_new_session",
     "predict_sessions",
@@ -78,3 +86,6 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "PREFILTER_PREFIX",
 ]
+
+__getattr__, __dir__ = lazy_submodules(__name__, __path__, globals())
+del lazy_submodules

@@ -79,8 +79,9 @@ def _count(none_ok):
     return lambda v, n: check_int(v, n, 1, none_ok=none_ok)
 
 
-#: the numeric and flag arguments of the fitting functions: name -> check(value, name).
-#: None is accepted where the function resolves it to a default ("auto" for patience).
+#: the numeric and flag arguments of the fitting functions (the :class:`~.options.FitOptions` and
+#: the entry points' own): name -> check(value, name). None is accepted where
+#: :func:`~.options.resolve_fit_options` resolves it to a default ("auto" for patience).
 _RULES: dict[str, Callable] = {
     "lr": _positive(True),
     "prefilter_lr": _positive(True),
@@ -106,9 +107,6 @@ _RULES: dict[str, Callable] = {
     "scheduler_kwargs": _dict_or_none,
     "loss": _loss,
 }
-#: fit_sessions resolves no None / "auto": its numbers are required
-_REQUIRED = {"fit_sessions": {"lr": _positive(False), "max_epochs": _count(False), "batch_size": _count(False),
-                              "weight_decay": lambda v, n: check_number(v, n, 0.0)}}
 
 
 def check_dataset(data, what: str = "dataset") -> None:
@@ -141,14 +139,10 @@ def check_fit_call(arguments: dict, function: str = "fit") -> None:
     sessions itself), and ``device`` (:func:`~.device.resolve_device`: a CUDA device on a
     machine or torch build without CUDA is refused here, with how to get a CUDA build).
     """
-    required = _REQUIRED.get(function, {})
     for name, value in arguments.items():
-        rule = required.get(name, _RULES.get(name))
+        rule = _RULES.get(name)
         if rule is not None:
             rule(value, name)
-    if function == "fit_sessions" and isinstance(arguments.get("patience"), str):
-        raise TypeError(f"expected patience to be a positive integer or None for fit_sessions, "
-                        f"got {arguments['patience']!r}")
     if "model" in arguments:
         model = arguments["model"]
         if not isinstance(model, nn.Module):

@@ -16,7 +16,7 @@ response with early stopping on the validation loss and the best weights restore
   constants / gains: :func:`~.optim.no_decay_names`), minibatches, early stopping with patience 50.
   :data:`ADAMW_FIT_KWARGS` spells out the previous defaults (lr 1e-3, weight decay 1e-2,
   batch 8); the published protocol of each dataset (e.g. NS1: batch 1, no weight decay) is
-  ``deepstrf_utils.protocols.protocol_fit_kwargs(dataset)``, which the paper profile passes.
+  ``deepstrf_utils.runs.protocols.protocol_fit_kwargs(dataset)``, which the paper profile passes.
 
 Shapes: B stimuli, F bands, T time bins, N neurons, R repeats.
 """
@@ -27,7 +27,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -35,18 +34,18 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import metrics
-
 from .arguments import check_fit_call
 from .chunks import chunked_batch
 from .device import resolve_device, seed_everything
 from .objective import full_batch_objective
-from .optim import _make_plateau, make_adamw
-from .options import (LBFGS_CHUNK, LBFGS_ITERATIONS_PER_EPOCH, ADAMW_FIT_KWARGS, RECURRENT_AUTO,  # noqa: F401
-                      _resolve_fit_options)
-from .packing import _epoch_order, _Packed, accepts_lengths
+from .optim import make_adamw, make_plateau
+from .options import (ADAMW_FIT_KWARGS, LBFGS_CHUNK, LBFGS_ITERATIONS_PER_EPOCH, RECURRENT_AUTO,  # noqa: F401
+                      FitOptions, resolve_fit_options, with_fit_options)
+from .packing import Packed, accepts_lengths, epoch_order
 from .race import race
 from .stimulus_format import check_stimulus_format as check_format
+from .steps import (check_fit_args, check_output, check_parameters_finite, loss_function, masked_batch_loss,
+                    nan_error, probe_output, set_output_scale, validation_coverage, validation_losses)
 from .stopping import INTERRUPTED, EarlyStopping, keep_interrupted
 
 logger = logging.getLogger(__name__)
@@ -109,124 +108,8 @@ class FitResult:
         })
 
 
-def _get_loss(loss: str | Callable) -> Callable:
-    """Loss name (``"mse"``, ``"poisson"``, ``"correlation"``) or callable -> callable.
-
-    The callable takes ``pred (B, N, T)``, ``resp (B, N, R, T)`` (NaN = missing) and
-    ``reduction="none"`` and returns per-neuron losses ``(N,)``.
-    """
-    if callable(loss):
-        return loss
-    if not isinstance(loss, str):
-        raise ValueError(f"expected loss to be a name such as 'mse' or a callable, got {loss!r}")
-    builtin = metrics.get_loss(loss)
-
-    def averaged(pred, resp, reduction="mean"):
-        # training passes its trial-averaged target as (B, N, 1, T); the built-in losses
-        # take it as (B, N, T) directly: the same values with fewer passes over the data
-        if resp.dim() == 4 and resp.shape[2] == 1:
-            resp = resp[:, :, 0]
-        return builtin(pred, resp, reduction=reduction)
-
-    averaged.__name__ = getattr(builtin, "__name__", str(loss))
-    return averaged
-
-
-@torch.no_grad()
-def _probe_output(model: nn.Module, packed: _Packed) -> None:
-    """Check the model's output shape on the first stimulus (eval mode, no state change)."""
-    was_training = model.training
-    model.eval()
-    try:
-        x, _ = packed.batch([0])
-        _check_output(model(x), x, packed.n_neurons, packed.name)
-    finally:
-        model.train(was_training)
-
-
-def _init_output(model: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
-    """Call ``model.init_output(mean, std)`` (if the model has it) with the training target's
-    per-neuron mean and std (``_Packed.target_stats()``), so that the output nonlinearity
-    starts at the data's scale."""
-    init = getattr(model, "init_output", None)
-    if callable(init):
-        init(mean, std)
-
-
-def _check_fit_args(lr, max_epochs, patience, batch_size, clip_grad, prefilter_lr=None, rel_tol=0.0):
-    if rel_tol is None or not 0.0 <= rel_tol < 1.0:
-        raise ValueError(f"expected rel_tol in [0, 1), got {rel_tol}")
-    if not lr > 0:
-        raise ValueError(f"expected lr > 0, got {lr}")
-    if prefilter_lr is not None and not prefilter_lr > 0:
-        raise ValueError(f"expected prefilter_lr > 0 or None, got {prefilter_lr}")
-    if int(max_epochs) < 1:
-        raise ValueError(f"expected max_epochs >= 1, got {max_epochs}")
-    if patience is not None and int(patience) < 1:
-        raise ValueError(f"expected patience >= 1 or None, got {patience}")
-    if int(batch_size) < 1:
-        raise ValueError(f"expected batch_size >= 1, got {batch_size}")
-    if clip_grad is not None and not clip_grad > 0:
-        raise ValueError(f"expected clip_grad > 0 or None, got {clip_grad}")
-
-
-def _batch_loss(loss_fn, pred, target):
-    """pred (B, N, T), target (B, N, T) -> (mean loss over neurons with data, per-neuron (N,), valid (N,))."""
-    per = loss_fn(pred, target.unsqueeze(2), reduction="none")
-    valid = torch.isfinite(target).flatten(2).any(2).any(0)
-    per = torch.where(valid, per, torch.zeros((), dtype=per.dtype, device=per.device))
-    return per.sum() / valid.sum().clamp(min=1), per, valid
-
-
-def _concat_time(x):
-    """(B, N, T) -> (1, N, B*T): stimuli concatenated along time."""
-    return x.permute(1, 0, 2).reshape(1, x.shape[1], -1)
-
-
-def _nan_error(epoch, per, valid, neuron_ids, what="loss"):
-    bad = (~torch.isfinite(per.detach()) & valid).cpu()
-    names = [neuron_ids[i] for i in torch.nonzero(bad).flatten().tolist()]
-    return FloatingPointError(f"{what} is NaN/inf at epoch {epoch} for neuron(s) {names}")
-
-
-def _check_output(pred, x, n_expected, name):
-    if pred.dim() != 3 or pred.shape[0] != x.shape[0] or pred.shape[2] != x.shape[-1]:
-        raise ValueError(
-            f"expected the model to return (B, N, T) = ({x.shape[0]}, {n_expected}, {x.shape[-1]}), "
-            f"got {tuple(pred.shape)}"
-        )
-    if pred.shape[1] != n_expected:
-        raise ValueError(
-            f"the model outputs N={pred.shape[1]} neurons but dataset '{name}' has N={n_expected}: "
-            "build the model with n_neurons equal to the dataset's number of neurons"
-        )
-
-
-def fit(
-    model: nn.Module,
-    train,
-    val=None,
-    loss: str | Callable = "mse",
-    lr: float | None = None,
-    weight_decay: float | None = None,
-    max_epochs: int | None = None,
-    patience: int | None | str = "auto",
-    batch_size: int | None = None,
-    scheduler: str | None = None,
-    scheduler_kwargs: dict | None = None,
-    clip_grad: float | None = None,
-    device: str | torch.device = "auto",
-    seed: int = 0,
-    progress: bool = True,
-    min_delta: float = 0.0,
-    init_output: bool = True,
-    prefilter_lr: float | None = None,
-    optimizer: str = "auto",
-    init: str | None = "auto",
-    rel_tol: float | None = None,
-    train_chunk: tuple[int, int] | None | str = "auto",
-    check_stimulus_format: bool = True,
-) -> FitResult:
+@with_fit_options
+def fit(model: nn.Module, train, val=None, options: FitOptions | None = None, **kwargs) -> FitResult:
     """Fit ``model`` to the trial-averaged responses of ``train``.
 
     stim (B, 1, F, T) -> pred (B, N, T) vs. the trial mean of resp (B, N, R, T); NaN bins
@@ -281,46 +164,13 @@ def fit(
         model: ``forward((B, 1, F, T)) -> (B, N, T)`` with N = ``train.n_neurons``; trained in place
             (moved to ``device``).
         train, val: ``ResponseDataset`` (items ``(stim (1, F, T), resp (N, R, T))``).
-        loss: "mse" (default), "poisson", "correlation", or a callable
-            ``loss(pred (B, N, T), resp (B, N, R, T), reduction="none") -> (N,)``.
-            The batch loss is the mean over neurons that have data in the batch.
-        scheduler: None or "plateau" (LR x ``factor`` after ``patience`` bad epochs;
-            defaults factor=0.5, patience=max(1, patience // 5); override via ``scheduler_kwargs``).
-        clip_grad: max L2 norm of the whole gradient (None: no clipping).
-        device: "auto" (cuda if available), "cpu", "cuda", ...
-        seed: fixes torch / numpy / random and the data order.
-        progress: show a tqdm bar over epochs.
-        init_output: first call ``model.init_output(mean, std)`` (models that have it) with
-            the per-neuron mean / std of the training target, so the output starts at the
-            data's scale.
-        weight_decay: None: 1e-2 on the AdamW path, none on the L-BFGS path. AdamW's
-            decoupled weight decay, applied to the weights only; with ``optimizer="lbfgs"``
-            the L2 penalty ``weight_decay / 2 * ||w||^2`` on the same weights. Time
-            constants and gains are exempt (:func:`no_decay_names`): every ``prefilter.*``
-            parameter (AdapTrans' ``logit_a_on / logit_a_off / logit_w``) and DNet's
-            integrator parameters ``hidden_d / output_d``. Decay would pull the logits to 0,
-            i.e. ``a -> 0.5`` (tau ~ 7 ms at 5 ms bins) and ``w -> 0.5``, most strongly in
-            bands with little gradient, biasing the learned time constants.
-        prefilter_lr: AdamW learning rate of the prefilter's parameters (names starting with
-            ``"prefilter."``, e.g. AdapTrans' ``logit_a_on / logit_a_off / logit_w``); None: ``lr``
-            for every parameter. The plateau scheduler scales both rates by the same factor;
-            ``FitResult.lr`` records the main rate.
-        optimizer: "auto" (per model family, above), "lbfgs" or "adamw".
-        init: "auto" ("ridge" for Linear / LN on the L-BFGS path, LN also None: both raced; else
-            None), "ridge" or None (the model's own, random, start).
-        lr, max_epochs, patience, rel_tol: None / "auto" = the chosen path's default (above).
-        batch_size: AdamW's batch (stimuli per step); also the validation pass's chunk. None:
-            8 (:data:`RECURRENT_AUTO`'s on that path); with ``optimizer="lbfgs"``, ValueError.
-        train_chunk: ``(L, W)``: AdamW trains on chunks of ``L`` bins of each stimulus, each
-            with up to ``W`` bins of burn-in context before it, all chunks of a batch in one
-            recurrent pass (truncated back-propagation; :mod:`.chunks`); the loss covers
-            every valid bin once, validation and prediction use whole stimuli. "auto":
-            :data:`RECURRENT_AUTO`'s (16, 8) for recurrent models with AdapTrans when the auto
-            path chose it, (64, 64) without it (the recurrence then holds the adaptation memory; the
-            chunks bound what it can learn to about L + W bins), else None (whole stimuli). Only for models with ``recurrent_input`` /
-            ``recurrent_output`` (e.g. StateNet), else ValueError.
-        check_stimulus_format: ValueError when the model's ``dt_ms`` or its prefilter's band
-            centres ``cf_hz`` differ from the data's (:mod:`.stimulus_format`); False allows it.
+        options: a :class:`~.options.FitOptions` (None: the defaults); each of its fields may also be
+            given as a keyword argument (``loss``, ``optimizer``, ``init``, ``lr``, ``weight_decay``,
+            ``max_epochs``, ``patience``, ``batch_size``, ``rel_tol``, ``min_delta``, ``scheduler``,
+            ``scheduler_kwargs``, ``clip_grad``, ``prefilter_lr``, ``train_chunk``, ``init_output``,
+            ``device``, ``seed``, ``progress``, ``check_stimulus_format``), which overrides it; an
+            unknown name is a TypeError naming it. The same options as
+            :func:`~.stacked.fit_single_units` and :func:`~.sessions.fit_sessions`.
 
     Ctrl-C (``KeyboardInterrupt``) restores the best weights so far and re-raises, with the
     :class:`FitResult` so far (``stop_reason="interrupted"``) as ``err.fit_result`` (:mod:`.stopping`).
@@ -335,57 +185,58 @@ def fit(
         FloatingPointError: NaN/inf in the loss or in a parameter (names the epoch and the
             neuron or parameter).
     """
-    check_fit_call(locals())  # types, ranges, datasets (train vs val), device: before any work
-    o = _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
-                             clip_grad, train_chunk=train_chunk, batch_size=batch_size, weight_decay=weight_decay,
-                             n_stimuli=len(train))
+    opts = FitOptions.of(options, kwargs, "fit")
+    check_fit_call(dict(opts.as_dict(), model=model, train=train, val=val))  # before any work
+    o = resolve_fit_options(model, opts, n_stimuli=len(train))
     batch_size = o["batch_size"]
-    if check_stimulus_format:
+    if opts.check_stimulus_format:
         for part, what in ((train, "training set"), (val, "validation set")):
             if part is not None:
                 check_format(model, part, what)
-    _check_fit_args(o["lr"], o["max_epochs"], o["patience"], batch_size, clip_grad, prefilter_lr, o["rel_tol"])
+    check_fit_args(o["lr"], o["max_epochs"], o["patience"], batch_size, opts.clip_grad, opts.prefilter_lr,
+                   o["rel_tol"])
     t0 = time.perf_counter()
-    dev = resolve_device(device)
-    seed_everything(seed)
+    dev = resolve_device(opts.device)
+    seed_everything(opts.seed)
     model.to(dev)
-    tr = _Packed.from_dataset(train, dev)
-    va = _Packed.from_dataset(val, dev) if val is not None else None
-    _probe_output(model, tr)
+    tr = Packed.from_dataset(train, dev)
+    va = Packed.from_dataset(val, dev) if val is not None else None
+    probe_output(model, tr)
     stats = tr.target_stats()
-    if init_output:
-        _init_output(model, *stats)
+    if opts.init_output:
+        set_output_scale(model, *stats)
     if o["optimizer"] == "lbfgs":  # from each start of o["starts"]; the better on validation kept (:mod:`.race`)
-        return race(model, [functools.partial(_fit_start, start=s, tr=tr, va=va, loss=loss, o=o, stats=stats,
-                                              batch_size=batch_size, seed=seed, progress=progress, min_delta=min_delta,
-                                              t0=t0) for s in o["starts"]], t0)
+        return race(model, [functools.partial(fit_start, start=s, tr=tr, va=va, loss=opts.loss, o=o, stats=stats,
+                                              batch_size=batch_size, seed=opts.seed, progress=opts.progress,
+                                              min_delta=opts.min_delta, t0=t0) for s in o["starts"]], t0)
     if o["init"] == "ridge":
-        _ridge_start(model, tr, va, stats)
-    res = _fit_packed(model, tr, va, loss, o["lr"], o["weight_decay"], o["max_epochs"], o["patience"], batch_size,
-                      scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta, t0,
-                      prefilter_lr=prefilter_lr, rel_tol=o["rel_tol"], train_chunk=o["train_chunk"])
+        ridge_start(model, tr, va, stats)
+    res = fit_adamw_packed(model, tr, va, opts.loss, o["lr"], o["weight_decay"], o["max_epochs"], o["patience"],
+                           batch_size, opts.scheduler, opts.scheduler_kwargs, opts.clip_grad, opts.seed, opts.progress,
+                           opts.min_delta, t0, prefilter_lr=opts.prefilter_lr, rel_tol=o["rel_tol"],
+                           train_chunk=o["train_chunk"])
     res.init = o["init"]
     return res
 
 
-def _fit_start(model, start, tr, va, loss, o, stats, batch_size, seed, progress, min_delta, t0,
-               neuron=None) -> FitResult:
-    """One start of a race (:func:`.options._resolve_fit_options`' ``starts``): L-BFGS from
+def fit_start(model, start, tr, va, loss, o, stats, batch_size, seed, progress, min_delta, t0,
+              neuron=None) -> FitResult:
+    """One start of a race (:func:`.options.resolve_fit_options`' ``starts``): L-BFGS from
     ``start["init"]``, "ridge" (the closed-form STRF, its penalty kept) or None (the current
     weights); or, ``start["optimizer"] == "adamw"``, AdamW with the start's settings."""
     if start["optimizer"] == "adamw":
-        res = _fit_packed(model, tr, va, loss, start["lr"], start["weight_decay"], start["max_epochs"],
-                          start["patience"], start["batch_size"], None, None, None, seed, progress, min_delta, t0,
-                          neuron=neuron, rel_tol=start["rel_tol"])
+        res = fit_adamw_packed(model, tr, va, loss, start["lr"], start["weight_decay"], start["max_epochs"],
+                               start["patience"], start["batch_size"], None, None, None, seed, progress, min_delta,
+                               t0, neuron=neuron, rel_tol=start["rel_tol"])
         res.init = None
         return res
-    penalty = _ridge_start(model, tr, va, stats) if start["init"] == "ridge" else None
-    return _fit_packed_lbfgs(model, tr, va, loss, o["lr"], o["max_epochs"], start["patience"], batch_size, seed,
+    penalty = ridge_start(model, tr, va, stats) if start["init"] == "ridge" else None
+    return fit_lbfgs_packed(model, tr, va, loss, o["lr"], o["max_epochs"], start["patience"], batch_size, seed,
                              progress, min_delta, o["rel_tol"], t0, neuron=neuron, init=start["init"],
                              weight_decay=o["weight_decay"], min_epochs=start["min_epochs"], penalty=penalty)
 
 
-def _ridge_start(model, tr, va, stats):
+def ridge_start(model, tr, va, stats):
     """Closed-form ridge STRF on the model's current prefilter channels (:func:`.warmstart.ridge_init`);
     returns its penalty for the gradient phase (:func:`.warmstart.ridge_penalty`)."""
     from .warmstart import ridge_init, ridge_penalty
@@ -400,9 +251,9 @@ def _validation_loss(model, va, loss_fn, batch_size: int, epoch: int) -> float:
     """Mean validation loss over the neurons with valid bins; NaN without a validation set."""
     if va is None:
         return float("nan")
-    v_per, v_valid = _val_losses(model, va, loss_fn, batch_size, stacked=None)
+    v_per, v_valid = validation_losses(model, va, loss_fn, batch_size, stacked=None)
     if not bool(torch.isfinite(v_per[v_valid]).all()):
-        raise _nan_error(epoch, v_per, v_valid, va.neuron_ids, "validation loss")
+        raise nan_error(epoch, v_per, v_valid, va.neuron_ids, "validation loss")
     return float(v_per[v_valid].mean()) if bool(v_valid.any()) else float("nan")
 
 
@@ -412,29 +263,29 @@ def _checked_sets(tr, va):
     tr.check_neurons_have_data("training")
     if va is not None and va.n_neurons != tr.n_neurons:
         raise ValueError(f"expected the validation set to have N={tr.n_neurons} neurons, got {va.n_neurons}")
-    if va is not None and not bool(_validation_coverage(va).any()):
+    if va is not None and not bool(validation_coverage(va).any()):
         return None
     return va
 
 
-def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, batch_size,
+def fit_adamw_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, batch_size,
                 scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta, t0,
                 neuron=None, prefilter_lr=None, rel_tol=0.0, train_chunk=None) -> FitResult:
-    loss_fn = _get_loss(loss)
+    loss_fn = loss_function(loss)
     va = _checked_sets(tr, va)
     gen = torch.Generator().manual_seed(seed)
     # param groups: prefilter_lr, and no decay for time constants / gains (no_decay_names)
     opt, params, group_scales = make_adamw(model, lr, weight_decay, prefilter_lr)
-    plateau = _make_plateau(scheduler, scheduler_kwargs, 1, lr, patience or 50)
+    plateau = make_plateau(scheduler, scheduler_kwargs, 1, lr, patience or 50)
     lrs = [float(lr)]
     res = FitResult(neuron=neuron, train_chunk=train_chunk)
     stopper = EarlyStopping(res, va is not None, patience, min_delta, rel_tol, model=model)
-    checked = [train_chunk is not None]  # chunks: the output was checked by _probe_output
+    checked = [train_chunk is not None]  # chunks: the output was checked by probe_output
     pass_lengths = accepts_lengths(model)  # padded batches: BatchNorm statistics over valid bins
 
     def epoch_step(epoch) -> bool:
         model.train()
-        order = _epoch_order(tr.n_stimuli, gen)
+        order = epoch_order(tr.n_stimuli, gen)
         total, nb = 0.0, 0
         for x, y, lengths in tr.batches(order, batch_size, with_lengths=True):
             if train_chunk is not None:
@@ -442,12 +293,12 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
             else:
                 pred = model(x, lengths=lengths) if pass_lengths and lengths is not None else model(x)
             if not checked[0]:
-                _check_output(pred, x, tr.n_neurons, tr.name)
+                check_output(pred, x, tr.n_neurons, tr.name)
                 checked[0] = True
-            batch_loss, per, valid = _batch_loss(loss_fn, pred, y)
+            batch_loss, per, valid = masked_batch_loss(loss_fn, pred, y)
             value = float(batch_loss.detach())
             if not math.isfinite(value):
-                raise _nan_error(epoch, per, valid, tr.neuron_ids)
+                raise nan_error(epoch, per, valid, tr.neuron_ids)
             opt.zero_grad(set_to_none=True)
             batch_loss.backward()
             if clip_grad is not None:
@@ -455,7 +306,7 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
             opt.step()
             total += value
             nb += 1
-        _check_parameters_finite(model, epoch)
+        check_parameters_finite(model, epoch)
         res.train_loss.append(total / max(nb, 1))
         res.lr.append(lrs[-1])
         v = _validation_loss(model, va, loss_fn, batch_size, epoch)
@@ -473,10 +324,10 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
     return _run_epochs(model, res, stopper, bar, t0, "adamw", epoch_step)
 
 
-def _fit_packed_lbfgs(model, tr, va, loss, lr, max_epochs, patience, batch_size, seed, progress, min_delta,
+def fit_lbfgs_packed(model, tr, va, loss, lr, max_epochs, patience, batch_size, seed, progress, min_delta,
                       rel_tol, t0, neuron=None, init=None, weight_decay=0.0, min_epochs=0, penalty=None) -> FitResult:
     """Full-batch L-BFGS with a validation check every LBFGS_ITERATIONS_PER_EPOCH iterations (see :func:`fit`)."""
-    loss_fn = _get_loss(loss)
+    loss_fn = loss_function(loss)
     va = _checked_sets(tr, va)
     params = [p for p in model.parameters() if p.requires_grad]
     res = FitResult(neuron=neuron, init=init)
@@ -488,7 +339,7 @@ def _fit_packed_lbfgs(model, tr, va, loss, lr, max_epochs, patience, batch_size,
     model.train()
     closure()  # the starting point's training loss (and a first gradient, which L-BFGS recomputes)
     if not math.isfinite(last["value"]):  # reported as epoch 0: the start of the first epoch
-        raise _nan_error(0, last["per"], last["valid"], tr.neuron_ids)
+        raise nan_error(0, last["per"], last["valid"], tr.neuron_ids)
     res.init_train_loss = last["value"]
     res.init_val_loss = _validation_loss(model, va, loss_fn, batch_size, 0)
     stopper = EarlyStopping(res, va is not None, patience, min_delta, rel_tol, model=model, min_epochs=min_epochs)
@@ -499,8 +350,8 @@ def _fit_packed_lbfgs(model, tr, va, loss, lr, max_epochs, patience, batch_size,
         model.train()
         opt.step(closure)
         if not math.isfinite(last["value"]):
-            raise _nan_error(epoch, last["per"], last["valid"], tr.neuron_ids)
-        _check_parameters_finite(model, epoch)
+            raise nan_error(epoch, last["per"], last["valid"], tr.neuron_ids)
+        check_parameters_finite(model, epoch)
         res.train_loss.append(last["value"])
         res.lr.append(float(lr))
         v = _validation_loss(model, va, loss_fn, batch_size, epoch)
@@ -552,49 +403,3 @@ def _finish(model, res, bar, t0, optimizer) -> FitResult:
     return res
 
 
-def _validation_coverage(va) -> np.ndarray:
-    """Per neuron: whether it has validation data, (N,) bool; logs a warning naming those without.
-
-    The rule, the same in :func:`fit` and :func:`~.stacked.fit_single_units` (stacked or
-    looped): a neuron without any valid validation bin cannot be early-stopped, so it is
-    fitted as without a validation set (``max_epochs`` epochs, the last weights kept,
-    ``best_epoch`` the last epoch); in a population model it is simply left out of the
-    validation loss, which the other neurons define.
-    """
-    has = va.has_data().numpy()
-    if not has.all():
-        missing = [va.neuron_ids[i] for i in np.nonzero(~has)[0]]
-        what = ("fitted without early stopping (max_epochs epochs, last weights kept)" if not has.any()
-                else "left out of the validation loss (early stopping follows the other neurons)")
-        logger.warning("neuron(s) %s have no valid trial in the validation set of '%s': %s", missing, va.name, what)
-    return has
-
-
-def _check_parameters_finite(model, epoch):
-    params = list(model.named_parameters())
-    if not params:
-        return
-    ok = torch.stack([torch.isfinite(p.detach()).all() for _, p in params])
-    if not bool(ok.all()):
-        bad = [n for (n, _), o in zip(params, ok.tolist()) if not o]
-        raise FloatingPointError(f"parameter(s) {bad} became NaN/inf at epoch {epoch}")
-
-
-@torch.no_grad()
-def _val_losses(model, va, loss_fn, batch_size, stacked):
-    """Per-neuron (or per-unit) loss on the concatenated validation stimuli -> ((N,), valid (N,))."""
-    preds, targets = [], []
-    if stacked is None:
-        model.eval()
-    for x, y in va.batches(list(range(va.n_stimuli)), batch_size):
-        if stacked is None:
-            pred = model(x)
-        else:
-            pred = stacked.forward(x, y.shape[1])
-        preds.append(_concat_time(pred))
-        targets.append(_concat_time(y))
-    pred = torch.cat(preds, 2)
-    target = torch.cat(targets, 2)
-    per = loss_fn(pred, target.unsqueeze(2), reduction="none")
-    valid = torch.isfinite(target).any(2).any(0)
-    return per, valid

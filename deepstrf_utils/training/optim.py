@@ -1,10 +1,10 @@
 """Optimisation pieces shared by :func:`~.fitting.fit` and :func:`~.stacked.fit_single_units`.
 
 - :func:`no_decay_names`: the parameters AdamW must not weight-decay (time constants, gains);
-  ``_lr_scales`` / ``_decay_scales``: per-parameter learning-rate and decay factors;
-- ``_StackedAdamW``: AdamW over stacked ``(U, ...)`` parameters, one state per unit (the
-  same update as ``torch.optim.AdamW``); ``_clip_per_unit``: per-unit gradient clipping;
-- ``_Plateau``: vectorised reduce-LR-on-plateau (one state per unit), ``_make_plateau``.
+  ``lr_factors`` / ``decay_factors``: per-parameter learning-rate and decay factors;
+- ``StackedAdamW``: AdamW over stacked ``(U, ...)`` parameters, one state per unit (the
+  same update as ``torch.optim.AdamW``); ``clip_per_unit``: per-unit gradient clipping;
+- ``Plateau``: vectorised reduce-LR-on-plateau (one state per unit), ``make_plateau``.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import DNet
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +23,7 @@ PREFILTER_PREFIX = "prefilter."
 __all__ = ["no_decay_names", "PREFILTER_PREFIX"]
 
 
-class _Plateau:
+class Plateau:
     """Vectorised reduce-LR-on-plateau (mode "min", relative threshold), one state per unit.
 
     Same rule as ``torch.optim.lr_scheduler.ReduceLROnPlateau``: a value improves when
@@ -60,17 +59,17 @@ class _Plateau:
         return self.lr
 
 
-def _make_plateau(scheduler, scheduler_kwargs, n, lr, patience):
+def make_plateau(scheduler, scheduler_kwargs, n, lr, patience):
     if scheduler is None:
         return None
     if scheduler != "plateau":
         raise ValueError(f"expected scheduler None or 'plateau', got {scheduler!r}")
     kw = {"factor": 0.5, "patience": max(1, patience // 5)}
     kw.update(scheduler_kwargs or {})
-    return _Plateau(n, lr, **kw)
+    return Plateau(n, lr, **kw)
 
 
-def _lr_scales(names, lr, prefilter_lr, what) -> dict:
+def lr_factors(names, lr, prefilter_lr, what) -> dict:
     """Parameter name -> learning-rate factor relative to ``lr``: ``prefilter_lr / lr`` for
     ``prefilter.*`` parameters when ``prefilter_lr`` is set, else 1.0."""
     names = list(names)
@@ -98,8 +97,8 @@ def make_adamw(model: nn.Module, lr: float, weight_decay: float, prefilter_lr: f
     learning-rate factor of group i (for the plateau scheduler).
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    lr_scales = _lr_scales([n for n, _ in named], lr, prefilter_lr, type(model).__name__)
-    wd_scales = _decay_scales([n for n, _ in named], no_decay_names(model))
+    lr_scales = lr_factors([n for n, _ in named], lr, prefilter_lr, type(model).__name__)
+    wd_scales = decay_factors([n for n, _ in named], no_decay_names(model))
     groups = {}
     for n, p in named:
         groups.setdefault((lr_scales[n], wd_scales[n]), []).append(p)
@@ -113,29 +112,27 @@ def no_decay_names(model: nn.Module) -> set[str]:
 
     These are time constants and gains, not weights: decaying them pulls them towards the
     arbitrary value their parametrisation has at 0, a bias that is strongest where the data
-    say little. Exempt are
-
-    - every ``prefilter.*`` parameter (AdapTrans' ``logit_a_on``, ``logit_a_off``,
-      ``logit_w``: decay would pull ``a = sigmoid(logit)`` towards 0.5, i.e. tau ~ 7 ms at
-      5 ms bins, and the ON/OFF weight ``w`` towards 0.5);
-    - DNet's leaky-integrator parameters ``hidden_d`` / ``output_d`` (decay would pull
-      ``d`` to 0, i.e. the integration rate ``k = 1 / (1 + d^2)`` to 1: no integration),
-      found by module type wherever a DNet sits in ``model``.
+    say little. Each module of ``model`` that names its own (``module.no_decay_names()``, e.g.
+    :meth:`~deepstrf_utils.models.ResponseModel.no_decay_names`: the prefilter's parameters,
+    and DNet's leaky-integrator ``hidden_d`` / ``output_d``) is asked, wherever it sits in
+    ``model``; every ``prefilter.*`` parameter of any other module is exempt too (AdapTrans'
+    ``logit_a_on``, ``logit_a_off``, ``logit_w``).
     """
     out = {n for n, _ in model.named_parameters() if _is_prefilter(n)}
     for prefix, mod in model.named_modules():
-        if isinstance(mod, DNet):
+        own = getattr(mod, "no_decay_names", None)
+        if callable(own):
             dot = f"{prefix}." if prefix else ""
-            out.update(f"{dot}{n}" for n in ("hidden_d", "output_d"))
+            out.update(f"{dot}{n}" for n in own())
     return out
 
 
-def _decay_scales(names, no_decay: set) -> dict:
+def decay_factors(names, no_decay: set) -> dict:
     """Parameter name -> weight-decay factor: 0.0 for ``no_decay`` names, else 1.0."""
     return {n: (0.0 if n in no_decay else 1.0) for n in names}
 
 
-class _StackedAdamW:
+class StackedAdamW:
     """AdamW over stacked (U, ...) parameters with a per-unit learning rate, step count and
     an ``active`` mask (inactive units are left untouched); same update as torch.optim.AdamW.
 
@@ -200,7 +197,7 @@ class _StackedAdamW:
             p.grad = None
 
 
-def _clip_per_unit(params: dict, max_norm: float):
+def clip_per_unit(params: dict, max_norm: float):
     """Scale each unit's gradient (over all its parameters) to L2 norm <= max_norm."""
     grads = [p.grad for p in params.values() if p.grad is not None]
     if not grads:

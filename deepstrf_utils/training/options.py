@@ -1,8 +1,16 @@
-"""The fitting options of :func:`~.fitting.fit` / :func:`~.stacked.fit_single_units`: the two
-optimiser paths, their defaults, and the rules that resolve ``"auto"`` / None arguments
-(chosen in ``benchmarks/bench_fit_quality.py`` on real and mismatched data; speed in ``bench_fit.py``)."""
+"""The fitting options shared by :func:`~.fitting.fit`, :func:`~.stacked.fit_single_units` and
+:func:`~.sessions.fit_sessions` (:class:`FitOptions`: one set of names, one set of defaults), the
+two optimiser paths, and :func:`resolve_fit_options`, the one rule that resolves ``"auto"`` / None
+per model family and entry point (chosen in ``benchmarks/bench_fit_quality.py`` on real and
+mismatched data; speed in ``bench_fit.py``)."""
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import inspect
+from typing import Callable
+
+import torch
 from torch import nn
 
 from ..adaptrans import AdapTrans
@@ -10,13 +18,124 @@ from ..models import LinearNonlinear, NetworkReceptiveField, Transformer
 from .chunks import check_train_chunk, supports_chunks
 from .warmstart import supports_ridge_init
 
-__all__ = ["ADAMW_FIT_KWARGS", "LBFGS_ITERATIONS_PER_EPOCH", "LBFGS_CHUNK", "RECURRENT_AUTO", "RIDGE_START_PATIENCE",
-           "RECURRENT_CHUNK_WITHOUT_ADAPTRANS", "WEIGHT_DECAY", "LBFGS_MIN_EPOCHS", "RIDGE_START_MIN_EPOCHS",
-           "LN_STARTS", "LN_STARTS_FEW_STIMULI", "ADAMW_AUTO", "FEW_STIMULI_AUTO"]
+__all__ = ["FitOptions", "with_fit_options", "resolve_fit_options", "ADAMW_FIT_KWARGS", "LBFGS_ITERATIONS_PER_EPOCH",
+           "LBFGS_CHUNK", "RECURRENT_AUTO", "RIDGE_START_PATIENCE", "RECURRENT_CHUNK_WITHOUT_ADAPTRANS", "WEIGHT_DECAY",
+           "LBFGS_MIN_EPOCHS", "RIDGE_START_MIN_EPOCHS", "LN_STARTS", "LN_STARTS_FEW_STIMULI", "ADAMW_AUTO",
+           "FEW_STIMULI_AUTO", "SESSIONS_AUTO"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+    """How to fit: the options of :func:`~.fitting.fit`, :func:`~.stacked.fit_single_units` and
+    :func:`~.sessions.fit_sessions`, with their one set of defaults.
+
+    Each entry point takes ``options=FitOptions(...)`` and the same names as keyword arguments
+    (a keyword overrides the field: ``fit(model, train, val, lr=1e-3)``); a name that is not an
+    option is a TypeError naming it. ``"auto"`` / None values are resolved per model family and
+    entry point by :func:`resolve_fit_options` (the defaults per family: :func:`~.fitting.fit`).
+
+    Fields:
+        loss: "mse", "poisson", "correlation", ... or a callable
+            ``loss(pred (B, N, T), resp (B, N, R, T), reduction="none") -> (N,)``; the batch loss
+            is the mean over the neurons that have data in the batch.
+        optimizer: "auto" (per model family), "adamw" or "lbfgs".
+        init: "auto" (the ridge STRF start where the L-BFGS path fits a Linear / LN model),
+            "ridge" or None (the model's own weights).
+        lr: learning rate (None: 1e-3 AdamW, 1.0 L-BFGS, or the family's :data:`ADAMW_AUTO` /
+            :data:`RECURRENT_AUTO`); given with ``optimizer="auto"``, it selects AdamW.
+        weight_decay: None: :data:`WEIGHT_DECAY` on the AdamW path (decoupled, on weights only),
+            none on the L-BFGS path (there an L2 penalty ``weight_decay / 2 * ||w||^2``). Time
+            constants and gains are exempt (:func:`~.optim.no_decay_names`).
+        max_epochs: None: 1000 (AdamW), 200 (L-BFGS).
+        patience: epochs without improvement of the validation loss before stopping; "auto":
+            50 (AdamW), 3 (L-BFGS), the family's own (:data:`ADAMW_AUTO`, :data:`RECURRENT_AUTO`);
+            None: run ``max_epochs`` and keep the best weights.
+        batch_size: stimuli per AdamW step and per validation pass (None: 8, or the family's).
+        rel_tol: relative improvement the validation loss must make (None: 0 AdamW, 1e-4 L-BFGS).
+        min_delta: absolute improvement the validation loss must make.
+        scheduler: None or "plateau" (LR x ``factor`` after ``patience`` bad epochs; defaults
+            factor 0.5, patience max(1, patience // 5); override in ``scheduler_kwargs``).
+        clip_grad: max L2 norm of the gradient (per unit in :func:`~.stacked.fit_single_units`).
+        prefilter_lr: AdamW learning rate of the ``prefilter.*`` parameters (None: ``lr``).
+        train_chunk: ``(L, W)``: recurrent models trained on chunks of ``L`` bins with ``W`` bins
+            of burn-in (:mod:`.chunks`); "auto": :func:`resolve_fit_options`; None: whole stimuli.
+        init_output: first set the output at the training target's per-neuron mean / std
+            (models with ``init_output``).
+        device: "auto" (cuda if available), "cpu", "cuda", ...
+        seed: fixes torch / numpy / random and the data order.
+        progress: a tqdm bar over epochs.
+        check_stimulus_format: ValueError when the model's ``dt_ms`` / band centres differ from
+            the data's (:mod:`.stimulus_format`); False allows it.
+    """
+
+    loss: str | Callable = "mse"
+    optimizer: str = "auto"
+    init: str | None = "auto"
+    lr: float | None = None
+    weight_decay: float | None = None
+    max_epochs: int | None = None
+    patience: int | None | str = "auto"
+    batch_size: int | None = None
+    rel_tol: float | None = None
+    min_delta: float = 0.0
+    scheduler: str | None = None
+    scheduler_kwargs: dict | None = None
+    clip_grad: float | None = None
+    prefilter_lr: float | None = None
+    train_chunk: tuple[int, int] | None | str = "auto"
+    init_output: bool = True
+    device: str | torch.device = "auto"
+    seed: int = 0
+    progress: bool = True
+    check_stimulus_format: bool = True
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """The option names, in field order."""
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def of(cls, options: "FitOptions | dict | None" = None, overrides: dict | None = None,
+           function: str = "fit") -> "FitOptions":
+        """``options`` (a FitOptions, a dict of its fields or None: the defaults) with ``overrides``
+        (keyword arguments of ``function``) on top. TypeError naming an unknown option."""
+        if options is None:
+            options = cls()
+        elif isinstance(options, dict):
+            options, overrides = cls(), {**options, **(overrides or {})}
+        elif not isinstance(options, cls):
+            raise TypeError(f"expected options to be a FitOptions (or a dict of its fields) or None, got "
+                            f"{options!r} ({type(options).__name__})"[:300])
+        overrides = overrides or {}
+        known = cls.names()
+        for name in overrides:
+            if name not in known:
+                near = difflib.get_close_matches(name, known, n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                raise TypeError(f"{function}() got an unknown option {name!r}{hint}; its options are "
+                                f"{', '.join(known)}")
+        return dataclasses.replace(options, **overrides) if overrides else options
+
+    def as_dict(self) -> dict:
+        """Option name -> value (the values themselves, not copies)."""
+        return {name: getattr(self, name) for name in self.names()}
+
+
+def with_fit_options(function: Callable) -> Callable:
+    """Give ``function`` (which takes ``options=None, **kwargs``) a signature that lists every
+    :class:`FitOptions` field as a keyword-only parameter with its default, so that ``help()``,
+    notebooks and ``inspect.signature`` show the options."""
+    sig = inspect.signature(function)
+    own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    extra = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+             for f in dataclasses.fields(FitOptions)]
+    function.__signature__ = sig.replace(parameters=own + extra)
+    return function
+
 
 #: the previous defaults of :func:`fit` (AdamW lr 1e-3, weight decay 1e-2, batch 8, patience 50) as
 #: explicit arguments; the published protocol of each dataset is
-#: ``deepstrf_utils.protocols.protocol_fit_kwargs(dataset)``
+#: ``deepstrf_utils.runs.protocols.protocol_fit_kwargs(dataset)``
 ADAMW_FIT_KWARGS = dict(optimizer="adamw", init=None, lr=1e-3, weight_decay=1e-2, max_epochs=1000, patience=50,
                         batch_size=8, rel_tol=0.0)
 #: L-BFGS iterations between two validation checks: one "epoch" of the L-BFGS path
@@ -77,7 +196,7 @@ ADAMW_AUTO = dict(lr=3e-3, max_epochs=1000, patience=20, rel_tol=0.0, batch_size
 #: splits (benchmarks/README.md, bench_fit_quality.py)
 FEW_STIMULI_AUTO = "adamw"
 #: AdamW settings that ``optimizer="auto"`` uses for recurrent models that have no better
-#: path (measured, issue 11, ``benchmarks/README.md``: L-BFGS is not better than AdamW there):
+#: path (measured, ``benchmarks/README.md``: L-BFGS is not better than AdamW there):
 #: training on chunks of 16 bins with 8 bins of burn-in (``fit(..., train_chunk=(16, 8))``,
 #: :mod:`.chunks`), 4 stimuli per step, lr 2e-3, patience 8: the published protocol's test
 #: accuracy at about 1/6 of its CPU time for StateNet on one neuron of ~4,000 bins
@@ -91,47 +210,86 @@ RECURRENT_AUTO = dict(lr=2e-3, max_epochs=1000, patience=8, rel_tol=0.0, chunk=(
 RECURRENT_CHUNK_WITHOUT_ADAPTRANS = (64, 64)
 
 
-def _is_recurrent(model: nn.Module) -> bool:
+def is_recurrent(model: nn.Module) -> bool:
     """A GRU / LSTM or an attention core inside: models that ``optimizer="auto"`` sends to AdamW
     (:data:`RECURRENT_AUTO`; the Transformer on whole stimuli: L-BFGS stopped it at a poor early
     plateau, benchmarks/bench_transformer.py)."""
     return any(isinstance(m, (nn.RNNBase, Transformer)) for m in model.modules())
 
 
-def _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr=None,
-                         scheduler=None, clip_grad=None, force_adamw=False, train_chunk=None, batch_size=None,
-                         weight_decay=None, n_stimuli=None) -> dict:
-    """The effective optimiser settings: ``"auto"`` / None arguments resolved (see :func:`~.fitting.fit`).
+#: what ``optimizer="auto"`` gives :func:`~.sessions.fit_sessions`: AdamW at :data:`ADAMW_FIT_KWARGS`'
+#: settings (lr 1e-3, patience 50, batch 8, weight decay 1e-2) for every model: the sessions' batches
+#: are interleaved in one minibatch loop (there is no L-BFGS path over sessions)
+SESSIONS_AUTO = dict(lr=1e-3, max_epochs=1000, patience=50, rel_tol=0.0, batch_size=8)
+#: the entry points :func:`resolve_fit_options` knows
+ENTRIES = ("fit", "fit_single_units", "fit_sessions")
 
-    ``optimizer="auto"`` takes AdamW when an AdamW-only setting is given (``lr``,
-    ``prefilter_lr``, ``scheduler``, ``clip_grad``), and also when ``weight_decay`` or
-    ``batch_size`` is given for a model whose default would be L-BFGS (so that they apply);
-    a recurrent model keeps :data:`RECURRENT_AUTO` with them, an NRF / DNet :data:`ADAMW_AUTO`.
-    With ``n_stimuli`` (the number of training stimuli; None: many) <= :data:`BATCH_SIZE`,
-    :data:`FEW_STIMULI_AUTO`: the AdamW defaults for every model but L / LN and the Transformer.
-    :data:`LN_STARTS` for LinearNonlinear on the L-BFGS path (:data:`LN_STARTS_FEW_STIMULI`
-    when ``optimizer="auto"`` and ``n_stimuli`` <= :data:`BATCH_SIZE`): ``starts`` lists the
-    starts to fit and race (L-BFGS: init, patience, minimum epochs; AdamW: its settings). ``weight_decay`` None:
-    :data:`WEIGHT_DECAY` on the AdamW path, 0 on the L-BFGS path (explicit: an L2 penalty
-    there, :func:`~.objective.l2_penalty`). ``batch_size`` with ``optimizer="lbfgs"``: ValueError.
-    ``train_chunk="auto"``: :data:`RECURRENT_AUTO`'s ``chunk`` when ``optimizer="auto"`` chose
-    AdamW for a recurrent model that can be chunked (and no AdamW setting was given), else None.
+
+def resolve_fit_options(model: nn.Module, options: FitOptions, n_stimuli: int | None = None,
+                        force_adamw: bool = False, entry: str = "fit") -> dict:
+    """The effective optimiser settings of ``options`` for ``model``: every ``"auto"`` / None resolved.
+
+    The one rule of the three entry points (``entry``: "fit", "fit_single_units", "fit_sessions"):
+
+    * ``optimizer="auto"`` takes AdamW when an AdamW-only setting is given (``lr``,
+      ``prefilter_lr``, ``scheduler``, ``clip_grad``) or ``force_adamw`` (``fit_single_units(...,
+      batched=True)``); else, per family: a recurrent model (:func:`is_recurrent`) AdamW with
+      :data:`RECURRENT_AUTO`; NetworkReceptiveField / DNet AdamW with :data:`ADAMW_AUTO` (when
+      ``n_stimuli``, the number of training stimuli, exceeds its batch; None: it does; else the
+      AdamW defaults); ``weight_decay`` or ``batch_size`` given: AdamW (so that they apply);
+      otherwise L-BFGS. With an AdamW setting, a recurrent model keeps :data:`RECURRENT_AUTO`'s
+      other defaults and an NRF / DNet :data:`ADAMW_AUTO`'s.
+    * With ``n_stimuli`` <= :data:`BATCH_SIZE` (one AdamW step per epoch) and ``optimizer="auto"``:
+      :data:`FEW_STIMULI_AUTO` (the AdamW defaults) for every model but Linear / LN and the
+      Transformer; LinearNonlinear races :data:`LN_STARTS_FEW_STIMULI` (its ridge start and the
+      AdamW path).
+    * ``entry="fit_sessions"``: AdamW with :data:`SESSIONS_AUTO` for every model, no ridge start
+      and whole stimuli, no scheduler (``optimizer="lbfgs"``, ``init="ridge"``, a ``train_chunk`` or a
+      ``scheduler``: ValueError).
+    * ``init="auto"``: the ridge start on the L-BFGS path for Linear / LN (:data:`LN_STARTS`: LN
+      races it against its random start); ``starts`` lists the L-BFGS starts (init, patience,
+      minimum epochs) to fit and race.
+    * ``weight_decay`` None: :data:`WEIGHT_DECAY` on the AdamW path, 0 on the L-BFGS path.
+      ``batch_size`` with ``optimizer="lbfgs"``: ValueError.
+    * ``train_chunk="auto"``: :data:`RECURRENT_AUTO`'s ``chunk`` (:data:`RECURRENT_CHUNK_WITHOUT_ADAPTRANS`
+      without AdapTrans) when the auto rule chose AdamW for a recurrent model that can be
+      chunked (and no AdamW setting was given), else None.
+
+    Returns a dict: optimizer, init, train_chunk, lr, weight_decay, starts, batch_size, max_epochs,
+    patience, rel_tol.
     """
+    if entry not in ENTRIES:
+        raise ValueError(f"expected entry in {ENTRIES}, got {entry!r}")
+    o = options
+    optimizer, init, lr, batch_size, weight_decay = o.optimizer, o.init, o.lr, o.batch_size, o.weight_decay
+    patience, train_chunk = o.patience, o.train_chunk
     defaults = None
     few_stimuli = n_stimuli is not None and n_stimuli <= BATCH_SIZE  # one AdamW step per epoch
     chosen = optimizer == "auto"
-    if optimizer == "auto":
-        adamw_only = (lr, prefilter_lr, scheduler, clip_grad)
+    if entry == "fit_sessions":
+        if optimizer not in ("auto", "adamw") or init not in ("auto", None):
+            raise ValueError(f"fit_sessions trains by AdamW from the model's own weights; got optimizer={optimizer!r}, "
+                             f"init={init!r} (expected optimizer 'auto' or 'adamw', init 'auto' or None)")
+        if o.scheduler is not None:
+            raise ValueError(f"fit_sessions has no learning-rate scheduler; got scheduler={o.scheduler!r} (expected None)")
+        if not (isinstance(train_chunk, str) and train_chunk == "auto") and train_chunk is not None:
+            raise ValueError(f"fit_sessions trains on whole stimuli; got train_chunk={train_chunk!r} (expected 'auto' "
+                             "or None)")
+        optimizer, init, train_chunk, defaults = "adamw", None, None, SESSIONS_AUTO
+    elif optimizer == "auto":
+        adamw_only = (lr, o.prefilter_lr, o.scheduler, o.clip_grad)
         optimizer = "adamw" if force_adamw or any(v is not None for v in adamw_only) else "lbfgs"
         attention = any(isinstance(m, Transformer) for m in model.modules())
         if optimizer == "lbfgs" and few_stimuli and not supports_ridge_init(model) and not attention:
             optimizer = FEW_STIMULI_AUTO  # with AdamW's own defaults (ADAMW_FIT_KWARGS' settings)
-        elif optimizer == "lbfgs" and _is_recurrent(model):
+        elif optimizer == "lbfgs" and is_recurrent(model):
             optimizer, defaults = "adamw", RECURRENT_AUTO
         elif optimizer == "lbfgs" and isinstance(model, NetworkReceptiveField):  # DNet too
             optimizer, defaults = "adamw", ADAMW_AUTO
         elif optimizer == "lbfgs" and (weight_decay is not None or batch_size is not None):
             optimizer = "adamw"  # minibatch settings: they apply on the AdamW path only
+    prefilter_lr, scheduler, clip_grad = o.prefilter_lr, o.scheduler, o.clip_grad
+    max_epochs, rel_tol = o.max_epochs, o.rel_tol
     if optimizer not in _DEFAULTS:
         raise ValueError(f"expected optimizer 'auto', 'adamw' or 'lbfgs', got {optimizer!r}")
     if optimizer == "lbfgs" and (prefilter_lr is not None or scheduler is not None or clip_grad is not None):

@@ -1,4 +1,4 @@
-"""A dataset collated once into padded tensors on the training device (:class:`_Packed`).
+"""A dataset collated once into padded tensors on the training device (:class:`Packed`).
 
 Padding goes through the package's one collation path
 (:mod:`deepstrf_utils.datasets.collate`) and the target is the one trial average
@@ -16,7 +16,7 @@ from ..datasets.collate import check_items, pad_to_longest
 from ..metrics import trial_average
 
 
-def _neuron_ids(dataset) -> list:
+def dataset_neuron_ids(dataset) -> list:
     ids = getattr(dataset, "neuron_ids", None)
     n = _n_neurons(dataset)
     if ids is None:
@@ -36,13 +36,13 @@ def _n_neurons(dataset) -> int:
     return int(dataset[0][1].shape[0])
 
 
-def _dataset_name(dataset) -> str:
+def dataset_name(dataset) -> str:
     return str(getattr(dataset, "name", type(dataset).__name__))
 
 
-def _neuron_positions(dataset, neurons) -> list[int]:
+def neuron_positions(dataset, neurons) -> list[int]:
     """Neuron ids (from ``dataset.neuron_ids``) or integer positions -> positions."""
-    ids = _neuron_ids(dataset)
+    ids = dataset_neuron_ids(dataset)
     if neurons is None:
         return list(range(len(ids)))
     lookup = {nid: i for i, nid in enumerate(ids)}
@@ -61,7 +61,7 @@ def _neuron_positions(dataset, neurons) -> list[int]:
     return out
 
 
-class _Packed:
+class Packed:
     """A dataset collated ONCE into padded tensors on the training device.
 
     stim (B, 1, F, Tmax) float32 (zero padding), target (B, N, Tmax) float32 trial average
@@ -94,8 +94,8 @@ class _Packed:
     def from_dataset(cls, dataset, device: torch.device, positions: Sequence[int] | None = None,
                      with_state: bool = False):
         if len(dataset) == 0:
-            raise ValueError(f"expected a non-empty dataset, got '{_dataset_name(dataset)}' with 0 stimuli")
-        ids = _neuron_ids(dataset)
+            raise ValueError(f"expected a non-empty dataset, got '{dataset_name(dataset)}' with 0 stimuli")
+        ids = dataset_neuron_ids(dataset)
         stims, resps = check_items([dataset[i] for i in range(len(dataset))])
         if positions is not None:
             resps = [r[list(positions)] for r in resps]
@@ -106,18 +106,18 @@ class _Packed:
         state = None
         if with_state:
             if getattr(dataset, "states", None) is None:
-                raise ValueError(f"expected dataset '{_dataset_name(dataset)}' with state signals (dataset.states), "
+                raise ValueError(f"expected dataset '{dataset_name(dataset)}' with state signals (dataset.states), "
                                  "got none")
             state, _ = pad_to_longest([torch.as_tensor(s, dtype=torch.float32) for s in dataset.states], 0.0)
             missing = torch.isnan(state).any(1, keepdim=True)                  # (B, 1, Tmax)
             target_all = target_all.masked_fill(missing, float("nan"))
             state = state.masked_fill(missing, 0.0).to(device)
-        return cls(stim_all.to(device), target_all.to(device), lengths, ids, _dataset_name(dataset), state)
+        return cls(stim_all.to(device), target_all.to(device), lengths, ids, dataset_name(dataset), state)
 
-    def select(self, positions: Sequence[int]) -> "_Packed":
+    def select(self, positions: Sequence[int]) -> "Packed":
         """The same stimuli with only the neurons at ``positions``."""
         pos = torch.as_tensor(list(positions), dtype=torch.long, device=self.target.device)
-        return _Packed(self.stim, self.target.index_select(1, pos), self.lengths,
+        return Packed(self.stim, self.target.index_select(1, pos), self.lengths,
                        [self.neuron_ids[int(p)] for p in positions], self.name, self.state)
 
     def batch(self, idx: Sequence[int]):
@@ -191,5 +191,5 @@ def accepts_lengths(model) -> bool:
     return "lengths" in params
 
 
-def _epoch_order(n: int, generator: torch.Generator) -> list[int]:
+def epoch_order(n: int, generator: torch.Generator) -> list[int]:
     return torch.randperm(n, generator=generator).tolist()

@@ -18,7 +18,7 @@ from ..models import model_device
 from ..shapes import check_int
 from .arguments import check_dataset, check_predictions
 from .device import resolve_device
-from .packing import _dataset_name, _neuron_ids
+from .packing import dataset_name, dataset_neuron_ids
 from .stimulus_format import check_stimulus_format as check_format
 
 __all__ = ["predict", "predict_units", "evaluate", "average_over_seeds"]
@@ -134,9 +134,9 @@ def evaluate(model: nn.Module | None, dataset, device: str | torch.device | None
     resp = _concat_responses(dataset)
     if pred.shape[0] != resp.shape[0]:
         raise ValueError(f"the model outputs N={pred.shape[0]} neurons but dataset "
-                         f"'{_dataset_name(dataset)}' has N={resp.shape[0]}")
+                         f"'{dataset_name(dataset)}' has N={resp.shape[0]}")
     return pd.DataFrame({
-        "neuron": _neuron_ids(dataset),
+        "neuron": dataset_neuron_ids(dataset),
         "cc_raw": np.asarray(metrics.cc_raw(pred, resp, reduction="none"), dtype=float),
         "cc_norm": np.asarray(metrics.cc_norm(pred, resp, reduction="none"), dtype=float),
         "cc_max": np.asarray(metrics.cc_max(resp, reduction="none"), dtype=float),

@@ -45,11 +45,13 @@ from ..datasets.sessions import SessionSet
 from ..models import MultiSessionModel, model_device
 from .arguments import check_fit_call, check_train_val
 from .device import resolve_device, seed_everything
-from .fitting import (FitResult, _batch_loss, _check_fit_args, _check_output, _check_parameters_finite, _concat_time,
-                      _get_loss, _init_output, _nan_error)
+from .fitting import FitResult
 from .optim import make_adamw
-from .packing import _Packed, accepts_lengths
+from .options import FitOptions, resolve_fit_options, with_fit_options
+from .packing import Packed, accepts_lengths
 from .prediction import evaluate
+from .steps import (check_fit_args, check_output, check_parameters_finite, concat_time, loss_function,
+                    masked_batch_loss, nan_error, set_output_scale)
 from .stimulus_format import check_stimulus_format as check_format
 from .stopping import INTERRUPTED, INTERRUPTED_RESULT, EarlyStopping, keep_interrupted
 
@@ -125,7 +127,7 @@ def _forward(model, x, key, state, lengths=None):
 
 def _pack(model, sessions: SessionSet, dev) -> dict:
     with_state = _n_states(model) > 0
-    return {k: _Packed.from_dataset(ds, dev, with_state=with_state) for k, ds in sessions.items()}
+    return {k: Packed.from_dataset(ds, dev, with_state=with_state) for k, ds in sessions.items()}
 
 
 def _epoch_batches(packs: dict, batch_size: int, gen: torch.Generator) -> list:
@@ -147,13 +149,13 @@ def _session_val_losses(model, packs: dict, loss_fn, batch_size: int, epoch: int
         for start in range(0, p.n_stimuli, batch_size):
             idx = list(range(start, min(start + batch_size, p.n_stimuli)))
             x, y = p.batch(idx)
-            preds.append(_concat_time(_forward(model, x, key, p.batch_state(idx))))
-            targets.append(_concat_time(y))
+            preds.append(concat_time(_forward(model, x, key, p.batch_state(idx))))
+            targets.append(concat_time(y))
         target = torch.cat(targets, 2)
         per = loss_fn(torch.cat(preds, 2), target.unsqueeze(2), reduction="none")
         valid = torch.isfinite(target).any(2).any(0)
         if not bool(torch.isfinite(per[valid]).all()):
-            raise _nan_error(epoch, per, valid, p.neuron_ids, f"validation loss of session {key!r}")
+            raise nan_error(epoch, per, valid, p.neuron_ids, f"validation loss of session {key!r}")
         out[key] = float(per[valid].mean()) if bool(valid.any()) else float("nan")
     return out
 
@@ -169,12 +171,9 @@ def combined_val_loss(per_session: dict, start: dict) -> float:
     return float(np.mean(rel)) if rel else float("nan")
 
 
-def fit_sessions(model: nn.Module, train, val=None, loss="mse", lr: float = 1e-3, weight_decay: float = 1e-2,
-                 max_epochs: int = 1000, patience: int | None = 50, batch_size: int = 8,
-                 clip_grad: float | None = None, device="auto", seed: int = 0, progress: bool = True,
-                 min_delta: float = 0.0, init_output: bool = True,
-                 prefilter_lr: float | None = None, check_stimulus_format: bool = True,
-                 refine_readouts: bool | None = None, keep_start: bool = False) -> SessionFitResult:
+@with_fit_options
+def fit_sessions(model: nn.Module, train, val=None, options: FitOptions | None = None, *,
+                 refine_readouts: bool | None = None, keep_start: bool = False, **kwargs) -> SessionFitResult:
     """Fit ``model`` on one or several sessions (see the module docstring for the protocol).
 
     Args:
@@ -182,16 +181,19 @@ def fit_sessions(model: nn.Module, train, val=None, loss="mse", lr: float = 1e-3
             StateGainModel or any zoo model (one session); trained in place.
         train, val: a SessionSet, ``{session id: ResponseDataset}`` or one ResponseDataset;
             with a state model the datasets must carry the model's state signals.
-        check_stimulus_format: ValueError when the model's ``dt_ms`` or band centres differ
-            from a session's (:mod:`.stimulus_format`); False allows it.
         refine_readouts: refine each session's readout with the core frozen after the joint
             fit (module docstring); None: for a MultiSessionModel with several sessions and a
             validation set.
         keep_start: the starting weights compete with the epochs (``best_epoch = -1`` when
             no epoch beats them on the validation set): a fine-tuning never ends worse.
-        Other arguments as :func:`~.fitting.fit` (no LR scheduler here). Ctrl-C restores the
-        best weights so far and re-raises with the result so far as ``err.fit_result``
-        (``stop_reason="interrupted"``, :mod:`.stopping`).
+        options: the options of :func:`~.fitting.fit` (:class:`~.options.FitOptions`, the same
+            names and defaults), also as keyword arguments. ``optimizer="auto"`` resolves to AdamW
+            with :data:`~.options.SESSIONS_AUTO` (lr 1e-3, patience 50, batch 8, weight decay 1e-2:
+            :func:`~.options.resolve_fit_options`); L-BFGS, the ridge start, ``train_chunk`` and
+            ``scheduler`` are refused (ValueError). ``check_stimulus_format`` checks every session.
+
+    Ctrl-C restores the best weights so far and re-raises with the result so far as
+    ``err.fit_result`` (``stop_reason="interrupted"``, :mod:`.stopping`).
 
     Returns:
         SessionFitResult: ``val_loss`` per epoch is the early-stopping criterion
@@ -201,8 +203,14 @@ def fit_sessions(model: nn.Module, train, val=None, loss="mse", lr: float = 1e-3
         ValueError: a session the model does not know, sessions with another F / dt_ms,
             missing or other state signals, a model output of the wrong N.
     """
-    check_fit_call(locals(), "fit_sessions")  # types, ranges, model, device: before any work
-    _check_fit_args(lr, max_epochs, patience, batch_size, clip_grad, prefilter_lr)
+    opts = FitOptions.of(options, kwargs, "fit_sessions")
+    check_fit_call(dict(opts.as_dict(), model=model, train=train, val=val, refine_readouts=refine_readouts,
+                        keep_start=keep_start), "fit_sessions")  # types, ranges, model, device: before any work
+    o = resolve_fit_options(model, opts, entry="fit_sessions")
+    lr, weight_decay, max_epochs, patience, batch_size = (o["lr"], o["weight_decay"], o["max_epochs"], o["patience"],
+                                                          o["batch_size"])
+    loss, clip_grad, prefilter_lr, seed, min_delta = opts.loss, opts.clip_grad, opts.prefilter_lr, opts.seed, opts.min_delta
+    check_fit_args(lr, max_epochs, patience, batch_size, clip_grad, prefilter_lr, o["rel_tol"])
     if refine_readouts and (not isinstance(model, MultiSessionModel) or val is None):
         raise ValueError(f"refine_readouts needs a MultiSessionModel and a validation set, got a "
                          f"{type(model).__name__} and val={'None' if val is None else 'given'}")
@@ -216,32 +224,32 @@ def fit_sessions(model: nn.Module, train, val=None, loss="mse", lr: float = 1e-3
             raise ValueError(f"expected a validation set for every training session, missing {missing}")
     for key, ds in tr_sets.items():  # each session's validation set belongs to it, and both to the model
         check_train_val(ds, va_sets[key] if va_sets is not None else None, model)
-    if check_stimulus_format:
+    if opts.check_stimulus_format:
         for part, sets in (("training", tr_sets), ("validation", va_sets or {})):
             for key, ds in sets.items():
                 check_format(model, ds, f"{part} set of session {key!r}")
-    dev = resolve_device(device)
+    dev = resolve_device(opts.device)
     seed_everything(seed)
     model.to(dev)
     tr, va = _pack(model, tr_sets, dev), (_pack(model, va_sets, dev) if va_sets is not None else None)
     for key, p in tr.items():
         p.check_neurons_have_data(f"training (session {key!r})")
-        if init_output:
+        if opts.init_output:
             if isinstance(model, MultiSessionModel):
                 model.init_output(*p.target_stats(), session=key)
             else:
-                _init_output(model, *p.target_stats())
-    loss_fn = _get_loss(loss)
+                set_output_scale(model, *p.target_stats())
+    loss_fn = loss_function(loss)
     gen = torch.Generator().manual_seed(seed)
     opt, params, _ = make_adamw(model, lr, weight_decay, prefilter_lr)
     res = SessionFitResult(sessions=list(tr), session_val_loss={k: [] for k in (va or {})})
     if va is not None:
         res.session_val_start = _session_val_losses(model, va, loss_fn, batch_size, 0)
-    stopper = EarlyStopping(res, va is not None, patience, min_delta, 0.0, model=model)
+    stopper = EarlyStopping(res, va is not None, patience, min_delta, o["rel_tol"], model=model)
     if keep_start and va is not None:
         stopper.keep(model, combined_val_loss(res.session_val_start, res.session_val_start))
     checked = set()
-    bar = tqdm(range(max_epochs), disable=not progress, desc="fit sessions", leave=False)
+    bar = tqdm(range(max_epochs), disable=not opts.progress, desc="fit sessions", leave=False)
     try:
         for epoch in bar:
             model.train()
@@ -250,19 +258,19 @@ def fit_sessions(model: nn.Module, train, val=None, loss="mse", lr: float = 1e-3
                 x, y = tr[key].batch(idx)
                 pred = _forward(model, x, key, tr[key].batch_state(idx), tr[key].batch_lengths(idx))
                 if key not in checked:
-                    _check_output(pred, x, tr[key].n_neurons, f"{tr[key].name}' (session '{key}")
+                    check_output(pred, x, tr[key].n_neurons, f"{tr[key].name}' (session '{key}")
                     checked.add(key)
-                batch_loss, per, valid = _batch_loss(loss_fn, pred, y)
+                batch_loss, per, valid = masked_batch_loss(loss_fn, pred, y)
                 value = float(batch_loss.detach())
                 if not math.isfinite(value):
-                    raise _nan_error(epoch, per, valid, tr[key].neuron_ids)
+                    raise nan_error(epoch, per, valid, tr[key].neuron_ids)
                 opt.zero_grad(set_to_none=True)
                 batch_loss.backward()
                 if clip_grad is not None:
                     torch.nn.utils.clip_grad_norm_(params, clip_grad)
                 opt.step()
                 total, nb = total + value, nb + 1
-            _check_parameters_finite(model, epoch)
+            check_parameters_finite(model, epoch)
             res.train_loss.append(total / max(nb, 1))
             res.lr.append(float(lr))
             v = float("nan")
@@ -288,8 +296,9 @@ def fit_sessions(model: nn.Module, train, val=None, loss="mse", lr: float = 1e-3
         refine_readouts = isinstance(model, MultiSessionModel) and len(tr) > 1 and va is not None
     if refine_readouts:
         kw = dict(loss=loss, lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, patience=patience,
-                  batch_size=batch_size, clip_grad=clip_grad, device=device, seed=seed, progress=False,
-                  min_delta=min_delta, init_output=False, check_stimulus_format=False, keep_start=True)
+                  batch_size=batch_size, clip_grad=clip_grad, device=opts.device, seed=seed, progress=False,
+                  min_delta=min_delta, rel_tol=o["rel_tol"], init_output=False, check_stimulus_format=False,
+                  keep_start=True)
         for key in tr:
             try:
                 res.readout_refits[key] = fit_new_session(model, key, tr_sets[key], va_sets[key], **kw)
@@ -343,8 +352,8 @@ def predict_sessions(model: nn.Module, dataset, session=None, device=None, batch
     model.to(dev)
     was_training = model.training
     model.eval()
-    p = _Packed.from_dataset(dataset, dev, with_state=_n_states(model) > 0)
-    key = model._session_key(session) if isinstance(model, MultiSessionModel) else None
+    p = Packed.from_dataset(dataset, dev, with_state=_n_states(model) > 0)
+    key = model.session_key(session) if isinstance(model, MultiSessionModel) else None
     out = []
     try:
         for start in range(0, p.n_stimuli, batch_size):

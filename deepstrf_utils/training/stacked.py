@@ -24,12 +24,13 @@ from tqdm.auto import tqdm
 
 from .arguments import check_fit_call
 from .device import resolve_device, seed_everything
-from .fitting import (FitResult, _check_fit_args, _check_output, _fit_packed, _get_loss,
-                      _init_output, _fit_start, _probe_output, _resolve_fit_options, _ridge_start, _val_losses,
-                      _validation_coverage)
-from .optim import _clip_per_unit, _decay_scales, _lr_scales, _make_plateau, _StackedAdamW, no_decay_names
-from .packing import _epoch_order, _neuron_positions, _Packed, accepts_lengths
+from .fitting import FitResult, fit_adamw_packed, fit_start, ridge_start
+from .optim import StackedAdamW, clip_per_unit, decay_factors, lr_factors, make_plateau, no_decay_names
+from .options import FitOptions, resolve_fit_options, with_fit_options
+from .packing import Packed, accepts_lengths, epoch_order, neuron_positions
 from .race import race
+from .steps import (check_fit_args, check_output, loss_function, probe_output, set_output_scale, validation_coverage,
+                    validation_losses)
 from .stimulus_format import check_stimulus_format as check_format
 from .stopping import INTERRUPTED, INTERRUPTED_RESULT, improved, keep_interrupted
 
@@ -98,36 +99,10 @@ def stacking_pays_off(model: nn.Module, device: torch.device) -> bool:
     return next(pre.parameters(), None) is None and next(pre.buffers(), None) is None
 
 
-def fit_single_units(
-    model_fn: Callable[[int], nn.Module],
-    train,
-    val=None,
-    neurons: Sequence | None = None,
-    seeds: int | Sequence[int] | None = None,
-    loss: str | Callable = "mse",
-    lr: float | None = None,
-    weight_decay: float | None = None,
-    max_epochs: int | None = None,
-    patience: int | None | str = "auto",
-    batch_size: int | None = None,
-    scheduler: str | None = None,
-    scheduler_kwargs: dict | None = None,
-    clip_grad: float | None = None,
-    device: str | torch.device = "auto",
-    seed: int = 0,
-    progress: bool = True,
-    min_delta: float = 0.0,
-    batched: bool | None = None,
-    compact_below: float = 0.5,
-    init_output: bool = True,
-    max_stack: int | None = None,
-    prefilter_lr: float | None = None,
-    optimizer: str = "auto",
-    init: str | None = "auto",
-    rel_tol: float | None = None,
-    train_chunk: tuple[int, int] | None | str = "auto",
-    check_stimulus_format: bool = True,
-):
+@with_fit_options
+def fit_single_units(model_fn: Callable[[int], nn.Module], train, val=None, neurons: Sequence | None = None,
+                     seeds: int | Sequence[int] | None = None, options: FitOptions | None = None, *,
+                     batched: bool | None = None, compact_below: float = 0.5, max_stack: int | None = None, **kwargs):
     """Fit one independent single-unit model per neuron, all in one vmapped module.
 
     Unit u is ``model_fn(seeds[u])`` (built after ``torch.manual_seed(seeds[u])``; it must
@@ -160,23 +135,26 @@ def fit_single_units(
         max_stack: fit at most this many units per stack (chunks run one after another;
             results are identical); bounds memory for large models (activations scale with
             units x batch). None: all units in one stack.
-        init_output: call each unit's ``init_output(mean, std)`` with its own training target's
-            statistics (as :func:`fit` does).
         seeds: one seed per unit, a single int for all units, or None (= ``seed``).
-        prefilter_lr: learning rate of each unit's ``prefilter.*`` parameters (per-parameter
-            rate in the stacked AdamW; equals a separate param group in :func:`fit`); None: ``lr``.
-        weight_decay: as in :func:`fit`; the same parameters (:func:`no_decay_names`) are
-            exempt, through a per-parameter decay factor in the stacked AdamW.
-        other arguments: as in :func:`fit`.
+        options: the options of :func:`fit` (:class:`~.options.FitOptions`, the same defaults), also
+            as keyword arguments; ``init_output`` sets each unit's output scale from its own
+            training target, ``prefilter_lr`` / ``weight_decay`` apply per parameter in the stacked
+            AdamW (the same parameters exempt from decay, :func:`no_decay_names`), ``clip_grad``
+            per unit.
 
     Returns:
         (models, results): U fitted single-unit models (eval mode, on ``device``) and U
         :class:`FitResult` (``neuron`` = the unit's id, ``wall_s`` = the whole batched fit).
     """
-    check_fit_call(locals(), "fit_single_units")  # types, ranges, datasets (train vs val), device
+    opts = FitOptions.of(options, kwargs, "fit_single_units")
+    check_fit_call(dict(opts.as_dict(), model_fn=model_fn, train=train, val=val, seeds=seeds, batched=batched,
+                        compact_below=compact_below, max_stack=max_stack), "fit_single_units")
+    loss, scheduler, scheduler_kwargs, clip_grad = opts.loss, opts.scheduler, opts.scheduler_kwargs, opts.clip_grad
+    seed, progress, min_delta, init_output = opts.seed, opts.progress, opts.min_delta, opts.init_output
+    prefilter_lr, check_stimulus_format = opts.prefilter_lr, opts.check_stimulus_format
     t0 = time.perf_counter()
-    dev = resolve_device(device)
-    positions = _neuron_positions(train, neurons)
+    dev = resolve_device(opts.device)
+    positions = neuron_positions(train, neurons)
     U = len(positions)
     if U == 0:
         raise ValueError("expected at least one neuron to fit, got an empty list")
@@ -195,9 +173,8 @@ def fit_single_units(
             raise ValueError(f"expected model_fn(seed) to return an nn.Module, got {type(m).__name__}")
         models.append(m.to(dev))
     check_fit_call({"model": models[0], "train": train}, "fit_single_units")  # float32 units, data F and dt_ms
-    o = _resolve_fit_options(models[0], optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
-                             clip_grad, force_adamw=batched is True, train_chunk=train_chunk, batch_size=batch_size,
-                             weight_decay=weight_decay, n_stimuli=len(train))
+    o = resolve_fit_options(models[0], opts, n_stimuli=len(train), force_adamw=batched is True,
+                            entry="fit_single_units")
     batch_size, weight_decay = o["batch_size"], o["weight_decay"]
     if check_stimulus_format:
         for part, what in ((train, "training set"), (val, "validation set")):
@@ -208,21 +185,21 @@ def fit_single_units(
     if o["train_chunk"] is not None and batched:
         raise ValueError("train_chunk fits units one by one; it cannot be combined with batched=True")
     lr, max_epochs, patience, rel_tol = o["lr"], o["max_epochs"], o["patience"], o["rel_tol"]
-    _check_fit_args(lr, max_epochs, patience, batch_size, clip_grad, prefilter_lr, rel_tol)
+    check_fit_args(lr, max_epochs, patience, batch_size, clip_grad, prefilter_lr, rel_tol)
     seed_everything(seed)
-    tr = _Packed.from_dataset(train, dev, positions)
-    va = _Packed.from_dataset(val, dev, positions) if val is not None else None
+    tr = Packed.from_dataset(train, dev, positions)
+    va = Packed.from_dataset(val, dev, positions) if val is not None else None
     tr.check_neurons_have_data("training")
-    _probe_output(models[0], tr.select([0]))
+    probe_output(models[0], tr.select([0]))
     mean, std = tr.target_stats()  # per unit, computed once for all units
 
     def start(u, m):
         """Unit u's starting point: output at the data's scale, then (AdamW path, init="ridge") the
-        ridge STRF; the L-BFGS path sets its starts itself (:func:`~.fitting._fit_start`)."""
+        ridge STRF; the L-BFGS path sets its starts itself (:func:`~.fitting.fit_start`)."""
         if init_output:
-            _init_output(m, mean[u:u + 1], std[u:u + 1])
+            set_output_scale(m, mean[u:u + 1], std[u:u + 1])
         if o["init"] == "ridge" and o["optimizer"] != "lbfgs":
-            _ridge_start(m, tr.select([u]), va.select([u]) if va is not None else None, (mean[u:u + 1], std[u:u + 1]))
+            ridge_start(m, tr.select([u]), va.select([u]) if va is not None else None, (mean[u:u + 1], std[u:u + 1]))
 
     for u, m in enumerate(models):
         start(u, m)
@@ -275,12 +252,12 @@ def fit_single_units(
         with _units_so_far(models[:u + 1], results):
             if o["optimizer"] == "lbfgs":  # every start of o["starts"]; the better on validation kept
                 r = race(models[u], [functools.partial(
-                    _fit_start, start=s, tr=tr.select([u]), va=va_u, loss=loss, o=o,
+                    fit_start, start=s, tr=tr.select([u]), va=va_u, loss=loss, o=o,
                     stats=(mean[u:u + 1], std[u:u + 1]), batch_size=batch_size, seed=seed,
                     progress=progress and U == 1, min_delta=min_delta, t0=t_u, neuron=tr.neuron_ids[u])
                     for s in o["starts"]], t_u)
             else:
-                r = _fit_packed(models[u], tr.select([u]), va_u, loss, lr, weight_decay, max_epochs, patience,
+                r = fit_adamw_packed(models[u], tr.select([u]), va_u, loss, lr, weight_decay, max_epochs, patience,
                                 batch_size, scheduler, scheduler_kwargs, clip_grad, seed, progress and U == 1,
                                 min_delta, t_u, neuron=tr.neuron_ids[u], prefilter_lr=prefilter_lr, rel_tol=rel_tol,
                                 train_chunk=o["train_chunk"])
@@ -333,19 +310,19 @@ def _unbatchable_reason(models) -> str | None:
 def _fit_stacked(models, tr, va, loss, lr, weight_decay, max_epochs, patience, batch_size,
                  scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta,
                  compact_below, t0, dev, prefilter_lr=None, rel_tol=0.0):
-    loss_fn = _get_loss(loss)
+    loss_fn = loss_function(loss)
     U = len(models)
     ids = tr.neuron_ids
-    # units without validation data are fitted as fit(val=None) fits them (see _validation_coverage)
-    has_val = _validation_coverage(va) if va is not None else np.zeros(U, bool)
+    # units without validation data are fitted as fit(val=None) fits them (see validation_coverage)
+    has_val = validation_coverage(va) if va is not None else np.zeros(U, bool)
     if va is not None and not has_val.any():
         va = None
     stack = _Stack(models, dev)
-    scales = _lr_scales([k for k in stack.params if k in stack.trainable], lr, prefilter_lr,
+    scales = lr_factors([k for k in stack.params if k in stack.trainable], lr, prefilter_lr,
                         type(models[0]).__name__)
-    wd_scales = _decay_scales(list(stack.params), no_decay_names(models[0]))
-    opt = _StackedAdamW(stack.params, lr, weight_decay, lr_scale=scales, wd_scale=wd_scales)
-    plateau = _make_plateau(scheduler, scheduler_kwargs, U, lr, patience or 50)
+    wd_scales = decay_factors(list(stack.params), no_decay_names(models[0]))
+    opt = StackedAdamW(stack.params, lr, weight_decay, lr_scale=scales, wd_scale=wd_scales)
+    plateau = make_plateau(scheduler, scheduler_kwargs, U, lr, patience or 50)
     gen = torch.Generator().manual_seed(seed)
     results = [FitResult(neuron=ids[u], batched=True) for u in range(U)]
     # per-unit state (full size U); slots -> units mapping for the (possibly compacted) stack
@@ -363,13 +340,13 @@ def _fit_stacked(models, tr, va, loss, lr, weight_decay, max_epochs, patience, b
         for epoch in bar:
             active_s = active_u[slots]
             stack.train(True)
-            order = _epoch_order(tr.n_stimuli, gen)
+            order = epoch_order(tr.n_stimuli, gen)
             sums = torch.zeros(len(slots), dtype=torch.float64)
             nb = 0
             for x, y, lengths in tr_s.batches(order, batch_size, with_lengths=True):
                 pred = stack.forward(x, len(slots), lengths)
                 if not checked:
-                    _check_output(pred, x, len(slots), tr.name)
+                    check_output(pred, x, len(slots), tr.name)
                     checked = True
                 per = loss_fn(pred, y.unsqueeze(2), reduction="none")
                 valid = torch.isfinite(y).any(2).any(0)
@@ -381,7 +358,7 @@ def _fit_stacked(models, tr, va, loss, lr, weight_decay, max_epochs, patience, b
                     raise FloatingPointError(f"loss is NaN/inf at epoch {epoch} for neuron(s) {bad}")
                 per.sum().backward()
                 if clip_grad is not None:
-                    _clip_per_unit(stack.params, clip_grad)
+                    clip_per_unit(stack.params, clip_grad)
                 opt.step(active_s)
                 sums += per_cpu
                 nb += 1
@@ -389,7 +366,7 @@ def _fit_stacked(models, tr, va, loss, lr, weight_decay, max_epochs, patience, b
             train_loss = (sums / max(nb, 1)).numpy()
             if va_s is not None:
                 stack.train(False)
-                v_per, v_valid = _val_losses(None, va_s, loss_fn, batch_size, stacked=stack)
+                v_per, v_valid = validation_losses(None, va_s, loss_fn, batch_size, stacked=stack)
                 v = np.where(v_valid.cpu().numpy(), v_per.double().cpu().numpy(), np.nan)
                 bad = active_s & ~np.isfinite(v) & v_valid.cpu().numpy()
                 if bad.any():
