@@ -3,7 +3,11 @@
 :func:`write_hdf5` writes a temporary file in the target folder, marks it ``complete`` and
 moves it into place with ``os.replace``; :func:`read_hdf5` refuses files without the mark
 or with another ``schema_version``. The dataset class is passed in (``cls``), so this module
-does not import :mod:`.base` (base imports it).
+does not import :mod:`.base` (base imports it). The layout is the same for every dataset
+class; the attribute ``format`` names the class (``FILE_FORMAT``: a file holding a
+:class:`~deepstrf_utils.datasets.movies.MovieDataset` is refused by ``ResponseDataset.from_hdf5``
+with the class to use), spectrograms keep their band centres in ``cf_hz`` and other stimulus
+formats store their constructor values in the JSON attribute ``format_kwargs``.
 """
 from __future__ import annotations
 
@@ -179,11 +183,15 @@ def _read_table(group: h5py.Group) -> pd.DataFrame:
 
 def _write_dataset(f: h5py.File, ds) -> None:
     f.attrs["schema_version"] = SCHEMA_VERSION
-    f.attrs["format"] = "deepstrf_utils.ResponseDataset"
+    f.attrs["format"] = _file_format(type(ds))
     f.attrs["name"] = ds.name
     f.attrs["dt_ms"] = ds.dt_ms
     f.attrs["split_spec"] = json.dumps(ds.split_spec)
-    f.create_dataset("cf_hz", data=ds.cf_hz)
+    fmt = ds._format_kwargs()
+    if "cf_hz" in fmt:
+        f.create_dataset("cf_hz", data=fmt.pop("cf_hz"))
+    if fmt:
+        f.attrs["format_kwargs"] = json.dumps(fmt)
     f.create_dataset("neuron_ids", data=np.asarray(ds.neuron_ids.tolist(), dtype=object), dtype=h5py.string_dtype())
     f.create_dataset("stim_names", data=np.asarray(ds.stim_names, dtype=object), dtype=h5py.string_dtype())
     f.create_dataset("stim_types", data=np.asarray(ds.stim_types, dtype=object), dtype=h5py.string_dtype())
@@ -207,13 +215,23 @@ def _decode_strings(values: np.ndarray) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
+def _file_format(cls) -> str:
+    return getattr(cls, "FILE_FORMAT", "deepstrf_utils.ResponseDataset")
+
+
 def _read_dataset(f: h5py.File, cls):
+    stored, want = str(f.attrs.get("format", _file_format(cls))), _file_format(cls)
+    if stored != want:
+        raise ValueError(f"{f.filename} holds a {stored.split('.')[-1]}, not a {want.split('.')[-1]}: "
+                         f"read it with {stored.split('.')[-1]}.from_hdf5")
     n_stim = len(f["stimuli"])
+    fmt = {"cf_hz": f["cf_hz"][()]} if "cf_hz" in f else {}
+    fmt.update(json.loads(f.attrs.get("format_kwargs", "{}")))
     return cls(
         stimuli=[f["stimuli"][_item_key(i)][()] for i in range(n_stim)],
         responses=[f["responses"][_item_key(i)][()] for i in range(n_stim)],
         dt_ms=float(f.attrs["dt_ms"]),
-        cf_hz=f["cf_hz"][()],
+        **fmt,
         neuron_ids=_decode_strings(f["neuron_ids"][()]),
         neurons=_read_table(f["neurons"]),
         stim_names=_decode_strings(f["stim_names"][()]),

@@ -1,4 +1,4 @@
-"""Response models: spectrogram ``(B, 1, F, T)`` -> firing rate ``(B, N, T)``.
+"""Response models: spectrogram ``(B, 1, F, T)`` (or movie ``(B, C, H, W, T)``) -> firing rate ``(B, N, T)``.
 
 Every model is a plain ``nn.Module`` made of a **prefilter** (none, AdapTrans or Willmore's
 high-pass), a **core** and a **readout**, strictly causal in time. The package holds:
@@ -14,7 +14,11 @@ high-pass), a **core** and a **readout**, strictly causal in time. The package h
 ``readouts.py``    ``LinearReadout``, ``SessionReadouts``, ``StateGain`` (readouts of their own)
 ``multisession.py`` ``MultiSessionModel`` (shared core, per-session readouts),
                    ``StateGainModel`` (any model + state gain)
-``registry.py``    ``MODELS``, ``build_model``, ``count_parameters``
+``registry.py``    ``MODELS``, ``VISUAL_MODELS``, ``build_model``, ``count_parameters``
+``visual.py``      models of movies ``(B, C, H, W, T)``: ``PixelAdapTrans``,
+                   ``VisualLinearNonlinear`` (+ ``fit_ridge_rf``), ``SpatioTemporalCNN``,
+                   ``RecurrentVisualNet``
+``visual_readouts`` ``GaussianReadout``, ``FactorisedReadout`` (feature maps -> neurons)
 =================  ======================================================================
 
 The frequency-domain helpers (``causal_strf_fft``, ``leaky_integrate``, ...) live one
@@ -36,8 +40,17 @@ from .layers import (
 )
 from .multisession import MultiSessionModel, StateGainModel
 from .readouts import LinearReadout, SessionReadouts, StateGain
-from .registry import MODELS, build_model, count_parameters
+from .registry import MODELS, VISUAL_MODELS, build_model, count_parameters
 from .ridge import fit_ridge_strf
+from .visual import (
+    PixelAdapTrans,
+    RecurrentVisualNet,
+    SpatioTemporalCNN,
+    VisualLinearNonlinear,
+    fit_ridge_rf,
+    make_visual_prefilter,
+)
+from .visual_readouts import FactorisedReadout, GaussianReadout
 from .zoo import (
     STRF_IMPLEMENTATIONS,
     ConvNet2D,
@@ -71,5 +84,14 @@ __all__ = [
     "count_parameters",
     "fit_ridge_strf",
     "MODELS",
+    "VISUAL_MODELS",
     "model_device",
+    "PixelAdapTrans",
+    "VisualLinearNonlinear",
+    "SpatioTemporalCNN",
+    "RecurrentVisualNet",
+    "GaussianReadout",
+    "FactorisedReadout",
+    "fit_ridge_rf",
+    "make_visual_prefilter",
 ]

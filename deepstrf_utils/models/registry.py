@@ -5,9 +5,10 @@ from __future__ import annotations
 from torch import nn
 
 from .multisession import MultiSessionModel, StateGainModel
+from .visual import RecurrentVisualNet, SpatioTemporalCNN, VisualLinearNonlinear
 from .zoo import ConvNet2D, DNet, Linear, LinearNonlinear, NetworkReceptiveField, PopulationCNN, StateNet
 
-__all__ = ["MODELS", "COMPOSITE_MODELS", "build_model", "count_parameters"]
+__all__ = ["MODELS", "COMPOSITE_MODELS", "VISUAL_MODELS", "build_model", "count_parameters"]
 
 MODELS: dict[str, type[nn.Module]] = {
     "Linear": Linear,
@@ -27,10 +28,18 @@ COMPOSITE_MODELS: dict[str, type[nn.Module]] = {
     "StateGainModel": StateGainModel,
 }
 
+#: Models of movies ``(B, C, H, W, T)`` (``models/visual.py``): rebuilt by :func:`build_model`
+#: (and checkpoints); not in ``MODELS``, whose models all take a spectrogram.
+VISUAL_MODELS: dict[str, type[nn.Module]] = {
+    "VisualLinearNonlinear": VisualLinearNonlinear,
+    "SpatioTemporalCNN": SpatioTemporalCNN,
+    "RecurrentVisualNet": RecurrentVisualNet,
+}
+
 
 def build_model(name: str, **config) -> nn.Module:
     """Build ``MODELS[name](**config)``; ``build_model(type(m).__name__, **m.config)`` rebuilds ``m``."""
-    classes = {**MODELS, **COMPOSITE_MODELS}
+    classes = {**MODELS, **COMPOSITE_MODELS, **VISUAL_MODELS}
     if name not in classes:
         raise ValueError(f"expected a model name in {sorted(classes)}, got {name!r}")
     return classes[name](**config)

@@ -1,0 +1,434 @@
+"""Visual response models: movies ``(B, C, H, W, T)`` -> firing rate ``(B, N, T)``.
+
+Like the auditory models, each is a plain ``nn.Module`` made of a **prefilter**, a **core**
+and a **readout**, strictly causal in time (the output at frame t depends on frames <= t):
+
+* :class:`PixelAdapTrans`: AdapTrans (:class:`~deepstrf_utils.adaptrans.AdapTrans`, the same
+  module and mathematics) on every pixel's luminance time course, ON and OFF channels:
+  ``(B, C, H, W, T)`` -> ``(B, 2C, H, W, T)``; time constants per pixel or one shared set;
+* :class:`VisualLinearNonlinear`: a spatiotemporal receptive field per neuron
+  ``(N, C, H, W, K)`` and an output nonlinearity (none = linear); :func:`fit_ridge_rf` gives
+  its closed-form ridge solution (reusing :func:`~.ridge.fit_ridge_strf` on pixels as bands);
+* :class:`SpatioTemporalCNN`: a causal factorised core (per layer a spatial convolution over
+  channels, then a temporal convolution per channel, ELU) and a per-neuron
+  :class:`~.visual_readouts.GaussianReadout` or :class:`~.visual_readouts.FactorisedReadout`;
+* :class:`RecurrentVisualNet`: the same core, pooled and embedded per frame, with behaviour
+  signals (running speed, pupil, ...) concatenated, a GRU, a linear readout and the state
+  gain of :class:`~.readouts.StateGain` (a CNN + GRU with behaviour inputs, after the
+  multimodal model of mouse V1 in freely moving mice).
+
+Every model stores its effective constructor values in ``config`` and is rebuilt by
+``build_model(type(m).__name__, **m.config)``. Shapes: B movies, C channels, H x W pixels,
+T frames, K lags, N neurons, S behaviour signals.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..adaptrans import AdapTrans
+from ..plain import to_plain
+from ..shapes import check_movie
+from .base import MODEL_ADAPTRANS_RECTIFY, _positive_int
+from .layers import MaskedBatchNorm2d, ParametricNonlinearity, causal_strf_conv, valid_mask
+from .readouts import StateGain
+from .ridge import fit_ridge_strf
+from .visual_readouts import READOUTS
+
+__all__ = ["PixelAdapTrans", "MovieIdentity", "make_visual_prefilter", "VisualResponseModel",
+           "VisualLinearNonlinear", "SpatioTemporalCNN", "RecurrentVisualNet", "fit_ridge_rf"]
+
+#: default AdapTrans time constant of the visual prefilter (ms), the same in every pixel
+VISUAL_TAU_MS = 200.0
+
+
+def _frame_shape(value) -> tuple[int, int, int]:
+    try:
+        c, h, w = value
+    except (TypeError, ValueError):
+        raise ValueError(f"expected frame_shape as (C, H, W), got {value!r}") from None
+    return _positive_int(c, "frame_shape[0] (C)"), _positive_int(h, "frame_shape[1] (H)"), _positive_int(w, "frame_shape[2] (W)")
+
+
+class PixelAdapTrans(nn.Module):
+    """AdapTrans on each pixel: ``(B, C, H, W, T)`` -> ``(B, 2C, H, W, T)``.
+
+    Channels ``[0, C)`` are ON, ``[C, 2C)`` OFF (channel c of the input in each half). The
+    filter is an :class:`~deepstrf_utils.adaptrans.AdapTrans` whose bands are the pixels:
+    with ``per_pixel=True`` it has ``C H W`` bands (the movie reshaped to ``(B, 1, C H W, T)``:
+    a_on, a_off and w per pixel); with ``per_pixel=False`` one band shared by every pixel
+    (each pixel's time course filtered as its own stimulus).
+
+    Args:
+        frame_shape: ``(C, H, W)``; dt_ms: frame duration in ms.
+        tau_ms: initial time constant (ms), a scalar or per pixel ``(C, H, W)`` (per_pixel only).
+        w0, kernel_size, learnable, rectify, implementation: as for AdapTrans (kernel
+            ``ceil(3 max(tau) / dt) + 1`` taps by default; ``rectify="relu"`` is what
+            ``make_visual_prefilter("adaptrans")`` uses).
+        per_pixel: time constants and weights per pixel (True) or shared (False).
+    """
+
+    def __init__(self, frame_shape, dt_ms: float = 25.0, tau_ms=VISUAL_TAU_MS, w0: float = 0.75,
+                 kernel_size: Optional[int] = None, learnable: bool = True, rectify: Optional[str] = None,
+                 per_pixel: bool = True, implementation: str = "auto"):
+        super().__init__()
+        self.frame_shape = _frame_shape(frame_shape)
+        self.per_pixel = bool(per_pixel)
+        n = int(np.prod(self.frame_shape)) if self.per_pixel else 1
+        tau = np.asarray(tau_ms, dtype=np.float64)
+        if tau.ndim and (not self.per_pixel or tau.shape != self.frame_shape):
+            raise ValueError(f"expected tau_ms as a scalar{' or (C, H, W)=' + str(self.frame_shape) if self.per_pixel else ''}"
+                             f" (ms), got shape {tau.shape}")
+        self.adaptrans = AdapTrans(n, dt_ms=float(dt_ms), tau_ms=tau.reshape(-1) if tau.ndim else float(tau), w0=w0,
+                                   kernel_size=kernel_size, learnable=learnable, rectify=rectify,
+                                   implementation=implementation)
+        self.dt_ms, self.kernel_size = self.adaptrans.dt_ms, self.adaptrans.kernel_size
+        self.out_channels = 2 * self.frame_shape[0]
+        self.config = to_plain(dict(frame_shape=list(self.frame_shape), dt_ms=self.dt_ms, tau_ms=tau,
+                                    w0=float(w0), kernel_size=self.kernel_size, learnable=bool(learnable),
+                                    rectify=rectify, per_pixel=self.per_pixel, implementation=implementation))
+
+    def _map(self, v: torch.Tensor) -> torch.Tensor:
+        return v.reshape(self.frame_shape) if self.per_pixel else v.reshape(())
+
+    @property
+    def tau_on_ms(self) -> torch.Tensor:
+        """ON time constants (ms): ``(C, H, W)`` per pixel, or a scalar tensor when shared."""
+        return self._map(self.adaptrans.tau_on_ms)
+
+    @property
+    def tau_off_ms(self) -> torch.Tensor:
+        """OFF time constants (ms), like :attr:`tau_on_ms`."""
+        return self._map(self.adaptrans.tau_off_ms)
+
+    @property
+    def w(self) -> torch.Tensor:
+        """Weights of the present frame, like :attr:`tau_on_ms`."""
+        return self._map(self.adaptrans.w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x ``(B, C, H, W, T)`` -> ``(B, 2C, H, W, T)`` (ON channels, then OFF)."""
+        check_movie(x, self.frame_shape)
+        b, c, h, w, t = x.shape
+        if self.per_pixel:
+            return self.adaptrans(x.reshape(b, 1, c * h * w, t)).reshape(b, 2 * c, h, w, t)
+        y = self.adaptrans(x.reshape(b * c * h * w, 1, 1, t))  # (B C H W, 2, 1, T)
+        return y.reshape(b, c, h, w, 2, t).permute(0, 4, 1, 2, 3, 5).reshape(b, 2 * c, h, w, t)
+
+
+class MovieIdentity(nn.Module):
+    """The identity prefilter of a visual model: ``(B, C, H, W, T)`` -> itself; ``out_channels = C``."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.out_channels = _positive_int(channels, "channels")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def make_visual_prefilter(prefilter, frame_shape, dt_ms: float = 25.0, **prefilter_kwargs) -> nn.Module:
+    """The prefilter of a visual model: None (identity, C channels), ``"adaptrans"``
+    (:class:`PixelAdapTrans`, 2C channels, ``rectify="relu"`` unless given, as in the
+    auditory models) or an ``nn.Module`` ``(B, C, H, W, T) -> (B, C', H, W, T)`` with an
+    integer ``out_channels``."""
+    frame_shape = _frame_shape(frame_shape)
+    if prefilter is None:
+        if prefilter_kwargs:
+            raise ValueError(f"prefilter_kwargs given without a prefilter: {sorted(prefilter_kwargs)}")
+        return MovieIdentity(frame_shape[0])
+    if isinstance(prefilter, nn.Module):
+        if not isinstance(getattr(prefilter, "out_channels", None), int):
+            raise ValueError(f"expected a prefilter module with an integer attribute out_channels, got "
+                             f"{type(prefilter).__name__} without one")
+        return prefilter
+    if isinstance(prefilter, str) and prefilter.lower() == "adaptrans":
+        kwargs = {"rectify": MODEL_ADAPTRANS_RECTIFY, **prefilter_kwargs}
+        return PixelAdapTrans(frame_shape, dt_ms=float(dt_ms), **kwargs)
+    if isinstance(prefilter, str) and prefilter.startswith("module:"):
+        raise ValueError(f"this config was saved from a model with a custom prefilter module ({prefilter[7:]}); "
+                         "it cannot be rebuilt from the config: pass the module itself as prefilter")
+    raise ValueError(f"expected prefilter None, 'adaptrans' or an nn.Module for a visual model, got {prefilter!r}")
+
+
+class VisualResponseModel(nn.Module):
+    """Base of the visual models: ``forward(x) = forward_readout(forward_core(prefilter(x)))``.
+
+    Validates ``frame_shape`` ``(C, H, W)``, ``n_neurons`` and ``dt_ms``, owns
+    ``self.prefilter`` and ``self.in_channels`` (C after the prefilter), records the
+    effective constructor values in ``config`` and checks movies ``(B, C, H, W, T)``.
+    ``lengths`` (the valid frames of a padded batch) reaches the core, whose batch
+    normalisation takes its statistics over the valid frames only.
+    """
+
+    def _setup(self, frame_shape, n_neurons, prefilter, prefilter_kwargs, dt_ms) -> None:
+        self.frame_shape = _frame_shape(frame_shape)
+        self.n_neurons = _positive_int(n_neurons, "n_neurons")
+        if isinstance(dt_ms, bool) or not isinstance(dt_ms, (int, float)) or not dt_ms > 0:
+            raise ValueError(f"expected dt_ms > 0 (frame duration in ms), got {dt_ms!r}")
+        self.dt_ms = float(dt_ms)
+        if prefilter_kwargs is not None and not isinstance(prefilter_kwargs, dict):
+            raise ValueError(f"expected prefilter_kwargs as a dict or None, got {type(prefilter_kwargs).__name__}")
+        self.prefilter = make_visual_prefilter(prefilter, self.frame_shape, self.dt_ms, **(prefilter_kwargs or {}))
+        self.in_channels = int(self.prefilter.out_channels)
+
+    def _set_config(self, prefilter, prefilter_kwargs, **kwargs) -> None:
+        if isinstance(prefilter, nn.Module):
+            prefilter, prefilter_kwargs = f"module:{type(prefilter).__name__}", None
+        elif prefilter is not None:  # the prefilter's effective values, as for the auditory models
+            prefilter_kwargs = {k: v for k, v in self.prefilter.config.items() if k not in ("frame_shape", "dt_ms")}
+        self.config = to_plain(dict(frame_shape=list(self.frame_shape), n_neurons=self.n_neurons, **kwargs,
+                                    prefilter=prefilter, prefilter_kwargs=prefilter_kwargs or None, dt_ms=self.dt_ms))
+
+    def _prefiltered(self, x: torch.Tensor) -> torch.Tensor:
+        """Validate x ``(B, C, H, W, T)`` and return the prefilter output ``(B, C', H, W, T)``."""
+        check_movie(x, self.frame_shape)
+        return self.prefilter(x)
+
+    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x ``(B, C, H, W, T)`` -> ``(B, N, T)``; ``lengths`` ``(B,)``: the valid frames of a
+        zero-padded batch (batch statistics over them only; None = every frame valid)."""
+        return self.forward_readout(self.forward_core(self._prefiltered(x), lengths))
+
+    def forward_core(self, z: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def stimulus_shape(self, n_frames: int) -> tuple[int, ...]:
+        """The shape of one input movie of ``n_frames`` frames: ``(C, H, W, n_frames)``."""
+        return (*self.frame_shape, int(n_frames))
+
+    @torch.no_grad()
+    def init_output(self, mean, std) -> None:
+        """Start at the data's scale: the output nonlinearity centred on ``mean`` with gain ``std``."""
+        out = getattr(self, "output_nonlinearity", None)
+        if out is not None:
+            out.init_output(mean, std)
+
+
+def _nonlinearity(kind, n: int):
+    if kind is None:
+        return None
+    if kind not in ("softplus", "sigmoid", "exp", "relu"):
+        raise ValueError(f"expected nonlinearity None, 'softplus', 'sigmoid', 'exp' or 'relu', got {kind!r}")
+    return ParametricNonlinearity(n, kind=kind)
+
+
+class VisualLinearNonlinear(VisualResponseModel):
+    """A spatiotemporal receptive field per neuron and an output nonlinearity.
+
+    ``r_n(t) = g_n(sum_{c,h,w,k} RF[n, c, h, w, k] x'[c, h, w, t - k] + b_n)`` with x' the
+    prefilter output (frames before the first count as zero) and ``g_n`` a
+    :class:`~.layers.ParametricNonlinearity` (``nonlinearity=None``: linear). Parameters:
+    ``weight`` ``(N, C', H, W, K)``, ``bias`` ``(N,)``. forward: ``(B, C, H, W, T)`` -> ``(B, N, T)``.
+    """
+
+    def __init__(self, frame_shape, n_neurons: int = 1, n_lags: int = 8, nonlinearity: Optional[str] = "softplus",
+                 prefilter=None, prefilter_kwargs=None, dt_ms: float = 25.0):
+        super().__init__()
+        self._setup(frame_shape, n_neurons, prefilter, prefilter_kwargs, dt_ms)
+        self.n_lags = _positive_int(n_lags, "n_lags")
+        c, h, w = self.frame_shape
+        bound = 1.0 / math.sqrt(self.in_channels * h * w * self.n_lags)
+        self.weight = nn.Parameter(torch.empty(self.n_neurons, self.in_channels, h, w, self.n_lags).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.zeros(self.n_neurons))
+        self.output_nonlinearity = _nonlinearity(nonlinearity, self.n_neurons)
+        self._set_config(prefilter, prefilter_kwargs, n_lags=self.n_lags, nonlinearity=nonlinearity)
+
+    def forward_core(self, z: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        b, c, h, w, t = z.shape
+        weight = self.weight.reshape(self.n_neurons, c, h * w, self.n_lags)
+        return causal_strf_conv(z.reshape(b, c, h * w, t), weight, self.bias)
+
+    def forward_readout(self, u: torch.Tensor) -> torch.Tensor:
+        return u if self.output_nonlinearity is None else self.output_nonlinearity(u)
+
+    def rf(self) -> torch.Tensor:
+        """The receptive fields ``(N, C', H, W, K)`` (``[..., k]`` weighs frame t - k), detached."""
+        return self.weight.detach().clone()
+
+
+class _FactorisedCore(nn.Module):
+    """Causal factorised layers: per layer a spatial conv (channels mixed, replicate padding,
+    same size) on each frame, a causal temporal conv per channel, batch normalisation
+    (statistics over the valid frames of a padded batch: :class:`~.layers.MaskedBatchNorm2d`)
+    and ELU. ``(B, C, H, W, T)`` (and ``lengths`` ``(B,)``) -> ``(B, C_L, H, W, T)``."""
+
+    def __init__(self, in_channels: int, channels, spatial_kernels, temporal_kernels):
+        super().__init__()
+        channels, spatial_kernels, temporal_kernels = (list(v) for v in (channels, spatial_kernels, temporal_kernels))
+        if not channels or not len(channels) == len(spatial_kernels) == len(temporal_kernels):
+            raise ValueError(f"expected channels, spatial_kernels and temporal_kernels of one length >= 1, got "
+                             f"{channels}, {spatial_kernels}, {temporal_kernels}")
+        self.spatial, self.temporal = nn.ParameterList(), nn.ParameterList()
+        self.spatial_bias = nn.ParameterList()
+        self.norms = nn.ModuleList()
+        c_in = in_channels
+        for c, ks, kt in zip(channels, spatial_kernels, temporal_kernels):
+            c, ks, kt = _positive_int(c, "channels"), _positive_int(ks, "spatial_kernels"), _positive_int(kt, "temporal_kernels")
+            if ks % 2 == 0:
+                raise ValueError(f"expected odd spatial kernel sizes (same-size maps), got {ks}")
+            bound = 1.0 / math.sqrt(c_in * ks * ks)
+            self.spatial.append(nn.Parameter(torch.empty(c, c_in, ks, ks).uniform_(-bound, bound)))
+            self.spatial_bias.append(nn.Parameter(torch.zeros(c)))
+            tk = torch.zeros(c, kt)
+            tk[:, 0] = 1.0  # a temporal kernel starts as the identity (lag 0), plus noise
+            self.temporal.append(nn.Parameter(tk + 0.1 * torch.randn(c, kt) / math.sqrt(kt)))
+            self.norms.append(MaskedBatchNorm2d(c))
+            c_in = c
+        self.out_channels = c_in
+        self.n_lags = sum(int(k.shape[1]) - 1 for k in self.temporal) + 1
+
+    def forward(self, z: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        b, _, h, w, t = z.shape
+        mask = valid_mask(lengths, b, t)
+        for ws, bs, wt, norm in zip(self.spatial, self.spatial_bias, self.temporal, self.norms):
+            c, ks, kt = ws.shape[0], ws.shape[-1], wt.shape[1]
+            frames = z.permute(0, 4, 1, 2, 3).reshape(b * t, -1, h, w)
+            frames = F.conv2d(F.pad(frames, (ks // 2,) * 4, mode="replicate"), ws, bs)
+            u = frames.reshape(b, t, c, h * w).permute(0, 2, 3, 1)  # (B, C, H W, T)
+            # causal per-channel temporal filter: [..., k] of wt weighs frame t - k
+            u = F.conv2d(F.pad(u, (kt - 1, 0)), wt.flip(-1).reshape(c, 1, 1, kt), groups=c)
+            z = F.elu(norm(u, mask)).reshape(b, c, h, w, t)
+        return z
+
+
+class SpatioTemporalCNN(VisualResponseModel):
+    """Causal spatiotemporal CNN core with a per-neuron spatial readout.
+
+    Args:
+        frame_shape: ``(C, H, W)``; n_neurons: N.
+        channels, spatial_kernels, temporal_kernels: per layer the feature maps, the odd
+            spatial kernel size and the temporal kernel length (frames).
+        readout: ``"gaussian"`` (:class:`GaussianReadout`) or ``"factorised"``
+            (:class:`FactorisedReadout`); nonlinearity: per-neuron output nonlinearity
+            (``"softplus"``, ``"sigmoid"``, ``"exp"``, ``"relu"`` or None).
+        prefilter, prefilter_kwargs, dt_ms: as for every model (``"adaptrans"``: PixelAdapTrans).
+
+    forward: ``(B, C, H, W, T)`` -> ``(B, N, T)``; the temporal receptive field of the core is
+    ``n_lags = sum(k_t - 1) + 1`` frames (plus the prefilter's kernel).
+    """
+
+    def __init__(self, frame_shape, n_neurons: int = 1, channels=(8,), spatial_kernels=(9,), temporal_kernels=(8,),
+                 readout: str = "gaussian", nonlinearity: Optional[str] = "softplus", prefilter=None,
+                 prefilter_kwargs=None, dt_ms: float = 25.0):
+        super().__init__()
+        self._setup(frame_shape, n_neurons, prefilter, prefilter_kwargs, dt_ms)
+        if readout not in READOUTS:
+            raise ValueError(f"expected readout in {sorted(READOUTS)}, got {readout!r}")
+        self.core = _FactorisedCore(self.in_channels, channels, spatial_kernels, temporal_kernels)
+        self.n_lags = self.core.n_lags
+        self.readout = READOUTS[readout](self.core.out_channels, self.frame_shape[1:], self.n_neurons)
+        self.output_nonlinearity = _nonlinearity(nonlinearity, self.n_neurons)
+        self._set_config(prefilter, prefilter_kwargs, channels=list(channels), spatial_kernels=list(spatial_kernels),
+                         temporal_kernels=list(temporal_kernels), readout=readout, nonlinearity=nonlinearity)
+
+    def forward_core(self, z: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Prefilter output ``(B, C', H, W, T)`` -> feature maps ``(B, C_L, H, W, T)``."""
+        return self.core(z, lengths)
+
+    def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
+        y = self.readout(h)
+        return y if self.output_nonlinearity is None else self.output_nonlinearity(y)
+
+
+class RecurrentVisualNet(VisualResponseModel):
+    """CNN core + behaviour inputs + GRU + linear readout + state gain.
+
+    Per frame: the factorised core's feature maps are average-pooled to ``pool x pool``,
+    flattened and embedded (linear, ``n_embed``, ELU); the S behaviour signals (``state``
+    ``(B, S, T)``) are appended; a GRU (``n_hidden`` units) runs over time; a linear readout
+    per neuron and the output nonlinearity give the rate, which the
+    :class:`~.readouts.StateGain` of the same signals scales and offsets
+    (``y = (g0 + g . s) r + d0 + d . s``). With ``n_states=0`` there is no behaviour input
+    and no state gain. forward: x ``(B, C, H, W, T)``, state ``(B, S, T)`` -> ``(B, N, T)``.
+    """
+
+    def __init__(self, frame_shape, n_neurons: int = 1, channels=(8,), spatial_kernels=(9,), temporal_kernels=(4,),
+                 pool: int = 4, n_embed: int = 32, n_hidden: int = 32, n_states: int = 0, state_names=None,
+                 nonlinearity: Optional[str] = "softplus", prefilter=None, prefilter_kwargs=None, dt_ms: float = 25.0):
+        super().__init__()
+        self._setup(frame_shape, n_neurons, prefilter, prefilter_kwargs, dt_ms)
+        self.core = _FactorisedCore(self.in_channels, channels, spatial_kernels, temporal_kernels)
+        self.pool = _positive_int(pool, "pool")
+        self.n_states = int(n_states)
+        if self.n_states < 0:
+            raise ValueError(f"expected n_states >= 0, got {n_states}")
+        self.state_names = None if state_names is None else [str(v) for v in state_names]
+        if self.state_names is not None and len(self.state_names) != self.n_states:
+            raise ValueError(f"expected {self.n_states} state_names, got {self.state_names}")
+        self.embed = nn.Linear(self.core.out_channels * self.pool * self.pool, _positive_int(n_embed, "n_embed"))
+        self.gru = nn.GRU(self.embed.out_features + self.n_states, _positive_int(n_hidden, "n_hidden"), batch_first=True)
+        self.readout = nn.Linear(self.gru.hidden_size, self.n_neurons)
+        self.output_nonlinearity = _nonlinearity(nonlinearity, self.n_neurons)
+        self.state_gain = StateGain(self.n_neurons, self.n_states) if self.n_states else None
+        self.n_lags = self.core.n_lags
+        self._set_config(prefilter, prefilter_kwargs, channels=list(channels), spatial_kernels=list(spatial_kernels),
+                         temporal_kernels=list(temporal_kernels), pool=self.pool, n_embed=self.embed.out_features,
+                         n_hidden=self.gru.hidden_size, n_states=self.n_states, state_names=self.state_names,
+                         nonlinearity=nonlinearity)
+
+    def _check_state(self, state, x) -> None:
+        if self.n_states and state is None:
+            raise ValueError(f"expected a state (B, S, T) with S={self.n_states} for {type(self).__name__}, got None")
+        if not self.n_states and state is not None:
+            raise ValueError("expected no state: this model was built with n_states=0")
+        if state is not None and (not torch.is_tensor(state) or tuple(state.shape) != (x.shape[0], self.n_states, x.shape[-1])):
+            got = tuple(state.shape) if torch.is_tensor(state) else type(state).__name__
+            raise ValueError(f"expected a state of shape (B, S, T)=({x.shape[0]}, {self.n_states}, {x.shape[-1]}), got {got}")
+
+    def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None,
+                lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x ``(B, C, H, W, T)`` (and ``state`` ``(B, S, T)`` when ``n_states > 0``) -> ``(B, N, T)``."""
+        z = self._prefiltered(x)
+        self._check_state(state, x)
+        h = self.core(z, lengths)                                          # (B, C, H, W, T)
+        b, c, _, _, t = h.shape
+        pooled = F.adaptive_avg_pool2d(h.permute(0, 4, 1, 2, 3).reshape(b * t, c, *h.shape[2:4]), self.pool)
+        e = F.elu(self.embed(pooled.reshape(b, t, -1)))                    # (B, T, E)
+        if state is not None:
+            e = torch.cat([e, state.transpose(1, 2).to(e.dtype)], dim=-1)
+        y = self.readout(self.gru(e)[0]).transpose(1, 2)                   # (B, N, T)
+        if self.output_nonlinearity is not None:
+            y = self.output_nonlinearity(y)
+        return y if self.state_gain is None else self.state_gain(y, state)
+
+
+def fit_ridge_rf(train, val, n_lags: int = 8, alphas=np.logspace(-3, 6, 19), prefilter=None,
+                 prefilter_kwargs: dict | None = None):
+    """Closed-form ridge receptive fields of every neuron -> ``(VisualLinearNonlinear, info)``.
+
+    train, val: MovieDatasets (or objects with ``.stimuli`` ``(C, H, W, T_i)``, ``.responses``
+    ``(N, R_i, T_i)``, ``.dt_ms``). The pixels are the bands of
+    :func:`~deepstrf_utils.models.ridge.fit_ridge_strf` (causal lagged design of ``n_lags``
+    frames, unpenalised bias, alpha per neuron chosen on the validation correlation from
+    ``alphas``); ``prefilter="adaptrans"`` builds a :class:`PixelAdapTrans` (``prefilter_kwargs``;
+    rectified by default) and fits on its fixed ON/OFF channels. Returns a linear
+    (``nonlinearity=None``) :class:`VisualLinearNonlinear` with the fitted receptive fields
+    (eval mode) and ``fit_ridge_strf``'s info.
+    """
+    frame = getattr(train, "frame_shape", None) or tuple(np.shape(train.stimuli[0])[:3])
+    dt_ms = float(getattr(train, "dt_ms", 25.0))
+    model = VisualLinearNonlinear(frame, train.responses[0].shape[0], n_lags, nonlinearity=None, prefilter=prefilter,
+                                  prefilter_kwargs=prefilter_kwargs, dt_ms=dt_ms)
+    inner = model.prefilter.adaptrans if isinstance(model.prefilter, PixelAdapTrans) else None
+    if inner is not None and not model.prefilter.per_pixel:
+        raise ValueError("fit_ridge_rf needs per-pixel AdapTrans (per_pixel=True): the pixels are its bands")
+
+    def flat(data):
+        return [np.asarray(s, dtype=np.float32).reshape(-1, np.shape(s)[-1]) for s in data.stimuli], data.responses
+
+    linear, info = fit_ridge_strf(flat(train), flat(val), n_lags=n_lags, alphas=alphas, prefilter=inner, dt_ms=dt_ms)
+    with torch.no_grad():
+        c, h, w = model.frame_shape
+        weight = linear.strf().reshape(model.n_neurons, -1, c, h, w, n_lags)
+        model.weight.copy_(weight.reshape(model.weight.shape))
+        model.bias.copy_(linear.bias.detach())
+    return model.eval(), info
