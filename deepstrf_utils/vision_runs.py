@@ -41,9 +41,13 @@ _ADAMW = {"optimizer": "adamw", "lr": 5e-3, "batch_size": 2, "prefilter_lr": 1e-
 _CNN = {"channels": [6], "spatial_kernels": [9], "temporal_kernels": [8], "readout": "factorised"}
 _ALLEN_CNN = {"channels": [8], "spatial_kernels": [9], "temporal_kernels": [1], "readout": "gaussian",
               "nonlinearity": None}
+#: AdamW for the Allen CNN: with L-BFGS's patience of 2 its validation loss never beat the
+#: initial (mean) prediction, so early stopping kept an untrained core
+_ALLEN_FIT = {"optimizer": "adamw", "lr": 3e-3, "batch_size": 8, "patience": 20, "max_epochs": 300}
 
 #: per profile: the synthetic population's options, the models (name -> constructor
-#: arguments), the fitting arguments per model, the seeds, and the Allen check's seeds
+#: arguments), the fitting arguments per model, the seeds, the Allen check's seeds and fitting
+#: arguments, the windows of the gradient receptive fields and the steps of the MEI search
 VISION_SETTINGS: dict[str, dict] = {
     "smoke": {
         "data": {"n_neurons": 6, "frame_hw": [8, 8], "n_repeats": 3, "n_noise": 2, "n_natural": 2, "n_directions": 2,
@@ -51,19 +55,20 @@ VISION_SETTINGS: dict[str, dict] = {
         "models": {"VisualLinearNonlinear": {"n_lags": 6},
                    "SpatioTemporalCNN": {**_CNN, "channels": [3], "spatial_kernels": [5], "temporal_kernels": [4]}},
         "fit": {"VisualLinearNonlinear": {"max_epochs": 1}, "SpatioTemporalCNN": {**_ADAMW, "max_epochs": 1}},
-        "seeds": [0], "allen_seeds": [0], "allen_fit": {"max_epochs": 1}, "n_windows": 16,
+        "seeds": [0], "allen_seeds": [0], "allen_fit": {"max_epochs": 1}, "n_windows": 16, "mei_steps": 10,
     },
     "quick": {
         "data": {"n_neurons": 16},
         "models": {"VisualLinearNonlinear": {"n_lags": 8}, "SpatioTemporalCNN": dict(_CNN)},
         "fit": {"VisualLinearNonlinear": {}, "SpatioTemporalCNN": {**_ADAMW, "patience": 15, "max_epochs": 150}},
-        "seeds": [0, 1], "allen_seeds": [0, 1, 2], "allen_fit": {}, "n_windows": 128,
+        "seeds": [0, 1], "allen_seeds": [0, 1, 2], "allen_fit": dict(_ALLEN_FIT), "n_windows": 128, "mei_steps": 150,
     },
     "paper": {
         "data": {"n_neurons": 24, "n_repeats": 10},
         "models": {"VisualLinearNonlinear": {"n_lags": 8}, "SpatioTemporalCNN": dict(_CNN)},
         "fit": {"VisualLinearNonlinear": {}, "SpatioTemporalCNN": {**_ADAMW, "patience": 20, "max_epochs": 300}},
-        "seeds": [0, 1, 2, 3, 4], "allen_seeds": list(range(10)), "allen_fit": {}, "n_windows": 256,
+        "seeds": [0, 1, 2, 3, 4], "allen_seeds": list(range(10)), "allen_fit": dict(_ALLEN_FIT), "n_windows": 256,
+        "mei_steps": 300,
     },
 }
 
@@ -156,14 +161,13 @@ def paired_prefilter_test(scores: pd.DataFrame, model: str, kind: str | None = "
             "p_value": p}
 
 
-def find_allen_root(data_root) -> Path | None:
+def find_allen_root(data_root, repo: str | Path | None = None) -> Path | None:
     """The folder holding ``allen_v1_scenes/``: ``data_root`` if it has it, else the project's
-    shared data folder (``../shared/data`` beside the repository root), else None."""
-    candidates = [Path(data_root)]
-    for folder in (Path(data_root).resolve(), *Path(data_root).resolve().parents):
-        if (folder / "pyproject.toml").exists():
-            candidates.append(folder.parent / "shared" / "data")
-            break
+    shared data folder (``../shared/data`` beside the repository root ``repo``, default: found
+    from the working directory), else None."""
+    from .session import repo_root
+
+    candidates = [Path(data_root), Path(repo or repo_root()).resolve().parent / "shared" / "data"]
     return next((c for c in candidates if allen_available(c)), None)
 
 

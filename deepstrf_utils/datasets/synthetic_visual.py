@@ -60,8 +60,9 @@ __all__ = ["load_synthetic_visual", "draw_visual_population", "VisualGroundTruth
 
 #: lags of the true receptive fields (frames)
 N_LAGS = 8
-#: fractions of adapting, direction-selective and behaviour-modulated neurons
-ADAPTING_FRACTION, DS_FRACTION, BEHAVIOUR_FRACTION = 0.5, 0.25, 1.0 / 3.0
+#: fractions of direction-selective and behaviour-modulated neurons (half the neurons adapt:
+#: every block of four is an adapting ON, an adapting OFF, a sustained ON and a sustained OFF cell)
+DS_FRACTION, BEHAVIOUR_FRACTION = 0.25, 1.0 / 3.0
 #: time constants of the adapting neurons (ms), drawn log-uniformly
 TAU_RANGE_MS = (100.0, 400.0)
 
@@ -81,7 +82,7 @@ def draw_visual_population(rng: np.random.Generator, n_neurons: int, frame_hw=(1
     h, w = (int(v) for v in frame_hw)
     margin = min(3.0, (min(h, w) - 1) / 3.0)
     polarity = np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
-    adapting = rng.permutation(n) < max(1, int(round(ADAPTING_FRACTION * n)))
+    adapting = (np.arange(n) // 2) % 2 == 0  # neurons 0-3: ON / OFF adapting, ON / OFF sustained, and so on
     ds = rng.permutation(n) < int(round(DS_FRACTION * n))
     behave = rng.permutation(n) < int(round(BEHAVIOUR_FRACTION * n))
     centre = np.stack([rng.uniform(margin, w - 1 - margin, n), rng.uniform(margin, h - 1 - margin, n)], axis=1)
