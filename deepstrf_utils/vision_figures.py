@@ -62,12 +62,14 @@ def figure_population(dataset, neurons: Sequence[int], dt_ms: float | None = Non
         i = dataset.stim_types.index(kind)
         plot_frame(axes[0, j], dataset.stimuli[i][0, ..., dataset.stimuli[i].shape[-1] // 2], signed=False,
                    clabel="luminance (0-1)", title=f"{kind} ({dataset.stim_names[i]})")
-    vmax, _ = symmetric_limit([gt["rf"][n] for n in neurons], 100)
-    for j, n in enumerate(neurons):
+    # an adapting cell's field acts on its polarity's AdapTrans channel: signed by polarity, it reads on luminance
+    fields = [gt["rf"][n] * (gt["polarity"][n] if gt["adapting"][n] else 1.0) for n in neurons]
+    vmax, _ = symmetric_limit(fields, 100)
+    for j, (n, field) in enumerate(zip(neurons, fields)):
         t = "ON" if gt["polarity"][n] > 0 else "OFF"
         kind = "adapting" if gt["adapting"][n] else "sustained"
         ds = "" if np.isnan(gt["direction_deg"][n]) else f", DS {gt['direction_deg'][n]:.0f} deg"
-        plot_frame(axes[1, j], _peak_frame(gt["rf"][n]), vmax, clabel="true RF (a.u.)",
+        plot_frame(axes[1, j], _peak_frame(field), vmax, clabel="true RF on luminance (a.u.)",
                    title=f"neuron {n}: {t}, {kind}{ds}")
     flash = dataset.stim_types.index("flashes") if "flashes" in dataset.stim_types else 0
     dt = float(dt_ms or dataset.dt_ms)
@@ -84,8 +86,9 @@ def figure_population(dataset, neurons: Sequence[int], dt_ms: float | None = Non
         ax.axis("off")
     for ax in axes[0, len(kinds):]:
         ax.axis("off")
-    return fig, ("Synthetic population: a frame of each stimulus kind; true receptive fields at their peak lag "
-                 "(one colour scale); a neuron's spikes, PSTH and true rate to full-field flashes.")
+    return fig, ("Synthetic population: a frame of each stimulus kind (mid-movie); true receptive fields at their "
+                 "peak lag, one colour scale, signed as on luminance (an adapting cell's field acts on its polarity's "
+                 "rectified AdapTrans channel); a neuron's spikes, PSTH and true rate to full-field flashes.")
 
 
 def figure_prefilter_scores(scores: pd.DataFrame, tests: Sequence[dict], metric: str = "cc_norm"):

@@ -75,6 +75,15 @@ def _positive_int(value, name: str) -> int:
     return int(value)
 
 
+def _check_dt_and_kwargs(dt_ms, prefilter_kwargs, what: str = "bin width") -> float:
+    """``dt_ms`` as a float (ValueError unless > 0) after checking ``prefilter_kwargs`` is a dict or None."""
+    if not (isinstance(dt_ms, (int, float)) and dt_ms > 0):
+        raise ValueError(f"expected dt_ms > 0 ({what} in ms), got {dt_ms!r}")
+    if prefilter_kwargs is not None and not isinstance(prefilter_kwargs, dict):
+        raise ValueError(f"expected prefilter_kwargs as a dict or None, got {type(prefilter_kwargs).__name__}")
+    return float(dt_ms)
+
+
 def _pair(value, name: str) -> tuple[int, int]:
     try:
         a, b = value
@@ -100,11 +109,7 @@ class ResponseModel(nn.Module):
     def _setup(self, n_bands, n_neurons, prefilter, prefilter_kwargs, dt_ms) -> None:
         self.n_bands = _positive_int(n_bands, "n_bands")
         self.n_neurons = _positive_int(n_neurons, "n_neurons")
-        if not (isinstance(dt_ms, (int, float)) and dt_ms > 0):
-            raise ValueError(f"expected dt_ms > 0 (bin width in ms), got {dt_ms!r}")
-        self.dt_ms = float(dt_ms)
-        if prefilter_kwargs is not None and not isinstance(prefilter_kwargs, dict):
-            raise ValueError(f"expected prefilter_kwargs as a dict or None, got {type(prefilter_kwargs).__name__}")
+        self.dt_ms = _check_dt_and_kwargs(dt_ms, prefilter_kwargs)
         self.prefilter = make_prefilter(prefilter, self.n_bands, self.dt_ms, **(prefilter_kwargs or {}))
         self.in_channels = int(self.prefilter.out_channels)
 
