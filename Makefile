@@ -97,6 +97,7 @@ bench: env
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_conv.py
 	$(PY) benchmarks/bench_jobs.py
+	$(PY) benchmarks/bench_vision.py
 
 clean:
 	rm -rf build .pytest_cache

@@ -51,17 +51,20 @@ def _peak_frame(rf) -> np.ndarray:
     return r[..., int(np.argmax(np.abs(r).reshape(-1, r.shape[-1]).max(0)))]
 
 
-def figure_population(dataset, neurons: Sequence[int], dt_ms: float | None = None):
-    """Top: one frame of each stimulus kind; middle: the true receptive fields of ``neurons``
-    at their peak lag; bottom: raster and PSTH of the first neuron to the first flash movie."""
-    kinds = list(dict.fromkeys(dataset.stim_types))
+def figure_population(dataset, neurons: Sequence[int], movie: int = 0):
+    """Top: one frame of each segment kind of movie ``movie``; middle: the true receptive
+    fields of ``neurons`` at their peak lag; bottom: the spikes, PSTH and true rate of the
+    first neuron over that movie, and its mean luminance, segments labelled."""
+    from .datasets.synthetic_visual import movie_segments
+
     gt = dataset.ground_truth
-    ncol = max(len(kinds), len(neurons))
+    segs = movie_segments(gt["segments"][movie])
+    ncol = max(len(segs), len(neurons), 3)
     fig, axes = plt.subplots(3, ncol, figsize=(3.1 * ncol, 8.4), constrained_layout=True, squeeze=False)
-    for j, kind in enumerate(kinds):
-        i = dataset.stim_types.index(kind)
-        plot_frame(axes[0, j], dataset.stimuli[i][0, ..., dataset.stimuli[i].shape[-1] // 2], signed=False,
-                   clabel="luminance (0-1)", title=f"{kind} ({dataset.stim_names[i]})")
+    stim = dataset.stimuli[movie][0]
+    for j, (kind, a, b) in enumerate(segs):
+        plot_frame(axes[0, j], stim[..., (a + b) // 2], signed=False, clabel="luminance (0-1)",
+                   title=f"{kind} (frame {(a + b) // 2})")
     # an adapting cell's field acts on its polarity's AdapTrans channel: signed by polarity, it reads on luminance
     fields = [gt["rf"][n] * (gt["polarity"][n] if gt["adapting"][n] else 1.0) for n in neurons]
     vmax, _ = symmetric_limit(fields, 100)
@@ -71,24 +74,25 @@ def figure_population(dataset, neurons: Sequence[int], dt_ms: float | None = Non
         ds = "" if np.isnan(gt["direction_deg"][n]) else f", DS {gt['direction_deg'][n]:.0f} deg"
         plot_frame(axes[1, j], _peak_frame(field), vmax, clabel="true RF on luminance (a.u.)",
                    title=f"neuron {n}: {t}, {kind}{ds}")
-    flash = dataset.stim_types.index("flashes") if "flashes" in dataset.stim_types else 0
-    dt = float(dt_ms or dataset.dt_ms)
-    plot_raster(axes[2, 0], dataset.responses[flash][neurons[0]], dt, title=f"neuron {neurons[0]}, {dataset.stim_names[flash]}")
-    plot_psth(axes[2, 1], dataset.responses[flash][neurons[0]], dt, pred=gt["rate"][flash][neurons[0]],
-              ylabel="rate (spikes / frame)")
+    dt = float(dataset.dt_ms)
+    n0 = neurons[0]
+    plot_raster(axes[2, 0], dataset.responses[movie][n0], dt, title=f"neuron {n0}, {dataset.stim_names[movie]}")
+    plot_psth(axes[2, 1], dataset.responses[movie][n0], dt, pred=gt["rate"][movie][n0], ylabel="rate (spikes / frame)")
     axes[2, 1].lines[-1].set_label("true rate")
     axes[2, 1].legend(frameon=False, fontsize="small")
-    lum = dataset.stimuli[flash][0].mean((0, 1))
-    axes[2, 2].plot(np.arange(lum.size) * dt / 1000.0, lum, color="k")
+    axes[2, 2].plot(np.arange(stim.shape[-1]) * dt / 1000.0, stim.mean((0, 1)), color="k")
     axes[2, 2].set_xlabel("time (s)")
     axes[2, 2].set_ylabel("mean luminance (0-1)")
-    for ax in axes[2, 3:]:
+    for ax in axes[2, :3]:
+        for kind, a, b in segs:
+            ax.axvline(a * dt / 1000.0, color="0.6", lw=0.6)
+            ax.text((a + b) / 2 * dt / 1000.0, 1.0, kind, transform=ax.get_xaxis_transform(), ha="center",
+                    va="bottom", fontsize="x-small")
+    for ax in list(axes[2, 3:]) + list(axes[0, len(segs):]) + list(axes[1, len(neurons):]):
         ax.axis("off")
-    for ax in axes[0, len(kinds):]:
-        ax.axis("off")
-    return fig, ("Synthetic population: a frame of each stimulus kind (mid-movie); true receptive fields at their "
-                 "peak lag, one colour scale, signed as on luminance (an adapting cell's field acts on its polarity's "
-                 "rectified AdapTrans channel); a neuron's spikes, PSTH and true rate to full-field flashes.")
+    return fig, ("Synthetic population: a frame of each segment of a movie; true receptive fields at their peak lag, "
+                 "one colour scale, signed as on luminance (an adapting cell's field acts on its polarity's rectified "
+                 "AdapTrans channel); a neuron's spikes, PSTH and true rate over the movie, segments marked.")
 
 
 def figure_prefilter_scores(scores: pd.DataFrame, tests: Sequence[dict], metric: str = "cc_norm"):
@@ -112,12 +116,14 @@ def figure_prefilter_scores(scores: pd.DataFrame, tests: Sequence[dict], metric:
                  "(no reliable signal) are left out.")
 
 
-def figure_rfs(fields: dict, ground_truth: dict, neurons: Sequence[int], recovery: pd.DataFrame | None = None):
-    """Rows: the true receptive field and each estimate in ``fields`` (``{label: (N, C, H, W, K)
-    or (N, H, W, K)}``), at each one's peak lag, for ``neurons``; each row its own colour scale.
-    With ``recovery`` (:func:`vision_interpret.rf_recovery` of the first estimate), the true
-    (cross) and estimated (circle) centres are marked."""
-    rows = {"truth": np.asarray(ground_truth["rf"]), **{k: to_numpy(v) for k, v in fields.items()}}
+def figure_rfs(fields: dict, ground_truth: dict, neurons: Sequence[int], recoveries: dict | None = None):
+    """Rows: the true receptive field (signed as on luminance) and each estimate in ``fields``
+    (``{label: (N, C, H, W, K) or (N, H, W, K)}``), at each one's peak lag, for ``neurons``;
+    each row its own colour scale. ``recoveries`` (``{label: vision_interpret.rf_recovery
+    table}``) marks the true centre (+) and each estimate's centre (o)."""
+    gt = ground_truth
+    truth = np.asarray(gt["rf"]) * np.where(np.asarray(gt["adapting"], bool), np.asarray(gt["polarity"]), 1.0)[:, None, None, None]
+    rows = {"truth": truth, **{k: to_numpy(v) for k, v in fields.items()}}
     fig, axes = plt.subplots(len(rows), len(neurons), figsize=(2.9 * len(neurons), 2.6 * len(rows)),
                              constrained_layout=True, squeeze=False)
     for i, (label, rf) in enumerate(rows.items()):
@@ -126,13 +132,13 @@ def figure_rfs(fields: dict, ground_truth: dict, neurons: Sequence[int], recover
         for j, (n, frame) in enumerate(zip(neurons, frames)):
             plot_frame(axes[i, j], frame, vmax, clabel=f"{label} (a.u.)", colorbar=j == len(neurons) - 1,
                        title=f"{label}, neuron {n}")
-            if recovery is not None:
-                r = recovery[recovery["neuron"] == n].iloc[0]
-                axes[i, j].plot(r["true_x"], r["true_y"], "k+", ms=9)
+            axes[i, j].plot(*np.asarray(gt["centre_xy"])[n], "k+", ms=9)
+            if recoveries and label in recoveries:
+                r = recoveries[label].set_index("neuron").loc[n]
                 axes[i, j].plot(r["x"], r["y"], "o", mfc="none", mec="k", ms=9)
-    return fig, ("Receptive fields at their peak lag: truth and estimates (each row one symmetric colour scale; "
-                 "+ true centre, o centre estimated from the first estimate). Luminance fields: ON - OFF for "
-                 "fields on AdapTrans channels.")
+    return fig, ("Receptive fields at their peak lag: truth (signed as on luminance) and estimates, each row one "
+                 "symmetric colour scale; + true centre, o the centre read from that row's field. Fields on "
+                 "AdapTrans channels are shown as ON - OFF.")
 
 
 def figure_size_tuning(tables: dict, neurons: Sequence[int], optimal: dict | None = None):

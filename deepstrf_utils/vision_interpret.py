@@ -96,14 +96,18 @@ def gradient_rf(model: nn.Module, movies: torch.Tensor, n_lags: int = 8, n_windo
     return g[..., -k:].flip(-1).detach().cpu()
 
 
-def rf_summary(rf, window: float = 2.0) -> pd.DataFrame:
+def rf_summary(rf, window: float = 2.0, smooth_px: float = 1.0) -> pd.DataFrame:
     """Centre, polarity and peak lag of receptive fields ``(N, C, H, W, K)`` (or ``(N, H, W, K)``).
 
-    Per neuron: the lag k whose frame has the largest absolute value (channels summed), the
-    pixel of that value (its sign is the polarity: +1 ON, -1 OFF), and the centre as the
-    centroid of ``polarity * rf`` (clipped at 0) within ``window`` pixels of it. Columns:
-    neuron, x, y (pixels), polarity, peak_lag, peak.
+    Per neuron (channels summed): the lag k whose frame has the most energy (sum of
+    squares), the pixel of largest absolute value of that frame smoothed by a Gaussian of
+    ``smooth_px`` pixels (0: none; single noisy pixels of a gradient field then do not win),
+    whose sign is the polarity (+1 ON, -1 OFF), and the centre as the centroid of
+    ``polarity * rf`` (clipped at 0) within ``window`` pixels of it. Columns: neuron, x, y
+    (pixels), polarity, peak_lag, peak.
     """
+    from scipy.ndimage import gaussian_filter
+
     r = np.asarray(rf, dtype=np.float64)
     if r.ndim == 5:
         r = r.sum(1)
@@ -112,10 +116,11 @@ def rf_summary(rf, window: float = 2.0) -> pd.DataFrame:
     rows = []
     yy, xx = np.mgrid[0:r.shape[1], 0:r.shape[2]]
     for n, field in enumerate(r):
-        lag = int(np.argmax(np.abs(field).reshape(-1, field.shape[-1]).max(0)))
+        lag = int(np.argmax(np.square(field).reshape(-1, field.shape[-1]).sum(0)))
         frame = field[..., lag]
-        iy, ix = np.unravel_index(int(np.argmax(np.abs(frame))), frame.shape)
-        pol = 1.0 if frame[iy, ix] >= 0 else -1.0
+        smooth = gaussian_filter(frame, float(smooth_px), mode="nearest") if smooth_px else frame
+        iy, ix = np.unravel_index(int(np.argmax(np.abs(smooth))), frame.shape)
+        pol = 1.0 if smooth[iy, ix] >= 0 else -1.0
         near = (xx - ix) ** 2 + (yy - iy) ** 2 <= float(window) ** 2
         wgt = np.where(near, np.clip(pol * frame, 0, None), 0.0)
         total = wgt.sum()
@@ -226,7 +231,7 @@ def suppression_index(table: pd.DataFrame) -> pd.Series:
 
 
 def flash_responses(model: nn.Module, contrast: float = 0.8, duration_ms: float = 1000.0, dt_ms: float | None = None,
-                    pre_ms: float = 250.0) -> pd.DataFrame:
+                    pre_ms: float = 500.0) -> pd.DataFrame:
     """Full-field ON (grey -> 0.5 (1 + contrast)) and OFF (grey -> 0.5 (1 - contrast)) steps
     of ``duration_ms``: each neuron's rate over time. Returns a long table: neuron, flash
     ("ON" / "OFF"), time_ms (0 = onset), rate, and per neuron and flash the peak, the
@@ -258,7 +263,8 @@ def direction_tuning(model: nn.Module, directions=tuple(range(0, 360, 30)), sf_c
     """Mean rate (after the first ``skip`` frames) to full-field gratings drifting in each
     direction (degrees; 0 = towards +x, 90 = towards +y). Returns a long table: neuron,
     direction, response; ``table.attrs["summary"]``: per neuron the preferred direction and
-    ``DSI = (R_pref - R_opposite) / (R_pref + R_opposite)`` (responses above the minimum)."""
+    ``DSI = (R_pref - R_opposite) / (R_pref + R_opposite)`` on the mean rates (rates below 0
+    count as 0)."""
     _, h, w = _frame_shape(model)
     dt = float(dt_ms if dt_ms is not None else getattr(model, "dt_ms", 25.0))
     dirs = [float(d) for d in directions]
@@ -268,7 +274,7 @@ def direction_tuning(model: nn.Module, directions=tuple(range(0, 360, 30)), sf_c
                           for i, d in enumerate(dirs) for n in range(resp.shape[1])])
     rows = []
     for n in range(resp.shape[1]):
-        r = resp[:, n] - resp[:, n].min()
+        r = np.clip(resp[:, n], 0.0, None)
         i = int(np.argmax(r))
         opposite = int(np.argmin([abs(((d - dirs[i] - 180.0) + 180.0) % 360.0 - 180.0) for d in dirs]))
         total = r[i] + r[opposite]

@@ -50,8 +50,7 @@ _ALLEN_FIT = {"optimizer": "adamw", "lr": 3e-3, "batch_size": 8, "patience": 20,
 #: arguments, the windows of the gradient receptive fields and the steps of the MEI search
 VISION_SETTINGS: dict[str, dict] = {
     "smoke": {
-        "data": {"n_neurons": 6, "frame_hw": [8, 8], "n_repeats": 3, "n_noise": 2, "n_natural": 2, "n_directions": 2,
-                 "n_flash": 1, "clip_frames": 48},
+        "data": {"n_neurons": 6, "frame_hw": [8, 8], "n_repeats": 3, "n_movies": 5, "segment_frames": 24},
         "models": {"VisualLinearNonlinear": {"n_lags": 6},
                    "SpatioTemporalCNN": {**_CNN, "channels": [3], "spatial_kernels": [5], "temporal_kernels": [4]}},
         "fit": {"VisualLinearNonlinear": {"max_epochs": 1}, "SpatioTemporalCNN": {**_ADAMW, "max_epochs": 1}},

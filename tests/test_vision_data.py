@@ -20,8 +20,7 @@ def make_movies(lengths=(10, 12, 8, 9), frame=(1, 4, 5), n_neurons=3, repeats=(2
 @pytest.fixture(scope="module")
 def tiny_visual():
     torch.set_num_threads(1)
-    return load_synthetic_visual(n_neurons=6, frame_hw=(8, 8), n_repeats=3, n_noise=2, n_natural=2, n_directions=2,
-                                 n_flash=1, clip_frames=40, seed=1)
+    return load_synthetic_visual(n_neurons=6, frame_hw=(8, 8), n_repeats=3, n_movies=5, segment_frames=24, seed=1)
 
 
 def test_movie_items_collate_and_views_keep_the_type():
@@ -106,16 +105,20 @@ def test_fit_predict_and_evaluate_accept_movies(tiny_visual):
 
 
 def test_synthetic_visual_is_deterministic_and_its_truth_reproduces_the_rates(tiny_visual):
-    again = load_synthetic_visual(n_neurons=6, frame_hw=(8, 8), n_repeats=3, n_noise=2, n_natural=2,
-                                  n_directions=2, n_flash=1, clip_frames=40, seed=1)
+    again = load_synthetic_visual(n_neurons=6, frame_hw=(8, 8), n_repeats=3, n_movies=5, segment_frames=24, seed=1)
     for a, b in zip(again.responses, tiny_visual.responses):
         np.testing.assert_array_equal(a, b)
     gt = tiny_visual.ground_truth
     assert gt["rf"].shape == (6, 8, 8, 8) and gt["centre_xy"].shape == (6, 2)
-    assert set(tiny_visual.stim_types) == {"white_noise", "natural", "grating", "flashes"}
+    from deepstrf_utils.datasets.synthetic_visual import movie_segments
+
+    for movie, desc in zip(tiny_visual.stimuli, gt["segments"]):  # every movie: one segment of each kind
+        segs = movie_segments(desc)
+        assert sorted(k[:7] for k, _, _ in segs) == ["flashes", "grating", "natural", "white_n"]
+        assert [(a, b) for _, a, b in segs] == [(0, 24), (24, 48), (48, 72), (72, 96)] and movie.shape[-1] == 96
     assert tiny_visual.state_names == ["running"] and (np.concatenate(tiny_visual.states, 1) >= 0).all()
     truth = VisualGroundTruth.from_ground_truth(gt)
-    for i in (0, 5):
+    for i in (0, 4):
         x = torch.from_numpy(tiny_visual.stimuli[i][None])
         s = torch.from_numpy(tiny_visual.states[i][None])
         np.testing.assert_allclose(truth(x, s)[0].numpy(), gt["rate"][i], rtol=1e-5, atol=1e-6)

@@ -15,14 +15,11 @@ from deepstrf_utils.vision_runs import paired_prefilter_test
 
 @pytest.fixture(scope="module")
 def population():
-    """16 neurons (8 adapting) on 10 x 10 pixels; test set: one white-noise, one natural and
-    one flash movie (fixed), where adaptation shapes the responses."""
+    """16 neurons (8 adapting) on 10 x 10 pixels, 12 movies of white noise, natural-like,
+    grating and flash segments; the last three movies are the test set."""
     torch.set_num_threads(1)
-    pop = load_synthetic_visual(n_neurons=16, frame_hw=(10, 10), n_repeats=5, n_noise=8, n_natural=3, n_directions=4,
-                                n_flash=3, clip_frames=120, seed=3)
-    types = np.array(pop.stim_types)
-    test = [int(np.flatnonzero(types == k)[-1]) for k in ("white_noise", "natural", "flashes")]
-    return pop.replace(split_spec={"test": test, "n_val": 3})
+    pop = load_synthetic_visual(n_neurons=16, frame_hw=(10, 10), n_repeats=5, n_movies=12, segment_frames=60, seed=3)
+    return pop.replace(split_spec={"test": [9, 10, 11], "n_val": 2})
 
 
 @pytest.fixture(scope="module")

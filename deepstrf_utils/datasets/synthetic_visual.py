@@ -4,9 +4,12 @@
 deterministically from its options (about a second for the defaults).
 
 Stimuli (luminance movies in [0, 1] around grey 0.5, :mod:`deepstrf_utils.visual_stimuli`):
-binary white noise, drifting gratings (one per direction), full-field ON and OFF flashes
-of varied contrast and duration, and natural-like movies (a window drifting and jumping
-over a 1/f image).
+each movie is four segments in a random order, binary white noise, a natural-like movie (a
+window drifting and jumping over a 1/f image), a drifting grating (the directions in turn
+over the movies) and full-field ON and OFF flashes of varied contrast and duration, so that
+every random split of the movies (training, validation for early stopping, test) holds
+every kind (with one kind per movie, a validation set of gratings alone kept the early
+stop of the AdapTrans CNN at its first epoch).
 
 Neurons (drawn from the models' own family: AdapTrans per pixel + a linear receptive field
 + softplus): neuron n fires
@@ -26,7 +29,8 @@ in ``direction_deg``. A third of the neurons have a **behavioural gain** on the 
 speed (``dataset.states``, name ``"running"``: a slow random signal, 0 when still; one
 trace per movie, the same on every repeat). Spikes are Poisson, ``n_repeats`` trials.
 
-``dataset.ground_truth``: ``rate`` (list of B ``(N, T_i)``), per neuron ``polarity`` (+1 ON,
+``dataset.ground_truth``: ``rate`` (list of B ``(N, T_i)``), ``segments`` (per movie
+``"kind:start-stop,..."``, :func:`movie_segments`), per neuron ``polarity`` (+1 ON,
 -1 OFF), ``centre_xy (N, 2)`` (pixels, the centre at the peak lag), ``sigma_centre``,
 ``sigma_surround``, ``surround_weight``, ``adapting`` (bool), ``tau_ms`` (NaN if not
 adapting), ``w``, ``direction_deg`` (NaN if not direction-selective), ``speed_px``,
@@ -56,7 +60,8 @@ from .state import slow_state
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_synthetic_visual", "draw_visual_population", "VisualGroundTruth", "visual_stimulus_set", "N_LAGS"]
+__all__ = ["load_synthetic_visual", "draw_visual_population", "VisualGroundTruth", "visual_stimulus_set",
+           "movie_segments", "N_LAGS"]
 
 #: lags of the true receptive fields (frames)
 N_LAGS = 8
@@ -156,45 +161,57 @@ class VisualGroundTruth(nn.Module):
         return rate
 
 
-def visual_stimulus_set(rng: np.random.Generator, frame_hw=(16, 16), dt_ms: float = 25.0, n_noise: int = 6,
-                        n_natural: int = 6, n_directions: int = 8, n_flash: int = 2, clip_frames: int = 160,
-                        grating_frames: int = 80) -> tuple[list[np.ndarray], list[str], list[str]]:
-    """The movies of :func:`load_synthetic_visual` -> (movies ``(1, H, W, T_i)``, names, types)."""
-    movies, names, kinds = [], [], []
+def visual_stimulus_set(rng: np.random.Generator, frame_hw=(16, 16), dt_ms: float = 25.0, n_movies: int = 8,
+                        segment_frames: int = 80, n_directions: int = 8) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """The movies of :func:`load_synthetic_visual` -> (movies ``(1, H, W, T)``, names, segments).
 
-    def add(movie, name, kind):
-        movies.append(movie[None].astype(np.float32))
-        names.append(name)
-        kinds.append(kind)
+    Each movie is one segment of ``segment_frames`` frames of each kind, in a random order:
+    white noise, a natural-like movie, a drifting grating (directions in turn over the
+    movies, ``n_directions`` evenly spaced) and full-field flashes (grey, then a step to a
+    random level, repeated). ``segments[i]`` describes movie i as ``"kind:start-stop,..."``
+    (:func:`movie_segments` reads it back), so that every split of the movies holds every kind.
+    """
+    movies, names, segments = [], [], []
+    for i in range(int(n_movies)):
+        direction = 360.0 * (i % max(int(n_directions), 1)) / max(int(n_directions), 1)
+        steps = []
+        while sum(d for _, d in steps) < segment_frames * dt_ms:
+            steps += [(0.5, float(rng.choice([250, 500, 750]))),
+                      (float(rng.choice([0.05, 0.25, 0.75, 0.95])), float(rng.choice([250, 500, 1000])))]
+        parts = {"white_noise": vs.white_noise(rng, frame_hw, segment_frames),
+                 "natural": vs.natural_like(rng, frame_hw, segment_frames),
+                 f"grating{int(direction):03d}": vs.drifting_grating(frame_hw, segment_frames, dt_ms, direction,
+                                                                     phase=rng.uniform(0, 2 * np.pi)),
+                 "flashes": vs.flash_sequence(frame_hw, steps, dt_ms)[..., :segment_frames]}
+        order = rng.permutation(list(parts))
+        movies.append(np.concatenate([parts[k] for k in order], axis=-1)[None].astype(np.float32))
+        names.append(f"movie_{i:02d}")
+        segments.append(",".join(f"{k}:{j * segment_frames}-{(j + 1) * segment_frames}" for j, k in enumerate(order)))
+    return movies, names, segments
 
-    for i in range(n_noise):
-        add(vs.white_noise(rng, frame_hw, clip_frames), f"noise_{i:02d}", "white_noise")
-    for i in range(n_natural):
-        add(vs.natural_like(rng, frame_hw, clip_frames), f"natural_{i:02d}", "natural")
-    for d in np.arange(n_directions) * 360.0 / max(n_directions, 1):
-        add(vs.drifting_grating(frame_hw, grating_frames, dt_ms, d, phase=rng.uniform(0, 2 * np.pi)),
-            f"grating_{int(d):03d}", "grating")
-    for i in range(n_flash):
-        segments = []
-        while sum(s[1] for s in segments) < clip_frames * dt_ms:
-            segments += [(0.5, float(rng.choice([250, 500, 750]))),
-                         (float(rng.choice([0.05, 0.25, 0.75, 0.95])), float(rng.choice([250, 500, 1000])))]
-        add(vs.flash_sequence(frame_hw, segments, dt_ms)[..., :clip_frames], f"flashes_{i:02d}", "flashes")
-    return movies, names, kinds
+
+def movie_segments(description: str) -> list[tuple[str, int, int]]:
+    """``"kind:start-stop,..."`` (a movie's entry of ``ground_truth["segments"]``) -> [(kind, start, stop)]."""
+    out = []
+    for part in str(description).split(","):
+        kind, span = part.split(":")
+        a, b = span.split("-")
+        out.append((kind, int(a), int(b)))
+    return out
 
 
 def load_synthetic_visual(n_neurons: int = 16, frame_hw=(16, 16), dt_ms: float = 25.0, n_repeats: int = 5,
-                          n_noise: int = 6, n_natural: int = 6, n_directions: int = 8, n_flash: int = 2,
-                          clip_frames: int = 160, mean_rate: float = 0.4, seed: int = 0) -> MovieDataset:
+                          n_movies: int = 10, segment_frames: int = 80, n_directions: int = 8, mean_rate: float = 0.4,
+                          seed: int = 0) -> MovieDataset:
     """The synthetic visual population (module docstring) as a MovieDataset with ground truth.
 
-    Defaults: 16 neurons, 16 x 16 pixels, 25 ms frames, 6 white-noise + 6 natural-like movies
-    of 160 frames, 8 drifting gratings of 80 frames, 2 flash sequences of 160 frames (3,200
-    frames, 80 s), 5 repeats, mean rate about ``mean_rate`` spikes per frame. Split: random
+    Defaults: 16 neurons, 16 x 16 pixels, 25 ms frames, 10 movies of 4 segments of 80 frames
+    (white noise, natural-like, a drifting grating, flashes; 3,200 frames, 80 s), 5 repeats, mean rate about ``mean_rate`` spikes per frame. Split: random
     test and validation movies per seed (20 % each: early stopping needs more than the one or
     two movies of a 10 % share, whose kind varies).
     """
-    for key, v in {"n_neurons": n_neurons, "n_repeats": n_repeats, "clip_frames": clip_frames}.items():
+    for key, v in {"n_neurons": n_neurons, "n_repeats": n_repeats, "n_movies": n_movies,
+                   "segment_frames": segment_frames}.items():
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"expected {key} as a positive integer, got {v!r}")
     if not float(dt_ms) > 0 or not float(mean_rate) > 0:
@@ -203,8 +220,7 @@ def load_synthetic_visual(n_neurons: int = 16, frame_hw=(16, 16), dt_ms: float =
     rng_pop, rng_stim, rng_state, rng_spk = (np.random.default_rng(s) for s in np.random.SeedSequence([int(seed), 22]).spawn(4))
     truth = draw_visual_population(rng_pop, n_neurons, frame_hw, dt_ms)
     taps = default_kernel_size(TAU_RANGE_MS[1], dt_ms)
-    movies, names, kinds = visual_stimulus_set(rng_stim, frame_hw, dt_ms, n_noise, n_natural, n_directions, n_flash,
-                                               clip_frames, clip_frames // 2)
+    movies, names, segments = visual_stimulus_set(rng_stim, frame_hw, dt_ms, n_movies, segment_frames, n_directions)
     # calibrate on every movie: unit-variance drive, then a bias and an amplitude per neuron
     truth.update(amplitude=np.ones(n_neurons), bias=np.zeros(n_neurons))
     model = VisualGroundTruth(truth, frame_hw, dt_ms, taps)
@@ -231,13 +247,13 @@ def load_synthetic_visual(n_neurons: int = 16, frame_hw=(16, 16), dt_ms: float =
     neurons = pd.DataFrame({"polarity": np.where(truth["polarity"] > 0, "ON", "OFF"), "kind": kind,
                             "direction_selective": np.isfinite(truth["direction_deg"]),
                             "behaviour": truth["behaviour_gain"] > 0})
-    gt = {**truth, "rate": rates, "shared": {"frame_shape": [1, *frame_hw], "dt_ms": float(dt_ms), "n_lags": N_LAGS,
+    gt = {**truth, "rate": rates, "segments": segments, "shared": {"frame_shape": [1, *frame_hw], "dt_ms": float(dt_ms), "n_lags": N_LAGS,
                                              "adaptation_taps": int(taps), "model": "amplitude * softplus(rf * z + bias)"
                                              " * (1 + behaviour_gain * running)"}}
     options = dict(n_neurons=int(n_neurons), frame_hw=list(frame_hw), dt_ms=float(dt_ms), n_repeats=int(n_repeats),
-                   n_noise=int(n_noise), n_natural=int(n_natural), n_directions=int(n_directions),
-                   n_flash=int(n_flash), clip_frames=int(clip_frames), mean_rate=float(mean_rate), seed=int(seed))
-    return MovieDataset(movies, responses, dt_ms, neurons=neurons, stim_names=names, stim_types=kinds,
+                   n_movies=int(n_movies), segment_frames=int(segment_frames), n_directions=int(n_directions),
+                   mean_rate=float(mean_rate), seed=int(seed))
+    return MovieDataset(movies, responses, dt_ms, neurons=neurons, stim_names=names, stim_types=["mixed"] * len(movies),
                         name="synthetic_visual", ground_truth=gt, meta={"source": "synthetic_visual", "options": options},
                         split_spec={"test": "random", "test_fraction": 0.2, "val_fraction": 0.2},
                         states=states, state_names=["running"])
