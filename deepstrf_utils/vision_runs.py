@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["VISION_SETTINGS", "vision_settings", "fit_visual_model", "compare_prefilters", "paired_prefilter_test",
            "find_allen_root", "allen_check", "allen_summary"]
 
-_ADAMW = {"optimizer": "adamw", "lr": 5e-3, "batch_size": 2, "prefilter_lr": 1e-3}
+_ADAMW = {"optimizer": "adamw", "lr": 5e-3, "batch_size": 2, "prefilter_lr": 1e-2}
 _CNN = {"channels": [6], "spatial_kernels": [9], "temporal_kernels": [8], "readout": "factorised"}
 _ALLEN_CNN = {"channels": [8], "spatial_kernels": [9], "temporal_kernels": [1], "readout": "gaussian",
               "nonlinearity": None}
@@ -46,8 +46,9 @@ _ALLEN_CNN = {"channels": [8], "spatial_kernels": [9], "temporal_kernels": [1], 
 _ALLEN_FIT = {"optimizer": "adamw", "lr": 3e-3, "batch_size": 8, "patience": 20, "max_epochs": 300}
 
 #: per profile: the synthetic population's options, the models (name -> constructor
-#: arguments), the fitting arguments per model, the seeds, the Allen check's seeds and fitting
-#: arguments, the windows of the gradient receptive fields and the steps of the MEI search
+#: arguments), the fitting arguments and AdapTrans arguments per model, the seeds, the Allen
+#: check's seeds and fitting arguments, the windows of the gradient receptive fields and the
+#: steps of the MEI search
 VISION_SETTINGS: dict[str, dict] = {
     "smoke": {
         "data": {"n_neurons": 6, "frame_hw": [8, 8], "n_repeats": 3, "n_movies": 5, "segment_frames": 24},
@@ -81,13 +82,13 @@ def vision_settings(profile: str) -> dict:
 
 
 def fit_visual_model(name: str, model_kwargs: dict, train, val, prefilter=None, fit_kwargs: dict | None = None,
-                     seed: int = 0, device: str = "cpu"):
+                     seed: int = 0, device: str = "cpu", prefilter_kwargs: dict | None = None):
     """Build ``name`` (a visual model) for ``train``'s frames and neurons, seed it, fit it -> (model, FitResult).
 
     A ``VisualLinearNonlinear`` starts from the closed-form ridge receptive fields on its own
     (initial) prefilter channels (:func:`~deepstrf_utils.models.fit_ridge_rf`), as ``fit`` starts
     the auditory Linear / LN models; then ``fit`` trains everything, AdapTrans included.
-    ``prefilter_lr`` is dropped without a prefilter.
+    ``prefilter_lr`` is dropped without a prefilter; ``prefilter_kwargs`` go to the prefilter.
     """
     if name not in VISUAL_MODELS:
         raise ValueError(f"expected a visual model name in {sorted(VISUAL_MODELS)}, got {name!r}")
@@ -96,7 +97,7 @@ def fit_visual_model(name: str, model_kwargs: dict, train, val, prefilter=None, 
         kwargs.pop("prefilter_lr", None)
     seed_everything(seed)
     model = VISUAL_MODELS[name](train.frame_shape, train.n_neurons, prefilter=prefilter, dt_ms=train.dt_ms,
-                                **model_kwargs)
+                                prefilter_kwargs=(prefilter_kwargs or None) if prefilter else None, **model_kwargs)
     if name == "VisualLinearNonlinear":
         ridge, _ = fit_ridge_rf(train, val, n_lags=model.n_lags, prefilter=model.prefilter)
         with torch.no_grad():
@@ -122,7 +123,8 @@ def compare_prefilters(dataset, settings: dict, seeds=None, device: str = "cpu")
         train, val, test = dataset.split(seed)
         for name, kwargs in settings["models"].items():
             for prefilter in (None, "adaptrans"):
-                model, res = fit_visual_model(name, kwargs, train, val, prefilter, settings["fit"].get(name), seed, device)
+                model, res = fit_visual_model(name, kwargs, train, val, prefilter, settings["fit"].get(name), seed, device,
+                                              settings.get("prefilter_kwargs", {}).get(name))
                 scores = evaluate(model, test)
                 label = prefilter or "none"
                 models[(name, label, seed)] = model.eval()

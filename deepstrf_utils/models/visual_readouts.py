@@ -94,8 +94,12 @@ class GaussianReadout(nn.Module):
 class FactorisedReadout(nn.Module):
     """Factorised readout: spatial mask ``(N, H, W)`` x feature weights ``(N, C)`` + bias.
 
-    Parameters: ``mask`` ``(N, H, W)`` (started at a uniform 1 / (H W) plus small noise),
-    ``features`` ``(N, C)``, ``bias`` ``(N,)``. forward: ``(B, C, H, W, T)`` -> ``(B, N, T)``.
+    Parameters: ``mask`` ``(N, H, W)``, ``features`` ``(N, C)``, ``bias`` ``(N,)``. The mask
+    in use is ``mask / sqrt(H W)`` (:meth:`masks`), started at a uniform ``1 / (H W)`` plus
+    10 % noise: stored ``sqrt(H W)`` times larger, its entries are of the scale of an Adam
+    step (whose size does not depend on a parameter's scale); stored at ``1 / (H W)``, the
+    first steps of AdamW at lr 5e-3 turned the masks to noise and the CNN overfitted
+    (``benchmarks/README.md``). forward: ``(B, C, H, W, T)`` -> ``(B, N, T)``.
     """
 
     def __init__(self, in_channels: int, map_shape, n_neurons: int):
@@ -104,18 +108,19 @@ class FactorisedReadout(nn.Module):
         self.map_shape = tuple(_positive_int(v, "map_shape") for v in map_shape)
         self.n_neurons = _positive_int(n_neurons, "n_neurons")
         h, w = self.map_shape
-        self.mask = nn.Parameter((1.0 + 0.1 * torch.randn(self.n_neurons, h, w)) / (h * w))
+        self.scale = 1.0 / math.sqrt(h * w)
+        self.mask = nn.Parameter((1.0 + 0.1 * torch.randn(self.n_neurons, h, w)) * self.scale)
         self.features = nn.Parameter(torch.empty(self.n_neurons, self.in_channels).normal_(0.0, 1.0 / math.sqrt(self.in_channels)))
         self.bias = nn.Parameter(torch.zeros(self.n_neurons))
 
     def masks(self) -> torch.Tensor:
-        """The spatial masks ``(N, H, W)``."""
-        return self.mask
+        """The spatial masks in use, ``mask / sqrt(H W)``, ``(N, H, W)``."""
+        return self.mask * self.scale
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """h ``(B, C, H, W, T)`` -> ``(B, N, T)``."""
         _check_features(h, self.in_channels, self.map_shape)
-        pooled = torch.einsum("bchwt,nhw->bnct", h, self.mask)
+        pooled = torch.einsum("bchwt,nhw->bnct", h, self.masks())
         return torch.einsum("bnct,nc->bnt", pooled, self.features) + self.bias[:, None]
 
     def extra_repr(self) -> str:
