@@ -119,7 +119,7 @@ def figure_prefilter_scores(scores: pd.DataFrame, tests: Sequence[dict], metric:
 def figure_rfs(fields: dict, ground_truth: dict, neurons: Sequence[int], recoveries: dict | None = None):
     """Rows: the true receptive field (signed as on luminance) and each estimate in ``fields``
     (``{label: (N, C, H, W, K) or (N, H, W, K)}``), at each one's peak lag, for ``neurons``;
-    each row its own colour scale. ``recoveries`` (``{label: vision_interpret.rf_recovery
+    each panel its own symmetric colour scale (a noisy estimate would flatten the others). ``recoveries`` (``{label: vision_interpret.rf_recovery
     table}``) marks the true centre (+) and each estimate's centre (o)."""
     gt = ground_truth
     truth = np.asarray(gt["rf"]) * np.where(np.asarray(gt["adapting"], bool), np.asarray(gt["polarity"]), 1.0)[:, None, None, None]
@@ -127,17 +127,14 @@ def figure_rfs(fields: dict, ground_truth: dict, neurons: Sequence[int], recover
     fig, axes = plt.subplots(len(rows), len(neurons), figsize=(2.9 * len(neurons), 2.6 * len(rows)),
                              constrained_layout=True, squeeze=False)
     for i, (label, rf) in enumerate(rows.items()):
-        frames = [_peak_frame(rf[n]) for n in neurons]
-        vmax, _ = symmetric_limit(frames, 100)
-        for j, (n, frame) in enumerate(zip(neurons, frames)):
-            plot_frame(axes[i, j], frame, vmax, clabel=f"{label} (a.u.)", colorbar=j == len(neurons) - 1,
-                       title=f"{label}, neuron {n}")
+        for j, n in enumerate(neurons):
+            plot_frame(axes[i, j], _peak_frame(rf[n]), None, clabel=f"{label} (a.u.)", title=f"{label}, neuron {n}")
             axes[i, j].plot(*np.asarray(gt["centre_xy"])[n], "k+", ms=9)
             if recoveries and label in recoveries:
                 r = recoveries[label].set_index("neuron").loc[n]
                 axes[i, j].plot(r["x"], r["y"], "o", mfc="none", mec="k", ms=9)
-    return fig, ("Receptive fields at their peak lag: truth (signed as on luminance) and estimates, each row one "
-                 "symmetric colour scale; + true centre, o the centre read from that row's field. Fields on "
+    return fig, ("Receptive fields at their peak lag: truth (signed as on luminance) and estimates, each panel its "
+                 "own symmetric colour scale; + true centre, o the centre read from that row's field. Fields on "
                  "AdapTrans channels are shown as ON - OFF.")
 
 

@@ -258,8 +258,9 @@ class VisualLinearNonlinear(VisualResponseModel):
 
 
 class _FactorisedCore(nn.Module):
-    """Causal factorised layers: per layer a spatial conv (channels mixed, replicate padding,
-    same size) on each frame, a causal temporal conv per channel, batch normalisation
+    """Causal factorised layers: per layer a spatial conv (channels mixed, zero padding, same
+    size; replicate padding gave the border pixels several times the weight of the others,
+    and gradient receptive fields their largest values at the corners) on each frame, a causal temporal conv per channel, batch normalisation
     (statistics over the valid frames of a padded batch: :class:`~.layers.MaskedBatchNorm2d`)
     and ELU. ``(B, C, H, W, T)`` (and ``lengths`` ``(B,)``) -> ``(B, C_L, H, W, T)``."""
 
@@ -294,7 +295,7 @@ class _FactorisedCore(nn.Module):
         for ws, bs, wt, norm in zip(self.spatial, self.spatial_bias, self.temporal, self.norms):
             c, ks, kt = ws.shape[0], ws.shape[-1], wt.shape[1]
             frames = z.permute(0, 4, 1, 2, 3).reshape(b * t, -1, h, w)
-            frames = F.conv2d(F.pad(frames, (ks // 2,) * 4, mode="replicate"), ws, bs)
+            frames = F.conv2d(frames, ws, bs, padding=ks // 2)
             u = frames.reshape(b, t, c, h * w).permute(0, 2, 3, 1)  # (B, C, H W, T)
             # causal per-channel temporal filter: [..., k] of wt weighs frame t - k
             u = F.conv2d(F.pad(u, (kt - 1, 0)), wt.flip(-1).reshape(c, 1, 1, kt), groups=c)
