@@ -149,7 +149,8 @@ def test_visual_linear_rf_is_the_weight_in_lag_order():
         model.weight[1, 0, 2, 3, 2] = 1.5  # neuron 1 reads pixel (y=2, x=3) two frames back
     x = torch.zeros(1, 1, 4, 5, 10)
     x[0, 0, 2, 3, 4] = 1.0
-    y = model(x)[0]
+    with torch.no_grad():
+        y = model(x)[0]
     assert y[1].nonzero().flatten().tolist() == [6] and float(y[1, 6]) == 1.5 and float(y[0].abs().sum()) == 0.0
 
 
