@@ -15,6 +15,8 @@ One module per concept (see docs/ARCHITECTURE.md):
 - :mod:`deepstrf_utils.profiles`, :mod:`deepstrf_utils.session`, :mod:`deepstrf_utils.published`
   -- run profiles, notebook set-up and fitted-model lookup, the published numbers
 - :mod:`deepstrf_utils.plotting`, :mod:`deepstrf_utils.figures` -- panel helpers, the notebooks' multi-panel figures
+- vision (movies ``(B, C, H, W, T)``): ``datasets.MovieDataset``, ``models.visual``, :mod:`deepstrf_utils.visual_stimuli`,
+  :mod:`deepstrf_utils.vision_interpret`, :mod:`deepstrf_utils.vision_runs`, :mod:`deepstrf_utils.vision_figures`
 
 Submodules are imported on first use, so ``import deepstrf_utils`` stays cheap.
 """
@@ -26,6 +28,7 @@ _SUBMODULES = {
     "adaptrans", "models", "metrics", "datasets", "training", "strfs", "insilico",
     "plotting", "stimuli", "spectrogram", "spectral", "plain", "profiles", "session",
     "published", "groundtruth", "runner", "jobs", "executors", "sweep", "figures", "shapes",
+    "visual_stimuli", "vision_interpret", "vision_runs", "vision_figures",
 }
 
 

@@ -33,7 +33,33 @@ def _check_features(h: torch.Tensor, channels: int, hw: tuple[int, int]) -> None
                          f"got {tuple(h.shape)}")
 
 
-class GaussianReadout(nn.Module):
+class _SpatialReadout(nn.Module):
+    """What both readouts share: ``y_n = sum_c features[n, c] sum_hw masks()[n, h, w] h[c, h, w] + bias[n]``."""
+
+    def _setup(self, in_channels: int, map_shape, n_neurons: int) -> None:
+        self.in_channels = _positive_int(in_channels, "in_channels")
+        self.map_shape = tuple(_positive_int(v, "map_shape") for v in map_shape)
+        self.n_neurons = _positive_int(n_neurons, "n_neurons")
+
+    def _features_and_bias(self) -> None:
+        scale = 1.0 / math.sqrt(self.in_channels)
+        self.features = nn.Parameter(torch.empty(self.n_neurons, self.in_channels).normal_(0.0, scale))
+        self.bias = nn.Parameter(torch.zeros(self.n_neurons))
+
+    def masks(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """h ``(B, C, H, W, T)`` -> ``(B, N, T)``."""
+        _check_features(h, self.in_channels, self.map_shape)
+        pooled = torch.einsum("bchwt,nhw->bnct", h, self.masks())
+        return torch.einsum("bnct,nc->bnt", pooled, self.features) + self.bias[:, None]
+
+    def extra_repr(self) -> str:
+        return f"in_channels={self.in_channels}, map_shape={self.map_shape}, n_neurons={self.n_neurons}"
+
+
+class GaussianReadout(_SpatialReadout):
     """Gaussian readout (see the module docstring).
 
     Args:
@@ -47,17 +73,14 @@ class GaussianReadout(nn.Module):
 
     def __init__(self, in_channels: int, map_shape, n_neurons: int, init_sigma: float = 0.3):
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.map_shape = tuple(_positive_int(v, "map_shape") for v in map_shape)
-        self.n_neurons = _positive_int(n_neurons, "n_neurons")
+        self._setup(in_channels, map_shape, n_neurons)
         if not float(init_sigma) > 0:
             raise ValueError(f"expected init_sigma > 0 (frame units), got {init_sigma}")
         self.min_sigma = 1.0 / max(max(self.map_shape) - 1, 1)
         self.position = nn.Parameter(torch.empty(self.n_neurons, 2).uniform_(-0.5, 0.5))
         raw = math.log(math.expm1(max(float(init_sigma) - self.min_sigma, 1e-3)))
         self.raw_sigma = nn.Parameter(torch.full((self.n_neurons,), raw))
-        self.features = nn.Parameter(torch.empty(self.n_neurons, self.in_channels).normal_(0.0, 1.0 / math.sqrt(self.in_channels)))
-        self.bias = nn.Parameter(torch.zeros(self.n_neurons))
+        self._features_and_bias()
         h, w = self.map_shape
         self.register_buffer("grid_y", torch.linspace(-1.0, 1.0, h) if h > 1 else torch.zeros(1), persistent=False)
         self.register_buffer("grid_x", torch.linspace(-1.0, 1.0, w) if w > 1 else torch.zeros(1), persistent=False)
@@ -81,17 +104,8 @@ class GaussianReadout(nn.Module):
         scale = torch.tensor([max(w - 1, 0) / 2.0, max(h - 1, 0) / 2.0], device=self.position.device)
         return ((self.position.detach() + 1.0) * scale).cpu()
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """h ``(B, C, H, W, T)`` -> ``(B, N, T)``."""
-        _check_features(h, self.in_channels, self.map_shape)
-        pooled = torch.einsum("bchwt,nhw->bnct", h, self.masks())
-        return torch.einsum("bnct,nc->bnt", pooled, self.features) + self.bias[:, None]
 
-    def extra_repr(self) -> str:
-        return f"in_channels={self.in_channels}, map_shape={self.map_shape}, n_neurons={self.n_neurons}"
-
-
-class FactorisedReadout(nn.Module):
+class FactorisedReadout(_SpatialReadout):
     """Factorised readout: spatial mask ``(N, H, W)`` x feature weights ``(N, C)`` + bias.
 
     Parameters: ``mask`` ``(N, H, W)``, ``features`` ``(N, C)``, ``bias`` ``(N,)``. The mask
@@ -104,27 +118,15 @@ class FactorisedReadout(nn.Module):
 
     def __init__(self, in_channels: int, map_shape, n_neurons: int):
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.map_shape = tuple(_positive_int(v, "map_shape") for v in map_shape)
-        self.n_neurons = _positive_int(n_neurons, "n_neurons")
+        self._setup(in_channels, map_shape, n_neurons)
         h, w = self.map_shape
         self.scale = 1.0 / math.sqrt(h * w)
         self.mask = nn.Parameter((1.0 + 0.1 * torch.randn(self.n_neurons, h, w)) * self.scale)
-        self.features = nn.Parameter(torch.empty(self.n_neurons, self.in_channels).normal_(0.0, 1.0 / math.sqrt(self.in_channels)))
-        self.bias = nn.Parameter(torch.zeros(self.n_neurons))
+        self._features_and_bias()
 
     def masks(self) -> torch.Tensor:
         """The spatial masks in use, ``mask / sqrt(H W)``, ``(N, H, W)``."""
         return self.mask * self.scale
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """h ``(B, C, H, W, T)`` -> ``(B, N, T)``."""
-        _check_features(h, self.in_channels, self.map_shape)
-        pooled = torch.einsum("bchwt,nhw->bnct", h, self.masks())
-        return torch.einsum("bnct,nc->bnt", pooled, self.features) + self.bias[:, None]
-
-    def extra_repr(self) -> str:
-        return f"in_channels={self.in_channels}, map_shape={self.map_shape}, n_neurons={self.n_neurons}"
 
 
 #: readout name -> class (the ``readout`` argument of the visual models)
