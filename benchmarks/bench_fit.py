@@ -116,14 +116,16 @@ def cc_true(model, test, true_rates) -> float:
     return float(np.corrcoef(pred, rate)[0, 1])
 
 
-def build(name, n_bands=N_BANDS):
-    return build_model(name, n_bands=n_bands, n_neurons=1, dt_ms=DT_MS, prefilter="adaptrans")
+def build(name, cf_hz, n_bands=N_BANDS):
+    """``name`` with AdapTrans on the data's band centres ``cf_hz``."""
+    return build_model(name, n_bands=n_bands, n_neurons=1, dt_ms=DT_MS, prefilter="adaptrans",
+                       prefilter_kwargs={"cf_hz": [float(v) for v in cf_hz]})
 
 
 def run_one(name, mode, seed, data, cap=None):
     train, val, test, rates = data
     torch.manual_seed(seed)
-    model = build(name)
+    model = build(name, train.cf_hz)
     kwargs = mode_kwargs(mode)
     if cap is not None:
         kwargs["max_epochs"] = min(int(cap), int(kwargs.get("max_epochs", 10**9)))

@@ -51,15 +51,19 @@ def ns1_like(n_neurons: int, n_stimuli: int = B_NS1, n_repeats: int = 2, seed: i
     rng = np.random.default_rng(seed)
     stims = [rng.random((F_NS1, T_NS1), dtype=np.float32) for _ in range(n_stimuli)]
     resps = [rng.poisson(0.2, size=(n_neurons, n_repeats, T_NS1)).astype(np.float32) for _ in range(n_stimuli)]
-    return ResponseDataset(stims, resps, dt_ms=5.0, cf_hz=np.geomspace(500, 22627, F_NS1), name="ns1-like")
+    return ResponseDataset(stims, resps, dt_ms=5.0, cf_hz=NS1_CF, name="ns1-like")
 
 
 #: rectification of AdapTrans in every benchmark ("relu": the models' default; set by --rectify)
 ADAPTRANS_KWARGS = {}
 
 
+#: the band centres of ns1_like (the models are built on the data's bands)
+NS1_CF = [float(v) for v in np.geomspace(500, 22627, F_NS1)]
+
+
 def build(name, prefilter, n_neurons=1):
-    kw = {"prefilter_kwargs": dict(ADAPTRANS_KWARGS)} if prefilter == "adaptrans" and ADAPTRANS_KWARGS else {}
+    kw = {"prefilter_kwargs": {**ADAPTRANS_KWARGS, "cf_hz": NS1_CF}} if prefilter == "adaptrans" else {}
     return build_model(name, n_bands=F_NS1, n_neurons=n_neurons, dt_ms=5.0, prefilter=prefilter,
                        **MODELS[name], **kw)
 

@@ -51,7 +51,7 @@ def _stack(ds, idx):
 def profile_model(name, data, reps):
     train, val, _, _ = data
     torch.manual_seed(0)
-    model = build(name)
+    model = build(name, train.cf_hz)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     batches = [_stack(train, list(range(0, 8))), _stack(train, list(range(8, 12)))]
     xval = _stack(val, list(range(4)))
@@ -87,13 +87,13 @@ def profile_model(name, data, reps):
     row = {"model": SHORT[name], "params": sum(p.numel() for p in model.parameters())}
     # whole epochs through fit (no early stop): wall / epochs, minus the set-up (1 epoch run)
     torch.manual_seed(0)
-    m1 = build(name)
+    m1 = build(name, train.cf_hz)
     t0 = time.process_time()
     fit(m1, train, val, device="cpu", progress=False, max_epochs=1, patience=None)
     t_one = time.process_time() - t0
     n = max(2, reps)
     torch.manual_seed(0)
-    m2 = build(name)
+    m2 = build(name, train.cf_hz)
     t0 = time.process_time()
     fit(m2, train, val, device="cpu", progress=False, max_epochs=n + 1, patience=None)
     t_epoch = (time.process_time() - t0 - t_one) / n

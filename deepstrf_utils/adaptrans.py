@@ -43,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F_
 
 from .plain import to_plain
-from .shapes import check_stimulus
+from .shapes import check_int, check_number, check_stimulus
 from .spectral import fast_fft_length, padded_rfft
 
 logger = logging.getLogger(__name__)
@@ -86,9 +86,9 @@ def center_frequencies(
     """
     if scale not in _SCALES:
         raise ValueError(f"scale must be one of {_SCALES}, got {scale!r}")
-    n_bands = int(n_bands)
-    if n_bands < 1:
-        raise ValueError(f"n_bands must be >= 1, got {n_bands}")
+    n_bands = check_int(n_bands, "n_bands", 1)
+    min_freq = check_number(min_freq, "min_freq (Hz)", 0.0, low_open=True)
+    max_freq = check_number(max_freq, "max_freq (Hz)", 0.0, low_open=True)
     ordered = min_freq < max_freq or (n_bands == 1 and min_freq == max_freq)
     if not (min_freq > 0 and ordered and np.isfinite(max_freq)):
         raise ValueError(
@@ -139,8 +139,7 @@ def default_kernel_size(tau_ms, dt_ms: float) -> int:
     ``K = ceil(3 * max(tau_ms) / dt_ms) + 1`` (131 taps for tau = 216.6 ms at 5 ms bins).
     """
     tau = np.asarray(tau_ms, dtype=np.float64)
-    if dt_ms <= 0:
-        raise ValueError(f"dt_ms must be > 0, got {dt_ms}")
+    dt_ms = check_number(dt_ms, "dt_ms (the bin width in ms)", 0.0, low_open=True)
     # round before ceil so that float noise (e.g. 3 * 20.0 / 1.0 = 60.000000001) cannot add a tap
     return int(math.ceil(round(3.0 * float(tau.max()) / float(dt_ms), 9))) + 1
 
@@ -305,11 +304,10 @@ def adaptrans_filter(x: torch.Tensor, a_on, a_off, w, kernel_size: int, rectify:
 # --------------------------------------------------------------------------------------
 def _init_bands(n_bands, dt_ms, min_freq, max_freq, scale, cf_hz, tau_ms, kernel_size):
     """Shared constructor logic: returns cf_hz (F,), tau_ms (F,), K."""
-    n_bands = int(n_bands)
-    if n_bands < 1:
-        raise ValueError(f"n_bands must be >= 1, got {n_bands}")
-    if not (dt_ms > 0):
-        raise ValueError(f"dt_ms must be > 0, got {dt_ms}")
+    n_bands = check_int(n_bands, "n_bands", 1)
+    dt_ms = check_number(dt_ms, "dt_ms (the bin width in ms)", 0.0, low_open=True)
+    kernel_size = check_int(kernel_size, "kernel_size (taps: the present bin and at least one past bin)", 2,
+                            none_ok=True)
     if cf_hz is None:
         cf = center_frequencies(min_freq, max_freq, n_bands, scale)
     else:
@@ -328,9 +326,7 @@ def _init_bands(n_bands, dt_ms, min_freq, max_freq, scale, cf_hz, tau_ms, kernel
             raise ValueError(f"expected tau_ms to be a scalar or of shape (F,) with F={n_bands}, got {tau.shape}")
         if np.any(~np.isfinite(tau)) or np.any(tau <= 0):
             raise ValueError("expected tau_ms > 0 (finite, in ms)")
-    K = default_kernel_size(tau, dt_ms) if kernel_size is None else int(kernel_size)
-    if K < 2:
-        raise ValueError(f"kernel_size must be >= 2, got {kernel_size}")
+    K = default_kernel_size(tau, dt_ms) if kernel_size is None else kernel_size
     return cf, tau, K
 
 
@@ -383,8 +379,9 @@ class AdapTrans(nn.Module):
                  rectify: Optional[str] = None, implementation: str = "auto"):
         super().__init__()
         _check_options(rectify, implementation)
-        if not (0.0 < float(w0) < 1.0):
-            raise ValueError(f"w0 must be in the open interval (0, 1) (w = sigmoid(.)), got {w0}")
+        w0 = check_number(w0, "w0 (the initial weight w = sigmoid(.) of the present bin)", 0.0, 1.0, True, True)
+        if not isinstance(learnable, bool):
+            raise TypeError(f"expected learnable to be True or False, got {learnable!r}")
         cf, tau, K = _init_bands(n_bands, dt_ms, min_freq, max_freq, scale, cf_hz, tau_ms, kernel_size)
         self.n_bands = int(n_bands)
         self.dt_ms = float(dt_ms)

@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from .models import model_device
-from .models import ConvNet2D, DNet, Linear, NetworkReceptiveField, PopulationCNN, StateNet
+from .models import ConvNet2D, DNet, Linear, NetworkReceptiveField, PopulationCNN, StateNet, Transformer
 from .strfs import as_stimulus_list
 
 __all__ = ["receptive_field", "default_n_lags", "dstrf", "iter_dstrf", "dpcs", "dstrf_pcs"]
@@ -72,11 +72,11 @@ def receptive_field(model: nn.Module) -> dict:
     Returns ``{"prefilter": P, "core": C or None, "total": P + C - 1 or None}``: ``P`` is the
     prefilter's kernel length (AdapTrans ``kernel_size``; 1 without a prefilter); ``C`` the
     bins the core reads per output bin (Linear / LN / NRF: ``n_lags``; 2D CNNs:
-    ``n_blocks * (k_t - 1) + 1``); ``None`` for an unbounded memory (DNet, StateNet, or a
-    module this function does not know). A model wrapped as ``UnitView`` (``.model``) is
-    unwrapped.
+    ``n_blocks * (k_t - 1) + 1``; Transformer: ``n_layers * (window - 1) + 1``, its attention
+    window); ``None`` for an unbounded memory (DNet, StateNet, or a module this function
+    does not know). A model wrapped as ``UnitView`` (``.model``) is unwrapped.
     """
-    known = (Linear, NetworkReceptiveField, ConvNet2D, PopulationCNN, StateNet)
+    known = (Linear, NetworkReceptiveField, ConvNet2D, PopulationCNN, StateNet, Transformer)
     core_model = model
     while not isinstance(core_model, known) and isinstance(getattr(core_model, "model", None), nn.Module):
         core_model = core_model.model  # a wrapper such as profiles.UnitView
@@ -88,6 +88,8 @@ def receptive_field(model: nn.Module) -> dict:
         core = int(core_model.n_lags)
     elif isinstance(core_model, (ConvNet2D, PopulationCNN)):
         core = int(core_model.n_blocks) * (int(core_model.kernel_size[1]) - 1) + 1
+    elif isinstance(core_model, Transformer):
+        core = int(core_model.core_receptive_field)
     else:
         core = None
     return {"prefilter": p, "core": core, "total": None if core is None else p + core - 1}

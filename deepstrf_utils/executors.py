@@ -28,9 +28,12 @@ from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EXECUTORS", "make_executor", "slurm_parameters", "read_cluster_config", "in_flight", "Executor"]
+__all__ = ["EXECUTORS", "THREAD_ENV", "make_executor", "slurm_parameters", "read_cluster_config", "in_flight", "Executor"]
 
 EXECUTORS = ("local", "submitit-local", "slurm")
+#: environment variables that size the thread pools of OpenMP, MKL and OpenBLAS: set for each
+#: job with a thread count (``runner.job_threads``), before its Python starts under submitit-local
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 #: cluster option -> submitit SlurmExecutor parameter
 _SLURM_KEYS = {"partition": "partition", "gpus_per_job": "gpus_per_node", "time_min": "time",
@@ -161,13 +164,26 @@ def _outcome(job) -> dict:
 
 
 class SubmititLocal(_Submitit):
-    """submitit's LocalExecutor: subprocesses on this machine, ``max_parallel`` at a time."""
+    """submitit's LocalExecutor: subprocesses on this machine, ``max_parallel`` at a time;
+    ``threads``: the size of each job's OpenMP / MKL / OpenBLAS thread pools (their
+    environment variables, set before the job's Python starts), None: inherited."""
 
     name = "submitit-local"
+
+    def __init__(self, folder, options: dict, threads: int | None = None):
+        super().__init__(folder, options)
+        self.threads = threads
 
     def _executor(self):
         ex = _submitit().LocalExecutor(folder=self.folder)
         ex.update_parameters(timeout_min=float(self.options.get("timeout_min", 24 * 60)))
+        if self.threads:
+            setup = [f"export {var}={int(self.threads)}" for var in THREAD_ENV]
+            try:
+                ex.update_parameters(setup=setup)
+            except ValueError:  # a submitit without local setup lines: the job sets torch's own count
+                logger.info("submitit-local: this submitit cannot run setup lines; each job sets %d torch "
+                            "threads itself", self.threads)
         return ex
 
     def run(self, fn, specs, progress=True):
@@ -210,9 +226,11 @@ class Slurm(_Submitit):
             return self._wait(jobs, bar=bar)
 
 
-def make_executor(name: str = "local", folder: str | os.PathLike | None = None, options: dict | None = None):
+def make_executor(name: str = "local", folder: str | os.PathLike | None = None, options: dict | None = None,
+                  threads: int | None = None):
     """The executor called ``name`` (:data:`EXECUTORS`); ``folder`` holds submitit's logs and
-    pickles; ``options`` are cluster options (:func:`slurm_parameters`, ``max_parallel``)."""
+    pickles; ``options`` are cluster options (:func:`slurm_parameters`, ``max_parallel``);
+    ``threads``: each submitit-local job's thread pools (None: inherited)."""
     key = str(name or "local").strip().lower()
     if key not in EXECUTORS:
         raise ValueError(f"unknown executor {name!r}; expected one of {list(EXECUTORS)}")
@@ -221,7 +239,7 @@ def make_executor(name: str = "local", folder: str | os.PathLike | None = None, 
         return Executor()
     if folder is None:
         raise ValueError(f"executor {key!r} needs a folder for its logs")
-    return SubmititLocal(folder, options) if key == "submitit-local" else Slurm(folder, options)
+    return SubmititLocal(folder, options, threads) if key == "submitit-local" else Slurm(folder, options)
 
 
 #: Slurm states of a job that is still queued or running

@@ -1,4 +1,4 @@
-"""Fitted models against the synthetic ground truth, and the paired AdapTrans check.
+"""Fitted models against the synthetic ground truth: recovery of the AdapTrans time constants.
 
 The synthetic neurons (:mod:`deepstrf_utils.datasets.synthetic`) are LN models on a
 ReLU-rectified AdapTrans prefilter whose time constants are the Willmore curve
@@ -43,7 +43,6 @@ __all__ = [
     "tau_recovery_table",
     "tau_recovery",
     "strf_correlation",
-    "paired_comparison",
 ]
 
 #: Channel index -> name of the AdapTrans outputs (``(B, 2, F, T)``: 0 ON, 1 OFF).
@@ -231,49 +230,3 @@ def strf_correlation(a, b) -> np.ndarray:
     den = np.sqrt((x * x).sum(1) * (y * y).sum(1))
     num = (x * y).sum(1)
     return np.divide(num, den, out=np.full(num.shape, np.nan), where=den > 0)
-
-
-def paired_comparison(results: pd.DataFrame, model: str = "LinearNonlinear", prefilter: str = "adaptrans",
-                      metric: str = "cc_norm", dataset: str | None = None) -> pd.DataFrame:
-    """Per dataset, ``model`` with ``prefilter`` against the same model without, paired by neuron.
-
-    results: the tidy table of ``run_configs`` (columns dataset, model, prefilter, seed,
-    neuron, ``metric``; ``prefilter`` "none" or missing = without). Each neuron's score is
-    first averaged over seeds; neurons scored both ways enter. Returns one row per dataset:
-    dataset, model, neurons, ``without``, ``with``, ``difference`` (mean of the paired
-    differences), ``sem`` (its SEM over neurons), ``median_difference`` (robust to the few
-    neurons whose CCnorm explodes with a tiny noise ceiling), ``n_better`` (neurons where ``with`` is
-    higher), ``p_wilcoxon`` (two-sided signed-rank test; NaN with fewer than 5 neurons).
-    """
-    need = {"dataset", "model", "prefilter", "seed", "neuron", metric}
-    if not need <= set(results.columns):
-        raise ValueError(f"expected the run_configs results table with columns {sorted(need)}, "
-                         f"missing {sorted(need - set(results.columns))}")
-    df = results[results["model"] == model].copy()
-    if dataset is not None:
-        df = df[df["dataset"] == dataset]
-    df["prefilter"] = df["prefilter"].fillna("none").astype(str).replace({"": "none", "nan": "none"})
-    df["neuron"] = df["neuron"].astype(str)
-    df = df[df["prefilter"].isin(["none", prefilter])]
-    if df.empty:
-        raise ValueError(f"expected results of {model} without and with {prefilter!r}, found none")
-    per = df.groupby(["dataset", "neuron", "prefilter"])[metric].mean().unstack("prefilter")
-    rows = []
-    for ds, wide in per.groupby(level="dataset", sort=False):
-        if not {"none", prefilter} <= set(wide.columns):
-            raise ValueError(f"expected {model} results both without and with {prefilter!r} on {ds}")
-        wide = wide[["none", prefilter]].dropna()
-        d = (wide[prefilter] - wide["none"]).to_numpy(dtype=float)
-        p = float("nan")
-        if d.size >= 5 and np.any(d != 0):
-            from scipy.stats import wilcoxon
-
-            p = float(wilcoxon(d).pvalue)
-        rows.append({"dataset": ds, "model": model, "metric": metric, "neurons": int(d.size),
-                     "without": float(wide["none"].mean()) if d.size else float("nan"),
-                     "with": float(wide[prefilter].mean()) if d.size else float("nan"),
-                     "difference": float(d.mean()) if d.size else float("nan"),
-                     "sem": float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan"),
-                     "median_difference": float(np.median(d)) if d.size else float("nan"),
-                     "n_better": int((d > 0).sum()), "p_wilcoxon": p})
-    return pd.DataFrame(rows)

@@ -12,19 +12,24 @@ seeds into :class:`Job` s. Each job owns two files in the sweep's job folder
 job). A job is *done* when every (config_id, seed, neuron) it covers is in a finished
 result file or in the merged results CSV; a failed job (error record, no result) and a
 missing one are both run again by the next call. Every file is written through a
-temporary file in the same folder and ``os.replace``, so an interrupted job or two runs at
-once never leave a half-written file: at worst two runs compute the same job twice and
-write identical rows.
+temporary file in the same folder and ``os.replace`` (:func:`deepstrf_utils.files.atomic_write`,
+permissions from the umask), so an interrupted job or two runs at once never leave a
+half-written file: at worst two runs compute the same job twice and write identical rows.
+A result file damaged afterwards (cut inside a row, not text, rows of the wrong width, or
+not one row per neuron of its job) is never merged: it is moved aside
+(``<name>.damaged-<time>``, with a warning) and its job counts as missing, so it is
+computed again; a damaged results CSV is moved aside likewise and rebuilt from the job files.
 
 The results CSV is the merge of its previous rows and every finished job file
 (:func:`merge_results`), one row per (config_id, seed, neuron).
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import socket
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -33,8 +38,10 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
+from .files import atomic_write, quarantine, read_csv_text
+
 __all__ = ["Job", "make_jobs", "jobs_dir", "job_status", "write_result", "write_error", "read_errors",
-           "merge_results", "read_table", "write_table", "record_submission", "read_submissions", "KEY"]
+           "merge_results", "read_table", "read_job_result", "write_table", "record_submission", "read_submissions", "KEY"]
 
 #: Columns identifying one result row.
 KEY = ("config_id", "seed", "neuron")
@@ -90,19 +97,33 @@ def make_jobs(config: dict, config_id: str, seeds: Sequence[int], neuron_ids: Se
             for s in seeds for a in range(0, len(ids), step)]
 
 
-def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) -> pd.DataFrame:
+def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None, damaged: str = "raise") -> pd.DataFrame:
     """A results table (CSV) with neuron / config_id / note / prefilter as strings ("" notes
     kept); an empty table with ``columns`` when the file does not exist. ValueError when
-    ``columns`` are missing."""
+    ``columns`` are missing.
+
+    A damaged file (cut inside a row, not text, rows of the wrong width: see
+    :func:`deepstrf_utils.files.read_csv_text`) raises a ValueError naming it
+    (``damaged="raise"``), or is moved aside with a warning and read as empty
+    (``damaged="quarantine"``, what the runner does: its rows are then computed again).
+    """
+    if damaged not in ("raise", "quarantine"):
+        raise ValueError(f"expected damaged='raise' or 'quarantine', got {damaged!r}")
     path = Path(path)
     if not path.exists():
         return pd.DataFrame(columns=list(columns or []))
-    df = pd.read_csv(path, dtype=_DTYPES, keep_default_na=False, na_values=[""])
-    if columns is not None and "excluded_reason" in columns and "excluded_reason" not in df.columns:
-        df["excluded_reason"] = ""  # tables written before per-neuron splits
-    missing = [c for c in (columns or []) if c not in df.columns]
-    if missing:
-        raise ValueError(f"expected {path} to hold the results columns; missing {missing}")
+    try:
+        df = pd.read_csv(io.StringIO(read_csv_text(path)), dtype=_DTYPES, keep_default_na=False, na_values=[""])
+        if columns is not None and "excluded_reason" in columns and "excluded_reason" not in df.columns:
+            df["excluded_reason"] = ""  # tables written before per-neuron splits
+        missing = [c for c in (columns or []) if c not in df.columns]
+        if missing:
+            raise ValueError(f"expected {path} to hold the results columns; missing {missing}")
+    except ValueError as err:   # pandas' ParserError / EmptyDataError are ValueErrors
+        if damaged == "raise":
+            raise ValueError(f"{err} -- delete or move the file; its jobs are then computed again") from err
+        quarantine(path, str(err))
+        return pd.DataFrame(columns=list(columns or []))
     if "note" in df.columns:
         df["note"] = df["note"].fillna("")
     if "excluded_reason" in df.columns:
@@ -110,22 +131,34 @@ def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) ->
     return df
 
 
-def _write_atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp_{path.stem}_", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+_JOB_FILE = re.compile(r"^seed(-?\d+)_(\d+)-(\d+)\.csv$")
+
+
+def read_job_result(path: str | os.PathLike, columns: Sequence[str]) -> pd.DataFrame | None:
+    """The rows of the job result file ``path`` (``<config_id>/seed<s>_<start>-<stop>.csv``),
+    or None when it is damaged: unreadable (see :func:`read_table`), or not exactly one row
+    per neuron of its job with its config_id and seed. A damaged file is moved aside with a
+    warning, so that its job counts as missing and runs again."""
+    path = Path(path)
+    df = read_table(path, columns, damaged="quarantine")
+    if not path.exists():
+        return None
+    m = _JOB_FILE.match(path.name)
+    if m is not None:
+        seed, n = int(m.group(1)), int(m.group(3)) - int(m.group(2))
+        ok = (len(df) == n and df["neuron"].astype(str).nunique() == n
+              and (df["config_id"].astype(str) == path.parent.name).all()
+              and (pd.to_numeric(df["seed"], errors="coerce") == seed).all())
+        if not ok:
+            quarantine(path, f"expected {n} rows, one per neuron of job {path.parent.name}/{path.stem} with its "
+                             f"config_id and seed {seed}; found {len(df)}")
+            return None
+    return df
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write ``df`` to the CSV ``path`` atomically (temp file in the same folder + ``os.replace``)."""
-    _write_atomic(Path(path), lambda fh: df.to_csv(fh, index=False))
+    atomic_write(path, lambda fh: df.to_csv(fh, index=False))
 
 
 def write_result(job: Job, rows: pd.DataFrame, folder: str | os.PathLike) -> Path:
@@ -150,7 +183,7 @@ def write_error(job: Job, error: BaseException | str, folder: str | os.PathLike,
               "prefilter": cfg.get("prefilter") or "none", "error": text, "traceback": tb or "",
               "log": str(log) if log else str(path), "host": socket.gethostname(), "pid": os.getpid(),
               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    _write_atomic(path, lambda fh: json.dump(record, fh, indent=1))
+    atomic_write(path, lambda fh: json.dump(record, fh, indent=1))
     return path
 
 
@@ -180,14 +213,20 @@ def _finished_keys(results: pd.DataFrame) -> set:
     return set(zip(results["config_id"].astype(str), results["seed"].astype(int), results["neuron"].astype(str)))
 
 
-def job_status(jobs: Sequence[Job], folder: str | os.PathLike, results: pd.DataFrame | None = None) -> list[str]:
+def job_status(jobs: Sequence[Job], folder: str | os.PathLike, results: pd.DataFrame | None = None,
+               columns: Sequence[str] | None = None) -> list[str]:
     """Status of each job: "done" (every neuron of it in a result file of ``folder`` or in
-    ``results``), "failed" (an error record and no result) or "missing"."""
+    ``results``), "failed" (an error record and no result) or "missing". With ``columns``
+    (the results columns), each result file is checked first (:func:`read_job_result`): a
+    damaged one is moved aside and its job is not done."""
     folder = Path(folder)
     finished = _finished_keys(results) if results is not None else set()
     out = []
     for job in jobs:
-        if job.result_path(folder).exists() or all((job.config_id, job.seed, n) in finished for n in job.neurons):
+        path = job.result_path(folder)
+        if path.exists() and columns is not None:
+            read_job_result(path, columns)
+        if path.exists() or all((job.config_id, job.seed, n) in finished for n in job.neurons):
             out.append("done")
         elif job.error_path(folder).exists():
             out.append("failed")
@@ -202,11 +241,13 @@ def merge_results(out_csv: str | os.PathLike, folder: str | os.PathLike, columns
     one row per (config_id, seed, neuron) -- the first one seen wins, the CSV's own rows
     first -- ordered as the jobs of ``order`` and their neurons (rows of other jobs first, in
     their previous order), so the table does not depend on which job finished first. Writes
-    ``out_csv`` atomically when it changes; returns the merged table with ``columns``."""
+    ``out_csv`` atomically when it changes; returns the merged table with ``columns``. A
+    damaged results CSV or job file is moved aside with a warning and not merged
+    (:func:`read_table`, :func:`read_job_result`)."""
     out_csv, folder = Path(out_csv), Path(folder)
-    base = read_table(out_csv, columns)[list(columns)]
-    parts = [read_table(p, columns)[list(columns)] for p in sorted(folder.glob("*/*.csv"))]
-    parts = [p for p in [base, *parts] if not p.empty]
+    base = read_table(out_csv, columns, damaged="quarantine")[list(columns)]
+    parts = [read_job_result(p, columns) for p in sorted(folder.glob("*/*.csv"))]
+    parts = [p[list(columns)] for p in [base, *parts] if p is not None and not p.empty]
     if not parts:
         return base.reset_index(drop=True)
     merged = pd.concat(parts, ignore_index=True)
@@ -242,5 +283,5 @@ def record_submission(jobs: Sequence[Job], records: Sequence[dict], folder: str 
     now = time.time()
     for job, rec in zip(jobs, records):
         known[job.job_id] = {**rec, "submitted": now}
-    _write_atomic(path, lambda fh: json.dump(known, fh, indent=1))
+    atomic_write(path, lambda fh: json.dump(known, fh, indent=1))
     return path

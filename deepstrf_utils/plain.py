@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["to_plain", "from_plain"]
+__all__ = ["to_plain", "from_plain", "flatten"]
 
 _DATAFRAME_KEY = "__dataframe__"
 
@@ -67,3 +67,14 @@ def from_plain(value: Any) -> Any:
     if isinstance(value, list):
         return [from_plain(v) for v in value]
     return value
+
+
+def flatten(value: Any, prefix: str = "") -> dict:
+    """Nested dicts -> one dict with dotted keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``);
+    anything that is not a dict is a leaf."""
+    if not isinstance(value, dict):
+        return {prefix[:-1]: value} if prefix else {"": value}
+    out = {}
+    for key, item in value.items():
+        out.update(flatten(item, f"{prefix}{key}."))
+    return out

@@ -1,8 +1,13 @@
 """Figure helpers used by the notebooks.
 
-Every helper draws on a given matplotlib ``Axes`` and labels each axis with its unit:
-time in s or ms, frequency in kHz, magnitudes in dB. STRFs use a diverging colormap
-centred at 0. :func:`save_figure` writes ``<name>.png`` (150 dpi) and ``<name>.pdf``.
+Every helper draws on a given matplotlib ``Axes`` and labels each axis with its unit: lags
+and durations in ms, position within a stimulus in s, frequency in kHz (Hz for modulation
+frequencies), magnitudes in dB, firing rates in spikes/s, CCraw / CCnorm in %. STRFs use a
+diverging colormap centred at 0. One style for every figure (:data:`STYLE`, applied by
+:func:`styled` to the figure functions: no text under 8 pt), panel letters
+(:func:`label_panels`), the lag window that holds a panel's energy (:func:`lag_window`).
+:func:`save_figure` writes ``<name>.png`` (300 dpi), ``<name>.pdf`` and the figure's caption
+``<name>.caption.md`` (the ``caption`` attribute that every figure function sets).
 
 Without a display (and without a backend chosen through ``MPLBACKEND``, as Jupyter does),
 matplotlib is switched to the non-interactive "Agg" backend on import.
@@ -10,9 +15,11 @@ matplotlib is switched to the non-interactive "Agg" backend on import.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -29,19 +36,25 @@ if (
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
 
 from .metrics import trial_average  # noqa: E402
 
 __all__ = [
+    "STYLE",
+    "styled",
+    "label_panels",
+    "lag_window",
+    "response_unit",
+    "log_axis",
     "save_figure",
+    "read_caption",
     "to_numpy",
     "band_edges",
     "plot_cochleagram",
     "plot_raster",
     "plot_psth",
     "plot_strf",
-    "plot_strf_grid",
     "plot_band_heatmap",
     "plot_kernel_stem",
     "plot_trace",
@@ -50,11 +63,6 @@ __all__ = [
     "plot_scatter_diagonal",
     "plot_vs_frequency",
     "plot_histogram",
-    "plot_by_band",
-    "plot_tau_recovery",
-    "plot_onoff_curves",
-    "plot_band_steps",
-    "plot_explained",
     "symmetric_limit",
     "STRF_CMAP",
 ]
@@ -64,6 +72,102 @@ logger = logging.getLogger(__name__)
 STRF_CMAP = "RdBu_r"
 """Diverging colormap for signed quantities (STRFs, ON/OFF outputs): red +, blue -."""
 
+#: matplotlib settings of every figure of the project (font sizes in pt; none below 8)
+STYLE = {
+    "font.size": 9.0, "axes.titlesize": 10.0, "axes.labelsize": 9.0, "xtick.labelsize": 8.5,
+    "ytick.labelsize": 8.5, "legend.fontsize": 8.5, "legend.title_fontsize": 8.5, "figure.titlesize": 11.0,
+    "legend.frameon": False, "savefig.dpi": 300,
+}
+#: size of the panel letters (pt)
+LETTER_SIZE = 12.0
+#: the file written beside each saved figure with its caption
+CAPTION_SUFFIX = ".caption.md"
+
+
+def styled(fn):
+    """Decorator of a figure function: it builds its figure under :data:`STYLE`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(STYLE):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _letter(i: int) -> str:
+    """0 -> "A", 25 -> "Z", 26 -> "AA"."""
+    out = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        out = chr(65 + r) + out
+    return out
+
+
+def label_panels(axes, start: int = 0) -> list[str]:
+    """Bold letters A, B, ... at the top left of each of ``axes`` (in the given order, from
+    letter number ``start``), outside the axes so they never cover data. Returns the letters.
+    The letters are ``Annotation`` artists with ``gid="panel-letter"``."""
+    letters = []
+    for i, ax in enumerate(axes):
+        letter = _letter(start + i)
+        ax.annotate(letter, xy=(0, 1), xycoords="axes fraction", xytext=(-4, 6), textcoords="offset points",
+                    ha="right", va="bottom", fontweight="bold", fontsize=LETTER_SIZE, gid="panel-letter")
+        letters.append(letter)
+    return letters
+
+
+def lag_window(arrays, share: float = 0.99, min_lags: int = 1) -> int:
+    """Smallest number of lags ``L`` such that lags ``0 .. L-1`` hold ``share`` of the summed
+    squared entries of ``arrays`` (each ``(..., K_i)``, lag last; a shorter array has no energy
+    at the lags it lacks): the window a figure crops its lag axis to. At least ``min_lags`` and
+    at most ``K = max K_i``; K when every entry is 0."""
+    if not 0 < share <= 1:
+        raise ValueError(f"expected a share in (0, 1], got {share}")
+    mats = [to_numpy(a) for a in arrays]
+    if not mats or any(m.ndim < 1 or m.shape[-1] == 0 for m in mats):
+        raise ValueError(f"expected arrays with lags on the last axis, got shapes {[m.shape for m in mats]}")
+    K = max(m.shape[-1] for m in mats)
+    energy = np.zeros(K)
+    for m in mats:
+        energy[: m.shape[-1]] += np.nansum(m.reshape(-1, m.shape[-1]) ** 2, axis=0)
+    total = float(energy.sum())
+    if total <= 0:
+        return K
+    n = int(np.searchsorted(np.cumsum(energy) / total, share - 1e-12) + 1)
+    return int(min(K, max(n, int(min_lags))))
+
+
+def response_unit(dataset) -> tuple[str, float]:
+    """``(unit label, factor)`` of a dataset's responses for figures: spike counts per bin
+    become ``("spikes/s", 1000 / dt_ms)``; other responses keep their unit (``"a.u."``
+    unless ``dataset.meta["units"]`` says otherwise) with factor 1."""
+    units = str((getattr(dataset, "meta", None) or {}).get("units", "spike counts per bin"))
+    if "spike" in units.lower():
+        return "spikes/s", 1000.0 / float(dataset.dt_ms)
+    return (units.split(";")[0].strip() or "a.u."), 1.0
+
+
+def log_axis(ax, values, axis: str = "x"):
+    """Log scale on ``axis`` with a tick at each of ``values`` (ms, counts, ...); a 0 among them
+    is kept on a symmetric-log axis, linear below the smallest positive value."""
+    v = np.unique(to_numpy(values).ravel())
+    v = v[np.isfinite(v)]
+    if np.any(v < 0):
+        raise ValueError(f"expected non-negative values for a log axis, got {v.min()}")
+    positive = v[v > 0]
+    if positive.size == 0:
+        raise ValueError("expected at least one positive value for a log axis")
+    if np.any(v == 0):
+        getattr(ax, f"set_{axis}scale")("symlog", linthresh=float(positive.min()), linscale=0.5)
+    else:
+        getattr(ax, f"set_{axis}scale")("log")
+    target = getattr(ax, f"{axis}axis")
+    target.set_major_locator(FixedLocator(v))
+    target.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    target.set_minor_formatter(NullFormatter())
+
 
 def to_numpy(a) -> np.ndarray:
     """Tensor / array / list -> float numpy array (detached, on CPU)."""
@@ -72,25 +176,59 @@ def to_numpy(a) -> np.ndarray:
     return np.asarray(a, dtype=float)
 
 
-def save_figure(fig, name: str, folder: str | os.PathLike = "figures", dpi: int = 150,
-                formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """Save ``fig`` as ``folder/name.png`` (``dpi``) and ``folder/name.pdf``.
+def _atomic_write(path: Path, write) -> None:
+    """``write(temporary path)`` then rename onto ``path``: an interrupted write leaves no file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> the usual permissions of a new file
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_figure(fig, name: str, folder: str | os.PathLike = "figures", dpi: int = 300,
+                formats: Sequence[str] = ("png", "pdf"), caption: str | None = None) -> list[Path]:
+    """Save ``fig`` as ``folder/name.png`` (``dpi``) and ``folder/name.pdf``, and its caption
+    as ``folder/name.caption.md``.
 
     ``name`` is a stable file stem without extension or directory. The folder is created.
-    Returns the written paths, PNG first.
+    ``caption``: the text saying what is shown (default: ``fig.caption``, which every figure
+    function of the library sets); a figure without one is saved with a warning (logged).
+    Every file is written to a temporary name and renamed. Returns the written paths: the
+    images in ``formats`` order, then the caption file when there is one.
     """
     name = str(name)
     if not name or "/" in name or "\\" in name or name.endswith((".png", ".pdf")):
         raise ValueError(f"expected a figure name without folder or extension, e.g. 'fig1_adaptrans', got {name!r}")
+    caption = caption if caption is not None else getattr(fig, "caption", None)
+    if caption is not None and not isinstance(caption, str):
+        raise TypeError(f"expected the caption as a str, got {type(caption).__name__}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in formats:
         path = folder / f"{name}.{ext}"
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        _atomic_write(path, lambda tmp: fig.savefig(tmp, format=ext, dpi=dpi, bbox_inches="tight"))
         paths.append(path)
+    if caption:
+        path = folder / f"{name}{CAPTION_SUFFIX}"
+        _atomic_write(path, lambda tmp: Path(tmp).write_text(caption.strip() + "\n", encoding="utf-8"))
+        paths.append(path)
+    else:
+        logger.warning("figure %s saved without a caption", name)
     logger.info("saved figure %s", ", ".join(str(p) for p in paths))
     return paths
+
+
+def read_caption(folder: str | os.PathLike, name: str) -> str | None:
+    """The caption :func:`save_figure` wrote beside figure ``name`` in ``folder``, or None."""
+    path = Path(folder) / f"{name}{CAPTION_SUFFIX}"
+    return path.read_text(encoding="utf-8").strip() if path.exists() else None
 
 
 def band_edges(cf_hz) -> np.ndarray:
@@ -196,7 +334,7 @@ def plot_psth(ax, resp, dt_ms: float, pred=None, ylabel: str = "response (a.u.)"
         if p.size != m.size:
             raise ValueError(f"expected a prediction of T={m.size} bins, got {p.size}")
         ax.plot(t, p, color="tab:red", lw=1, label="prediction")
-        ax.legend(frameon=False, fontsize="small")
+        ax.legend()
     ax.set_xlim(0, m.size * dt_ms / 1000.0)
     ax.set_xlabel("time (s)")
     ax.set_ylabel(ylabel)
@@ -220,33 +358,6 @@ def plot_strf(ax, strf, dt_ms: float, cf_hz=None, vmax: float | None = None, col
     if title:
         ax.set_title(title)
     return mesh
-
-
-def plot_strf_grid(strfs, dt_ms: float, cf_hz=None, titles: Sequence[str] | None = None, ncols: int = 5,
-                   shared_scale: bool = False, panel_size=(2.4, 2.0), suptitle: str | None = None):
-    """Grid of STRF images from ``strfs`` (M, F, K). Returns the figure."""
-    s = to_numpy(strfs)
-    if s.ndim != 3:
-        raise ValueError(f"expected STRFs of shape (M, F, K), got {s.shape}")
-    M = s.shape[0]
-    ncols = max(1, min(ncols, M))
-    nrows = int(np.ceil(M / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows),
-                             squeeze=False, constrained_layout=True)
-    vmax = float(np.nanmax(np.abs(s))) if shared_scale else None
-    for i, ax in enumerate(axes.flat):
-        if i >= M:
-            ax.axis("off")
-            continue
-        plot_strf(ax, s[i], dt_ms, cf_hz, vmax=vmax, colorbar=False,
-                  title=titles[i] if titles is not None else f"#{i}")
-        if i % ncols:
-            ax.set_ylabel("")
-        if i < M - ncols:
-            ax.set_xlabel("")
-    if suptitle:
-        fig.suptitle(suptitle)
-    return fig
 
 
 def plot_band_heatmap(ax, data, dt_ms: float | None = None, cf_hz=None, signed: bool = True,
@@ -298,10 +409,13 @@ def plot_trace(ax, y, x=None, label: str | None = None, color: str | None = None
 
 
 def plot_bode(ax, omega, magnitude_db, label: str | None = None, color: str | None = None,
-              linestyle: str = "-", title: str | None = None):
-    """Bode magnitude: ``magnitude_db`` (W,) in dB against ``omega`` (W,) in rad/sample."""
-    ax.plot(to_numpy(omega), to_numpy(magnitude_db), label=label, color=color, linestyle=linestyle, lw=1.2)
-    ax.set_xlabel("frequency (rad/sample)")
+              linestyle: str = "-", title: str | None = None, dt_ms: float | None = None):
+    """Bode magnitude: ``magnitude_db`` (W,) in dB against ``omega`` (W,) in rad/sample, drawn
+    in Hz (``omega / (2 pi dt)``) when the bin width ``dt_ms`` is given."""
+    om = to_numpy(omega)
+    x = om if dt_ms is None else om / (2 * np.pi * float(dt_ms) / 1000.0)
+    ax.plot(x, to_numpy(magnitude_db), label=label, color=color, linestyle=linestyle, lw=1.2)
+    ax.set_xlabel("frequency (rad/sample)" if dt_ms is None else "modulation frequency (Hz)")
     ax.set_ylabel("magnitude (dB)")
     if title:
         ax.set_title(title)
@@ -309,9 +423,11 @@ def plot_bode(ax, omega, magnitude_db, label: str | None = None, color: str | No
 
 def plot_paired_bars(ax, labels: Sequence[str], values_a, values_b, err_a=None, err_b=None,
                      label_a: str = "without AdapTrans", label_b: str = "with AdapTrans",
-                     ylabel: str = "CCnorm (%)", colors=("0.65", "tab:orange"), title: str | None = None):
+                     ylabel: str = "CCnorm (%)", colors=("0.65", "tab:orange"), title: str | None = None,
+                     legend: bool = True, width: float = 0.38):
     """Paired bars per group (e.g. model): ``values_a`` / ``values_b`` (G,) with optional
-    error bars ``err_a`` / ``err_b`` (G,) (e.g. SEM over neurons). NaN bars are left out."""
+    error bars ``err_a`` / ``err_b`` (G,) (e.g. SEM over neurons: thick dark lines without
+    caps). NaN bars are left out. ``legend=False`` leaves the legend to the caller."""
     va, vb = to_numpy(values_a).ravel(), to_numpy(values_b).ravel()
     G = len(labels)
     if va.size != G or vb.size != G:
@@ -319,16 +435,15 @@ def plot_paired_bars(ax, labels: Sequence[str], values_a, values_b, err_a=None, 
     ea = None if err_a is None else to_numpy(err_a).ravel()
     eb = None if err_b is None else to_numpy(err_b).ravel()
     x = np.arange(G)
-    width = 0.38
-    ax.bar(x - width / 2, np.nan_to_num(va), width, yerr=ea, color=colors[0], label=label_a, capsize=3,
-           error_kw={"lw": 1})
-    ax.bar(x + width / 2, np.nan_to_num(vb), width, yerr=eb, color=colors[1], label=label_b, capsize=3,
-           error_kw={"lw": 1})
+    err = {"lw": 2.2, "ecolor": "0.15", "capsize": 0}
+    ax.bar(x - width / 2, np.nan_to_num(va), width, yerr=ea, color=colors[0], label=label_a, error_kw=err)
+    ax.bar(x + width / 2, np.nan_to_num(vb), width, yerr=eb, color=colors[1], label=label_b, error_kw=err)
     ax.set_xticks(x)
     ax.set_xticklabels(labels, rotation=30, ha="right")
     ax.set_ylabel(ylabel)
     ax.axhline(0, color="k", lw=0.5)
-    ax.legend(frameon=False, fontsize="small")
+    if legend:
+        ax.legend()
     if title:
         ax.set_title(title)
 
@@ -379,133 +494,11 @@ def plot_histogram(ax, values, bins=20, xlabel: str = "value", label: str | None
     v = to_numpy(values).ravel()
     v = v[np.isfinite(v)]
     ax.hist(v, bins=bins, label=label, color=color, alpha=0.7, **kwargs)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_ylabel("count (#)")
     if title:
         ax.set_title(title)
-
-
-# ----------------------------------------------------------------------------------------
-# figure-level helpers of the notebooks
-# ----------------------------------------------------------------------------------------
-def plot_by_band(ax, df, x: str, xlabel: str, y: str = "amplitude", ylabel: str = "amplitude (a.u.)",
-                 n_shown: int = 5, title: str | None = None):
-    """Lines of ``y`` against ``x`` for ``n_shown`` bands spread from low to high frequency,
-    from a tidy DataFrame with columns band, cf_hz, ``x``, ``y`` (insilico outputs)."""
-    for col in ("band", "cf_hz", x, y):
-        if col not in df.columns:
-            raise ValueError(f"expected a DataFrame with column {col!r}; got {list(df.columns)}")
-    bands = np.unique(df["band"].to_numpy())
-    shown = bands[np.unique(np.linspace(0, len(bands) - 1, min(n_shown, len(bands))).round().astype(int))]
-    cmap = plt.get_cmap("viridis")
-    for i, b in enumerate(shown):
-        d = df[df["band"] == b].sort_values(x)
-        ax.plot(d[x], d[y], marker="o", ms=3, color=cmap(i / max(len(shown) - 1, 1)),
-                label=f"{d['cf_hz'].iloc[0] / 1000:.1f} kHz")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.legend(frameon=False, fontsize="x-small", title="band")
-    if title:
-        ax.set_title(title)
-
-
-def plot_tau_recovery(ax, table, title: str | None = None, s: float = 16):
-    """Fitted against true AdapTrans time-constant factors, one point per neuron and channel.
-
-    ``table``: :func:`deepstrf_utils.groundtruth.tau_recovery_table` (columns channel, used,
-    true_factor, fitted_factor; optionally stacked over seeds). Only rows with ``used`` are
-    drawn: ON in red, OFF in blue, on log axes, with the identity line (perfect recovery)
-    and the Willmore initialisation (factor 1, dotted).
-    """
-    need = {"channel", "used", "true_factor", "fitted_factor"}
-    if not need <= set(table.columns):
-        raise ValueError(f"expected a tau_recovery_table with columns {sorted(need)}, got {list(table.columns)}")
-    t = table[table["used"].astype(bool)]
-    vals = np.concatenate([t["true_factor"].to_numpy(float), t["fitted_factor"].to_numpy(float), [0.5, 2.0]])
-    vals = vals[np.isfinite(vals) & (vals > 0)]
-    lim = (0.9 * vals.min(), 1.1 * vals.max())
-    for ch, color in (("ON", "tab:red"), ("OFF", "tab:blue")):
-        sel = t[t["channel"] == ch]
-        plot_scatter_diagonal(ax, sel["true_factor"], sel["fitted_factor"], xlabel="true tau factor (x Willmore)",
-                              ylabel="fitted tau factor (x Willmore)", lim=lim, label=f"tau {ch} (n = {len(sel)})",
-                              color=color, s=s)
-    ax.axhline(1.0, color="0.5", lw=0.8, ls=":", label="initialisation")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ticks = [0.5, 0.7, 1.0, 1.4, 2.0]
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_locator(FixedLocator(ticks))
-        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        axis.set_minor_formatter(NullFormatter())
-    ax.legend(frameon=False, fontsize="x-small")
-    if title:
-        ax.set_title(title)
-
-
-def plot_onoff_curves(axes, df, stat: str = "relative"):
-    """In-silico ON/OFF curves of whole models beside their AdapTrans alone (three panels).
-
-    ``df``: :func:`deepstrf_utils.insilico_models.model_onoff_curves` outputs (concatenated); per
-    label and source, the median over neurons of ``stat`` against the condition: OFF vs
-    fall time (``axes[0]``), OFF vs preceding duration (``axes[1]``, log x), ON vs rise time
-    (``axes[2]``); whole model solid, its AdapTrans alone dashed, one colour per label.
-    """
-    need = {"label", "source", "experiment", "x_ms", stat}
-    if not need <= set(df.columns) or len(axes) != 3:
-        raise ValueError(f"expected three axes and a model_onoff_curves table with columns {sorted(need)}")
-    panels = (("fall", "fall time (ms)", "OFF"), ("duration", "preceding sound duration (ms)", "OFF"),
-              ("rise", "rise time (ms)", "ON"))
-    labels = list(dict.fromkeys(df["label"]))
-    for ax, (kind, xlabel, which) in zip(axes, panels):
-        for i, lab in enumerate(labels):
-            for source, ls in (("model", "-"), ("adaptrans", "--")):
-                d = df[(df["label"] == lab) & (df["source"] == source) & (df["experiment"] == kind)]
-                if d.empty:
-                    continue
-                m = d.groupby("x_ms")[stat].median()
-                ax.plot(m.index, m.to_numpy(), ls, marker="o", ms=3, color=f"C{i}",
-                        label=f"{lab}: {'whole model' if source == 'model' else 'its AdapTrans'}")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"{which} amplitude ({'fraction of max' if stat == 'relative' else 'a.u.'})")
-        ax.set_title(f"{which} vs {xlabel.split(' (')[0]}")
-    axes[1].set_xscale("log")
-    durations = np.unique(df.loc[df["experiment"] == "duration", "x_ms"].to_numpy(float))
-    axes[1].xaxis.set_major_locator(FixedLocator(durations))
-    axes[1].xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    axes[1].xaxis.set_minor_formatter(NullFormatter())
-    axes[0].legend(frameon=False, fontsize="xx-small")
-
-
-def plot_band_steps(axes, df, neurons: Sequence):
-    """ON and OFF amplitude per band of tone steps, one row of two panels per neuron.
-
-    ``df``: :func:`deepstrf_utils.insilico_models.model_band_steps` outputs (concatenated);
-    ``axes`` ``(len(neurons), 2)``: ON left, OFF right, against the band centre frequency (log
-    axis, kHz); one colour per label, the whole model solid, its AdapTrans alone dashed. Each
-    curve is divided by the largest ON *or* OFF amplitude over bands of its label, neuron and
-    source, so the shapes of models with other output scales compare while a weak OFF response
-    stays small beside the ON one (a curve of zeros is drawn at 0)."""
-    need = {"label", "neuron", "source", "response", "cf_hz", "amplitude"}
-    axes = np.asarray(axes, dtype=object).reshape(-1, 2) if len(neurons) else np.empty((0, 2))
-    if not need <= set(df.columns) or axes.shape[0] != len(neurons):
-        raise ValueError(f"expected axes (len(neurons), 2) and a model_band_steps table with columns {sorted(need)}")
-    peak = df.groupby(["label", "neuron", "source"])["amplitude"].transform("max")
-    df = df.assign(scaled=df["amplitude"] / peak.where(peak > 0, 1.0))
-    labels = list(dict.fromkeys(df["label"]))
-    for row, nid in zip(axes, neurons):
-        for ax, resp in zip(row, ("on", "off")):
-            for i, lab in enumerate(labels):
-                for source, ls in (("model", "-"), ("adaptrans", "--")):
-                    d = df[(df["label"] == lab) & (df["neuron"] == nid) & (df["source"] == source)
-                           & (df["response"] == resp)].sort_values("cf_hz")
-                    if not d.empty:
-                        plot_vs_frequency(ax, d["cf_hz"], d["scaled"], color=f"C{i}", linestyle=ls,
-                                          marker="." if ls == "-" else "", ylabel=f"{resp.upper()} (fraction of max)",
-                                          label=f"{lab}: {'whole model' if source == 'model' else 'its AdapTrans'}",
-                                          title=f"neuron {nid}: {resp.upper()}")
-            ax.set_ylim(-0.03, 1.05)
-    if len(neurons):
-        axes[0, 0].legend(frameon=False, fontsize="xx-small")
 
 
 def symmetric_limit(arrays, percentile: float = 99.0) -> tuple[float, float]:
@@ -521,18 +514,3 @@ def symmetric_limit(arrays, percentile: float = 99.0) -> tuple[float, float]:
     vmax = float(np.percentile(a, percentile))
     vmax = vmax if vmax > 0 else (float(a.max()) or 1.0)
     return vmax, float(np.mean(a > vmax))
-
-
-def plot_explained(ax, explained, label: str | None = None, color: str | None = None):
-    """Share of each neuron's dSTRF energy per dPC (``explained`` ``(N, P)``, from
-    :func:`deepstrf_utils.dstrf.dpcs`): thin line per neuron, median thick, in percent."""
-    e = 100.0 * to_numpy(explained)
-    if e.ndim != 2:
-        raise ValueError(f"expected explained shares of shape (N, P), got {e.shape}")
-    k = np.arange(1, e.shape[1] + 1)
-    line = ax.plot(k, np.nanmedian(e, 0), marker="o", lw=2, color=color, label=label)[0]
-    for row in e:
-        ax.plot(k, row, lw=0.6, alpha=0.4, color=line.get_color())
-    ax.set_xlabel("dPC")
-    ax.set_ylabel("energy explained (%)")
-    ax.set_xticks(k)

@@ -46,12 +46,14 @@ Example::
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .protocols import PROTOCOL_DATASETS, protocol_dataset_options, protocol_fit_kwargs, protocol_model_kwargs
+from .protocols import (PINNED_FIT_KWARGS, PROTOCOL_DATASETS, protocol_dataset_options, protocol_fit_kwargs,
+                        protocol_model_kwargs)
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +80,7 @@ MODEL_LABELS: dict[str, str] = {
     "ConvNet2D": "2D-CNN",
     "StateNet": "StateNet",
     "PopulationCNN": "Pop-CNN",
+    "Transformer": "Transformer",
 }
 
 #: 2D-CNN kernel (frequency, time) per dataset: (6, 15) for the 34-band NS1-like sets,
@@ -143,25 +146,66 @@ class Profile:
 
         Raises ``ValueError`` for an unknown name and ``FileNotFoundError`` for a requested
         real dataset whose files are missing (``make data DATASET=...`` fetches them).
+        ``nwb:<path>`` items need :meth:`resolve_datasets` (their path goes in the options).
+        """
+        profile, names = self.resolve_datasets(requested, data_root)
+        if profile is not self:
+            raise ValueError("nwb:<path> datasets carry a path: use Profile.resolve_datasets, which returns "
+                             "the profile with their load options")
+        return names
+
+    def resolve_datasets(self, requested: str | Sequence[str] = "", data_root: str | Path = "data",
+                         base: str | Path | None = None) -> tuple["Profile", list[str]]:
+        """:meth:`datasets`, also accepting ``nwb:<path>`` items -> (profile, names).
+
+        Each ``nwb:<path>`` becomes the dataset ``nwb_<stem>`` (relative paths from ``base``,
+        default the current folder); the returned profile is a copy of this one whose
+        ``dataset_options`` give that name its absolute path (this profile when there is none).
+        Files ``data_root/nwb/<stem>.nwb`` are the datasets ``nwb_<stem>`` as they are.
         """
         from .datasets import DATASETS, available_datasets
+        from .datasets.nwb import nwb_label
 
-        names = parse_datasets(requested)
+        names, paths = [], {}
+        for name in parse_datasets(requested):
+            if name.startswith("nwb:"):
+                path = Path(name[4:].strip()).expanduser()
+                path = (path if path.is_absolute() else Path(base or Path.cwd()) / path).resolve()
+                if not path.is_file():
+                    raise FileNotFoundError(f"expected an NWB file for dataset {name!r}, found nothing at {path}")
+                name = nwb_label(path)
+                if paths.get(name, path) != path:
+                    raise ValueError(f"{paths[name]} and {path} both give the dataset name {name!r}; rename one")
+                paths[name] = path
+            elif name == "nwb":
+                raise ValueError("expected nwb:<path to a .nwb file> (or files under data/nwb/), got 'nwb' alone")
+            elif name not in DATASETS and not name.startswith("nwb_"):
+                raise ValueError(f"unknown dataset(s) {[name]}; expected names among {list(DATASETS)}, "
+                                 f"nwb_<stem> or nwb:<path>")
+            if name not in names:
+                names.append(name)
         if names:
-            unknown = [n for n in names if n not in DATASETS]
-            if unknown:
-                raise ValueError(f"unknown dataset(s) {unknown}; expected names among {list(DATASETS)}")
-            present = set(available_datasets(data_root))
+            present = set(available_datasets(data_root)) | set(paths)
             missing = [n for n in names if n not in present]
             if missing:
                 raise FileNotFoundError(
-                    f"dataset(s) {missing} not found under {data_root!s}; "
-                    f"fetch them with `make data DATASET={missing[0]}` (available: {sorted(present)})"
+                    f"dataset(s) {missing} not found under {data_root!s}; {_how_to_get(missing[0], data_root)} "
+                    f"(available: {sorted(present)})"
                 )
-            return names
-        if self.default_datasets is not None:
-            return list(self.default_datasets)
-        return list(available_datasets(data_root))
+        elif self.default_datasets is not None:
+            names = list(self.default_datasets)
+        else:
+            names = list(available_datasets(data_root))
+        for name in names:
+            if self.protocol and name not in PROTOCOL_DATASETS:
+                logger.warning("dataset %r has no published protocol: the %s profile fits it with %s's "
+                               "optimisation protocol (protocols.protocol_fit_kwargs(%r)); its own split",
+                               name, self.name, FALLBACK_PROTOCOL, FALLBACK_PROTOCOL)
+        if not paths:
+            return self, names
+        options = {**copy.deepcopy(self.dataset_options),
+                   **{n: {**self.dataset_options.get(n, {}), "path": str(p)} for n, p in paths.items()}}
+        return dataclasses.replace(self, dataset_options=options), names
 
     def options_for(self, dataset: str) -> dict:
         """``load_dataset`` keyword arguments of ``dataset`` in this profile (a copy)."""
@@ -255,22 +299,45 @@ class Profile:
                 f"{[p or 'none' for p in self.prefilters]}; default datasets: {ds}{pre}{extra}")
 
 
+#: the published protocol a protocol profile applies to a dataset that has none of its own (your own
+#: recordings): NS1's optimisation (single units, AdamW lr 1e-3, patience 50, batch 1, STRF window 15,
+#: 2D-CNN kernel (6, 15)); its valid-unit rule and split are NS1-specific and are not applied
+FALLBACK_PROTOCOL = "ns1"
+
+
 def _protocol_part(profile: Profile, dataset: str, getter, *args) -> dict:
-    """``getter(dataset, *args)`` for a protocol profile on a dataset with a protocol, else {}."""
-    if not profile.protocol or dataset not in PROTOCOL_DATASETS:
+    """``getter(dataset, *args)`` for a protocol profile: the dataset's own protocol, or, for a
+    dataset without one, :data:`FALLBACK_PROTOCOL`'s fitting and model settings (never its dataset
+    options; :meth:`Profile.datasets` logs a warning naming the dataset); {} for other profiles."""
+    if not profile.protocol:
         return {}
-    return getter(dataset, *args)
+    if dataset in PROTOCOL_DATASETS:
+        return getter(dataset, *args)
+    if getter is protocol_dataset_options:
+        return {}
+    return getter(FALLBACK_PROTOCOL, *args)
+
+
+def _how_to_get(dataset: str, data_root) -> str:
+    """The instruction that makes ``dataset`` available under ``data_root``."""
+    if dataset == "folder":
+        return (f"put your recordings in {Path(data_root) / 'folder'} (stimuli/*.wav and one folder of spike "
+                f"files per unit; data/README.md, 'folder: your own recordings')")
+    if dataset.startswith("nwb_"):
+        return f"put the file in {Path(data_root) / 'nwb'}/ or name it nwb:<path>"
+    return f"fetch them with `make data DATASET={dataset}`"
 
 
 def parse_datasets(requested: str | Sequence[str] | None) -> list[str]:
-    """``"ns1, nat4_a1"`` or ``["ns1"]`` -> ``["ns1", "nat4_a1"]`` (lower case, no blanks);
-    empty string / None / empty list -> ``[]``."""
+    """``"ns1, nat4_a1"`` or ``["ns1"]`` -> ``["ns1", "nat4_a1"]`` (lower case, no blanks;
+    ``nwb:<path>`` keeps its path as written); empty string / None / empty list -> ``[]``."""
     if requested is None:
         return []
     items = requested.split(",") if isinstance(requested, str) else list(requested)
     out = []
     for item in items:
-        name = str(item).strip().lower()
+        name = str(item).strip()
+        name = "nwb:" + name[4:].strip() if name.lower().startswith("nwb:") else name.lower()
         if name and name not in out:
             out.append(name)
     return out
@@ -286,8 +353,26 @@ _FIT_COMMON = {"loss": "mse", "weight_decay": 1e-2}
 _PENNINGTON_2023 = {
     "model": "PopulationCNN", "prefilter": None, "mode": "population", "note": "Pennington & David 2023",
     "fit_kwargs": {"protocol": "two_stage", "loss": "nmse", "lr": 1e-3, "lr_stage2": 1e-4, "weight_decay": 0.0,
-                   "max_epochs": 1000, "patience": 50, "batch_size": 16},
+                   "max_epochs": 1000, "patience": 50, "batch_size": 16, **PINNED_FIT_KWARGS},
 }
+#: Rançon et al. (2025)'s population Transformer where upstream reports one (NS1, NAT4 PEG), without
+#: and with AdapTrans: the dataset's protocol (AdamW lr 1e-3, no weight decay, patience 50, its batch
+#: size) on one population model, the configuration of protocols.PROTOCOLS[dataset]["transformer"]
+_TRANSFORMER_2025 = "Rançon et al. 2025 (population)"
+
+
+def _transformer_rows(dataset: str) -> tuple[dict, ...]:
+    rows = []
+    for prefilter in (None, "adaptrans"):
+        row = {"model": "Transformer", "prefilter": prefilter, "mode": "population", "note": _TRANSFORMER_2025,
+               "model_kwargs": protocol_model_kwargs(dataset, "Transformer"),
+               "fit_kwargs": protocol_fit_kwargs(dataset)}
+        if prefilter:
+            row["prefilter_kwargs"] = {"rectify": "relu"}
+        rows.append(row)
+    return tuple(rows)
+
+
 #: models fitted as one population model in the CPU profiles (single-unit DNet with AdapTrans
 #: alone took ~145 s per seed on the quick data, 2D-CNN / StateNet more)
 _POPULATION_IN_QUICK = {"DNet": "population", "ConvNet2D": "population", "StateNet": "population"}
@@ -338,7 +423,8 @@ PROFILES: dict[str, Profile] = {
                     "lr 1e-3 without weight decay, 10 seeds, patience 50, the dataset's batch size, STRF "
                     "window, 2D-CNN kernel, valid units and split); NS1's protocol on the synthetic set, which "
                     "has none; every dataset found under the data folder",
-        extra_configs={"nat4_a1": (_PENNINGTON_2023,), "nat4_peg": (_PENNINGTON_2023,)},
+        extra_configs={"nat4_a1": (_PENNINGTON_2023,), "nat4_peg": (_PENNINGTON_2023, *_transformer_rows("nat4_peg")),
+                       "ns1": _transformer_rows("ns1")},
     ),
 }
 

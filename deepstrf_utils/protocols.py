@@ -30,6 +30,7 @@ __all__ = [
     "PROTOCOL_DATASETS",
     "get_protocol",
     "protocol_fit_kwargs",
+    "PINNED_FIT_KWARGS",
     "protocol_model_kwargs",
     "protocol_dataset_options",
     "protocol_markdown",
@@ -63,8 +64,9 @@ _P2024 = "Rançon, Masquelier & Cottereau 2024, PLOS Comput Biol (single-unit fi
 _PD2023 = "Pennington & David 2023, PLOS Comput Biol; NAT4 release (Zenodo 8044773)"
 
 
-def _common(batch_size: Fact, n_lags: Fact, kernel: Fact) -> dict[str, Fact]:
-    """Settings shared by every dataset, plus the per-dataset batch size, STRF window and CNN kernel."""
+def _common(batch_size: Fact, n_lags: Fact, kernel: Fact, transformer: Fact) -> dict[str, Fact]:
+    """Settings shared by every dataset, plus the per-dataset batch size, STRF window, CNN kernel
+    and Transformer configuration."""
     return {
         "fit_mode": Fact("single", "single", _P2024),
         "loss": Fact("mse", "mse", _SCRIPTS + ": MSE to the trial-averaged response"),
@@ -83,12 +85,33 @@ def _common(batch_size: Fact, n_lags: Fact, kernel: Fact) -> dict[str, Fact]:
         "batch_size": batch_size,
         "n_lags": n_lags,
         "cnn_kernel": kernel,
+        "transformer": transformer,
     }
 
 
 _NS1_KERNEL = Fact((6, 15), (6, 15), "deepSTRF 2D-CNN for NS1 (37,276 parameters with AdapTrans)")
 _NAT4_KERNEL = Fact((3, 7), (3, 7), "deepSTRF 2D-CNN for NAT4 (15,748 parameters with AdapTrans)")
 _WINDOW_15 = Fact(15, 15, "NS1 training scripts: STRF window of 15 bins (75 ms at 5 ms)")
+
+_UPSTREAM_2025 = "upstream deepSTRF 0.1.0 (PyPI) benchmark table and Transformer class (Rançon et al. 2025)"
+_BOUNDED = ("a bounded attention window (320 ms) so that the cost grows linearly with T, where upstream attends "
+            "to the whole past; rotary (relative) positions instead of absolute sinusoids, so that a response "
+            "does not depend on the time since the stimulus onset")
+#: the Transformer configurations (``models.Transformer`` arguments) of the paper profile
+TRANSFORMER_NAT4 = {"patch": 6, "embedding": 16, "n_layers": 1, "n_heads": 1, "window": 32, "positions": "rotary",
+                    "dropout": 0.1}
+TRANSFORMER_NS1 = {"patch": 34, "embedding": 48, "n_layers": 1, "n_heads": 1, "window": 64, "positions": "rotary",
+                   "dropout": 0.1}
+_TRANSFORMER_PEG = Fact(
+    "population Transformer: frequency patches of 6 bands x 16 values (token width 48), 1 layer, 1 head, "
+    "feed-forward 4 x 48, absolute sinusoidal positions, dropout 0.1, whole causal past; 28,437 parameters "
+    "per neuron; CCraw / CCnorm 39.7 / 55.5 %", TRANSFORMER_NAT4,
+    _UPSTREAM_2025 + "; patch and embedding inferred from the published parameter count",
+    _BOUNDED + "; 28,436 parameters per neuron (our output sigmoid has 3 parameters, upstream's 4)")
+_TRANSFORMER_NS1 = Fact(
+    "population Transformer, CCraw / CCnorm 53.9 / 73.0 %; configuration not stated (the class defaults: one "
+    "token of all bands per bin, 48 values, 1 layer, 1 head, dropout 0.1)", TRANSFORMER_NS1, _UPSTREAM_2025,
+    "the upstream class defaults; " + _BOUNDED)
 
 
 def _nat4(area: str) -> dict[str, Fact]:
@@ -98,6 +121,9 @@ def _nat4(area: str) -> dict[str, Fact]:
              "the NS1 scripts' 15 bins (150 ms at NAT4's 10 ms bins), inside the (3, 7) 2D-CNN's "
              "19-bin receptive field"),
         _NAT4_KERNEL,
+        _TRANSFORMER_PEG if area == "PEG" else Fact(
+            None, TRANSFORMER_NAT4, "no Transformer reported on NAT4 A1",
+            "the NAT4 PEG configuration (same 18 bands at 10 ms); not in the paper profile"),
     )
     facts.update({
         "recording": Fact(f"{area} units of a population recording", f"{area} units of a population recording",
@@ -116,7 +142,7 @@ def _nat4(area: str) -> dict[str, Fact]:
 
 PROTOCOLS: dict[str, dict[str, Fact]] = {
     "ns1": {
-        **_common(Fact(1, 1, _SCRIPTS + " for NS1"), _WINDOW_15, _NS1_KERNEL),
+        **_common(Fact(1, 1, _SCRIPTS + " for NS1"), _WINDOW_15, _NS1_KERNEL, _TRANSFORMER_NS1),
         "recording": Fact("single units", "single units", "Harper et al. 2016, OSF ayw2p"),
         "valid_units": Fact("singleT Yes/Maybe and depth >= 0 (73 of 119 units)",
                             "singleT Yes/Maybe and depth >= 0 (73 of 119 units)",
@@ -133,7 +159,9 @@ PROTOCOLS: dict[str, dict[str, Fact]] = {
     "wehr": {
         **_common(Fact(1, 1, _SCRIPTS + " for Wehr"),
                   Fact(None, 15, "silent for Wehr", "the NS1 scripts' 15 bins, at the same 5 ms bins"),
-                  Fact(None, (6, 15), "silent for Wehr", "the NS1 kernel: the same 34-band, 5 ms front end")),
+                  Fact(None, (6, 15), "silent for Wehr", "the NS1 kernel: the same 34-band, 5 ms front end"),
+                  Fact(None, TRANSFORMER_NS1, "no Transformer reported on Wehr",
+                       "the NS1 configuration (same front end); not in the paper profile")),
         "recording": Fact("whole-cell membrane potential of single cells",
                           "whole-cell membrane potential of single cells", "Machens, Wehr & Zador 2004; CRCNS ac-1"),
         "valid_units": Fact("21 of 25 cells (all but 1, 2, 8 unresponsive and 4 too little data)",
@@ -151,7 +179,8 @@ PROTOCOLS: dict[str, dict[str, Fact]] = {
         **_common(Fact(None, 1, "no published protocol (simulated data)", "NS1's protocol, which the "
                        "synthetic set imitates (5 ms bins, 34 bands, 20 repeats)"),
                   Fact(None, 20, "no published protocol", "the simulated STRFs' length (20 lags)"),
-                  Fact(None, (6, 15), "no published protocol", "the NS1 kernel (same front end)")),
+                  Fact(None, (6, 15), "no published protocol", "the NS1 kernel (same front end)"),
+                  Fact(None, TRANSFORMER_NS1, "no published protocol", "the NS1 configuration (same front end)")),
         "recording": Fact(None, "simulated single units", "datasets/synthetic.py", "built-in data"),
         "valid_units": Fact(None, "every simulated neuron", "datasets/synthetic.py", "no unit is invalid"),
         "dt_ms": Fact(None, 5.0, "datasets/synthetic.py", "as NS1"),
@@ -175,6 +204,24 @@ _DATASET_OPTIONS = {
 #: models with an STRF window ``n_lags``
 _STRF_MODELS = ("Linear", "LinearNonlinear", "NetworkReceptiveField", "DNet")
 
+#: the ``fit`` arguments every published protocol shares, spelled out so that no default of
+#: ``fit`` decides them: AdamW (the papers' optimiser) on whole stimuli, the constructor's
+#: initialisation (no ridge start), early stopping on any improvement (no relative
+#: tolerance), no LR schedule, no clipping, outputs started at the data's scale
+PINNED_FIT_KWARGS = {
+    "optimizer": "adamw",
+    "init": None,
+    "rel_tol": 0.0,
+    "train_chunk": None,
+    "scheduler": None,
+    "scheduler_kwargs": None,
+    "clip_grad": None,
+    "min_delta": 0.0,
+    "init_output": True,
+    "prefilter_lr": None,
+    "check_stimulus_format": True,
+}
+
 
 def get_protocol(dataset: str) -> dict[str, Fact]:
     """The protocol of ``dataset`` (a copy): setting name -> :class:`Fact`."""
@@ -187,8 +234,11 @@ def get_protocol(dataset: str) -> dict[str, Fact]:
 def protocol_fit_kwargs(dataset: str) -> dict:
     """EXPLICIT ``fit`` / ``fit_single_units`` arguments of the protocol of ``dataset``.
 
-    Every argument that changes the optimisation is spelled out (also those equal to
-    today's defaults), so the ``paper`` profile does not move when ``fit``'s defaults do.
+    Every argument of ``fit`` is spelled out (also those equal to today's defaults) except
+    the ones the runner sets per job (``device``, ``seed``, ``progress``), so the ``paper``
+    profile does not move when ``fit``'s defaults do (a test checks that every argument is
+    here): AdamW on whole stimuli from the constructor's initialisation, no relative
+    tolerance on early stopping.
     """
     p = get_protocol(dataset)
     return {
@@ -198,22 +248,21 @@ def protocol_fit_kwargs(dataset: str) -> dict:
         "max_epochs": int(p["max_epochs"].ours),
         "patience": int(p["patience"].ours),
         "batch_size": int(p["batch_size"].ours),
-        "scheduler": None,
-        "clip_grad": None,
-        "min_delta": 0.0,
-        "init_output": True,
-        "prefilter_lr": None,
+        **PINNED_FIT_KWARGS,
     }
 
 
 def protocol_model_kwargs(dataset: str, model: str) -> dict:
     """Constructor arguments the protocol fixes for ``model`` on ``dataset``: the STRF window
-    ``n_lags`` (L, LN, NRF, DNet) and the 2D-CNN ``kernel_size`` (frequency, time)."""
+    ``n_lags`` (L, LN, NRF, DNet), the 2D-CNN ``kernel_size`` (frequency, time) and the
+    Transformer's configuration (window, frequency patches, width, layers, positions, dropout)."""
     p = get_protocol(dataset)
     if model in _STRF_MODELS:
         return {"n_lags": int(p["n_lags"].ours)}
     if model == "ConvNet2D":
         return {"kernel_size": [int(v) for v in p["cnn_kernel"].ours]}
+    if model == "Transformer":
+        return dict(p["transformer"].ours)
     return {}
 
 

@@ -39,12 +39,14 @@ import numpy as np
 import pandas as pd
 
 from . import jobs, training
+from .executors import THREAD_ENV
+from .shapes import check_int
 from .session_runs import SESSION_MODES, fit_session_config, load_sessions
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["run_configs", "run_config", "run_job", "plan_jobs", "failed_jobs", "config_id", "prefilter_kwargs_for",
-           "summary_table", "markdown_table", "RESULT_COLUMNS"]
+           "summary_table", "markdown_table", "RESULT_COLUMNS", "job_threads", "available_cores"]
 
 #: Columns of the results CSV, in order.
 RESULT_COLUMNS = [
@@ -123,7 +125,9 @@ def prefilter_kwargs_for(config: dict, dataset) -> dict | None:
 
     For "adaptrans" / "willmore": ``{"cf_hz": [dataset.cf_hz as floats], **config["prefilter_kwargs"]}``
     (the dataset's centres are left out when the config sets any of cf_hz / min_freq /
-    max_freq / scale); None without a prefilter. ``dt_ms`` is passed as the model's bin width.
+    max_freq / scale: a deliberate choice, so its fits and scores run with
+    ``check_stimulus_format=False`` unless ``fit_kwargs`` say otherwise); None without a
+    prefilter. ``dt_ms`` is passed as the model's bin width.
     """
     cfg = _normalise(config)
     if cfg["prefilter"] is None:
@@ -182,6 +186,9 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
             else:
                 dataset = None
     fit_kwargs = dict(cfg["fit_kwargs"])
+    if any(k in cfg["prefilter_kwargs"] for k in _CENTRE_KEYS):  # band centres chosen by the config, deliberately
+        fit_kwargs.setdefault("check_stimulus_format", False)
+    check = fit_kwargs.get("check_stimulus_format", True)
     fit_fn = training.get_fit_protocol(fit_kwargs.pop("protocol", "standard"))
     if fit_fn is not training.fit and cfg["mode"] != "population":
         raise ValueError("expected mode 'population' for a fit_kwargs 'protocol' other than 'standard'")
@@ -195,7 +202,7 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
         training.seed_everything(seed)
         model = _build(cfg, dataset, dataset.n_neurons)
         result = fit_fn(model, train, val, device=device, seed=seed, progress=progress, **fit_kwargs)
-        scores = training.evaluate(model, test)
+        scores = training.evaluate(model, test, check_stimulus_format=check)
         scores["n_params"] = count_parameters(model)
         scores["epochs"] = result.epochs
         scores["wall_s"] = result.wall_s
@@ -207,7 +214,7 @@ def run_config(config: dict, dataset, seed: int, device="auto", checkpoint_dir=N
         models, results = training.fit_single_units(model_fn, train, val, seeds=seed, device=device,
                                                     seed=seed, progress=progress, **fit_kwargs)
         # every unit's predictions stacked to (N, T_i) per stimulus, scored in one metrics call
-        preds = training.predict_units(models, test)
+        preds = training.predict_units(models, test, check_stimulus_format=check)
         scores = training.evaluate(None, test, predictions=preds)
         scores["n_params"] = [count_parameters(m) for m in models]
         scores["epochs"] = [r.epochs for r in results]
@@ -325,12 +332,17 @@ def run_job(spec: dict, loader=None) -> str:
     if log is not None:  # own process: messages go to the job's log file
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("deepstrf_utils").setLevel(logging.INFO)
+    omp_at_start = os.environ.get("OMP_NUM_THREADS", "unset")
     if spec.get("num_threads"):
         import torch
 
-        torch.set_num_threads(int(spec["num_threads"]))
-    logger.info("job %s started (pid %d): %s %s, seed %d, neurons %d-%d", job.job_id, os.getpid(),
-                job.config["dataset"], job.config["model"], job.seed, job.start, job.stop)
+        threads = int(spec["num_threads"])
+        torch.set_num_threads(threads)
+        for var in THREAD_ENV:  # libraries started later in this process, and its children
+            os.environ[var] = str(threads)
+    logger.info("job %s started (pid %d, %s torch threads, OMP_NUM_THREADS=%s at start): %s %s, seed %d, "
+                "neurons %d-%d", job.job_id, os.getpid(), _torch_threads(), omp_at_start, job.config["dataset"],
+                job.config["model"], job.seed, job.start, job.stop)
     try:
         cfg = job.config
         dataset = loader(cfg) if loader is not None else _load_data(cfg, spec["root"])
@@ -376,20 +388,24 @@ def run_configs(configs: Sequence[dict], seeds: Sequence[int], out_csv, root="da
     from .executors import in_flight, make_executor
 
     configs = [_normalise(c) for c in configs]
-    seeds = [int(s) for s in seeds]
+    seeds = [check_int(s, f"seeds[{i}]", 0) for i, s in enumerate(seeds)]
     if not configs or not seeds:
         raise ValueError("expected at least one configuration and one seed")
     out_csv = Path(out_csv)
     folder = jobs.jobs_dir(out_csv)
     cluster = dict(cluster or {})
     chunk_size = chunk_size or cluster.pop("neurons_per_job", None) or None
-    ex = make_executor(executor, folder / "logs", cluster)
+    ex = make_executor(executor, folder / "logs", cluster, threads=job_threads(executor, cluster))
+    # the device, once, before any job: jobs on this machine must find it here (a Slurm node is
+    # checked by its jobs: this machine may be a login node without a GPU)
+    training.resolve_device(device, available=ex.name != "slurm")
     if not wait and ex.name == "local":
         raise ValueError("the local executor runs in this process and cannot submit without waiting; "
                          "use executor 'submitit-local' or 'slurm'")
     loader = _OneDataset(root)
     planned = plan_jobs(configs, seeds, root, chunk_size, loader=loader)
-    status = jobs.job_status(planned, folder, jobs.read_table(out_csv, RESULT_COLUMNS))
+    status = jobs.job_status(planned, folder, jobs.read_table(out_csv, RESULT_COLUMNS, damaged="quarantine"),
+                             RESULT_COLUMNS)
     todo = [j for j, s in zip(planned, status) if s != "done"]
     if not wait:
         queued = jobs.read_submissions(folder)
@@ -399,7 +415,7 @@ def run_configs(configs: Sequence[dict], seeds: Sequence[int], out_csv, root="da
     specs = [{"job": {k: getattr(j, k) for k in ("config", "config_id", "seed", "start", "stop", "neurons")},
               "folder": str(folder.resolve()), "root": str(Path(root).resolve()), "device": device,
               "checkpoint_dir": None if checkpoint_dir is None else str(Path(checkpoint_dir).resolve()),
-              "num_threads": _threads(ex.name, cluster)} for j in todo]
+              "num_threads": job_threads(ex.name, cluster)} for j in todo]
     try:
         if not todo:
             pass
@@ -423,13 +439,29 @@ def run_configs(configs: Sequence[dict], seeds: Sequence[int], out_csv, root="da
     return results
 
 
-def _threads(executor: str, cluster: dict) -> int | None:
-    """torch threads of a job: this process's count on this machine (same arithmetic as in
-    process), the Slurm allocation's cpus_per_task on a cluster, unchanged in process."""
-    if executor == "submitit-local":
-        import torch
+def _torch_threads() -> int:
+    import torch
 
-        return torch.get_num_threads()
+    return torch.get_num_threads()
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def job_threads(executor: str, cluster: dict, cores: int | None = None) -> int | None:
+    """Threads of each job: with ``submitit-local``, the cores shared by the jobs that run at
+    once, ``max(1, cores // max_parallel)``, so that ``max_parallel`` jobs never oversubscribe
+    the CPU; ``cores``: this process's torch threads (the physical cores by default, or the
+    count the user set), at most :func:`available_cores`. The Slurm allocation's
+    ``cpus_per_task`` on a cluster; None (unchanged) in process."""
+    if executor == "submitit-local":
+        cores = min(_torch_threads(), available_cores()) if cores is None else int(cores)
+        return max(1, cores // max(1, int(cluster.get("max_parallel") or 1)))
     if executor == "slurm":
         from .executors import slurm_parameters
 

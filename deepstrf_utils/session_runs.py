@@ -59,7 +59,7 @@ def fit_session_config(cfg: dict, data, seed: int, build: Callable, device, prog
                                state_names=data.state_names)
     train, val, test = data.split(seed)
     result = fit_sessions(model, train, val, device=device, seed=seed, progress=progress, **cfg["fit_kwargs"])
-    scores = evaluate_sessions(model, test)
+    scores = evaluate_sessions(model, test, check_stimulus_format=cfg["fit_kwargs"].get("check_stimulus_format", True))
     if cfg["mode"] == "sessions":
         scores["neuron"] = scores["session"].astype(str) + ":" + scores["neuron"].astype(str)
     scores = scores.drop(columns=["session"])

@@ -1,159 +1,211 @@
 """Notebook helpers for several sessions and behavioural state (notebooks 03 and 05).
 
-Two experiments on the synthetic ground truth, sized by the run profile:
+Two experiments on the synthetic ground truth, sized by the run profile and repeated over
+its seeds (each seed draws new neurons, a new split and a new initialisation):
 
 * ``state_gain``: a synthetic population whose neurons are modulated by a slow random state
   with known per-neuron gains and offsets (:func:`~deepstrf_utils.datasets.plant_state_gain`);
-  an LN model without and with a state-gain readout (:class:`~deepstrf_utils.models.StateGainModel`);
-  scores on the test stimuli and the fitted against the planted relative gains;
-* ``shared_core``: three synthetic sessions of different neurons (one with little data); an
-  NRF core shared by the three sessions (:class:`~deepstrf_utils.models.MultiSessionModel`)
-  against an NRF trained on the smallest session alone, scored on that session's test set.
+  an LN model without a state input, and the same LN with a state-gain readout
+  (:class:`~deepstrf_utils.models.StateGainModel`) started from the fitted stateless LN (as
+  NEMS starts its state models from the stimulus model: the gains then get every epoch of
+  the early-stopping budget, instead of being cut short while the LN overfits); scores on the
+  test stimuli and the fitted against the planted relative gains;
+* ``shared_core``: three synthetic sessions of different neurons (:func:`synthetic_sessions`),
+  one with few training clips but the same validation and test clips as the others; an NRF
+  core shared by the three sessions (:class:`~deepstrf_utils.models.MultiSessionModel`,
+  :func:`~deepstrf_utils.training.fit_sessions`: early stopping on the sessions' relative
+  validation losses, then each readout refined with the core frozen) against an NRF trained
+  on that session alone, scored on its test set.
 
-:func:`run_sessions_state` writes one row per neuron and model to
-``results_dir/sessions_state_<profile>.csv`` (atomic; reused when present);
-:func:`sessions_state_table` and :func:`sessions_state_figure` summarise it.
+:func:`run_sessions_state` writes one row per seed, neuron and model to
+``results_dir/sessions_state_<profile>_v<RESULTS_VERSION>.csv`` (atomic; reused when present);
+:func:`sessions_state_table` (spread over seeds) and :func:`sessions_state_seeds` (one row per
+seed) summarise it, :func:`~deepstrf_utils.figures_results.sessions_state_figure` draws it.
+CCnorm (in %) means are over the reliable neurons (:data:`~deepstrf_utils.reliability.MIN_CC_MAX`),
+as everywhere in the project.
 """
 from __future__ import annotations
 
-import os
-import tempfile
+import copy
+import io
 import time
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
 from .datasets import SessionSet, plant_state_gain
 from .datasets.synthetic import generate_synthetic
+from .files import atomic_write, quarantine, read_csv_text
 from .models import MultiSessionModel, StateGainModel, build_model
+from .reliability import MIN_CC_MAX
 from .training import evaluate_sessions, fit_sessions
 
-__all__ = ["SIZES", "run_sessions_state", "sessions_state_table", "sessions_state_figure"]
+__all__ = ["SIZES", "RESULTS_VERSION", "synthetic_sessions", "state_experiment", "sessions_experiment",
+           "run_sessions_state", "sessions_state_table", "sessions_state_seeds"]
 
-#: profile -> sizes of the two experiments (smoke: seconds, for CI; quick: the tests' sizes)
+#: bumped when the experiments change, so that an older results file is not read back
+RESULTS_VERSION = 2
+
+#: profile -> seeds and sizes of the two experiments (smoke: seconds, for CI). ``sessions``:
+#: neurons per session, clips of the two big sessions (the second loses one), the clips every
+#: session keeps for test and validation, the small session's training clips, the shared core
 SIZES = {
-    "smoke": dict(state=dict(n_neurons=6, n_clips=6, clip_s=1.0, n_repeats=5), sessions_clips=8, small_clips=[0, 2, 4, 6],
-                  sessions_neurons=4, fit=dict(max_epochs=5, patience=5)),
-    "quick": dict(state=dict(n_neurons=10, n_clips=12, clip_s=2.0, n_repeats=20), sessions_clips=14, small_clips=[0, 2, 5, 7, 9],
-                  sessions_neurons=6, fit=dict(max_epochs=300, patience=20)),
-    "paper": dict(state=dict(n_neurons=30, n_clips=20, clip_s=5.0, n_repeats=20), sessions_clips=20, small_clips=[0, 2, 5, 7, 9, 13, 16],
-                  sessions_neurons=10, fit=dict(max_epochs=1000, patience=50)),
+    "smoke": dict(seeds=(0,), state=dict(n_neurons=6, n_clips=6, clip_s=1.0, n_repeats=5),
+                  sessions=dict(n_neurons=4, n_clips=8, n_test=2, n_val=1, small_train=2, core="NetworkReceptiveField",
+                                core_kwargs=dict(n_hidden=8, n_lags=15)),
+                  fit=dict(max_epochs=5, patience=5)),
+    "quick": dict(seeds=tuple(range(8)), state=dict(n_neurons=10, n_clips=12, clip_s=2.0, n_repeats=20),
+                  sessions=dict(n_neurons=8, n_clips=16, n_test=4, n_val=2, small_train=2, core="NetworkReceptiveField",
+                                core_kwargs=dict(n_hidden=32, n_lags=15)),
+                  fit=dict(max_epochs=300, patience=20)),
+    "paper": dict(seeds=tuple(range(10)), state=dict(n_neurons=30, n_clips=20, clip_s=5.0, n_repeats=20),
+                  sessions=dict(n_neurons=10, n_clips=20, n_test=4, n_val=2, small_train=3, core="NetworkReceptiveField",
+                                core_kwargs=dict(n_hidden=32, n_lags=15)),
+                  fit=dict(max_epochs=1000, patience=50)),
 }
+
+_STATE = ("LN", "LN + state gain")
+_CORE_LABELS = {"NetworkReceptiveField": "NRF", "ConvNet2D": "2D-CNN", "PopulationCNN": "Pop-CNN"}
+
+
+def _session_labels(core: str) -> tuple[str, str]:
+    name = _CORE_LABELS.get(core, core)
+    return f"{name}, smallest session alone", f"{name} core shared by 3 sessions"
 
 
 def _scores(model, test, experiment, label, seed, wall_s, **extra) -> pd.DataFrame:
     table = evaluate_sessions(model, test)
-    return table.assign(experiment=experiment, model=label, seed=seed, wall_s=wall_s, **extra)
+    return table.assign(experiment=experiment, model=label, seed=seed, wall_s=wall_s,
+                        reliable=table["cc_max"].to_numpy() >= MIN_CC_MAX, **extra)
 
 
-def _state_experiment(size: dict, seed: int, device) -> pd.DataFrame:
+def state_experiment(size: dict, seed: int, device="cpu") -> pd.DataFrame:
+    """The state-gain experiment for one seed -> one row per neuron and model (module docstring)."""
     ds = generate_synthetic(n_bands=16, seed=seed, **size["state"])
     data = plant_state_gain(ds, seed=seed, gain_range=0.5, tau_s=0.3, state_names=["state"])
     train, val, test = data.split(seed)
     kw = dict(n_bands=16, n_neurons=data.n_neurons, n_lags=20, nonlinearity="softplus")
     fk = dict(size["fit"], lr=1e-2, batch_size=4, weight_decay=0.0, device=device, progress=False, seed=seed)
-    rows = []
-    for label in ("LN", "LN + state gain"):
-        torch.manual_seed(seed)
-        model = build_model("LinearNonlinear", **kw)
-        if label != "LN":
-            model = StateGainModel(model, n_states=1, state_names=["state"])
-        t0 = time.perf_counter()
-        fit_sessions(model, train, val, **fk)
-        fitted = model.state_gain.relative_gain()[:, 0].cpu().numpy() if label != "LN" else np.nan
-        rows.append(_scores(model, test, "state_gain", label, seed, time.perf_counter() - t0,
-                            planted_gain=data.ground_truth["state_gain"][:, 0], fitted_gain=fitted))
+    planted = data.ground_truth["state_gain"][:, 0]
+    torch.manual_seed(seed)
+    ln = build_model("LinearNonlinear", **kw)
+    t0 = time.perf_counter()
+    fit_sessions(ln, train, val, **fk)
+    rows = [_scores(ln, test, "state_gain", _STATE[0], seed, time.perf_counter() - t0, planted_gain=planted,
+                    fitted_gain=np.nan)]
+    model = StateGainModel(copy.deepcopy(ln), n_states=1, state_names=["state"])  # from the fitted stateless LN
+    t0 = time.perf_counter()
+    fit_sessions(model, train, val, init_output=False, **fk)
+    rows.append(_scores(model, test, "state_gain", _STATE[1], seed, time.perf_counter() - t0, planted_gain=planted,
+                        fitted_gain=model.state_gain.relative_gain()[:, 0].cpu().numpy()))
     return pd.concat(rows, ignore_index=True)
 
 
-def _sessions_experiment(size: dict, seed: int, device) -> pd.DataFrame:
-    n, b = size["sessions_neurons"], size["sessions_clips"]
+def synthetic_sessions(size: dict, seed: int) -> SessionSet:
+    """Three sessions of different synthetic neurons: ``big1`` (all clips), ``big2`` (one clip
+    fewer) and ``small`` (``small_train`` training clips); every session keeps ``n_test`` test
+    and ``n_val`` validation clips, drawn per seed by its split."""
+    s = size["sessions"]
+    n, b = s["n_neurons"], s["n_clips"]
     ds = generate_synthetic(n_neurons=3 * n, n_clips=b, clip_s=1.5, n_repeats=10, n_bands=16, seed=seed + 2)
-    small = size["small_clips"]
-    sessions = SessionSet({"big1": ds.select(range(0, n)), "big2": ds.select(range(n, 2 * n)).subset(range(1, b)),
-                           "small": ds.select(range(2 * n, 3 * n)).subset(small)})
+
+    def split(part):
+        return part.replace(split_spec={"test": "random", "n_test": s["n_test"], "n_val": s["n_val"],
+                                        "description": "sessions experiment: the same test and validation counts "
+                                                       "in every session"})
+
+    n_small = s["n_test"] + s["n_val"] + s["small_train"]
+    return SessionSet({"big1": split(ds.select(range(0, n))), "big2": split(ds.select(range(n, 2 * n)).subset(range(1, b))),
+                       "small": split(ds.select(range(2 * n, 3 * n)).subset(range(n_small)))})
+
+
+def sessions_experiment(size: dict, seed: int, device="cpu") -> pd.DataFrame:
+    """The shared-core experiment for one seed -> one row per neuron of the small session and model."""
+    sessions = synthetic_sessions(size, seed)
     train, val, test = sessions.split(seed)
-    core = dict(n_bands=16, n_hidden=16, n_lags=15)
+    name = size["sessions"]["core"]
+    core = dict(n_bands=16, **size["sessions"]["core_kwargs"])
     fk = dict(size["fit"], lr=1e-2, batch_size=2, weight_decay=0.0, device=device, progress=False, seed=seed)
+    labels = _session_labels(name)
     rows = []
-    for label in ("NRF, smallest session alone", "NRF core shared by 3 sessions"):
+    for label in labels:
         torch.manual_seed(seed)
-        if label.startswith("NRF core"):
-            model, tr, va = MultiSessionModel("NetworkReceptiveField", core, sessions.n_neurons), train, val
+        if label == labels[1]:
+            model, tr, va = MultiSessionModel(name, core, sessions.n_neurons), train, val
         else:
-            model, tr, va = build_model("NetworkReceptiveField", n_neurons=n, **core), train["small"], val["small"]
+            model = build_model(name, n_neurons=sessions["small"].n_neurons, **core)
+            tr, va = train["small"], val["small"]
         t0 = time.perf_counter()
         fit_sessions(model, tr, va, **fk)
-        rows.append(_scores(model, {"small": test["small"]} if label.startswith("NRF core") else test["small"],
+        rows.append(_scores(model, {"small": test["small"]} if label == labels[1] else test["small"],
                             "shared_core", label, seed, time.perf_counter() - t0,
-                            train_stimuli=train["small"].n_stimuli))
+                            train_stimuli=train["small"].n_stimuli, test_stimuli=test["small"].n_stimuli))
     return pd.concat(rows, ignore_index=True).assign(session="small")
 
 
-def run_sessions_state(profile: str, results_dir, seed: int = 0, device="cpu") -> pd.DataFrame:
-    """Run (or read back) both experiments for ``profile`` -> one row per neuron and model.
+def run_sessions_state(profile: str, results_dir, seeds=None, device="cpu") -> pd.DataFrame:
+    """Run (or read back) both experiments for ``profile`` over ``seeds`` (None: the profile's)
+    -> one row per seed, neuron and model.
 
-    Columns: experiment, model, session, neuron, cc_raw, cc_norm, cc_max, seed, wall_s, and
-    planted_gain / fitted_gain (state experiment) or train_stimuli (sessions experiment).
+    Columns: experiment, model, session, neuron, cc_raw, cc_norm, cc_max, reliable, seed,
+    wall_s, and planted_gain / fitted_gain (state experiment) or train_stimuli / test_stimuli
+    (sessions experiment).
     """
     if profile not in SIZES:
         raise ValueError(f"expected a profile in {sorted(SIZES)}, got {profile!r}")
-    path = Path(results_dir) / f"sessions_state_{profile}.csv"
-    if path.exists():
-        return pd.read_csv(path, dtype={"neuron": str, "session": str})
     size = SIZES[profile]
-    table = pd.concat([_state_experiment(size, seed, device), _sessions_experiment(size, seed, device)],
+    seeds = tuple(size["seeds"] if seeds is None else seeds)
+    tag = "" if seeds == tuple(size["seeds"]) else "_seeds" + "-".join(str(s) for s in seeds)
+    path = Path(results_dir) / f"sessions_state_{profile}{tag}_v{RESULTS_VERSION}.csv"
+    if path.exists():
+        try:
+            return pd.read_csv(io.StringIO(read_csv_text(path)), dtype={"neuron": str, "session": str})
+        except ValueError as err:      # damaged: moved aside, computed again
+            quarantine(path, str(err))
+    table = pd.concat([part for seed in seeds for part in (state_experiment(size, seed, device),
+                                                           sessions_experiment(size, seed, device))],
                       ignore_index=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda fh: table.to_csv(fh, index=False))
     return table
 
 
-def sessions_state_table(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per experiment and model: neurons, CCnorm mean ± SEM, fit time, gain recovery r."""
+def sessions_state_seeds(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per experiment and seed: each model's mean CCnorm (%) over the reliable neurons,
+    the new model minus its baseline, and (state) the gain recovery r over every neuron."""
     rows = []
-    for (exp, model), g in results.groupby(["experiment", "model"], sort=False):
-        cc = g["cc_norm"].dropna()
-        row = {"experiment": exp, "model": model, "neurons": int(len(g)), "scored": int(len(cc)),
-               "CCnorm": cc.mean(), "SEM": cc.std(ddof=1) / np.sqrt(len(cc)) if len(cc) > 1 else np.nan,
-               "fit_s": g["wall_s"].iloc[0], "gain_r": np.nan}
-        if "fitted_gain" in g and g["fitted_gain"].notna().sum() > 2:
-            row["gain_r"] = float(np.corrcoef(g["fitted_gain"], g["planted_gain"])[0, 1])
+    for (exp, seed), g in results.groupby(["experiment", "seed"], sort=True):
+        base, new = _STATE if exp == "state_gain" else sorted(set(g["model"]), key=lambda m: "shared" in m)
+        cc = {m: 100.0 * g[(g["model"] == m) & g["reliable"].astype(bool)]["cc_norm"].mean() for m in (base, new)}
+        row = {"experiment": exp, "seed": int(seed), "baseline": base, "model": new,
+               "reliable": int(g[g["model"] == new]["reliable"].astype(bool).sum()),
+               "neurons": int((g["model"] == new).sum()), "CCnorm baseline (%)": cc[base],
+               "CCnorm model (%)": cc[new], "difference (%)": cc[new] - cc[base], "gain_r": np.nan}
+        st = g[(g["model"] == new) & g["fitted_gain"].notna()] if "fitted_gain" in g else g.iloc[:0]
+        if len(st) > 2:
+            row["gain_r"] = float(np.corrcoef(st["fitted_gain"], st["planted_gain"])[0, 1])
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def sessions_state_figure(results: pd.DataFrame):
-    """Three panels: fitted against planted relative state gain; CCnorm with against without
-    the state gain; CCnorm of the smallest session, shared core against alone (per neuron)."""
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
-    st = results[(results["experiment"] == "state_gain") & results["fitted_gain"].notna()]
-    ax = axes[0]
-    ax.scatter(st["planted_gain"], st["fitted_gain"], s=18, color="tab:orange")
-    lim = float(np.nanmax(np.abs(st[["planted_gain", "fitted_gain"]].to_numpy()))) * 1.1 if len(st) else 1.0
-    ax.plot([-lim, lim], [-lim, lim], color="0.6", lw=0.8)
-    r = np.corrcoef(st["planted_gain"], st["fitted_gain"])[0, 1] if len(st) > 2 else np.nan
-    ax.set(xlabel="planted state gain g (per unit state)", ylabel="fitted gain g / g0", title=f"gain recovery, r = {r:.2f}")
-    for ax, exp, (a, b), title in (
-        (axes[1], "state_gain", ("LN", "LN + state gain"), "state input"),
-        (axes[2], "shared_core", ("NRF, smallest session alone", "NRF core shared by 3 sessions"), "smallest session"),
-    ):
-        sub = results[results["experiment"] == exp].pivot_table(index="neuron", columns="model", values="cc_norm")
-        lo = 0.0
-        if a in sub and b in sub:
-            ax.scatter(sub[a], sub[b], s=18, color="tab:blue")
-            lo = min(0.0, float(np.nanmin(sub[[a, b]].to_numpy())) - 0.05)
-        ax.plot([lo, 1], [lo, 1], color="0.6", lw=0.8)
-        ax.set(xlim=(lo, 1.05), ylim=(lo, 1.05), xlabel=f"CCnorm, {a}", ylabel=f"CCnorm, {b}", title=title)
-    fig.tight_layout()
-    return fig
+def sessions_state_table(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per experiment and model, spread over seeds: the per-seed mean CCnorm (%) over the
+    reliable neurons (mean, min, max over seeds), on how many seeds the model beats its
+    baseline, the fit time (median per seed) and, for the state-gain model, the gain
+    recovery r (median, min, max over seeds)."""
+    per_seed = sessions_state_seeds(results)
+    rows = []
+    for (exp, model), g in results.groupby(["experiment", "model"], sort=False):
+        s = per_seed[per_seed["experiment"] == exp]
+        cc = s["CCnorm model (%)"] if model in set(s["model"]) else s["CCnorm baseline (%)"]
+        new = model in set(s["model"])
+        rows.append({"experiment": exp, "model": model, "seeds": int(len(s)),
+                     "reliable / neurons": f"{int(g['reliable'].astype(bool).sum())} / {len(g)}",
+                     "CCnorm (%)": cc.mean(), "CCnorm min (%)": cc.min(), "CCnorm max (%)": cc.max(),
+                     "beats baseline": f"{int((s['difference (%)'] > 0).sum())} / {len(s)}" if new else "",
+                     "fit_s": float(g.groupby("seed")["wall_s"].first().median()),
+                     "gain_r": s["gain_r"].median() if new else np.nan,
+                     "gain_r min": s["gain_r"].min() if new else np.nan,
+                     "gain_r max": s["gain_r"].max() if new else np.nan})
+    return pd.DataFrame(rows)

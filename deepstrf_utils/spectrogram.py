@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 EPS_POWER = 1e-12
 EPS_DB = 10.0 * np.log10(EPS_POWER)
 
-__all__ = ["cochleagram", "log_band_filterbank", "band_centre_frequencies", "apply_floor",
-           "n_frames", "load_wav"]
+__all__ = ["cochleagram", "cochleagram_set", "log_band_filterbank", "band_centre_frequencies",
+           "apply_floor", "n_frames", "load_wav", "default_max_freq"]
 
 
 def band_centre_frequencies(n_bands: int = 34, min_freq: float = 500.0,
@@ -225,6 +225,66 @@ def cochleagram(wave, sr: float, n_bands: int = 34, min_freq: float = 500.0,
     if threshold_db is None:
         return spec_db.astype(np.float32), cf_hz
     return apply_floor(spec_db, threshold_db, ref_db), cf_hz
+
+
+def default_max_freq(rates) -> float:
+    """Highest band centre for sounds at sample rates ``rates`` (Hz): ``min(22627, 0.95 * min(rates) / 2)``."""
+    return min(22627.0, 0.95 * min(float(r) for r in rates) / 2)
+
+
+def cochleagram_set(sounds, names=None, n_bands: int = 34, min_freq: float = 500.0,
+                    max_freq: Optional[float] = None, window_ms: float = 10.0, hop_ms: float = 5.0,
+                    threshold_db: float = 60.0, where: str = "sounds", pad_bins: Tuple[int, int] = (0, 0)):
+    """Cochleagrams of a stimulus set on one shared scale: the loaders' front end.
+
+    Each sound goes through `cochleagram` (hop = ``hop_ms``) without a floor; the floor is
+    then set ``threshold_db`` below the loudest bin of the *whole set* (`apply_floor`), so
+    that every stimulus has the same dB scale and silence maps to 0.
+
+    Args:
+        sounds: list of ``(wave (n_samples,), sr)`` pairs.
+        names: one name per sound for error messages (default ``sound 0``...).
+        max_freq: highest band centre (Hz); None = `default_max_freq` of the sample rates
+            (logged, naming ``where``).
+        n_bands, min_freq, window_ms, threshold_db: as in `cochleagram`.
+        pad_bins: ``(pre, post)`` bins of silence kept before / after each sound. Silence is the
+            floor (0 after `apply_floor`); the sound is followed by zeros before the analysis,
+            so the causal window lets its last samples into the first bins after its end, as a
+            recording of the silence after a sound would. ``(0, 0)``: the sound's own bins.
+
+    Returns:
+        (spectrograms: list of ``(F, T_i)`` float32, cf_hz: (F,), info: dict with
+        ``ref_db``, ``max_freq_hz`` and ``sample_rates_hz``).
+
+    Raises:
+        ValueError: naming the sound that `cochleagram` refused.
+    """
+    names = [f"sound {i}" for i in range(len(sounds))] if names is None else list(names)
+    if not sounds:
+        raise ValueError(f"{where}: expected at least one sound, got none")
+    rates = [float(sr) for _, sr in sounds]
+    if max_freq is None:
+        max_freq = default_max_freq(rates)
+        log.info("%s: max_freq=None -> %.0f Hz (min(22627, 0.95 * sr / 2), sr = %g Hz)",
+                 where, max_freq, min(rates))
+    pre, post = (int(v) for v in pad_bins)
+    if pre < 0 or post < 0:
+        raise ValueError(f"{where}: expected pad_bins (pre, post) >= 0, got {tuple(pad_bins)}")
+    raw = []
+    for (wave, sr), name in zip(sounds, names):
+        n_stim = n_frames(np.asarray(wave).size, sr, hop_ms)
+        tail = np.zeros(int(np.ceil(post * sr * hop_ms / 1000.0)) + 1 if post else 0)
+        try:
+            spec_db, cf_hz = cochleagram(np.concatenate([np.asarray(wave, dtype=np.float64), tail]), sr,
+                                         n_bands=n_bands, min_freq=min_freq, max_freq=max_freq,
+                                         window_ms=window_ms, hop_ms=hop_ms, threshold_db=None)
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from err
+        silence = np.full((spec_db.shape[0], pre), EPS_DB, dtype=spec_db.dtype)
+        raw.append(np.concatenate([silence, spec_db[:, :n_stim + post]], axis=1))
+    ref = max(float(s.max()) for s in raw)
+    specs = [apply_floor(s, threshold_db, ref) for s in raw]
+    return specs, cf_hz, {"ref_db": ref, "max_freq_hz": float(max_freq), "sample_rates_hz": rates}
 
 
 def load_wav(path: Union[str, Path], sr: Optional[float] = None) -> Tuple[np.ndarray, float]:

@@ -16,6 +16,8 @@ Primitives (times in ms, converted with the bin width ``dt_ms``):
 - :func:`moving_ripple`: spectro-temporal ripple with temporal rate (Hz) and spectral
   density (cycles/octave); upward or downward with the sign of the temporal rate;
 - :func:`dynamic_random_chord` (DRC): random chords of tone pips;
+- :func:`torc_spectrogram`: a TORC (temporally orthogonal ripple combination, Klein et al.
+  2000) from its ripple parameters, as baphy builds them, averaged within each time bin;
 - :func:`compose_clip`: an NS1-like clip, a sequence of these sounds separated by
   silences of varied length, with varied rise and fall times.
 
@@ -42,6 +44,7 @@ __all__ = [
     "moving_ripple",
     "dynamic_random_chord",
     "compose_clip",
+    "torc_spectrogram",
     "SOUND_KINDS",
 ]
 
@@ -367,3 +370,111 @@ def compose_clip(
         else:
             t = end + float(np.exp(r.uniform(np.log(gap_ms[0]), np.log(gap_ms[1]))))
     return np.clip(spec, 0.0, 1.0).astype(np.float32), events
+
+
+def _ripple_sum(rates_hz: np.ndarray, densities: np.ndarray, phases: np.ndarray, amps: np.ndarray,
+                t_s: np.ndarray, x_oct: np.ndarray) -> np.ndarray:
+    """``S(x, t) = sum_i A_i sin(2 pi (w_i t + Omega_i x) + phi_i)`` on a grid -> ``(X, T)``."""
+    arg = 2 * np.pi * (rates_hz[:, None, None] * t_s[None, None, :] + densities[:, None, None] * x_oct[None, :, None])
+    return np.einsum("i,ixt->xt", amps, np.sin(arg + phases[:, None, None]))
+
+
+def torc_spectrogram(
+    cf_hz: Any,
+    dt_ms: float,
+    rates_hz: Any,
+    densities: Any,
+    phases_deg: Any,
+    amplitudes: Any = None,
+    lowest_hz: float = 250.0,
+    highest_hz: float = 8000.0,
+    duration_ms: float = 750.0,
+    pre_ms: float = 0.0,
+    post_ms: float = 0.0,
+    depth: float = 0.9,
+) -> np.ndarray:
+    """The spectro-temporal envelope of a TORC (baphy's linear "LIN" TORCs), bin-averaged.
+
+    A TORC (Klein, Depireux, Simon & Shamma 2000, J Comput Neurosci 9:85) is a sum of moving
+    ripples on a log-frequency axis,
+    ``S(x, t) = sum_i A_i sin(2 pi (w_i t + Omega_i x) + phi_i)``, with ``x`` in octaves above
+    ``lowest_hz`` and ``t`` in s from the TORC onset. Its envelope is
+    ``E = 1 + depth * S / max|S|`` during the TORC (``depth`` = baphy's modulation depth m),
+    0 in the silences before (``pre_ms``) and after (``post_ms``) it and outside
+    ``[lowest_hz, highest_hz]``. ``max|S|`` is taken as baphy's generator does, over a grid of
+    ``1 / (16 max|w_i|)`` s by ``1 / (16 max(max|Omega_i|, 1 / bandwidth))`` octaves spanning
+    the TORC and its bandwidth ``log2(highest_hz / lowest_hz)``.
+
+    Band ``f`` takes the envelope at ``x = log2(cf_hz[f] / lowest_hz)``; bin ``k`` covers
+    ``[k dt, (k + 1) dt)`` ms of the trial (silence included) and holds the exact mean of the
+    envelope over that interval (a bin straddling the onset or offset averages envelope and
+    silence), computed in closed form from the integral of each sine.
+
+    Args:
+        cf_hz: ``(F,)`` band centre frequencies (Hz), increasing.
+        dt_ms: bin width (ms).
+        rates_hz: ``(I,)`` temporal rates ``w_i`` (Hz; the sign sets the direction).
+        densities: ripple density ``Omega`` (cycles / octave): one value for every ripple, or ``(I,)``.
+        phases_deg: ``(I,)`` phases ``phi_i`` in degrees.
+        amplitudes: ``(I,)`` ripple amplitudes ``A_i`` (None: all 1).
+        lowest_hz, highest_hz: the TORC's frequency range (Hz).
+        duration_ms, pre_ms, post_ms: TORC duration and the silences around it (ms).
+        depth: modulation depth m in [0, 1].
+
+    Returns:
+        ``(F, T)`` float32 with ``T = round((pre_ms + duration_ms + post_ms) / dt_ms)``; values
+        in ``[1 - depth, 1 + depth]`` during the TORC, 0 in silence.
+    """
+    cf, dt_ms = _check_cf(cf_hz), _check_dt(dt_ms)
+    rates = np.atleast_1d(np.asarray(rates_hz, dtype=np.float64))
+    n_rip = rates.size
+    if rates.ndim != 1 or n_rip == 0 or not np.all(np.isfinite(rates)):
+        raise ValueError(f"expected rates_hz of shape (I,), finite, got {np.shape(rates_hz)}")
+
+    def per_ripple(value: Any, what: str) -> np.ndarray:
+        arr = np.asarray(value, dtype=np.float64)
+        arr = np.full(n_rip, float(arr)) if arr.ndim == 0 else arr
+        if arr.shape != (n_rip,) or not np.all(np.isfinite(arr)):
+            raise ValueError(f"expected {what} of shape ({n_rip},) like rates_hz (or one value), got {np.shape(value)}")
+        return arr
+
+    omega = per_ripple(densities, "densities")
+    phases = np.deg2rad(per_ripple(phases_deg, "phases_deg"))
+    amps = per_ripple(1.0 if amplitudes is None else amplitudes, "amplitudes")
+    if not 0 < lowest_hz < highest_hz:
+        raise ValueError(f"expected 0 < lowest_hz < highest_hz, got {lowest_hz}, {highest_hz}")
+    if not duration_ms > 0 or min(pre_ms, post_ms) < 0:
+        raise ValueError(f"expected duration_ms > 0 and pre_ms, post_ms >= 0, got {duration_ms}, {pre_ms}, {post_ms}")
+    if not 0 <= depth <= 1:
+        raise ValueError(f"expected depth in [0, 1], got {depth}")
+
+    # max|S| on baphy's grid
+    bandwidth = float(np.log2(highest_hz / lowest_hz))
+    dur_s = duration_ms / 1000.0
+    t_step = 1.0 / (16.0 * max(np.abs(rates).max(), 1.0 / dur_s))
+    x_step = 1.0 / (16.0 * max(np.abs(omega).max(), 1.0 / bandwidth))
+    grid_t = np.arange(int(round(dur_s / t_step / 2)) * 2) * t_step
+    grid_x = np.arange(int(round(bandwidth / x_step / 2)) * 2) * x_step
+    peak = float(np.abs(_ripple_sum(rates, omega, phases, amps, grid_t, grid_x)).max())
+    if peak < 1e-7:
+        peak = float(np.abs(amps).sum())
+
+    # exact bin means: integrate each sine over the part of the bin inside the TORC
+    n_bins = int(round((pre_ms + duration_ms + post_ms) / dt_ms))
+    edges = (np.arange(n_bins + 1) * dt_ms - pre_ms) / 1000.0  # s from the TORC onset
+    a, b = np.clip(edges[:-1], 0.0, dur_s), np.clip(edges[1:], 0.0, dur_s)
+    inside = (b - a)  # (T,) seconds of TORC in each bin
+    x = np.log2(cf / lowest_hz)
+    spatial = 2 * np.pi * omega[:, None] * x[None, :] + phases[:, None]  # (I, F)
+    integral = np.zeros((cf.size, n_bins))
+    for i in range(n_rip):
+        if rates[i] == 0:
+            integral += amps[i] * np.sin(spatial[i])[:, None] * inside[None, :]
+        else:
+            k = 2 * np.pi * rates[i]
+            integral += amps[i] * (np.cos(k * a[None, :] + spatial[i][:, None])
+                                   - np.cos(k * b[None, :] + spatial[i][:, None])) / k
+    spec = (inside[None, :] + depth * integral / peak) / (dt_ms / 1000.0)
+    band_in = (x >= -1e-9) & (x <= bandwidth + 1e-9)
+    spec[~band_in] = 0.0
+    return spec.astype(np.float32)

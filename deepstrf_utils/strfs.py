@@ -138,17 +138,26 @@ def _find_prefilter(model: nn.Module, prefilter: nn.Module | None) -> nn.Module:
 
 
 def select_driven_bins(
-    predictions: Sequence[torch.Tensor], n_lags: int, top_fraction: float = 0.1
+    predictions: Sequence[torch.Tensor], n_lags: int, top_fraction: float = 0.1, n_bins: int | None = None,
+    min_gap: int = 1,
 ) -> list[torch.Tensor]:
     """Boolean masks of each neuron's most strongly driven time bins.
 
     ``predictions``: one ``(N, T_i)`` tensor per stimulus. Only bins ``t >= n_lags - 1``
     (whose K-bin history lies inside the stimulus) are candidates; per neuron, the
     ``ceil(top_fraction * n_candidates)`` bins (at least one) with the largest prediction
-    over all stimuli are selected. Returns one ``(N, T_i)`` bool mask per stimulus.
+    over all stimuli are selected, or exactly ``n_bins`` when given (fewer only when the
+    stimuli cannot hold them). With ``min_gap`` > 1 the bins are picked greedily from the
+    largest prediction down, skipping any bin closer than ``min_gap`` bins to one already
+    picked in the same stimulus (e.g. distinct moments of a stimulus for dSTRFs). Returns one
+    ``(N, T_i)`` bool mask per stimulus.
     """
     if not 0.0 < float(top_fraction) <= 1.0:
         raise ValueError(f"expected 0 < top_fraction <= 1, got {top_fraction}")
+    if n_bins is not None and int(n_bins) < 1:
+        raise ValueError(f"expected n_bins >= 1 (or None for top_fraction), got {n_bins}")
+    if int(min_gap) < 1:
+        raise ValueError(f"expected min_gap >= 1 bin, got {min_gap}")
     starts = []
     chunks = []
     offset = 0
@@ -163,10 +172,21 @@ def select_driven_bins(
             f"expected at least one stimulus with T >= n_lags={n_lags} bins, the longest has T={longest}"
         )
     allv = torch.cat(chunks, dim=1)  # (N, total)
-    n_sel = max(1, int(math.ceil(float(top_fraction) * offset)))
-    idx = torch.topk(allv, n_sel, dim=1).indices  # (N, n_sel)
+    n_sel = int(n_bins) if n_bins is not None else max(1, int(math.ceil(float(top_fraction) * offset)))
     flat = torch.zeros_like(allv, dtype=torch.bool)
-    flat.scatter_(1, idx, True)
+    if int(min_gap) == 1:
+        idx = torch.topk(allv, min(n_sel, offset), dim=1).indices  # (N, n_sel)
+        flat.scatter_(1, idx, True)
+    else:
+        item = torch.cat([torch.full((c.shape[1],), k) for k, c in enumerate(chunks)])
+        for n in range(allv.shape[0]):
+            chosen: list[int] = []
+            for t in torch.argsort(allv[n], descending=True).tolist():
+                if all(item[t] != item[c] or abs(t - c) >= int(min_gap) for c in chosen):
+                    chosen.append(t)
+                    if len(chosen) == n_sel:
+                        break
+            flat[n, chosen] = True
     masks = []
     for p, start, valid in zip(predictions, starts, chunks):
         m = torch.zeros(p.shape, dtype=torch.bool, device=p.device)

@@ -111,7 +111,8 @@ def job_table(configs, seeds, out_csv, root="data", chunk_size=None) -> pd.DataF
     error and log (failed jobs)."""
     planned = runner.plan_jobs(configs, seeds, root, chunk_size)
     folder = jobs.jobs_dir(out_csv)
-    status = jobs.job_status(planned, folder, jobs.read_table(out_csv, runner.RESULT_COLUMNS))
+    status = jobs.job_status(planned, folder, jobs.read_table(out_csv, runner.RESULT_COLUMNS, damaged="quarantine"),
+                             runner.RESULT_COLUMNS)
     queued = jobs.read_submissions(folder)
     errors = jobs.read_errors(folder).set_index("job_id")
     rows = []
@@ -147,7 +148,7 @@ def main(argv=None) -> int:
 
     try:
         profile = get_profile(args.profile)
-        names = profile.datasets(args.datasets, args.data_root)
+        profile, names = profile.resolve_datasets(args.datasets, args.data_root)
         cluster = cluster_options(args.cluster_config, args.set)
     except (ValueError, FileNotFoundError) as err:
         print(f"[sweep] {err}", file=sys.stderr)

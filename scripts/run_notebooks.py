@@ -7,9 +7,14 @@
 
 Each notebook runs with its working directory set to ``notebooks/`` and receives (among the
 parameters its ``parameters`` cell declares; the others are not passed) absolute paths for DATA_ROOT, FIG_DIR and RESULTS_DIR (defaults: ``<repo>/data``,
-``<repo>/figures``, ``<repo>/build/results``), so relative paths never depend on where the
-script is launched. Executed copies (with outputs) go to ``--out``. On failure the script
+``<repo>/build/figures/<profile>``, ``<repo>/build/results``), so relative paths never depend on
+where the script is launched and no run writes into the committed gallery ``figures/``.
+``--publish-gallery build/figures/quick`` copies a finished quick run's PNGs and tables into
+``figures/`` and writes ``figures/README.md`` from the figures' captions (``make gallery``). Executed copies (with outputs) go to ``--out``. On failure the script
 stops, names the notebook and the failing cell, and exits with status 1.
+
+``--datasets`` may name NWB files as ``nwb:<path>`` (relative to the current folder; made
+absolute before the notebooks see them).
 
 Notebook 03 runs its fits through ``--executor`` (``EXECUTOR``; options from
 ``--cluster-config`` and ``--set KEY=VALUE`` as ``CLUSTER``) and waits for them. ``--plan``
@@ -104,6 +109,50 @@ def failing_cell(err, output_path: Path) -> str:
     return where or "unknown cell"
 
 
+def default_fig_dir(profile: str) -> Path:
+    """Where a profile's figures go unless told otherwise: ``<repo>/build/figures/<profile>``
+    (ignored by git), never the committed gallery ``figures/``."""
+    return REPO / "build" / "figures" / str(profile).strip().lower()
+
+
+#: what the committed gallery holds: the quick profile's PNGs and its benchmark table (and README.md,
+#: written from the captions saved beside the PNGs)
+GALLERY_PATTERNS = ("*.png", "benchmark.md")
+
+GALLERY_INTRO = (
+    "Every figure of the quick-profile run on the built-in synthetic population, with the caption its figure "
+    "function wrote beside it (what is shown, n, what was excluded and why). Written by `make gallery` "
+    "(`deepstrf_utils.figures.gallery_markdown`); do not edit by hand. The PDFs and captions of any run are in "
+    "`build/figures/<profile>/`."
+)
+
+
+def publish_gallery(source: Path, gallery: Path = REPO / "figures") -> list[Path]:
+    """Replace the gallery's PNGs and tables by those of ``source`` (a finished quick run) and
+    write ``gallery/README.md``: one section per figure with its image and the caption saved
+    beside it in ``source``. Files the run did not write are removed, so the gallery never
+    shows a stale figure. Raises FileNotFoundError when ``source`` holds no PNG."""
+    import shutil
+
+    from deepstrf_utils.figures import gallery_markdown
+
+    source = Path(source)
+    new = sorted(p for pattern in GALLERY_PATTERNS for p in source.glob(pattern))
+    if not any(p.suffix == ".png" for p in new):
+        raise FileNotFoundError(f"expected the PNGs of a finished quick run in {source}; run `make figures` first")
+    readme = gallery_markdown(source, title="Figures (quick profile)", intro=GALLERY_INTRO)
+    for old in (p for pattern in GALLERY_PATTERNS for p in gallery.glob(pattern)):
+        old.unlink()
+    out = []
+    for p in new:
+        shutil.copy2(p, gallery / p.name)
+        out.append(gallery / p.name)
+    tmp = gallery / ".README.md.tmp"
+    tmp.write_text(readme, encoding="utf-8")
+    tmp.replace(gallery / "README.md")
+    return out + [gallery / "README.md"]
+
+
 def run(profile: str, datasets: str, device: str, out: Path, only: str = "", data_root: Path | None = None,
         fig_dir: Path | None = None, results_dir: Path | None = None, timeout: int | None = None,
         notebook_dir: Path = NOTEBOOK_DIR, executor: str = "local", cluster: dict | None = None) -> int:
@@ -119,7 +168,7 @@ def run(profile: str, datasets: str, device: str, out: Path, only: str = "", dat
         "DATASETS": datasets,
         "DEVICE": device,
         "DATA_ROOT": str(Path(data_root or REPO / "data").resolve()),
-        "FIG_DIR": str(Path(fig_dir or REPO / "figures").resolve()),
+        "FIG_DIR": str(Path(fig_dir or default_fig_dir(profile)).resolve()),
         "RESULTS_DIR": str(Path(results_dir or REPO / "build" / "results").resolve()),
         "EXECUTOR": executor,
         "CLUSTER": dict(cluster or {}),
@@ -149,6 +198,19 @@ def run(profile: str, datasets: str, device: str, out: Path, only: str = "", dat
     return 0
 
 
+def absolute_nwb_paths(datasets: str, base: Path | None = None) -> str:
+    """The comma list ``datasets`` with each ``nwb:<path>`` made absolute (from ``base``, default
+    the current folder), so that the notebooks, run from ``notebooks/``, find the same files."""
+    out = []
+    for item in datasets.split(","):
+        name = item.strip()
+        if name.lower().startswith("nwb:") and name[4:].strip():
+            path = Path(name[4:].strip()).expanduser()
+            name = "nwb:" + str(path if path.is_absolute() else (Path(base or Path.cwd()) / path).resolve())
+        out.append(name)
+    return ",".join(n for n in out if n)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="quick", help="run profile: smoke, quick or paper")
@@ -157,7 +219,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "build" / "notebooks"), help="folder for executed copies")
     ap.add_argument("--only", default="", help="comma list of notebook prefixes, e.g. 01,02")
     ap.add_argument("--data-root", default=None, help="dataset folder (default <repo>/data)")
-    ap.add_argument("--fig-dir", default=None, help="figure folder (default <repo>/figures)")
+    ap.add_argument("--fig-dir", default=None, help="figure folder (default <repo>/build/figures/<profile>)")
     ap.add_argument("--results-dir", default=None, help="results folder (default <repo>/build/results)")
     ap.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default none)")
     ap.add_argument("--executor", default="local", help="where notebook 03 fits: local, submitit-local or slurm")
@@ -165,8 +227,16 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="cluster option overriding the file, e.g. partition=gpu (repeatable; empty values ignored)")
     ap.add_argument("--plan", action="store_true", help="print the cost plan and run nothing")
+    ap.add_argument("--publish-gallery", default=None, metavar="RUN_FIG_DIR",
+                    help="copy a finished quick run's PNGs and benchmark.md into figures/, write figures/README.md "
+                         "from their captions, and exit")
     args = ap.parse_args(argv)
+    args.datasets = absolute_nwb_paths(args.datasets)
     try:
+        if args.publish_gallery:
+            copied = publish_gallery(Path(args.publish_gallery))
+            print(f"[run_notebooks] gallery: {len(copied)} files copied into {REPO / 'figures'}")
+            return 0
         from deepstrf_utils.executors import EXECUTORS
         from deepstrf_utils.sweep import cluster_options
 

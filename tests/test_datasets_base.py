@@ -348,8 +348,8 @@ def test_unsupported_meta_value_is_an_error(tmp_path):
 
 # ------------------------------------------------------------------ load_dataset
 def test_load_dataset_names(tmp_path):
-    assert set(DATASETS) == {"synthetic", "ns1", "nat4_a1", "nat4_peg", "wehr", "folder"}
-    with pytest.raises(ValueError, match="synthetic, ns1, nat4_a1, nat4_peg, wehr, folder"):
+    assert set(DATASETS) == {"synthetic", "ns1", "nat4_a1", "nat4_peg", "wehr", "folder", "torc", "nwb"}
+    with pytest.raises(ValueError, match="synthetic, ns1, nat4_a1, nat4_peg, wehr, folder, torc, nwb"):
         load_dataset("ns2", root=tmp_path)
     assert available_datasets(tmp_path)[0] == "synthetic"
     assert available_datasets(tmp_path) == ["synthetic"]  # nothing downloaded in an empty root

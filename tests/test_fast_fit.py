@@ -9,14 +9,18 @@ import torch
 import torch.nn.functional as F_
 
 from deepstrf_utils.datasets import ResponseDataset
-from deepstrf_utils.datasets.synthetic import generate_synthetic
+from deepstrf_utils.datasets.synthetic import MAX_FREQ_HZ, MIN_FREQ_HZ, generate_synthetic
 from deepstrf_utils.models import build_model, fit_ridge_strf
+from deepstrf_utils.spectrogram import band_centre_frequencies
 from deepstrf_utils.training import ADAMW_FIT_KWARGS, fit, fit_single_units, predict
+from deepstrf_utils.training.options import RIDGE_START_MIN_EPOCHS
 from deepstrf_utils.training.packing import _Packed
 from deepstrf_utils.training.warmstart import ridge_init, ridge_strf
 
 F = 12
 K = 6
+#: the synthetic datasets' band centres for F bands (the models must be built on the data's bands)
+SYN_CF = [float(v) for v in band_centre_frequencies(F, MIN_FREQ_HZ, MAX_FREQ_HZ)]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +35,7 @@ def _model(name="Linear", prefilter="adaptrans", seed=0, n_neurons=2, **kw):
     if name in ("Linear", "LinearNonlinear", "NetworkReceptiveField", "DNet"):
         kw.setdefault("n_lags", K)
     if prefilter == "adaptrans":
-        kw.setdefault("prefilter_kwargs", {"kernel_size": 16})
+        kw.setdefault("prefilter_kwargs", {"kernel_size": 16, "cf_hz": SYN_CF})
     return build_model(name, n_bands=F, n_neurons=n_neurons, dt_ms=5.0, prefilter=prefilter, **kw)
 
 
@@ -118,7 +122,8 @@ def test_stop_reasons(syn):
     assert fit(_model(), train, None, max_epochs=2, **kw).stop_reason == "no validation set"
     assert fit(_model(), train, val, max_epochs=1, patience=None, **kw).stop_reason == "max_epochs"
     r = fit(_model(), train, val, max_epochs=200, patience=1, rel_tol=0.5, **kw)
-    assert (r.stop_reason, r.stopped_early, r.epochs) == ("patience", True, 1)
+    # patience ends an L-BFGS fit from a ridge start after RIDGE_START_MIN_EPOCHS epochs at the earliest
+    assert (r.stop_reason, r.stopped_early, r.epochs) == ("patience", True, RIDGE_START_MIN_EPOCHS)
     r = fit(_model(), train, val, lr=1e-3, max_epochs=30, patience=1, rel_tol=0.5, **kw)
     assert (r.optimizer, r.stop_reason, r.epochs, r.best_epoch) == ("adamw", "patience", 2, 0)
     assert fit(_model(), train, val, lr=1e-3, max_epochs=2, patience=None, **kw).stop_reason == "max_epochs"
@@ -135,7 +140,7 @@ def test_explicit_adamw_settings_keep_the_published_protocol(syn):
     assert fit(_model(), train, val, optimizer="adamw", **kw).lr == [1e-3] * 3
     # the ridge start is explicit-only with AdamW, automatic with L-BFGS for L / LN only
     assert fit(_model(), train, val, lr=1e-3, init="ridge", **kw).init == "ridge"
-    r = fit(_model("NetworkReceptiveField"), train, val, **kw)
+    r = fit(_model("NetworkReceptiveField"), train, val, optimizer="lbfgs", **kw)
     # a random start is not a candidate: the weights of an epoch come back (never the random ones)
     assert r.init is None and r.optimizer == "lbfgs" and r.best_epoch >= 0
 
@@ -270,8 +275,9 @@ def test_convnet2d_paths_agree():
         a, b = conv(x, lengths=lengths), fft(x, lengths=lengths)
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
     conv.train(), fft.train()
-    ga = torch.autograd.grad(conv(x, lengths=lengths).square().mean(), list(conv.parameters()))
-    gb = torch.autograd.grad(fft(x, lengths=lengths).square().mean(), list(fft.parameters()))
+    trained = [n for n, _ in conv.named_parameters() if not (n.startswith("convs.") and n.endswith(".bias"))]
+    ga = torch.autograd.grad(conv(x, lengths=lengths).square().mean(), [conv.get_parameter(n) for n in trained])
+    gb = torch.autograd.grad(fft(x, lengths=lengths).square().mean(), [fft.get_parameter(n) for n in trained])
     for u, v in zip(ga, gb):
         torch.testing.assert_close(v, u, rtol=1e-3, atol=1e-5)
     assert build_model("ConvNet2D", n_bands=20).conv_path("cpu") == "fft"
@@ -293,23 +299,33 @@ def test_channel_mix_gradients():
     assert torch.autograd.gradcheck(_mix_channels, (x, w))
 
 
-def test_patience_after_a_ridge_start():
-    """L-BFGS from the closed-form ridge start waits 1 epoch, from a random start 2; an
-    explicit patience is kept."""
-    from deepstrf_utils.training.options import RIDGE_START_PATIENCE, _resolve_fit_options
+def test_auto_paths_and_starts():
+    """What optimizer="auto" picks per model: L from the ridge start, LN from the ridge start and
+    a random start (the better kept), NRF / DNet AdamW (ADAMW_AUTO), the 2D-CNN L-BFGS from its
+    random start; each L-BFGS start with its patience and minimum number of epochs; an explicit
+    patience is kept; AdamW has no L-BFGS start."""
+    from deepstrf_utils.training.options import (_DEFAULTS, ADAMW_AUTO, LBFGS_MIN_EPOCHS, RIDGE_START_MIN_EPOCHS,
+                                                 RIDGE_START_PATIENCE, _resolve_fit_options)
 
     def resolved(model, **kw):
         args = dict(optimizer="auto", init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None)
         args.update(kw)
-        return _resolve_fit_options(model, **args)
+        o = _resolve_fit_options(model, **args)
+        return o["optimizer"], o["patience"], [(s["init"], s["patience"], s["min_epochs"]) for s in o["starts"]]
 
-    assert RIDGE_START_PATIENCE == 1
-    assert resolved(_model("Linear"))["patience"] == 1
-    assert resolved(_model("LinearNonlinear"))["patience"] == 1
-    assert resolved(_model("Linear"), init=None)["patience"] == 2
-    assert resolved(_model("NetworkReceptiveField"))["patience"] == 2
-    assert resolved(_model("Linear"), patience=4)["patience"] == 4
-    assert resolved(_model("Linear"), optimizer="adamw")["patience"] == 50
+    ridge = ("ridge", RIDGE_START_PATIENCE, RIDGE_START_MIN_EPOCHS)
+    random = (None, _DEFAULTS["lbfgs"]["patience"], LBFGS_MIN_EPOCHS)
+    assert resolved(_model("Linear")) == ("lbfgs", RIDGE_START_PATIENCE, [ridge])
+    assert resolved(_model("LinearNonlinear")) == ("lbfgs", RIDGE_START_PATIENCE, [ridge, random])
+    assert resolved(_model("LinearNonlinear"), init="ridge")[2] == [ridge]
+    assert resolved(_model("Linear"), init=None)[2] == [random]
+    cnn = _model("ConvNet2D", prefilter=None, kernel_size=(3, 5), channels=3, hidden=6, n_blocks=2)
+    assert resolved(cnn)[2] == [random]
+    for name in ("NetworkReceptiveField", "DNet"):
+        assert resolved(_model(name)) == ("adamw", ADAMW_AUTO["patience"], [])
+        assert resolved(_model(name), optimizer="lbfgs")[2] == [random]
+    assert resolved(_model("Linear"), patience=4) == ("lbfgs", 4, [("ridge", 4, RIDGE_START_MIN_EPOCHS)])
+    assert resolved(_model("Linear"), optimizer="adamw") == ("adamw", 50, [])
 
 
 def test_bracketed_alpha_search_finds_the_grid_minimum():

@@ -188,25 +188,38 @@ def _wait_for_pid(folder, timeout=120.0):
     t0 = time.time()
     while time.time() - t0 < timeout:
         for log in folder.glob("*.err"):
-            m = re.search(r"job \S+/seed0_0-2 started \(pid (\d+)\)", log.read_text())
+            m = re.search(r"job \S+/seed0_0-2 started \(pid (\d+),", log.read_text())
             if m:
                 return int(m.group(1))
         time.sleep(0.02)
     raise AssertionError(f"no job started within {timeout} s in {folder}")
 
 
+@pytest.fixture
+def restore_threads():
+    """This process's torch threads as they were, after the test."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.slow
-def test_submitit_local_kill_resume_and_failures_match_in_process(tmp_path, data_root):
+def test_submitit_local_kill_resume_and_failures_match_in_process(tmp_path, data_root, restore_threads):
     import os
     import signal
     import threading
 
     pytest.importorskip("submitit")
+    import torch
+
     from deepstrf_utils import jobs as J
 
     grid = _grid()
     kw = dict(root=data_root, device="cpu", progress=False, chunk_size=2)
     ref = runner.run_configs(grid, [0], tmp_path / "ref.csv", **kw)
+    torch.set_num_threads(2)  # the threads the 2 jobs that run at once share
     out = tmp_path / "sub.csv"
     folder = J.jobs_dir(out)
     box = {}
@@ -228,6 +241,12 @@ def test_submitit_local_kill_resume_and_failures_match_in_process(tmp_path, data
     for log in failed["log"]:
         assert log.endswith(".err") and os.path.exists(log)
     assert "Traceback" in open(bad["log"].iloc[0]).read()
+    threads = runner.job_threads("submitit-local", {"max_parallel": 2})  # the cores shared by 2 jobs at once
+    assert threads == 1  # 2 threads here, 2 jobs at once (the in-process reference's 1 thread: same arithmetic)
+    starts = [line for log in (folder / "logs").glob("*.err") for line in log.read_text().splitlines()
+              if " started (pid " in line]
+    assert len(starts) == 3 and all(f"{threads} torch threads, OMP_NUM_THREADS={threads} at start" in line
+                                    for line in starts)
     assert len(box["df"]) == len(ref) - 2  # the killed chunk's two neurons are missing
     # rerun: only the failed and the missing jobs run again; the finished job files stay untouched
     finished = {p: p.stat().st_mtime_ns for p in folder.rglob("*.csv")}

@@ -215,6 +215,7 @@ def test_ns1_miniature_release(tmp_path):
     # the other valid-unit rule and the Rahman split
     ds2 = load_ns1(tmp_path, valid_units="noise_ratio", split="rahman", cache=False)
     assert list(ds2.neurons["noise_ratio"]) == [20.0, 30.0, 35.0, 10.0]   # NoiseRatio < 40
+    assert list(ds.neurons["site"]) == ["E1P00.R.SH.En.C", "E1P01.R.SH.En.C", "E1P04.R.SH.En.C"]
     both = load_ns1(tmp_path, valid_units="both", cache=False)
     assert list(both.neurons["single_t"]) == ["Yes", "Maybe"]
     assert list(ds2.split_indices(0)[2]) == [3, 6, 9, 19]
@@ -256,6 +257,7 @@ def test_nat4_miniature_release(tmp_path):
     cells, T = info["cells"], info["T"]
     assert ds.name == "nat4_a1" and ds.dt_ms == pytest.approx(10.0)
     assert list(ds.neuron_ids) == [cells[0], cells[2], cells[3]]          # sig_auditory only
+    assert list(ds.neurons["site"]) == ["ARM029a", "ARM030b", "ARM030b"] and set(ds.neurons["animal"]) == {"ARM"}
     assert list(ds.stim_names) == info["names"]
     assert all(s.shape == (18, T) for s in ds.stimuli)
     # est stimuli: one trial from the population recording, NaN where the site was absent

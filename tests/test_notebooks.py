@@ -58,6 +58,8 @@ def test_committed_clean_with_parameters_cell(path):
     assert 'PROFILE = "quick"' in tagged[0].source and 'DATASETS = ""' in tagged[0].source
     longest = max(len(c.source.splitlines()) for c in code)
     assert longest <= 35, "a code cell this long belongs in deepstrf_utils"
+    total = sum(1 for c in code for line in c.source.splitlines() if line.strip())
+    assert total <= 90, f"{total} lines of code: a notebook tells the story, its helpers and figures live in deepstrf_utils"
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +95,9 @@ def test_notebook_executes_with_smoke_profile(executed, prefix):
     dirs = executed(prefix)
     for name in EXPECTED[prefix]:
         assert (dirs["figures"] / name).stat().st_size > 0, f"{prefix} did not write {name}"
+        if name.endswith(".png"):  # every figure is saved with its caption
+            caption = dirs["figures"] / name.replace(".png", ".caption.md")
+            assert len(caption.read_text()) > 80, f"{prefix}: {name} has no caption"
     if prefix == "03":
         import pandas as pd
 
@@ -185,7 +190,7 @@ def test_plot_tau_recovery_draws_used_rows_on_log_axes():
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from deepstrf_utils.plotting import plot_tau_recovery
+    from deepstrf_utils.figures_strfs import plot_tau_recovery
 
     table = pd.DataFrame({"channel": ["ON", "ON", "OFF", "OFF"], "used": [True, True, True, False],
                           "true_factor": [0.5, 2.0, 1.0, 1.5], "fitted_factor": [0.6, 1.8, 1.1, np.nan]})
@@ -253,15 +258,16 @@ def test_symmetric_limit_and_one_colour_bar_for_an_input_table():
     assert all(ax.collections[0].get_clim() == (-vmax, vmax) for ax in images)  # one scale, set from the data
     assert len(images) == 2
     plt.close(fig)
-    with pytest.raises(ValueError, match="expected vmax"):
-        plot_strf_table(rows, 5.0, colorbar_label="x")
+    fig = plot_strf_table(rows, 5.0, colorbar_label="x (u)")  # without vmax: one scale and bar per row
+    assert [ax.get_ylabel() for ax in fig.axes if ax.get_label() == "<colorbar>"] == ["x (u)"]
+    plt.close(fig)
 
 
 def test_plot_band_steps_draws_model_and_adaptrans_per_neuron():
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from deepstrf_utils.plotting import plot_band_steps
+    from deepstrf_utils.figures_interpret import plot_band_steps
 
     cf = np.array([500.0, 1000.0, 2000.0])
     df = pd.concat([pd.DataFrame({"label": "LN", "neuron": n, "source": s, "response": r, "band": np.arange(3),

@@ -3,7 +3,7 @@ import inspect
 
 import pytest
 
-from deepstrf_utils import protocols
+from deepstrf_utils import protocols, training
 from deepstrf_utils.profiles import PROFILES, get_profile
 from deepstrf_utils.runner import config_id
 from deepstrf_utils.training import fit
@@ -47,19 +47,47 @@ def test_paper_profile_uses_the_table_per_dataset():
     assert paper.options_for("nat4_a1")["val_fraction"] == 0.2
     assert paper.options_for("ns1") == {"valid_units": "single", "split": "random"}
     configs = paper.configs(["ns1", "nat4_a1", "wehr"])
-    # 6 models x 2 prefilters per dataset, plus the Pennington & David (2023) population row on NAT4
-    assert len({config_id(c) for c in configs}) == 3 * 6 * 2 + 1
+    # 6 models x 2 prefilters per dataset, plus the Pennington & David (2023) population row on NAT4 and
+    # the population Transformer (without / with AdapTrans) on NS1
+    assert len({config_id(c) for c in configs}) == 3 * 6 * 2 + 1 + 2
     assert [c["note"] for c in configs if c["model"] == "PopulationCNN"] == ["Pennington & David 2023"]
 
 
+def test_paper_profile_carries_the_population_transformer_where_upstream_reports_one():
+    from deepstrf_utils.models import build_model, count_parameters
+
+    paper = get_profile("paper")
+    rows = [c for c in paper.configs(["ns1", "nat4_a1", "nat4_peg", "wehr"]) if c["model"] == "Transformer"]
+    assert [(c["dataset"], c["prefilter"]) for c in rows] == [("ns1", None), ("ns1", "adaptrans"),
+                                                             ("nat4_peg", None), ("nat4_peg", "adaptrans")]
+    for c in rows:
+        assert c["mode"] == "population" and c["fit_kwargs"] == protocols.protocol_fit_kwargs(c["dataset"])
+        assert c["model_kwargs"] == protocols.protocol_model_kwargs(c["dataset"], "Transformer")
+    assert rows[1]["prefilter_kwargs"] == {"rectify": "relu"} and rows[2]["fit_kwargs"]["batch_size"] == 16
+    peg = build_model("Transformer", n_bands=18, n_neurons=1, dt_ms=10.0, **rows[2]["model_kwargs"])
+    assert count_parameters(peg) == 28_436  # upstream: 28,437 per neuron (a 4-parameter output sigmoid)
+    assert peg.config["window"] == 32 and "320 ms" in protocols.PROTOCOLS["nat4_peg"]["transformer"].why
+
+
 def test_paper_fit_arguments_are_explicit_so_new_fit_defaults_do_not_move_them():
-    """Every optimisation argument of fit() with a default is spelled out by the protocol."""
-    optimisation = {"loss", "lr", "weight_decay", "max_epochs", "patience", "batch_size", "scheduler",
-                    "clip_grad", "min_delta", "init_output", "prefilter_lr"}
-    params = inspect.signature(fit).parameters
-    assert optimisation <= set(params)
-    fk = get_profile("paper").config("ns1", "ConvNet2D", "adaptrans")["fit_kwargs"]
-    assert optimisation <= set(fk)
+    """EVERY argument of fit() is spelled out by the paper profile's configurations (the
+    runner's own device / seed / progress aside), for every dataset and model, the
+    Pennington & David row included: a future change of a default of fit() (optimiser,
+    ridge start, relative tolerance, recurrent chunks...) cannot move the paper numbers.
+    Before, optimizer, init, rel_tol and train_chunk were left to "an explicit lr means AdamW"."""
+    set_by_runner = {"model", "train", "val", "device", "seed", "progress"}
+    every = set(inspect.signature(fit).parameters) - set_by_runner
+    single_units = set(inspect.signature(training.fit_single_units).parameters)
+    paper = get_profile("paper")
+    configs = paper.configs(list(protocols.PROTOCOL_DATASETS))
+    assert {c["model"] for c in configs} >= {"ConvNet2D", "StateNet", "PopulationCNN"}
+    for c in configs:
+        fk = c["fit_kwargs"]
+        missing = every - set(fk)
+        assert not missing, (c["dataset"], c["model"], sorted(missing))
+        assert (fk["optimizer"], fk["init"], fk["rel_tol"], fk["train_chunk"]) == ("adamw", None, 0.0, None)
+        if c["mode"] == "single":
+            assert set(fk) <= single_units, sorted(set(fk) - single_units)
 
 
 def test_only_the_paper_profile_claims_the_published_protocol():
@@ -82,3 +110,28 @@ def test_protocol_markdown_renders_the_table():
     choices = protocols.protocol_markdown(choices_only=True).splitlines()
     assert 2 < len(choices) < len(lines) and all("as published" not in line for line in choices)
     assert any(line.startswith("| wehr | split |") for line in choices)
+
+
+def test_paper_profile_on_a_dataset_without_protocol_uses_ns1s_and_says_so(tmp_path, caplog):
+    from deepstrf_utils.profiles import FALLBACK_PROTOCOL, get_profile
+    from deepstrf_utils.protocols import protocol_fit_kwargs, protocol_model_kwargs
+
+    paper = get_profile("paper")
+    assert paper.fit_kwargs_for("folder") == protocol_fit_kwargs(FALLBACK_PROTOCOL)
+    assert paper.model_kwargs_for("LinearNonlinear", "folder")["n_lags"] == \
+        protocol_model_kwargs(FALLBACK_PROTOCOL, "LinearNonlinear")["n_lags"]
+    assert paper.options_for("folder") == {}  # NS1's valid-unit rule and split never apply
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "stimuli").mkdir()
+    (tmp_path / "folder" / "spikes").mkdir()
+    with caplog.at_level("WARNING", logger="deepstrf_utils.profiles"):
+        assert paper.datasets("folder", tmp_path) == ["folder"]
+    assert "no published protocol" in caplog.text and "'folder'" in caplog.text
+
+
+def test_missing_folder_dataset_says_where_to_put_recordings(tmp_path):
+    from deepstrf_utils.profiles import get_profile
+
+    with pytest.raises(FileNotFoundError) as err:
+        get_profile("quick").datasets("folder", tmp_path)
+    assert "make data" not in str(err.value) and str(tmp_path / "folder") in str(err.value)

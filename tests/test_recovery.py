@@ -21,14 +21,12 @@ import numpy as np
 import pytest
 import torch
 
-import pandas as pd
 
 from deepstrf_utils.adaptrans import willmore_tau_ms
 from deepstrf_utils.datasets.synthetic import generate_synthetic
 from deepstrf_utils.groundtruth import (
     channel_band_weights,
     channel_shares,
-    paired_comparison,
     prefilter_parameters,
     strf_correlation,
     tau_log_factors,
@@ -160,25 +158,3 @@ def test_strf_correlation_known_answer():
     assert np.isnan(strf_correlation(np.ones((1, 2, 2)), a[:1, :2, :2]))[0]
     with pytest.raises(ValueError, match="same shape"):
         strf_correlation(a, a[:1])
-
-
-def test_paired_comparison_known_answer():
-    rows = []
-    for seed in (0, 1):
-        for u in range(6):
-            rows.append({"dataset": "syn", "model": "LinearNonlinear", "prefilter": "none", "seed": seed,
-                         "neuron": str(u), "cc_norm": 0.5 + 0.01 * u})
-            rows.append({"dataset": "syn", "model": "LinearNonlinear", "prefilter": "adaptrans", "seed": seed,
-                         "neuron": str(u), "cc_norm": 0.6 + 0.01 * u + (0.02 if seed else 0.0) - (0.3 if u == 5 else 0)})
-    rows.append({"dataset": "syn", "model": "DNet", "prefilter": "none", "seed": 0, "neuron": "0", "cc_norm": 0.0})
-    out = paired_comparison(pd.DataFrame(rows))
-    assert len(out) == 1
-    r = out.iloc[0]
-    assert r["neurons"] == 6 and r["n_better"] == 5
-    assert r["difference"] == pytest.approx((5 * 0.11 + (0.11 - 0.3)) / 6)
-    assert r["without"] == pytest.approx(0.525) and 0 < r["p_wilcoxon"] <= 1
-    assert r["median_difference"] == pytest.approx(0.11)
-    with pytest.raises(ValueError, match="without and with"):
-        paired_comparison(pd.DataFrame(rows), model="ConvNet2D")
-    with pytest.raises(ValueError, match="missing"):
-        paired_comparison(pd.DataFrame(rows).drop(columns="seed"))

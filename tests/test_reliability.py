@@ -72,17 +72,20 @@ def test_reliability_rule_and_exclusion_counts_in_the_summary():
 def test_performance_figure_draws_excluded_neurons_and_says_how_many_in_the_caption():
     import matplotlib.pyplot as plt
 
-    from deepstrf_utils.figures import performance_figure
+    from deepstrf_utils.figures_results import performance_figure
 
     fig, table = performance_figure(_results(), models=["LinearNonlinear"])
     scatter_ax = fig.axes[1]
-    markers = [c for c in scatter_ax.collections if c.get_label() == "excluded (reliability rule)"]
-    assert len(markers) == 1 and len(markers[0].get_offsets()) == 1  # the noisy neuron, drawn as x
-    offsets = np.asarray(markers[0].get_offsets())
-    assert offsets.max() <= scatter_ax.get_xlim()[1] + 1e-9  # clipped: 250 % does not set the axes
+    # the noisy neuron (250 % with and without) lies far beyond the reliable neurons' span: an arrow at
+    # the edge, its values in the caption, not an x clipped to the axes as if it were a value there
+    lo, hi = scatter_ax.get_xlim()
+    arrows = [c for c in scatter_ax.collections if len(c.get_offsets()) == 1
+              and np.allclose(np.asarray(c.get_offsets()), hi - 0.025 * (hi - lo))]
+    assert len(arrows) == 1 and "(without, with): LinearNonlinear (250, 250)" in table.attrs["caption"]
     dots = [c for c in scatter_ax.collections if c.get_label() == "LinearNonlinear"]
     assert len(dots[0].get_offsets()) == 2
     caption = table.attrs["caption"]
     assert "2 of 4 neurons excluded" in caption and "noise ceiling CCmax <" in caption and "split" in caption
+    assert "1 excluded point(s) lie beyond the axes" in caption
     assert (table["neurons"] == 2).all() and (table["excluded"] == 2).all()
     plt.close(fig)

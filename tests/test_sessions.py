@@ -181,13 +181,13 @@ def test_interleaved_batches_visit_every_session(small, monkeypatch):
         return out
 
     monkeypatch.setattr(mod, "_epoch_batches", spy)
-    data = SessionSet({"a": small.select([0, 1]), "b": small.select([2, 3, 4]).subset([0, 1, 2])})
+    data = SessionSet({"a": small.select([0, 1]).subset([0, 1, 2, 3, 4]), "b": small.select([2, 3, 4]).subset([0, 1, 2])})
     model = MultiSessionModel("NetworkReceptiveField", dict(n_bands=16, n_hidden=3), data.n_neurons)
-    res = fit_sessions(model, data, data, max_epochs=3, batch_size=2, seed=5, **FIT)
+    val = SessionSet({"a": small.select([0, 1]).subset([5]), "b": small.select([2, 3, 4]).subset([3, 4, 5])})
+    res = fit_sessions(model, data, val, max_epochs=3, batch_size=2, seed=5, refine_readouts=False, **FIT)
     assert res.sessions == ["a", "b"] and set(res.session_val_loss) == {"a", "b"}
-    np.testing.assert_allclose(res.val_loss, np.add(res.session_val_loss["a"], res.session_val_loss["b"]))
     for epoch in seen:   # every stimulus of every session exactly once per epoch
-        for key, n in (("a", 6), ("b", 3)):
+        for key, n in (("a", 5), ("b", 3)):
             idx = sorted(i for k, batch in epoch if k == key for i in batch)
             assert idx == list(range(n))
     packs = {"a": _Packed.from_dataset(data["a"], torch.device("cpu")), "b": _Packed.from_dataset(data["b"], torch.device("cpu"))}
@@ -203,7 +203,7 @@ def test_fit_new_session_trains_only_its_readout(small):
     new = small.select([3, 4, 5])
     model.add_session("b", 3)
     b0 = model.readouts["b"].weight.detach().clone()
-    fit_new_session(model, "b", new, new, max_epochs=3, **FIT)
+    fit_new_session(model, "b", new.subset([0, 1, 2, 3]), new.subset([4, 5]), max_epochs=3, **FIT)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)          # core and session a unchanged
     assert not torch.equal(after["readouts.b.weight"], b0)                # the new readout trained
@@ -214,50 +214,95 @@ def test_fit_new_session_trains_only_its_readout(small):
     assert list(scores["session"].unique()) == ["b"] and len(scores) == 3
 
 
+def test_several_sessions_stop_on_their_mean_relative_validation_loss(small):
+    """Before: early stopping followed the SUM of the sessions' validation losses, so the
+    session with the largest losses (high rates) decided and the others could still be
+    improving when it stopped. Now: the mean over sessions of each loss relative to its
+    value at the start (every session counts the same); one session: its own loss."""
+    from deepstrf_utils.training.sessions import combined_val_loss
+
+    start = {"loud": 100.0, "quiet": 1.0}
+    curves = {"loud": [100.0, 90.0, 95.0], "quiet": [1.0, 0.9, 0.5]}
+    sums = [curves["loud"][e] + curves["quiet"][e] for e in range(3)]
+    rel = [combined_val_loss({k: v[e] for k, v in curves.items()}, start) for e in range(3)]
+    assert int(np.argmin(sums)) == 1 and int(np.argmin(rel)) == 2   # the quiet session's improvement counts
+    assert rel[2] == pytest.approx((0.95 + 0.5) / 2)
+    assert combined_val_loss({"a": 3.0}, {"a": 6.0}) == 3.0          # one session: its own loss
+    assert combined_val_loss({"a": 3.0, "b": float("nan")}, {"a": 6.0, "b": 1.0}) == 0.5
+    assert combined_val_loss({"a": 3.0, "b": 2.0}, {"a": 6.0, "b": 0.0}) == pytest.approx(1.25)  # no scale: as is
+    loud = small.select([3, 4, 5]).replace(responses=[r * 30.0 for r in small.select([3, 4, 5]).responses])
+    quiet = small.select([0, 1, 2])
+    data = SessionSet({"a": quiet.subset([0, 1, 2, 3]), "b": loud.subset([0, 1, 2, 3])})
+    val = SessionSet({"a": quiet.subset([4, 5]), "b": loud.subset([4, 5])})
+    torch.manual_seed(0)
+    model = MultiSessionModel("NetworkReceptiveField", dict(n_bands=16, n_hidden=3), data.n_neurons)
+    res = fit_sessions(model, data, val, max_epochs=4, batch_size=2, refine_readouts=False, **FIT)
+    for e, v in enumerate(res.val_loss):
+        want = np.mean([res.session_val_loss[k][e] / res.session_val_start[k] for k in ("a", "b")])
+        assert v == pytest.approx(want)
+    assert res.best_epoch == int(np.argmin(res.val_loss))
+
+
+def test_each_readout_is_refined_with_the_core_frozen(small):
+    """After the joint fit, each session's readout gets its own steps with the core frozen
+    (a session with few batches had few when the joint early stop came): the core is that
+    of the joint fit, and no session ends with a higher validation loss than it had there."""
+    data = SessionSet({"a": small.select([0, 1, 2]).subset([0, 1, 2, 3]), "b": small.select([3, 4, 5]).subset([0, 1, 2])})
+    val = SessionSet({"a": small.select([0, 1, 2]).subset([4, 5]), "b": small.select([3, 4, 5]).subset([3, 4])})
+    fk = dict(max_epochs=15, patience=3, batch_size=2, lr=1e-2, seed=1, **FIT)
+    states, results = {}, {}
+    for refine in (False, None):   # None: the default, refined for several sessions with validation data
+        torch.manual_seed(0)
+        model = MultiSessionModel("NetworkReceptiveField", dict(n_bands=16, n_hidden=3), data.n_neurons)
+        results[refine] = fit_sessions(model, data, val, refine_readouts=refine, **fk)
+        states[refine] = ({k: v.clone() for k, v in model.state_dict().items()}, model)
+    (joint, _), (refined, model) = states[False], states[None]
+    assert all(torch.equal(joint[k], refined[k]) for k in joint if k.startswith("core."))
+    assert set(results[None].readout_refits) == {"a", "b"} and not results[False].readout_refits
+    assert any(not torch.equal(joint[k], refined[k]) for k in joint if k.startswith("readouts."))
+    for key in ("a", "b"):
+        refit = results[None].readout_refits[key]
+        at_joint_best = results[False].session_val_loss[key][results[False].best_epoch]
+        assert refit.best_val_loss <= at_joint_best + 1e-6, key
+    assert all(p.requires_grad for p in model.parameters())
+    with pytest.raises(ValueError, match="refine_readouts needs a MultiSessionModel"):
+        fit_sessions(build_model("NetworkReceptiveField", n_bands=16, n_neurons=3, n_hidden=3), data["a"], val["a"],
+                     refine_readouts=True, **fk)
+
+
 # ----------------------------------------------------------------------------- evidence
-def test_state_gain_model_recovers_planted_gains_and_beats_stateless():
-    """Planted per-neuron state gains (synthetic ground truth): the state-gain model recovers
-    them (correlation > 0.9) and predicts the test set better than the stateless model."""
-    ds = generate_synthetic(n_neurons=10, n_clips=12, clip_s=2.0, n_repeats=20, n_bands=16, seed=0)
-    sd = plant_state_gain(ds, seed=0, gain_range=0.5, tau_s=0.3)
-    train, val, test = sd.split(0)
-    kw = dict(n_bands=16, n_neurons=10, n_lags=20, nonlinearity="softplus")
-    fk = dict(FIT, max_epochs=300, patience=20, lr=1e-2, batch_size=4)
-    torch.manual_seed(0)
-    stateless = build_model("LinearNonlinear", **kw)
-    fit_sessions(stateless, train, val, **fk)
-    torch.manual_seed(0)
-    model = StateGainModel(build_model("LinearNonlinear", **kw), n_states=1)
-    fit_sessions(model, train, val, **fk)
-    gain = model.state_gain.relative_gain()[:, 0].numpy()
-    assert np.corrcoef(gain, sd.ground_truth["state_gain"][:, 0])[0, 1] > 0.9
-    cc0 = evaluate_sessions(stateless, test)["cc_norm"].mean()
-    cc1 = evaluate_sessions(model, test)["cc_norm"].mean()
-    assert cc1 > cc0 + 0.05
-    assert len(predict_sessions(model, test)) == test.n_stimuli
+def test_state_gain_recovery_holds_on_the_seeds_where_it_failed():
+    """The state experiment of notebooks 03 / 05 on data seeds 2 and 3, where the state-gain
+    model fitted from scratch recovered the planted gains with r = 0.72 and 0.44 (its gains
+    were still growing when early stopping on the overfitting LN cut them short). Started
+    from the fitted stateless LN, it recovers them (r > 0.8) and predicts better than the LN."""
+    from deepstrf_utils.reliability import MIN_CC_MAX
+    from deepstrf_utils.sessions_state import SIZES, sessions_state_seeds, state_experiment
+
+    for seed in (2, 3):
+        rows = state_experiment(SIZES["quick"], seed)
+        assert bool((rows["reliable"] == (rows["cc_max"] >= MIN_CC_MAX)).all())
+        per_seed = sessions_state_seeds(rows).iloc[0]
+        assert per_seed["gain_r"] > 0.8, (seed, per_seed["gain_r"])
+        assert per_seed["difference (%)"] > 2.0, seed
 
 
-def test_shared_core_beats_a_model_of_the_smallest_session_alone():
-    """Three synthetic sessions of different neurons; the shared core trained on all three
-    predicts the session with the least data better than a model trained on it alone."""
-    ds = generate_synthetic(n_neurons=18, n_clips=14, clip_s=1.5, n_repeats=10, n_bands=16, seed=2)
-    sessions = SessionSet({
-        "big1": ds.select(range(0, 6)),
-        "big2": ds.select(range(6, 12)).subset(range(1, 14)),
-        "small": ds.select(range(12, 18)).subset([0, 2, 5, 7, 9]),
-    })
-    train, val, test = sessions.split(0)
-    core = dict(n_bands=16, n_hidden=16, n_lags=15)
-    fk = dict(FIT, max_epochs=200, patience=20, lr=1e-2, batch_size=2)
-    torch.manual_seed(0)
-    shared = MultiSessionModel("NetworkReceptiveField", core, sessions.n_neurons)
-    fit_sessions(shared, train, val, **fk)
-    torch.manual_seed(0)
-    alone = build_model("NetworkReceptiveField", n_neurons=6, **core)
-    fit_sessions(alone, train["small"], val["small"], **fk)
-    cc_shared = evaluate_sessions(shared, {"small": test["small"]})["cc_norm"].mean()
-    cc_alone = evaluate_sessions(alone, test["small"])["cc_norm"].mean()
-    assert cc_shared > cc_alone + 0.05
+def test_the_small_session_keeps_training_clips_and_a_full_test_set(tmp_path):
+    """Before, the "smallest session" inherited the split counts of its 14-clip parent: 1
+    training clip of 5, 3 for the test (smoke profile: 1 of 4). Now every session keeps the
+    same test and validation counts and the small one its own number of training clips."""
+    from deepstrf_utils.sessions_state import SIZES, run_sessions_state, synthetic_sessions
+
+    for profile in ("smoke", "quick"):
+        size = SIZES[profile]["sessions"]
+        train, val, test = synthetic_sessions(SIZES[profile], seed=1).split(1)
+        assert train["small"].n_stimuli == size["small_train"] >= 2
+        assert [test[k].n_stimuli for k in ("big1", "big2", "small")] == [size["n_test"]] * 3
+        assert [val[k].n_stimuli for k in ("big1", "big2", "small")] == [size["n_val"]] * 3
+        assert train["big1"].n_stimuli > 2 * train["small"].n_stimuli
+    rows = run_sessions_state("smoke", tmp_path)
+    shared = rows[rows["experiment"] == "shared_core"]
+    assert set(shared["train_stimuli"]) == {SIZES["smoke"]["sessions"]["small_train"]}
 
 
 # ----------------------------------------------------------------------------- NAT4 pupil

@@ -98,6 +98,28 @@ def test_select_driven_bins_counts_and_causal_window():
     # candidates: bins 3..9 of the first stimulus (7) -> ceil(0.25 * 7) = 2 per neuron
     assert masks[0].sum(1).tolist() == [2, 2]
     assert masks[0][:, 8:].all() and not masks[1].any()
+    with pytest.raises(ValueError, match="at least one stimulus with T >= n_lags=4 bins, the longest has T=3"):
+        select_driven_bins([torch.zeros(2, 3), torch.zeros(2, 2)], n_lags=4)
+
+
+def test_select_driven_bins_exact_count_with_a_minimum_gap():
+    # neuron 0 peaks at 10, 11, 12 (one event) and 30; neuron 1 rises with t; bins 0..3 not candidates
+    p = torch.zeros(2, 40)
+    p[0, [10, 11, 12, 30, 2]] = torch.tensor([5.0, 4.0, 3.0, 2.0, 9.0])
+    p[1] = torch.arange(40.0)
+    second = torch.zeros(2, 20)
+    second[0, 15] = 2.5
+    masks = select_driven_bins([p, second], n_lags=5, n_bins=3, min_gap=5)
+    assert torch.nonzero(masks[0][0]).ravel().tolist() == [10, 30] and masks[1][0].nonzero().ravel().tolist() == [15]
+    assert torch.nonzero(masks[0][1]).ravel().tolist() == [39, 34, 29][::-1]  # 5 bins apart, from the top
+    assert not masks[1][1].any()  # the first stimulus holds the three largest of neuron 1
+    # without a gap: the exact count, the three largest
+    masks = select_driven_bins([p], n_lags=5, n_bins=3)
+    assert torch.nonzero(masks[0][0]).ravel().tolist() == [10, 11, 12]
+    with pytest.raises(ValueError, match="n_bins"):
+        select_driven_bins([p], n_lags=5, n_bins=0)
+    with pytest.raises(ValueError, match="min_gap"):
+        select_driven_bins([p], n_lags=5, min_gap=0)
 
 
 @pytest.mark.parametrize("cls,kwargs", [

@@ -44,11 +44,19 @@ def splits(dataset):
     return dataset.split(0)
 
 
+def _synthetic_bands(n_bands=F):
+    """The synthetic datasets' band centres (log-spaced 500 Hz - 22.6 kHz)."""
+    from deepstrf_utils.datasets.synthetic import MAX_FREQ_HZ, MIN_FREQ_HZ
+    from deepstrf_utils.spectrogram import band_centre_frequencies
+
+    return [float(v) for v in band_centre_frequencies(n_bands, MIN_FREQ_HZ, MAX_FREQ_HZ)]
+
+
 def _linear(n_neurons=1, prefilter=None, seed=0, model="Linear", **kw):
     torch.manual_seed(seed)
     kw.setdefault("n_lags", 8)
     if prefilter == "adaptrans":
-        kw.setdefault("prefilter_kwargs", {"kernel_size": 24})
+        kw.setdefault("prefilter_kwargs", {"kernel_size": 24, "cf_hz": _synthetic_bands()})
     return build_model(model, n_bands=F, n_neurons=n_neurons, dt_ms=5.0, prefilter=prefilter, **kw)
 
 
@@ -131,8 +139,14 @@ def test_nan_loss_names_epoch_and_neuron(splits, optimizer):
 
 def test_nan_parameter_names_parameter(splits):
     train, val, _ = splits
-    with pytest.raises(FloatingPointError, match=r"epoch 0"):
-        fit(_linear(n_neurons=4), train, val, lr=float("inf"), max_epochs=2, device="cpu", progress=False)
+
+    def nan_gradient(pred, resp, reduction="none"):  # a finite loss whose gradient is NaN
+        sq = (pred - resp[:, :, 0]).nan_to_num().square().mean((0, 2))
+        return sq + 0.0 * (pred - pred.detach()).abs().sqrt().mean((0, 2))
+
+    with pytest.raises(FloatingPointError, match=r"parameter\(s\) \['weight', 'bias'\] became NaN/inf at epoch 0"):
+        fit(_linear(n_neurons=4), train, val, loss=nan_gradient, optimizer="adamw", max_epochs=2, device="cpu",
+            progress=False)
 
 
 def test_bad_arguments(splits):
@@ -238,15 +252,10 @@ def _tiny_sets(n_bands=8, n_neurons=3, seed=0):
 
 def _tiny_model(name, seed):
     torch.manual_seed(seed)
-    pre = {"prefilter": "adaptrans", "prefilter_kwargs": {"kernel_size": 12}}
+    pre = {"prefilter": "adaptrans", "prefilter_kwargs": {"kernel_size": 12, "cf_hz": list(np.geomspace(500, 8000, 8))}}
     if name == "ConvNet2D":
-        m = build_model(name, n_bands=8, kernel_size=(3, 5), channels=3, hidden=6, n_blocks=2, **pre)
-        # the conv biases before BatchNorm have a true gradient of 0 (BatchNorm removes them):
-        # AdamW would move them on float noise (g / |g|), differently in each path; frozen,
-        # both paths compute the same function
-        for conv in m.convs:
-            conv.bias.requires_grad_(False)
-        return m
+        # nothing frozen: the conv biases before BatchNorm are constants of the model (ConvBeforeNorm2d)
+        return build_model(name, n_bands=8, kernel_size=(3, 5), channels=3, hidden=6, n_blocks=2, **pre)
     return build_model(name, n_bands=8, n_hidden=3, n_lags=6, **pre)
 
 

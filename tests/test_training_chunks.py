@@ -5,20 +5,22 @@ import numpy as np
 import pytest
 import torch
 
-from deepstrf_utils.datasets.synthetic import generate_synthetic
+from deepstrf_utils.datasets.synthetic import MAX_FREQ_HZ, MIN_FREQ_HZ, generate_synthetic
 from deepstrf_utils.models import build_model
+from deepstrf_utils.spectrogram import band_centre_frequencies
 from deepstrf_utils.training import fit, predict
 from deepstrf_utils.training.chunks import chunk_windows, chunked_batch
 from deepstrf_utils.training.fitting import _batch_loss, _get_loss
 from deepstrf_utils.training.options import RECURRENT_AUTO, RECURRENT_CHUNK_WITHOUT_ADAPTRANS
 
 F = 12
+SYN_CF = [float(v) for v in band_centre_frequencies(F, MIN_FREQ_HZ, MAX_FREQ_HZ)]
 
 
 def _statenet(seed=0, n_neurons=2, rnn="gru"):
     torch.manual_seed(seed)
     return build_model("StateNet", n_bands=F, n_neurons=n_neurons, dt_ms=5.0, prefilter="adaptrans",
-                       prefilter_kwargs={"kernel_size": 16}, rnn=rnn)
+                       prefilter_kwargs={"kernel_size": 16, "cf_hz": SYN_CF}, rnn=rnn)
 
 
 def _padded_batch(seed=0):

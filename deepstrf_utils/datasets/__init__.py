@@ -3,13 +3,20 @@
 Sources (``name`` of :func:`load_dataset`):
 
 ============  ===============================================================
-synthetic     simulated AdapTrans -> ON/OFF STRF population, known ground truth
+synthetic     simulated AdapTrans -> ON/OFF STRF population, known ground truth;
+              ``population="mismatched"``: neurons outside the models' family
+              (``datasets/synthetic_mismatched.py``)
 ns1           ferret A1, natural sounds (Harper et al. 2016)
 nat4_a1       ferret A1, NAT4 (Pennington & David 2023)
 nat4_peg      ferret PEG, NAT4
 wehr          rat A1 membrane potential (CRCNS ac-1)
 folder        your own recordings in a folder (see ``datasets/folder.py``)
+torc          a ferret A1 unit and baphy TORCs (``datasets/torc.py``; ``path`` = folder)
+nwb           one NWB file (``path=``; optional extra ``[nwb]``; ``datasets/nwb.py``)
+nwb_<stem>    the NWB file ``root/nwb/<stem>.nwb``
 ============  ===============================================================
+
+:func:`to_nwb` writes a dataset as an NWB file (``datasets/nwb_write.py``).
 
 The real-source loaders are imported lazily, so this package imports even when one of
 them (or its optional dependency) is missing.
@@ -32,8 +39,10 @@ from typing import Any
 
 from .base import SCHEMA_VERSION, ResponseDataset
 from .collate import collate_responses
+from .segments import split_in_time
 from .movies import MovieDataset, images_as_movies
 from .sessions import SessionSet
+from .nwb_write import add_predictions, read_predictions, to_nwb
 from .state import plant_state_gain
 
 logger = logging.getLogger(__name__)
@@ -46,6 +55,8 @@ _SOURCES: dict[str, tuple[str, str, dict]] = {
     "nat4_peg": ("nat4", "load_nat4", {"area": "PEG"}),
     "wehr": ("wehr", "load_wehr", {}),
     "folder": ("folder", "load_folder", {}),
+    "torc": ("torc", "load_torc", {}),
+    "nwb": ("nwb", "load_nwb", {}),
 }
 
 #: Names accepted by :func:`load_dataset`.
@@ -84,29 +95,70 @@ def load_dataset(name: str, root: str | Path = "data", download: bool = False, *
     """Load a dataset by name as a :class:`ResponseDataset`.
 
     Args:
-        name: one of ``synthetic, ns1, nat4_a1, nat4_peg, wehr, folder``.
+        name: one of ``synthetic, ns1, nat4_a1, nat4_peg, wehr, folder, torc, nwb``, or
+            ``nwb_<stem>`` (the file ``root/nwb/<stem>.nwb``), or ``nwb:<path>``.
         root: data folder; each source lives in its own sub-folder (``root/ns1`` ...).
         download: fetch missing files of a public source (ignored by ``synthetic`` and
             ``folder``).
-        **options: passed to the source's loader (e.g. ``n_neurons`` for synthetic; for
-            ``folder``, ``path`` is the folder to read and defaults to ``root/folder``).
+        **options: passed to the source's loader (e.g. ``n_neurons`` for synthetic, and
+            ``population="mismatched"`` for the population outside the models' family; for
+            ``folder`` and ``torc``, ``path`` is the folder to read and defaults to
+            ``root/folder`` / ``root/torc``; for ``nwb``, ``path`` is the file to read).
 
     Returns:
         ResponseDataset with items ``(stim (1, F, T_i), resp (N, R_i, T_i))``.
     """
     key = str(name).lower()
+    if key.startswith("nwb_") and "path" in options:
+        key = "nwb"
+    elif key.startswith("nwb:") or key.startswith("nwb_"):
+        key, spec = dataset_spec(name, root)
+        options = {**spec, **options}
     if key not in _SOURCES:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     _, load, fixed = _loader(key)
     if key == "synthetic":
+        population = options.pop("population", "model_family")
+        if population == "mismatched":
+            from .synthetic_mismatched import load_mismatched
+
+            return load_mismatched(root=root, **options)
+        if population != "model_family":
+            raise ValueError(f"expected population 'model_family' (the default) or 'mismatched' for the synthetic "
+                             f"dataset, got {population!r}")
         return load(root=root, **options)
-    if key == "folder":
-        path = options.pop("path", Path(root) / "folder")
+    if key in ("folder", "torc"):
+        path = options.pop("path", Path(root) / key)
         return load(path, **options)
+    if key == "nwb":
+        if "path" not in options:
+            raise ValueError("expected path=<file.nwb> for load_dataset('nwb')")
+        return load(options.pop("path"), **options)
     clash = set(fixed) & set(options)
     if clash:
         raise ValueError(f"dataset {name!r} fixes {sorted(clash)}; do not pass them as options")
     return load(root=root, download=download, **fixed, **options)
+
+
+def dataset_spec(name: str, root: str | Path = "data") -> tuple[str, dict]:
+    """``(source, options)`` of a dataset name: ``"nwb:<path>"`` -> ``("nwb", {"path": path})``;
+    ``"nwb_<stem>"`` -> the file ``root/nwb/<stem>.nwb`` (FileNotFoundError if none);
+    any other name -> ``(name, {})``."""
+    text = str(name)
+    if text.lower().startswith("nwb:"):
+        path = text[4:].strip()
+        if not path:
+            raise ValueError(f"expected nwb:<path to an .nwb file>, got {name!r}")
+        return "nwb", {"path": path}
+    if text.lower().startswith("nwb_"):
+        from .nwb import nwb_files
+
+        files = nwb_files(root)
+        if text.lower() not in files:
+            raise FileNotFoundError(f"expected the NWB file of dataset {name!r} in {Path(root) / 'nwb'}/, found "
+                                    f"{sorted(files) or 'none'}")
+        return "nwb", {"path": str(files[text.lower()])}
+    return text.lower(), {}
 
 
 def _present(root: Path, name: str) -> bool:
@@ -134,13 +186,17 @@ def _present(root: Path, name: str) -> bool:
 def available_datasets(root: str | Path = "data") -> list[str]:
     """Names of the datasets whose files are present under ``root`` (``synthetic`` always).
 
-    ``folder`` is listed when ``root/folder`` holds files. The notebooks use this to pick
-    what to run.
+    ``folder`` is listed when ``root/folder`` holds files, and each NWB file
+    ``root/nwb/<stem>.nwb`` as ``nwb_<stem>``. The notebooks use this to pick what to run.
     """
     root = Path(root)
     names = ["synthetic"]
     for name in DATASETS[1:]:
-        if _present(root, name):
+        if name == "nwb":
+            from .nwb import nwb_files
+
+            names += list(nwb_files(root))
+        elif _present(root, name):
             names.append(name)
     return names
 
@@ -157,5 +213,10 @@ __all__ = [
     "plant_state_gain",
     "available_datasets",
     "collate_responses",
+    "dataset_spec",
     "load_dataset",
+    "split_in_time",
+    "to_nwb",
+    "add_predictions",
+    "read_predictions",
 ]

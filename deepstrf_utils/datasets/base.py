@@ -15,7 +15,10 @@ Splits are by stimulus, never by time bin, and follow the dataset's ``split_spec
 ``{"test": "repeated", ...}``
     the stimuli presented more than once (NAT4's 18 x 20-repeat test set).
 
-``n_test`` / ``n_val`` (integers) override the fractions. The validation set is drawn at
+``n_test`` / ``n_val`` (integers) override the fractions. ``groups`` (B labels) keeps
+stimuli that belong together on the training side: held-out (test, then validation) stimuli
+are drawn so that every group keeps at least one training stimulus (TORCs: the two TORCs of
+a spectral density). The validation set is drawn at
 random (seeded) from the non-test stimuli, at least one stimulus; train is the rest.
 ``val_fraction`` is a fraction of all stimuli, or of the non-test ones with
 ``"val_from": "rest"`` (NAT4's 80/20 split of the estimation stimuli).
@@ -40,6 +43,7 @@ from torch.utils.data import Dataset
 
 from ..metrics import trial_average
 from ..metrics.inputs import reject_inf
+from ..shapes import check_int
 from .state import check_states
 from .tree import copy_tree, select_ground_truth, subset_ground_truth
 from .storage import SCHEMA_VERSION, read_hdf5, write_hdf5  # noqa: F401  (SCHEMA_VERSION: public here)
@@ -316,12 +320,19 @@ class ResponseDataset(Dataset):
         if not isinstance(spec, dict):
             raise ValueError(f"expected split_spec as a dict, got {type(spec).__name__}")
         spec = dict(spec)
-        unknown = set(spec) - {"test", "test_fraction", "val_fraction", "n_test", "n_val", "val_from", "description"}
+        unknown = set(spec) - {"test", "test_fraction", "val_fraction", "n_test", "n_val", "val_from", "description",
+                               "groups"}
         if unknown:
             raise ValueError(
                 "expected split_spec keys among test, test_fraction, val_fraction, n_test, n_val, val_from, "
-                f"description; got unknown {sorted(unknown)}"
+                f"description, groups; got unknown {sorted(unknown)}"
             )
+        if spec.get("groups") is not None:
+            groups = [str(g) for g in spec["groups"]]
+            if len(groups) != self.n_stimuli:
+                raise ValueError(f"expected split_spec['groups'] with one label per stimulus (B={self.n_stimuli}), "
+                                 f"got {len(groups)}")
+            spec["groups"] = groups
         if spec.get("val_from", "all") not in ("all", "rest"):
             raise ValueError(f"expected split_spec['val_from'] 'all' or 'rest', got {spec['val_from']!r}")
         test = spec.setdefault("test", "random")
@@ -367,13 +378,16 @@ class ResponseDataset(Dataset):
 
     def split_indices(self, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Stimulus indices ``(train, val, test)`` of :meth:`split`, each sorted, a partition of range(B)."""
+        from .splits import draw_keeping_groups
+
         spec, b = self.split_spec, self.n_stimuli
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_int(seed, "seed (of the split)", 0))
         order = np.arange(b)
         test_rule = spec["test"]
         if test_rule == "random":
             n_test = self._n_test_random()
-            test = np.sort(rng.permutation(b)[:n_test])
+            test = (np.sort(rng.permutation(b)[:n_test]) if spec.get("groups") is None
+                    else draw_keeping_groups(rng, order, n_test, spec["groups"], "test"))
         elif test_rule == "repeated":
             test = order[self.n_repeats > 1]
             if test.size == 0:
@@ -386,7 +400,8 @@ class ResponseDataset(Dataset):
             raise ValueError(
                 f"cannot split {b} stimuli: {test.size} test leave {rest.size}, fewer than {n_val} validation + 1 train"
             )
-        val = np.sort(rng.permutation(rest)[:n_val])
+        val = (np.sort(rng.permutation(rest)[:n_val]) if spec.get("groups") is None
+               else draw_keeping_groups(rng, rest, n_val, spec["groups"], "validation", held=test))
         train = np.setdiff1d(rest, val)
         return train.astype(np.int64), val.astype(np.int64), test.astype(np.int64)
 
@@ -400,7 +415,7 @@ class ResponseDataset(Dataset):
         """
         from .splits import split_by_neuron
 
-        return split_by_neuron(self, seed)
+        return split_by_neuron(self, check_int(seed, "seed (of the split)", 0))
 
     @property
     def split_rule(self) -> str:
@@ -417,6 +432,8 @@ class ResponseDataset(Dataset):
                                  int((self.n_repeats > 1).sum()) if test == "repeated" else len(test)))
         noun = "stimulus" if n_val == 1 else "stimuli"
         sentence = f"{t}; validation: {n_val} {noun} drawn at random per seed from the rest; train: the remaining stimuli."
+        if spec.get("groups") is not None:
+            sentence += " Held-out stimuli are drawn so that each group keeps a training stimulus."
         if spec.get("description"):
             sentence = f"{spec['description']} ({sentence})"
         return sentence
@@ -447,6 +464,8 @@ class ResponseDataset(Dataset):
             spec["test"] = [pos[t] for t in spec["test"] if t in pos]
             if not spec["test"]:
                 spec["test"] = "random"
+        if spec.get("groups") is not None:
+            spec["groups"] = [spec["groups"][i] for i in idx_list]
         meta = copy_tree(self.meta)
         parent = self.meta.get("stimulus_indices")
         meta["stimulus_indices"] = [int(parent[i]) for i in idx_list] if parent is not None else idx_list
@@ -546,25 +565,29 @@ class ResponseDataset(Dataset):
         )
 
     # ------------------------------------------------------------------ HDF5
-    def to_hdf5(self, path: str | os.PathLike) -> Path:
+    def to_hdf5(self, path: str | os.PathLike, options: dict | None = None) -> Path:
         """Write the dataset to an HDF5 file (schema ``SCHEMA_VERSION``), atomically.
 
         The file is written to a temporary file in the same folder and moved into place
         with ``os.replace``; an error (or a kill) during the write leaves no file at
         ``path``, and the temporary file lacks the ``complete`` mark that
-        :meth:`from_hdf5` requires. Returns the path written.
+        :meth:`from_hdf5` requires. Every node carries a SHA-256 digest; ``options`` (the
+        options that generated the data, for a cache) are stored for :meth:`from_hdf5`.
+        Returns the path written.
         """
-        path = write_hdf5(self, path)
+        path = write_hdf5(self, path, options=options)
         logger.info("wrote %s (%d neurons, %d stimuli)", path, self.n_neurons, self.n_stimuli)
         return path
 
     @classmethod
-    def from_hdf5(cls, path: str | os.PathLike) -> "ResponseDataset":
-        """Read a dataset written by :meth:`to_hdf5`.
+    def from_hdf5(cls, path: str | os.PathLike, options: dict | None = None) -> "ResponseDataset":
+        """Read a dataset written by :meth:`to_hdf5`; with ``options``, only a file written
+        with the same options (a cache).
 
         Raises:
             FileNotFoundError: no file at ``path``.
-            ValueError: not a dataset file, an incomplete write, or another
-                ``schema_version`` than ``SCHEMA_VERSION``.
+            ValueError: not a dataset file, an incomplete write, another
+                ``schema_version`` than ``SCHEMA_VERSION``, a node that no longer matches
+                its digest (damaged or edited; the message names it), other options.
         """
-        return read_hdf5(path, cls)
+        return read_hdf5(path, cls, options=options)

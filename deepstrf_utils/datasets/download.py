@@ -35,7 +35,6 @@ import os
 import shutil
 import sys
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -44,6 +43,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from tqdm.auto import tqdm
+
+from ..files import temp_folder
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +342,7 @@ def extract_archive(archive, target) -> Path:
         ValueError: unreadable / corrupted archive or unsafe member path (names the file).
     """
     archive, target = Path(archive), Path(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".extract", dir=target.parent))
+    tmp = temp_folder(target, suffix=".extract")
     try:
         try:
             if zipfile.is_zipfile(archive):
@@ -419,14 +420,20 @@ def fetch(name: str, root="data", progress: bool = True,
 
 
 # ----------------------------------------------------------------------------- cache
+def cache_key(name: str, options: Optional[dict] = None) -> dict:
+    """What identifies a preprocessed cache: `CACHE_VERSION`, the dataset name and the
+    loader options; hashed into the file name (`cache_file`), stored in the file and compared
+    when it is read."""
+    return {"v": CACHE_VERSION, "name": name, "options": options or {}}
+
+
 def cache_file(name: str, root="data", options: Optional[dict] = None) -> Path:
     """Path of the preprocessed HDF5 cache of dataset ``name`` built with ``options``.
 
-    The file name carries a hash of the options and `CACHE_VERSION`, so different options
-    never share a cache: ``<root>/<name>/<name>_<hash12>.h5``.
+    The file name carries a hash of `cache_key` (the options and `CACHE_VERSION`), so
+    different options never share a cache: ``<root>/<name>/<name>_<hash12>.h5``.
     """
-    key = json.dumps({"v": CACHE_VERSION, "name": name, "options": options or {}},
-                     sort_keys=True, default=str)
+    key = json.dumps(cache_key(name, options), sort_keys=True, default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return dataset_dir(name, root) / f"{name}_{digest}.h5"
 
@@ -446,12 +453,12 @@ def cached_dataset(name: str, root, options: dict, build: Callable[[], "object"]
     if cache and path.is_file():
         try:
             log.info("reading cached %s", path)
-            return ResponseDataset.from_hdf5(path)
-        except ValueError as err:        # stale or incomplete: rebuild
+            return ResponseDataset.from_hdf5(path, options=cache_key(name, options))
+        except ValueError as err:        # stale, damaged, incomplete or for other options: rebuild
             log.warning("ignoring cache %s (%s); rebuilding", path, err)
     ds = build()
     if cache:
-        ds.to_hdf5(path)
+        ds.to_hdf5(path, options=cache_key(name, options))
     return ds
 
 

@@ -3,7 +3,7 @@
 - :func:`loadmat` reads a MATLAB v5 ``.mat`` file (structs as attribute objects) and turns
   every failure into a ValueError / FileNotFoundError naming the file;
   :func:`mat_field` reads a struct field, naming the fields found when it is missing.
-- :func:`bin_spike_times` counts spike times into bins; :func:`stack_trials` stacks the
+- :func:`bin_spike_times` counts spike times into bins (:func:`spike_bin_index`: the bin of each); :func:`stack_trials` stacks the
   neurons' ``(R_n, T)`` trials into one NaN-padded ``(N, R_max, T)`` response.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["loadmat", "mat_field", "bin_spike_times", "stack_trials"]
+__all__ = ["loadmat", "mat_field", "spike_bin_index", "bin_spike_times", "stack_trials"]
 
 
 def loadmat(path: Path, what: str = "the") -> dict:
@@ -50,19 +50,27 @@ def mat_field(struct, name: str, path: Path, where: str):
     return getattr(struct, name)
 
 
-def bin_spike_times(times_ms, n_bins: int, dt_ms: float) -> np.ndarray:
-    """Count spikes in bins of width ``dt_ms``: bin ``k`` = ``[k dt, (k + 1) dt)`` ms.
+def spike_bin_index(times_ms, dt_ms: float, onset_bin: int = 0) -> np.ndarray:
+    """Bin of each spike: ``floor(t / dt_ms) + onset_bin`` (int64, ``(n_spikes,)``); bin
+    ``onset_bin + k`` = ``[k dt, (k + 1) dt)`` ms after stimulus onset."""
+    t = np.asarray(times_ms, dtype=np.float64).ravel()
+    return np.floor(t / dt_ms).astype(np.int64) + int(onset_bin)
+
+
+def bin_spike_times(times_ms, n_bins: int, dt_ms: float, onset_bin: int = 0) -> np.ndarray:
+    """Count spikes in bins of width ``dt_ms``: bin ``onset_bin + k`` = ``[k dt, (k + 1) dt)`` ms.
 
     Args:
-        times_ms: (n_spikes,) spike times in ms from stimulus onset.
-        n_bins: T. dt_ms: bin width.
+        times_ms: (n_spikes,) spike times in ms from stimulus onset (finite).
+        n_bins: T. dt_ms: bin width. onset_bin: the bin where the stimulus starts (the
+            number of pre-stimulus bins of a padded response).
 
     Returns:
-        (T,) float32 spike counts; spikes before 0 or at/after ``T * dt_ms`` are dropped.
+        (T,) float32 spike counts; spikes before bin 0 or at/after bin T are dropped (their
+        number is ``len(times_ms) - counts.sum()``).
     """
-    t = np.asarray(times_ms, dtype=np.float64).ravel()
-    idx = np.floor(t / dt_ms).astype(np.int64)
-    idx = idx[(t >= 0) & (idx >= 0) & (idx < n_bins)]
+    idx = spike_bin_index(times_ms, dt_ms, onset_bin)
+    idx = idx[(idx >= 0) & (idx < n_bins)]
     return np.bincount(idx, minlength=n_bins).astype(np.float32)
 
 

@@ -450,4 +450,14 @@ def load_nat4(root="data", download: bool = False, area: str = "A1",
     folder = dl.require(name, root, download)
     options = dict(area=area, auditory_only=auditory_only, single_sites=single_sites,
                    stim_norm=stim_norm, val_fraction=val_fraction, state_signals=list(state_signals))
-    return dl.cached_dataset(name, root, options, lambda: _build(folder, **options), cache=cache)
+    return with_sites(dl.cached_dataset(name, root, options, lambda: _build(folder, **options), cache=cache))
+
+
+def with_sites(ds: ResponseDataset) -> ResponseDataset:
+    """Add the recording hierarchy to the neuron table (in place; returns ``ds``): ``site``, the
+    first part of a NEMS cell id ``<site>-<electrode>-<unit>`` (``ARM029a-01-1`` -> ``ARM029a``),
+    and ``animal``, the site's leading letters (``ARM``)."""
+    sites = [str(c).split("-")[0] for c in ds.neuron_ids]
+    ds.neurons["site"] = sites
+    ds.neurons["animal"] = [re.match(r"[A-Za-z]*", s).group(0) or s for s in sites]
+    return ds

@@ -237,7 +237,8 @@ def load_ns1(root="data", download: bool = False, valid_units: str = "single",
 
     Returns:
         ResponseDataset named "ns1": stimuli ``(34, 999)``, responses ``(N, 20, 999)`` spike
-        counts, neurons with depth / noise_ratio / single_t.
+        counts, neurons with depth / noise_ratio / single_t and ``site`` (the release folder of
+        the unit's file: units recorded together, the level above neurons in comparisons).
 
     Raises:
         FileNotFoundError: data absent (names files, folder and `make data DATASET=ns1`).
@@ -251,4 +252,7 @@ def load_ns1(root="data", download: bool = False, valid_units: str = "single",
     options = dict(valid_units=valid_units, max_noise_ratio=max_noise_ratio, split=split,
                    dt_ms=dt_ms, n_bands=n_bands, min_freq=min_freq, max_freq=max_freq,
                    threshold_db=threshold_db, units=sorted(units) if units else None)
-    return dl.cached_dataset(NAME, root, options, lambda: _build(folder, **options), cache=cache)
+    ds = dl.cached_dataset(NAME, root, options, lambda: _build(folder, **options), cache=cache)
+    # the level above units: the release folder of each unit's file (its recording, e.g. E1P02.R.SH.En.C)
+    ds.neurons["site"] = [Path(str(p)).parent.name or str(p) for p in ds.neurons["path"]]
+    return ds

@@ -12,7 +12,8 @@ without training stimuli in some). Here the split is per neuron:
   ``split_spec``: a fixed test rule ("repeated" or a list) keeps the fixed test stimuli it
   heard; a random rule draws ``test_fraction`` (or ``n_test / B``) of them; the validation
   set is ``val_fraction`` (or ``n_val / B``) of its heard stimuli (of its non-test ones with
-  ``val_from="rest"``); at least one stimulus each, the rest train. The draw is seeded by
+  ``val_from="rest"``); at least one stimulus each, the rest train (``groups`` is not
+  applied to these own splits). The draw is seeded by
   ``(seed, neuron id)``, so it does not depend on the other neurons;
 * a neuron with too few stimuli (fewer than 3 heard, or no fixed test stimulus heard, or
   fewer than 2 heard outside the test set) is **excluded**: its responses are NaN in every
@@ -33,11 +34,41 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["heard_matrix", "neuron_split", "split_by_neuron", "drop_excluded", "TRAIN", "VAL", "TEST"]
+__all__ = ["heard_matrix", "neuron_split", "split_by_neuron", "drop_excluded", "draw_keeping_groups", "TRAIN", "VAL",
+           "TEST"]
 
 #: codes of :func:`neuron_split`'s assignment matrix
 NONE, TRAIN, VAL, TEST = 0, 1, 2, 3
 _PARTS = (TRAIN, VAL, TEST)
+
+
+def draw_keeping_groups(rng: np.random.Generator, pool, n: int, groups, what: str = "held-out",
+                        held=()) -> np.ndarray:
+    """``n`` stimuli of ``pool`` drawn in a seeded random order, so that every group keeps a training stimulus.
+
+    ``groups`` holds one label per stimulus of the dataset; a stimulus is skipped when taking
+    it would leave its group with no stimulus outside ``held`` and the ones already drawn.
+
+    Returns:
+        sorted ``(n,)`` int64 indices. Raises ValueError when fewer than ``n`` can be drawn.
+    """
+    labels = [str(g) for g in groups]
+    held_set = {int(i) for i in np.asarray(held).ravel()}
+    left: dict = {}
+    for i, g in enumerate(labels):
+        if i not in held_set:
+            left[g] = left.get(g, 0) + 1
+    chosen = []
+    for i in rng.permutation(np.asarray(pool, dtype=np.int64)):
+        if len(chosen) == n:
+            break
+        if left[labels[i]] > 1:
+            chosen.append(int(i))
+            left[labels[i]] -= 1
+    if len(chosen) < n:
+        raise ValueError(f"cannot draw {n} {what} stimuli keeping a training stimulus in every group: only "
+                         f"{len(chosen)} can be drawn from {len(pool)} candidates in {len(left)} groups")
+    return np.sort(np.array(chosen, dtype=np.int64))
 
 
 def heard_matrix(dataset) -> np.ndarray:

@@ -8,6 +8,7 @@ stimulus presented R times the state is the trial average of the R traces: a sta
 readout is linear in the state, so its prediction of the trial-averaged response is exact.
 
 * :func:`check_states` validates the signals (the dataset constructor calls it);
+* :func:`bin_time_series` averages a sampled signal (e.g. a pupil trace) into time bins;
 * :func:`slow_state` draws a slow random state signal;
 * :func:`plant_state_gain` turns a synthetic dataset into one whose neurons are modulated
   by a known per-neuron state gain and offset (NEMS' StateGain model), ground truth stored.
@@ -20,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["check_states", "slow_state", "plant_state_gain"]
+__all__ = ["check_states", "bin_time_series", "slow_state", "plant_state_gain"]
 
 
 def check_states(states: Sequence[Any] | None, state_names: Sequence[str] | None,
@@ -54,6 +55,36 @@ def check_states(states: Sequence[Any] | None, state_names: Sequence[str] | None
     if len(names) != n_s or len(set(names)) != n_s:
         raise ValueError(f"expected {n_s} unique state_names (one per state signal), got {names}")
     return out, names
+
+
+def bin_time_series(times: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """A sampled signal in time bins -> ``(C, T)``.
+
+    Args:
+        times: ``(n,)`` sample times, ascending. values: ``(n, C)`` samples (NaN = unknown).
+        edges: ``(T + 1,)`` bin edges, ascending, in the unit of ``times``; bin k = ``[edges[k], edges[k+1])``.
+
+    Returns:
+        per bin, the mean of the finite samples inside it; NaN where its samples are all NaN;
+        where it holds no sample, the linear interpolation of the finite samples at its centre
+        (NaN outside the sampled span).
+    """
+    times, values = np.asarray(times, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    idx = np.searchsorted(times, edges, side="left")
+    count = np.diff(idx)
+    finite = np.isfinite(values)
+    pad = np.zeros((1, values.shape[1]))                    # reduceat needs every index < its length
+    s = np.add.reduceat(np.concatenate([np.where(finite, values, 0.0), pad]), idx, axis=0)[:-1]
+    k = np.add.reduceat(np.concatenate([finite.astype(np.float64), pad]), idx, axis=0)[:-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where((count[:, None] > 0) & (k > 0), s / np.maximum(k, 1), np.nan)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    for c in range(values.shape[1]):
+        ok = finite[:, c]
+        empty = count == 0
+        if ok.any() and empty.any():
+            out[empty, c] = np.interp(centres[empty], times[ok], values[ok, c], left=np.nan, right=np.nan)
+    return out.T
 
 
 def slow_state(rng: np.random.Generator, n_bins: int, dt_ms: float, tau_s: float = 1.0,

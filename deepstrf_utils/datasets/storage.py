@@ -1,9 +1,14 @@
-"""HDF5 storage of a :class:`~deepstrf_utils.datasets.base.ResponseDataset` (versioned, atomic).
+"""HDF5 storage of a :class:`~deepstrf_utils.datasets.base.ResponseDataset` (versioned, atomic, checked).
 
-:func:`write_hdf5` writes a temporary file in the target folder, marks it ``complete`` and
-moves it into place with ``os.replace``; :func:`read_hdf5` refuses files without the mark
-or with another ``schema_version``. The dataset class is passed in (``cls``), so this module
-does not import :mod:`.base` (base imports it). The layout is the same for every dataset
+:func:`write_hdf5` writes a temporary file in the target folder (:func:`deepstrf_utils.files.atomic_path`),
+stores a SHA-256 digest of every dataset and attribute (``_checksums``: one per HDF5 node;
+the ``digest`` attribute: of that table) and, when given, the options that generated the
+data (``options``), marks it ``complete`` and moves it into place. :func:`read_hdf5`
+refuses files without the mark or with another ``schema_version``, recomputes every digest
+(a damaged or edited node raises a ValueError naming it) and, when ``options`` are passed,
+compares them with the stored ones (a ValueError naming what differs; the cache loaders
+then rebuild the file). The dataset class is passed in (``cls``), so this module does not
+import :mod:`.base` (base imports it). The layout is the same for every dataset
 class; the attribute ``format`` names the class (``FILE_FORMAT``: a file holding a
 :class:`~deepstrf_utils.datasets.movies.MovieDataset` is refused by ``ResponseDataset.from_hdf5``
 with the class to use), spectrograms keep their band centres in ``cf_hz`` and other stimulus
@@ -12,48 +17,66 @@ formats store their constructor values in the JSON attribute ``format_kwargs``.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import h5py
 import numpy as np
 import pandas as pd
 import torch
 
+from ..files import atomic_path, content_digest
+from ..plain import flatten
+
 __all__ = ["SCHEMA_VERSION", "write_hdf5", "read_hdf5"]
+
+log = logging.getLogger(__name__)
 
 #: Version of the HDF5 layout written by :meth:`ResponseDataset.to_hdf5`. Bump it when the
 #: layout changes; :meth:`ResponseDataset.from_hdf5` refuses any version not in
 #: :data:`READABLE_VERSIONS`. Version 2 added the optional ``states`` group (behavioural
-#: state signals); a version-1 file reads as a dataset without states.
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: state signals); a version-1 file reads as a dataset without states. Version 3 added the
+#: digests (``_checksums``, ``digest``) and the generating ``options``; files of versions 1
+#: and 2 load with a warning that they cannot be verified, and a cache (read with
+#: ``options``) of those versions is refused, hence rebuilt.
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+_CHECKSUMS = "_checksums"
+_UNCHECKED_ATTRS = ("digest", "complete")
 
 
-def write_hdf5(ds, path: str | os.PathLike) -> Path:
-    """Write dataset ``ds`` to ``path`` atomically (temp file + ``os.replace``) -> the path."""
+def write_hdf5(ds, path: str | os.PathLike, options: Optional[dict] = None) -> Path:
+    """Write dataset ``ds`` to ``path`` atomically -> the path.
+
+    ``options``: the options that generated ``ds`` (JSON-serialisable; stored, and compared
+    by :func:`read_hdf5` when it is given options).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             _write_dataset(f, ds)
+            if options is not None:
+                f.attrs["options"] = _options_json(options)
+            sums = {name: content_digest(node) for name, node in _snapshot(f, path).items()}
+            f.create_dataset(_CHECKSUMS, data=json.dumps(sums, sort_keys=True), dtype=h5py.string_dtype())
+            f.attrs["digest"] = content_digest(sums)
             f.attrs["complete"] = True
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
     return path
 
 
-def read_hdf5(path: str | os.PathLike, cls):
-    """Read a file written by :func:`write_hdf5` into a ``cls`` (a ResponseDataset class)."""
+def read_hdf5(path: str | os.PathLike, cls, options: Optional[dict] = None):
+    """Read a file written by :func:`write_hdf5` into a ``cls`` (a ResponseDataset class).
+
+    ``options``: when given, the file must have been written with these options (a cache);
+    files of versions before 3 (no options, no digests) are then refused too.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: not a dataset file, an incomplete write, an unreadable version, a node
+            whose content no longer matches its digest, a missing node, other options.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"expected a ResponseDataset HDF5 file at {path}, found none")
@@ -72,7 +95,117 @@ def read_hdf5(path: str | os.PathLike, cls):
             )
         if not bool(f.attrs.get("complete", False)):
             raise ValueError(f"{path} is an incomplete write (no 'complete' mark); delete it and regenerate")
-        return _read_dataset(f, cls)
+        snapshot = _snapshot(f, path)
+        if version >= 3:
+            _verify(f, snapshot, path)
+        elif options is not None:
+            raise ValueError(f"{path} has schema_version {version}, written before digests and generating "
+                             f"options were stored (version 3); it cannot be checked, so it is not used as a cache")
+        else:
+            log.warning("%s has schema_version %d (no digests): its contents cannot be verified; "
+                        "write it again with to_hdf5 to add them", path, version)
+    if options is not None:
+        _compare_options(snapshot["/"]["attrs"].get("options"), options, path)
+    _check_format(_Node(snapshot, "/"), cls, path)
+    try:
+        return _read_dataset(_Node(snapshot, "/"), cls)
+    except KeyError as exc:
+        raise ValueError(f"{path}: expected the HDF5 node {exc.args[0]} of a ResponseDataset file, it is "
+                         f"missing (the file was edited or damaged); delete it and regenerate") from exc
+
+
+# ----------------------------------------------------------------------------- checks
+def _snapshot(f: h5py.File, path: Path) -> dict:
+    """Every node of ``f`` (but the checksum table) -> ``{"attrs": {...}, "data": value}``
+    (groups have no "data"); the root's ``digest`` and ``complete`` attributes are left out."""
+    out = {}
+
+    def add(name: str, node) -> None:
+        if name == _CHECKSUMS:
+            return
+        attrs = {k: node.attrs[k] for k in node.attrs if not (name == "/" and k in _UNCHECKED_ATTRS)}
+        entry = {"attrs": attrs}
+        if isinstance(node, h5py.Dataset):
+            try:
+                entry["data"] = node[()]
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"{path}: could not read the HDF5 node /{name} (damaged file?): {exc}; "
+                                 "delete it and regenerate") from exc
+        out[name if name == "/" else f"/{name}"] = entry
+
+    try:
+        add("/", f)
+        f.visititems(add)
+    except (OSError, RuntimeError, KeyError) as exc:
+        raise ValueError(f"{path}: could not read its HDF5 structure (damaged file?): {exc}; "
+                         "delete it and regenerate") from exc
+    return out
+
+
+def _verify(f: h5py.File, snapshot: dict, path: Path) -> None:
+    """Compare every node's digest with the stored table; ValueError naming the nodes that
+    differ, are missing or were added."""
+    try:
+        stored = json.loads(f[_CHECKSUMS][()])
+        if content_digest(stored) != str(f.attrs["digest"]):
+            raise ValueError("digest mismatch")
+    except (KeyError, ValueError, TypeError, OSError) as exc:
+        raise ValueError(f"{path}: its checksum table ({_CHECKSUMS} and the 'digest' attribute) is missing or "
+                         f"damaged ({exc}); delete the file and regenerate it") from exc
+    now = {name: content_digest(node) for name, node in snapshot.items()}
+    changed = sorted(n for n in now if n in stored and stored[n] != now[n])
+    missing = sorted(set(stored) - set(now))
+    added = sorted(set(now) - set(stored))
+    if changed or missing or added:
+        parts = [f"{what}: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}"
+                 for what, names in (("changed", changed), ("missing", missing), ("added", added)) if names]
+        raise ValueError(f"{path}: expected every HDF5 node to match the SHA-256 digest stored when it was "
+                         f"written; {'; '.join(parts)} (the file was damaged or edited); delete it and regenerate")
+
+
+def _options_json(options: dict) -> str:
+    return json.dumps(options, sort_keys=True, default=str)
+
+
+def _compare_options(stored: Any, options: dict, path: Path) -> None:
+    """ValueError naming every option whose stored value differs from ``options``."""
+    want = flatten(json.loads(_options_json(options)))
+    if stored is None:
+        raise ValueError(f"{path}: expected a cache written for the options {want}, the file stores no options")
+    have = flatten(json.loads(str(stored)))
+    diff = [f"{k}={have.get(k, '<absent>')!r} (asked: {want.get(k, '<absent>')!r})"
+            for k in sorted(set(want) | set(have)) if have.get(k, "<absent>") != want.get(k, "<absent>")]
+    if diff:
+        raise ValueError(f"{path}: expected a cache written for this call's options; it was written for "
+                         f"other ones: {', '.join(diff)}")
+
+
+class _Node:
+    """Read-only view of a node of a :func:`_snapshot` with the parts of the h5py API the
+    readers below use (``attrs``, ``node[key]``, ``node[()]``, ``len``, ``in``, ``name``).
+    A missing child raises KeyError with its path."""
+
+    def __init__(self, snapshot: dict, name: str):
+        self._snap, self.name = snapshot, name
+        self.attrs = snapshot[name]["attrs"]
+
+    def _child(self, key: str) -> str:
+        return f"/{key}" if self.name == "/" else f"{self.name}/{key}"
+
+    def __getitem__(self, key):
+        if key == ():
+            return self._snap[self.name]["data"]
+        child = self._child(key)
+        if child not in self._snap:
+            raise KeyError(child)
+        return _Node(self._snap, child)
+
+    def __contains__(self, key: str) -> bool:
+        return self._child(key) in self._snap
+
+    def __len__(self) -> int:
+        prefix = self._child("")
+        return sum(1 for n in self._snap if n.startswith(prefix) and "/" not in n[len(prefix):])
 
 
 # ----------------------------------------------------------------------------- HDF5 layout
@@ -127,7 +260,7 @@ def _write_tree(group: h5py.Group, key: str, value: Any) -> None:
         )
 
 
-def _read_tree(node: h5py.Group | h5py.Dataset) -> Any:
+def _read_tree(node) -> Any:
     kind = node.attrs["_type"]
     if isinstance(kind, bytes):
         kind = kind.decode()
@@ -169,7 +302,7 @@ def _write_table(group: h5py.Group, table: pd.DataFrame) -> None:
             ds.attrs["_kind"] = "str"
 
 
-def _read_table(group: h5py.Group) -> pd.DataFrame:
+def _read_table(group) -> pd.DataFrame:
     columns = json.loads(group.attrs["_columns"])
     data = {}
     for j, col in enumerate(columns):
@@ -219,11 +352,15 @@ def _file_format(cls) -> str:
     return getattr(cls, "FILE_FORMAT", "deepstrf_utils.ResponseDataset")
 
 
-def _read_dataset(f: h5py.File, cls):
+def _check_format(f, cls, path: Path) -> None:
+    """ValueError when the file holds another dataset class than ``cls`` (``format`` attribute)."""
     stored, want = str(f.attrs.get("format", _file_format(cls))), _file_format(cls)
     if stored != want:
-        raise ValueError(f"{f.filename} holds a {stored.split('.')[-1]}, not a {want.split('.')[-1]}: "
+        raise ValueError(f"{path} holds a {stored.split('.')[-1]}, not a {want.split('.')[-1]}: "
                          f"read it with {stored.split('.')[-1]}.from_hdf5")
+
+
+def _read_dataset(f, cls):
     n_stim = len(f["stimuli"])
     fmt = {"cf_hz": f["cf_hz"][()]} if "cf_hz" in f else {}
     fmt.update(json.loads(f.attrs.get("format_kwargs", "{}")))

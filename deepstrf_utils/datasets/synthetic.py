@@ -94,18 +94,24 @@ def _options(n_neurons, n_clips, clip_s, n_repeats, dt_ms, n_bands, seed) -> dic
     return {**{k: int(v) for k, v in given.items()}, "clip_s": float(clip_s), "dt_ms": float(dt_ms)}
 
 
-def cache_path(root: str | Path = "data", **options: Any) -> Path:
-    """Cache file of :func:`load_synthetic` for these options: ``root/synthetic/synthetic_<hash>.h5``.
-
-    The hash (12 hex digits of SHA-256) covers every option and ``GENERATOR_VERSION``.
-    """
+def cache_key(**options: Any) -> dict:
+    """What identifies a synthetic cache: the normalised options (defaults filled in) and
+    ``GENERATOR_VERSION``; stored in the cache file and compared when it is read."""
     defaults = dict(n_neurons=50, n_clips=20, clip_s=5.0, n_repeats=20, dt_ms=5.0, n_bands=34, seed=0)
     unknown = set(options) - set(defaults)
     if unknown:
         raise ValueError(f"unknown synthetic options {sorted(unknown)}; expected among {sorted(defaults)}")
     defaults.update(options)
-    opts = _options(**defaults)
-    key = json.dumps({**opts, "generator_version": GENERATOR_VERSION}, sort_keys=True)
+    return {**_options(**defaults), "generator_version": GENERATOR_VERSION}
+
+
+def cache_path(root: str | Path = "data", **options: Any) -> Path:
+    """Cache file of :func:`load_synthetic` for these options: ``root/synthetic/synthetic_<hash>.h5``.
+
+    The hash (12 hex digits of SHA-256) covers every option and ``GENERATOR_VERSION``
+    (:func:`cache_key`).
+    """
+    key = json.dumps(cache_key(**options), sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return Path(root) / "synthetic" / f"synthetic_{digest}.h5"
 
@@ -402,17 +408,27 @@ def load_synthetic(root: str | Path = "data", n_neurons: int = 50, n_clips: int 
     """
     opts = dict(n_neurons=n_neurons, n_clips=n_clips, clip_s=clip_s, n_repeats=n_repeats, dt_ms=dt_ms,
                 n_bands=n_bands, seed=seed)
-    path = cache_path(root, **opts)
+    return read_or_generate(cache_path(root, **opts), lambda: generate_synthetic(**opts), cache,
+                            options=cache_key(**opts))
+
+
+def read_or_generate(path: Path, generate, cache: bool = True, options: dict | None = None) -> ResponseDataset:
+    """The dataset cached at ``path``, or ``generate()`` written there (``cache=False``: generate only).
+
+    ``options``: what identifies the cache (e.g. :func:`cache_key`), stored in the file and
+    compared when it is read. A cache file that is unreadable, damaged, of an older schema or
+    written for other options is logged (naming what differs) and regenerated.
+    """
     if cache and path.is_file():
         try:
-            ds = ResponseDataset.from_hdf5(path)
+            ds = ResponseDataset.from_hdf5(path, options=options)
             logger.info("synthetic dataset read from cache %s", path)
             return ds
         except (ValueError, OSError, KeyError) as exc:
             logger.warning("ignoring unreadable synthetic cache %s (%s); regenerating", path, exc)
-    ds = generate_synthetic(**opts)
+    ds = generate()
     if cache:
-        ds.to_hdf5(path)
+        ds.to_hdf5(path, options=options)
     return ds
 
 

@@ -20,7 +20,9 @@ Conventions (see docs/ARCHITECTURE.md):
 
 Metrics: :func:`cc_raw`, :func:`signal_power`, :func:`noise_power`, :func:`cc_norm`,
 :func:`cc_max`, :func:`cc_max_from_sp`, :func:`mean_trial_correlation`, :func:`ttrc`,
-:func:`fev`, and :func:`score` (all of them at once, sharing the work).
+:func:`fev`, and :func:`score` (all of them at once, sharing the work). Stimulus-specific
+part of equal-length stimuli (TORCs): :func:`stimulus_specific`, :func:`cc_norm_specific`,
+and the stimulus-blind :func:`mean_psth`.
 
 Summaries: :func:`bootstrap_ci` (seeded percentile bootstrap of a median or mean).
 
@@ -35,6 +37,7 @@ Pennington & David (2023) PLOS Comput Biol 19:e1011110, trial-to-trial normalisa
 from .bootstrap import bootstrap_ci
 from .correlation import masked_corr
 from .inputs import trial_average
+from .specific import cc_norm_specific, mean_psth, stimulus_specific
 from .losses import LOSSES, correlation_loss, get_loss, mse_loss, nmse_loss, poisson_loss
 from .scores import (
     cc_max,
@@ -60,6 +63,9 @@ __all__ = [
     "ttrc",
     "fev",
     "score",
+    "stimulus_specific",
+    "cc_norm_specific",
+    "mean_psth",
     "mse_loss",
     "nmse_loss",
     "poisson_loss",

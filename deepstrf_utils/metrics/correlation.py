@@ -9,8 +9,11 @@ from .inputs import _as_tensor
 __all__ = ["masked_corr", "centre", "corr_from_centred"]
 
 
-def _masked_extremes_equal(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """(N, L), (N, L) bool -> (N,) bool: x takes a single value over the valid bins."""
+def _masked_extremes_equal(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """(N, L), (N, L) bool (None: every bin valid) -> (N,) bool: x takes a single value over
+    the valid bins."""
+    if valid is None:
+        return x.amax(1) == x.amin(1)  # (two reductions: ~10x faster than aminmax on a CPU)
     inf = torch.tensor(float("inf"), dtype=x.dtype, device=x.device)
     return torch.where(valid, x, -inf).amax(1) == torch.where(valid, x, inf).amin(1)
 
@@ -29,12 +32,14 @@ def _corr_from_moments(n, sa, sb, saa, sbb, sab) -> torch.Tensor:
     return torch.where(ok, cov / torch.sqrt(va.clamp_min(1e-300) * vb.clamp_min(1e-300)), float("nan"))
 
 
-def centre(x: torch.Tensor, valid: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+def centre(x: torch.Tensor, valid: torch.Tensor | None, n: torch.Tensor) -> torch.Tensor:
     """x ``(..., L)`` minus its mean over the ``valid`` bins, 0 elsewhere.
 
-    x must already be 0 at invalid bins; n ``(...)`` is the number of valid bins (>= 1).
+    x must already be 0 at invalid bins; n ``(...)`` is the number of valid bins (>= 1);
+    ``valid=None``: every bin is valid.
     """
-    return torch.where(valid, x - (x.sum(-1) / n)[..., None], 0.0)
+    centred = x - (x.sum(-1) / n)[..., None]
+    return centred if valid is None else torch.where(valid, centred, 0.0)
 
 
 def corr_from_centred(cov: torch.Tensor, var_a: torch.Tensor, var_b: torch.Tensor) -> torch.Tensor:

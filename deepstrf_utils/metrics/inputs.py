@@ -57,7 +57,9 @@ def reject_inf(x, what: str) -> None:
     PREDICTION is not an input error: the metrics score that neuron NaN with a warning.)
     """
     if isinstance(x, torch.Tensor):
-        bad = int(torch.isinf(x).sum()) if x.is_floating_point() else 0
+        if not x.is_floating_point() or bool(torch.isfinite(torch.nansum(x))):
+            return  # a finite sum of the non-NaN values proves there is no +-inf (one cheap pass)
+        bad = int(torch.isinf(x).sum())  # an infinite sum: count exactly (it may be an overflow)
     else:
         a = np.asarray(x)
         bad = int(np.isinf(a).sum()) if np.issubdtype(a.dtype, np.floating) else 0
@@ -88,8 +90,9 @@ def _as_tensor(x, name: str) -> tuple[torch.Tensor, bool]:
     return t, from_numpy
 
 
-def _resp_4d(resp: torch.Tensor, name: str = "resp") -> torch.Tensor:
-    """(N, R, T) or (B, N, R, T) -> (B, N, R, T); ValueError otherwise."""
+def _resp_4d(resp: torch.Tensor, name: str = "resp", check_inf: bool = True) -> torch.Tensor:
+    """(N, R, T) or (B, N, R, T) -> (B, N, R, T); ValueError otherwise (also for +-inf, unless
+    ``check_inf=False``: the caller checks them itself)."""
     if resp.ndim == 3:
         resp = resp.unsqueeze(0)
     elif resp.ndim != 4:
@@ -98,11 +101,12 @@ def _resp_4d(resp: torch.Tensor, name: str = "resp") -> torch.Tensor:
         )
     if resp.numel() == 0:
         raise ValueError(f"expected a non-empty {name} of shape (B, N, R, T), got {tuple(resp.shape)}")
-    reject_inf(resp, name)
+    if check_inf:
+        reject_inf(resp, name)
     return resp
 
 
-def _pair_4d(pred: torch.Tensor, resp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair_4d(pred: torch.Tensor, resp: torch.Tensor, check_inf: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Check and batch ``pred`` (B, N, T) | (N, T) against ``resp`` (B, N, R, T) | (N, R, T)."""
     if pred.ndim == 2 and resp.ndim == 3:
         pred, resp = pred.unsqueeze(0), resp.unsqueeze(0)
@@ -111,7 +115,7 @@ def _pair_4d(pred: torch.Tensor, resp: torch.Tensor) -> tuple[torch.Tensor, torc
             "expected pred (B, N, T) with resp (B, N, R, T), or pred (N, T) with resp "
             f"(N, R, T); got pred {tuple(pred.shape)} and resp {tuple(resp.shape)}"
         )
-    resp = _resp_4d(resp)
+    resp = _resp_4d(resp, check_inf=check_inf)
     B, N, R, T = resp.shape
     if tuple(pred.shape) != (B, N, T):
         raise ValueError(

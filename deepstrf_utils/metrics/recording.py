@@ -7,10 +7,11 @@ from functools import cached_property
 import torch
 
 from .correlation import _corr_from_moments, _masked_extremes_equal, centre
-from .inputs import _as_tensor, _Output, _pair_4d, _resp_4d
+from .inputs import _as_tensor, _Output, _pair_4d, _resp_4d, reject_inf
 
 class _Recording:
-    """Per-neuron statistics of ``resp`` (B, N, R, T), stimuli concatenated along time.
+    """Per-neuron statistics of ``resp`` (B, N, R, T), stimuli concatenated along time;
+    ValueError on +-inf (checked with the first pass over the trials).
 
     The trials are kept in the caller's (B, N, R, T) memory order (no transposed copy);
     per-neuron summaries are (N, B, ...) and "rows" (N, L) with L = B * T are the
@@ -32,7 +33,10 @@ class _Recording:
         y = resp4.contiguous()  # (B, N, R, T): a no-op for the usual contiguous input
         self.dtype = y.dtype
         s = y.sum(2)  # (B, N, T), NaN where any repeat is missing
-        if layout in (None, "complete") and not bool(torch.isnan(s).any()):
+        finite = bool(torch.isfinite(s.sum()))  # a finite total proves: no NaN, no +-inf
+        if not finite:
+            reject_inf(y, "resp")  # ValueError on +-inf
+        if layout in (None, "complete") and (finite or not bool(torch.isnan(s).any())):
             self.layout = "complete"
             self._y, self._missing = y, None
             B, N, R, T = y.shape
@@ -58,6 +62,7 @@ class _Recording:
             self.layout = "structured" if structured and layout != "general" else "general"
             sum_r = torch.nansum(y, 2).permute(1, 0, 2)
         self.B, self.N, self.R, self.T = self._y.shape
+        self.all_valid = self.layout == "complete"  # no padding, no missing trial
         self.valid3 = self.count > 0  # (N, B, T) not padding
         self.stim_bins = self.valid3.sum(2)  # (N, B) valid bins per stimulus
         self.n_bins = self.stim_bins.sum(1)  # (N,)
@@ -92,7 +97,7 @@ class _Recording:
     @cached_property
     def ybar_centred(self) -> torch.Tensor:
         """(N, L) float64 trial average minus its mean over valid bins, 0 at padding."""
-        return centre(self.ybar, self.valid, self.nb)
+        return centre(self.ybar, None if self.all_valid else self.valid, self.nb)
 
     @cached_property
     def p_ybar(self) -> torch.Tensor:
@@ -102,7 +107,7 @@ class _Recording:
     @cached_property
     def ybar_constant(self) -> torch.Tensor:
         """(N,) bool: the trial average takes one value over the valid bins."""
-        return _masked_extremes_equal(self.ybar, self.valid)
+        return _masked_extremes_equal(self.ybar, None if self.all_valid else self.valid)
 
     # -- noise ---------------------------------------------------------------------------
     @cached_property
@@ -117,25 +122,17 @@ class _Recording:
         """
         if self.layout == "general":
             return self._noise_per_bin()
-        # R_t is constant within each stimulus: per-stimulus sums are enough, and they
-        # follow from the per-stimulus moments (G, S) of the valid repeats: with n valid
-        # repeats, d_r = y_r - ybar has sum_t d_r = S_r - sum_q S_q / n and
-        # sum_t d_r^2 = G_rr - 2 sum_q G_rq / n + sum_qq' G_qq' / n^2 (rows of missing
-        # trials are 0 in G and S, and kept out by v below).
-        G, S = self.stim_moments  # (N, B, R, R), (N, B, R)
+        # R_t is constant within each stimulus: per-stimulus sums of the deviations from the
+        # trial average, d_r = y_r - ybar, are enough (:attr:`deviation_sums`)
+        d1, w = self.deviation_sums  # (N, B, R), (N, B)
         v0 = self.trial_valid.double()  # (N, B, R)
         r_nb = v0.sum(2)  # (N, B) valid repeats per stimulus
-        inv_r = 1.0 / r_nb.clamp_min(1.0)
-        d1 = v0 * (S - (S.sum(2) * inv_r).unsqueeze(2))  # (N, B, R)
-        row = G.sum(3)  # (N, B, R)
-        d2 = v0 * (torch.diagonal(G, dim1=2, dim2=3) - 2.0 * inv_r.unsqueeze(2) * row
-                   + (row.sum(2) * inv_r.square()).unsqueeze(2))
         l_nb = self.stim_bins.double()  # (N, B)
         multi = r_nb >= 2  # (N, B)
         v = v0 * multi.unsqueeze(2)  # (N, B, R)
         c = (d1 * v).sum(1) / (v * l_nb.unsqueeze(2)).sum(1).clamp_min(1.0)  # (N, R)
         c_b = c.unsqueeze(1)
-        scatter = (v * (d2 - 2.0 * c_b * d1 + l_nb.unsqueeze(2) * c_b.square())).sum(2)
+        scatter = w + (v * (l_nb.unsqueeze(2) * c_b.square() - 2.0 * c_b * d1)).sum(2)
         scatter = scatter - l_nb * (v * c_b).sum(2).square() / r_nb.clamp_min(1.0)
         scatter = torch.where(multi, scatter.clamp_min(0.0), 0.0)  # (N, B)
         dof = torch.where(multi, l_nb * (r_nb - 1.0), 0.0)
@@ -199,6 +196,38 @@ class _Recording:
         """(N,) SP = P(ybar) - mean_t sigma2_t / R_t (NaN: single repeat or < 2 bins)."""
         return self.p_ybar - self.noise_of_mean
 
+    @cached_property
+    def deviation_sums(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(D1 (N, B, R), W (N, B)) float64 per-stimulus sums of the deviations from the trial
+        average, d_rt = y_rt - ybar_t: ``D1[n, b, r] = sum_t d_rt`` (0 for a missing trial) and
+        ``W[n, b] = sum_r sum_t d_rt^2`` over the valid trials (complete / structured layouts).
+
+        Complete layout: both from the deviations, computed one stimulus at a time (a block
+        that stays in cache, no full-size temporary), without the R x R trial moments. Structured layout: from :attr:`stim_moments` (with n valid repeats,
+        ``sum_t d_r = S_r - sum_q S_q / n`` and
+        ``sum_t d_r^2 = G_rr - 2 sum_q G_rq / n + sum_qq' G_qq' / n^2``; rows of missing trials
+        are 0 in G and S).
+        """
+        v0 = self.trial_valid.double()  # (N, B, R)
+        if self.layout == "complete":
+            y, ybar = self._y, self._ybar_w  # (B, N, R, T), (N, B, T)
+            B, N, R, T = y.shape
+            d1 = torch.empty(B, N, R, dtype=y.dtype, device=y.device)
+            norm = torch.empty(B, N, dtype=y.dtype, device=y.device)
+            dev = torch.empty(N, R, T, dtype=y.dtype, device=y.device)  # one stimulus's deviations
+            for b in range(B):
+                torch.sub(y[b], ybar[:, b].unsqueeze(1), out=dev)
+                torch.sum(dev, 2, out=d1[b])
+                torch.linalg.vector_norm(dev.view(N, R * T), dim=1, out=norm[b])
+            return d1.permute(1, 0, 2).double(), norm.t().double().square()
+        G, S = self.stim_moments  # (N, B, R, R), (N, B, R)
+        inv_r = 1.0 / v0.sum(2).clamp_min(1.0)  # (N, B)
+        d1 = v0 * (S - (S.sum(2) * inv_r).unsqueeze(2))
+        row = G.sum(3)  # (N, B, R)
+        d2 = v0 * (torch.diagonal(G, dim1=2, dim2=3) - 2.0 * inv_r.unsqueeze(2) * row
+                   + (row.sum(2) * inv_r.square()).unsqueeze(2))
+        return d1, d2.sum(2)
+
     # -- single trials: per-stimulus second moments (complete / structured layouts) -----
     @cached_property
     def stim_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -239,28 +268,40 @@ class _Prediction:
 
     def __init__(self, pred3: torch.Tensor, rec: _Recording):
         B, N, T = pred3.shape
-        p = pred3.permute(1, 0, 2).reshape(N, B * T).double()
-        finite = torch.isfinite(p)
-        self.bad = (~finite & rec.valid).any(1)  # (N,) non-finite where resp is valid
-        self.p = torch.where(rec.valid & finite, p, 0.0)
-        self.constant = _masked_extremes_equal(self.p, rec.valid)
-        pc = centre(self.p, rec.valid, rec.nb)
+        p = torch.empty((N, B, T), dtype=torch.float64, device=pred3.device).copy_(pred3.permute(1, 0, 2))
+        p = p.view(N, B * T)
+        valid = None if rec.all_valid else rec.valid
+        if bool(torch.isfinite(p.sum())):  # a finite sum proves every value finite
+            self.bad = torch.zeros(N, dtype=torch.bool, device=p.device)
+            self.p = p if valid is None else torch.where(valid, p, 0.0)
+        else:
+            finite = torch.isfinite(p)
+            self.bad = (~finite & rec.valid).any(1)  # (N,) non-finite where resp is valid
+            self.p = torch.where(rec.valid & finite, p, 0.0)
+        self._rec = rec
+        self.constant = _masked_extremes_equal(self.p, valid)
+        pc = centre(self.p, valid, rec.nb)
         self.var = pc.square().sum(1) / rec.nb  # (N,) Var(pred)
         self.cov = (pc * rec.ybar_centred).sum(1) / rec.nb  # (N,) cov(pred, ybar)
-        self.mse = torch.where(rec.valid, self.p - rec.ybar, 0.0).square().sum(1) / rec.nb
+
+    @cached_property
+    def mse(self) -> torch.Tensor:
+        """(N,) mean squared error of the prediction to the trial average over the valid bins."""
+        rec = self._rec
+        return torch.where(rec.valid, self.p - rec.ybar, 0.0).square().sum(1) / rec.nb
 
 
 def _setup_pair(pred, resp):
     p, p_np = _as_tensor(pred, "pred")
     r, r_np = _as_tensor(resp, "resp")
-    p, r = _pair_4d(p, r)
+    p, r = _pair_4d(p, r, check_inf=False)  # _Recording rejects +-inf in its first pass
     rec = _Recording(r)
     return _Prediction(p, rec), rec, _Output(r.dtype, p_np or r_np)
 
 
 def _setup_resp(resp):
     r, r_np = _as_tensor(resp, "resp")
-    r = _resp_4d(r)
+    r = _resp_4d(r, check_inf=False)  # _Recording rejects +-inf in its first pass
     return _Recording(r), _Output(r.dtype, r_np)
 
 

@@ -6,10 +6,14 @@ high-pass), a **core** and a **readout**, strictly causal in time. The package h
 =================  ======================================================================
 ``layers.py``      building blocks: STRF conv, output nonlinearities, locally connected
                    layer, identity prefilter, ``model_device``
+``fastconv.py``    CPU-fast forms of the STRF conv and of Conv2d (same values): matrix
+                   products over lags, a backward made of forward convolutions
 ``base.py``        ``make_prefilter`` and ``ResponseModel`` (config, stimulus check)
 ``zoo.py``         the paper models: ``Linear``, ``LinearNonlinear``,
                    ``NetworkReceptiveField``, ``DNet``, ``ConvNet2D``, ``StateNet``,
                    ``PopulationCNN``
+``transformer.py`` ``Transformer``: causal attention within a window of W bins
+                   (blockwise, linear in T), ``banded_attention``
 ``ridge.py``       ``fit_ridge_strf``: closed-form ridge STRFs
 ``readouts.py``    ``LinearReadout``, ``SessionReadouts``, ``StateGain`` (readouts of their own)
 ``multisession.py`` ``MultiSessionModel`` (shared core, per-session readouts),
@@ -51,6 +55,7 @@ from .visual import (
     make_visual_prefilter,
 )
 from .visual_readouts import FactorisedReadout, GaussianReadout
+from .transformer import Transformer, banded_attention
 from .zoo import (
     STRF_IMPLEMENTATIONS,
     ConvNet2D,
@@ -70,6 +75,8 @@ __all__ = [
     "ConvNet2D",
     "StateNet",
     "PopulationCNN",
+    "Transformer",
+    "banded_attention",
     "MultiSessionModel",
     "StateGainModel",
     "LinearReadout",

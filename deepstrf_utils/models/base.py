@@ -10,11 +10,10 @@ prefilter resolved them, its ``config``) and checks stimuli ``(B, 1, F, T)``.
 
 from __future__ import annotations
 
-import numpy as np
 from torch import nn
 
 from ..plain import to_plain
-from ..shapes import check_stimulus
+from ..shapes import check_int, check_number, check_stimulus
 from .layers import NoPrefilter
 
 __all__ = ["PREFILTERS", "MODEL_ADAPTRANS_RECTIFY", "make_prefilter", "ResponseModel"]
@@ -70,18 +69,8 @@ def make_prefilter(prefilter, n_bands: int, dt_ms: float = 5.0, **prefilter_kwar
 
 
 def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_dt_and_kwargs(dt_ms, prefilter_kwargs, what: str = "bin width") -> float:
-    """``dt_ms`` as a float (ValueError unless > 0) after checking ``prefilter_kwargs`` is a dict or None."""
-    if not (isinstance(dt_ms, (int, float)) and dt_ms > 0):
-        raise ValueError(f"expected dt_ms > 0 ({what} in ms), got {dt_ms!r}")
-    if prefilter_kwargs is not None and not isinstance(prefilter_kwargs, dict):
-        raise ValueError(f"expected prefilter_kwargs as a dict or None, got {type(prefilter_kwargs).__name__}")
-    return float(dt_ms)
+    """``value`` as an int >= 1; TypeError / ValueError naming ``name`` (:func:`~deepstrf_utils.shapes.check_int`)."""
+    return check_int(value, name, 1)
 
 
 def _pair(value, name: str) -> tuple[int, int]:
@@ -109,7 +98,9 @@ class ResponseModel(nn.Module):
     def _setup(self, n_bands, n_neurons, prefilter, prefilter_kwargs, dt_ms) -> None:
         self.n_bands = _positive_int(n_bands, "n_bands")
         self.n_neurons = _positive_int(n_neurons, "n_neurons")
-        self.dt_ms = _check_dt_and_kwargs(dt_ms, prefilter_kwargs)
+        self.dt_ms = check_number(dt_ms, "dt_ms (the bin width in ms)", 0.0, low_open=True)
+        if prefilter_kwargs is not None and not isinstance(prefilter_kwargs, dict):
+            raise ValueError(f"expected prefilter_kwargs as a dict or None, got {type(prefilter_kwargs).__name__}")
         self.prefilter = make_prefilter(prefilter, self.n_bands, self.dt_ms, **(prefilter_kwargs or {}))
         self.in_channels = int(self.prefilter.out_channels)
 
@@ -133,8 +124,11 @@ class ResponseModel(nn.Module):
         )
 
     def _check_stimulus(self, x) -> None:
-        """ValueError unless x is a floating-point ``(B, 1, F, T)`` tensor with F = ``n_bands``."""
-        check_stimulus(x, self.n_bands)
+        """Check x: a finite ``(B, 1, F, T)`` tensor with F = ``n_bands`` and B >= 1 (ValueError),
+        of the dtype of the model's parameters (TypeError: nothing is cast), see
+        :func:`~deepstrf_utils.shapes.check_stimulus`."""
+        param = next(self.parameters(), None)
+        check_stimulus(x, self.n_bands, None if param is None else param.dtype)
 
     def forward(self, x, lengths=None):
         """x ``(B, 1, F, T)`` -> ``(B, N, T)``: prefilter -> :meth:`forward_core` -> :meth:`forward_readout`.

@@ -1,7 +1,8 @@
 """Building blocks of the response models (``nn`` modules and small tensor helpers).
 
-* :func:`causal_strf_conv`: a bank of STRFs ``(U, C, F, K)`` applied causally (conv2d);
-  its frequency-domain twins live in :mod:`deepstrf_utils.spectral`.
+* :func:`causal_strf_conv`: a bank of STRFs ``(U, C, F, K)`` applied causally (conv2d, or
+  matrix products over the lags on a CPU: :mod:`.fastconv`); its frequency-domain twins
+  live in :mod:`deepstrf_utils.spectral`.
 * :class:`ParametricNonlinearity` / :class:`ParametricSigmoid`: 3 parameters per neuron,
   ``y = a * g(b * x) + c``.
 * :class:`DoubleExponential`: NEMS' per-neuron output nonlinearity (4 parameters).
@@ -24,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fastconv import LeanConv2d, lag_products_pay_off, strf_by_lag_products
+
 __all__ = [
     "causal_strf_conv",
     "ParametricNonlinearity",
@@ -32,6 +35,8 @@ __all__ = [
     "LocallyConnectedFrequency",
     "NoPrefilter",
     "MaskedBatchNorm2d",
+    "ConvBeforeNorm2d",
+    "LeanConvBeforeNorm2d",
     "valid_mask",
     "as_per_neuron",
     "model_device",
@@ -56,8 +61,13 @@ def causal_strf_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     x: ``(B, C, F, T)``; weight: ``(U, C, F, K)`` in lag order (``[..., k]`` multiplies
     the input ``k`` bins in the past, ``k = 0`` the present bin); bias: ``(U,)`` or None.
     Inputs before the first bin count as zero (left zero padding only). Returns
-    ``(B, U, T)``.
+    ``(B, U, T)``. On a CPU, banks of at most ``C F`` units (an NRF's hidden layer) run as
+    matrix products over the lags (:func:`~.fastconv.strf_by_lag_products`: the same values,
+    forward + backward ~2x faster at batch 1 and ~8x for a single unit at batch 8, measured
+    in ``benchmarks/README.md``); otherwise, and inside ``torch.func.vmap``, one conv2d.
     """
+    if lag_products_pay_off(x, weight):
+        return strf_by_lag_products(x, weight, bias)
     k = weight.shape[-1]
     # conv2d is a cross-correlation over the left-padded input: tap j reads x[t + j - (K - 1)],
     # i.e. lag K - 1 - j, hence the flip of the lag axis.
@@ -237,13 +247,24 @@ def valid_mask(lengths: torch.Tensor | None, batch: int, n_bins: int) -> torch.T
 
     ``lengths[b]`` is the number of real bins of stimulus b (the rest, at the end, is
     padding); the mask is built on the device of ``lengths`` (give them on the model's device).
+    ValueError unless an integer tensor ``(B,)`` with values in ``[1, T]`` (a stimulus without
+    a valid bin would leave BatchNorm's statistics NaN); the values are not read inside
+    ``torch.func.vmap`` over the lengths.
     """
     if lengths is None:
         return None
-    if not isinstance(lengths, torch.Tensor) or tuple(lengths.shape) != (batch,):
-        shape = tuple(lengths.shape) if isinstance(lengths, torch.Tensor) else type(lengths).__name__
-        raise ValueError(f"expected lengths as a tensor of shape (B,) = ({batch},) (valid bins per stimulus), "
-                         f"got {shape}")
+    if not isinstance(lengths, torch.Tensor) or tuple(lengths.shape) != (batch,) or lengths.is_floating_point():
+        shape = (f"{tuple(lengths.shape)} {lengths.dtype}" if isinstance(lengths, torch.Tensor)
+                 else type(lengths).__name__)
+        raise ValueError(f"expected lengths as a tensor of shape (B,) = ({batch},) of integers (valid bins per "
+                         f"stimulus), got {shape}")
+    try:
+        bad = bool(((lengths < 1) | (lengths > n_bins)).any())
+    except RuntimeError:  # vmap over the lengths: values cannot be read here
+        bad = False
+    if bad:
+        raise ValueError(f"expected lengths (valid bins per stimulus) between 1 and T={n_bins}, "
+                         f"got {lengths.tolist()}")
     return torch.arange(n_bins, device=lengths.device)[None, :] < lengths[:, None]
 
 
@@ -285,6 +306,38 @@ class MaskedBatchNorm2d(nn.BatchNorm2d):
         if self.affine:
             y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
         return y
+
+
+class ConvBeforeNorm2d(nn.Conv2d):
+    """``nn.Conv2d`` whose bias is a constant: used detached, created at zero, never trained.
+
+    Before a BatchNorm a per-channel constant has no effect in training mode (the batch mean
+    removes it) and only shifts the running mean in eval mode, so the bias's true gradient is
+    0; an optimiser would move it on float rounding noise alone (AdamW scales that noise up to
+    full-size steps). The bias stays a parameter (same state-dict keys and parameter count as
+    ``nn.Conv2d``; a stored non-zero bias is used as it is). ``forward(x (B, C, H, W))`` as
+    ``nn.Conv2d`` (zero padding mode only).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.bias is None or self.padding_mode != "zeros":
+            raise ValueError("expected ConvBeforeNorm2d with a bias and padding_mode='zeros'")
+        with torch.no_grad():  # after the default initialisation: the random stream is unchanged
+            self.bias.zero_()
+
+    @property
+    def fixed_bias(self) -> torch.Tensor:
+        """The bias as a constant (detached)."""
+        return self.bias.detach()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.weight, self.fixed_bias)
+
+
+class LeanConvBeforeNorm2d(ConvBeforeNorm2d, LeanConv2d):
+    """:class:`ConvBeforeNorm2d` with :class:`~.fastconv.LeanConv2d`'s CPU backward (the
+    2D-CNN's large kernels): a constant bias, the weight's gradient from forward convolutions."""
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -1,7 +1,8 @@
 """Models over several recording sessions and models with a behavioural-state input.
 
 * :class:`MultiSessionModel`: the prefilter and core of a zoo model (``ConvNet2D``,
-  ``NetworkReceptiveField``, ``StateNet``, ``PopulationCNN``, with or without AdapTrans),
+  ``NetworkReceptiveField``, ``StateNet``, ``PopulationCNN``, ``Transformer``, with or
+  without AdapTrans),
   shared by every session, and one :class:`~.readouts.LinearReadout` per session
   (:class:`~.readouts.SessionReadouts`), optionally followed by a per-session
   :class:`~.readouts.StateGain`: ``forward(x, session=..., state=...)``.
@@ -20,16 +21,21 @@ from torch import nn
 from ..plain import to_plain
 from . import zoo
 from .readouts import READOUT_PARTS, LinearReadout, SessionReadouts, StateGain, check_session_id, readout_from_model
+from .transformer import Transformer
 
 __all__ = ["MultiSessionModel", "StateGainModel"]
+
+
+#: the models a composite model can wrap, by class name
+_INNER_MODELS = {**{name: getattr(zoo, name) for name in zoo.__all__}, "Transformer": Transformer}
 
 
 def _zoo_model(name, config: dict, what: str) -> nn.Module:
     if isinstance(name, nn.Module):
         return name
-    cls = getattr(zoo, str(name), None) if str(name) in zoo.__all__ else None
+    cls = _INNER_MODELS.get(str(name))
     if cls is None:
-        raise ValueError(f"expected {what} as a model name in {list(zoo.__all__)} or a model, got {name!r}")
+        raise ValueError(f"expected {what} as a model name in {list(_INNER_MODELS)} or a model, got {name!r}")
     return cls(**dict(config or {}))
 
 
@@ -79,12 +85,19 @@ class MultiSessionModel(nn.Module):
 
     Args:
         core: the zoo model whose prefilter and core are shared: its class name (one of
-            ``ConvNet2D``, ``NetworkReceptiveField``, ``StateNet``, ``PopulationCNN``).
-        core_config: that model's constructor values (``n_neurons`` is ignored: the readouts
-            own the neurons), e.g. ``dict(n_bands=34, prefilter="adaptrans")``.
+            ``ConvNet2D``, ``NetworkReceptiveField``, ``StateNet``, ``PopulationCNN``, ``Transformer``) or such
+            a model itself (its prefilter and core weights are kept; its readout is dropped).
+        core_config: that model's constructor values when ``core`` is a name (``n_neurons``
+            is ignored: the readouts own the neurons), e.g. ``dict(n_bands=34, prefilter="adaptrans")``.
         sessions: ``{session id: N}``, the number of neurons of each session.
         n_states: S > 0 adds a :class:`StateGain` per session after its readout (``state``
             then required in :meth:`forward`); ``state_names`` their names.
+
+    ``config["core_config"]`` is the core's EFFECTIVE configuration (the built model's own
+    ``config`` without ``n_neurons``: band centres, kernel length and rectification of its
+    AdapTrans as resolved), so ``build_model("MultiSessionModel", **config)`` and checkpoints
+    rebuild it exactly, also when ``core`` was a module; a core whose prefilter is a custom
+    module cannot be described and is refused there, with a message (as for any zoo model).
 
     Parameters: ``core.*`` (the zoo model without its readout), ``readouts.<session>.*`` and,
     with states, ``state_gains.<session>.*``. ``forward(x (B, 1, F, T), session, state (B, S, T))``
@@ -94,8 +107,10 @@ class MultiSessionModel(nn.Module):
     def __init__(self, core="ConvNet2D", core_config: dict | None = None, sessions: dict | None = None,
                  n_states: int = 0, state_names=None):
         super().__init__()
-        cfg = {k: v for k, v in dict(core_config or {}).items() if k != "n_neurons"}
-        self.core = _zoo_model(core, cfg, "core")
+        if isinstance(core, nn.Module) and core_config:
+            raise ValueError(f"expected core_config only with a core given by name, got a {type(core).__name__} "
+                             f"module and core_config {sorted(core_config)}")
+        self.core = _zoo_model(core, {k: v for k, v in dict(core_config or {}).items() if k != "n_neurons"}, "core")
         parts = READOUT_PARTS.get(type(self.core))
         if parts is None:
             raise ValueError(f"expected a core among {[c.__name__ for c in READOUT_PARTS]}, got {core!r}")
@@ -109,7 +124,8 @@ class MultiSessionModel(nn.Module):
         self.readouts = SessionReadouts()
         self.state_gains = nn.ModuleDict() if self.n_states else None
         self._core_frozen = False
-        self._core_config = cfg
+        # the built core's own effective values (a module core's too), not the caller's
+        self._core_config = {k: v for k, v in dict(getattr(self.core, "config", {})).items() if k != "n_neurons"}
         if not sessions:
             raise ValueError("expected sessions as {session id: number of neurons}, got none")
         for key, n in dict(sessions).items():

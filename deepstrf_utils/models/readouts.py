@@ -2,8 +2,8 @@
 
 * :class:`LinearReadout`: per-neuron weighted sum of the core's features, bias and an
   optional per-neuron output nonlinearity, ``(B, H, T) -> (B, N, T)``: the readout of
-  ``ConvNet2D`` (sigmoid), ``NetworkReceptiveField`` (sigmoid), ``StateNet`` (none) and
-  ``PopulationCNN`` (double exponential) as a module of its own;
+  ``ConvNet2D`` and ``Transformer`` (sigmoid), ``NetworkReceptiveField`` (sigmoid),
+  ``StateNet`` (none) and ``PopulationCNN`` (double exponential) as a module of its own;
   :func:`readout_from_model` copies a zoo model's readout into one.
 * :class:`SessionReadouts`: one readout per recording session (a ``ModuleDict`` keyed by
   session id), ``forward(h, session)``.
@@ -21,6 +21,7 @@ from torch import nn
 
 from .base import _positive_int
 from .layers import DoubleExponential, ParametricNonlinearity, as_per_neuron
+from .transformer import Transformer
 from .zoo import ConvNet2D, DNet, NetworkReceptiveField, PopulationCNN, StateNet
 
 __all__ = ["LinearReadout", "SessionReadouts", "StateGain", "readout_from_model", "READOUT_PARTS",
@@ -34,6 +35,7 @@ READOUT_PARTS = {
     NetworkReceptiveField: ("sigmoid", ("out_weight", "out_bias", "output_nonlinearity")),
     StateNet: (None, ("readout",)),
     PopulationCNN: ("double_exponential", ("readout", "level_shift", "output_nonlinearity")),
+    Transformer: ("sigmoid", ("readout", "output_nonlinearity")),
 }
 
 
@@ -108,7 +110,7 @@ def shared_core_types() -> list[str]:
 def readout_from_model(model: nn.Module) -> LinearReadout:
     """A :class:`LinearReadout` computing exactly ``model.forward_readout`` (weights copied).
 
-    model: a ``ConvNet2D``, ``NetworkReceptiveField``, ``StateNet`` or ``PopulationCNN``.
+    model: a ``ConvNet2D``, ``NetworkReceptiveField``, ``StateNet``, ``PopulationCNN`` or ``Transformer``.
     """
     parts = _readout_kind(model)
     if parts is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from .multisession import MultiSessionModel, StateGainModel
+from .transformer import Transformer
 from .visual import RecurrentVisualNet, SpatioTemporalCNN, VisualLinearNonlinear
 from .zoo import ConvNet2D, DNet, Linear, LinearNonlinear, NetworkReceptiveField, PopulationCNN, StateNet
 
@@ -18,6 +19,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "ConvNet2D": ConvNet2D,
     "StateNet": StateNet,
     "PopulationCNN": PopulationCNN,
+    "Transformer": Transformer,
 }
 
 #: Models built around a zoo model, called with extra inputs (``session=``, ``state=``):

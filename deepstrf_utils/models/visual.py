@@ -33,8 +33,8 @@ from torch import nn
 
 from ..adaptrans import AdapTrans
 from ..plain import to_plain
-from ..shapes import check_movie
-from .base import MODEL_ADAPTRANS_RECTIFY, _check_dt_and_kwargs, _positive_int
+from ..shapes import check_int, check_movie, check_number
+from .base import MODEL_ADAPTRANS_RECTIFY
 from .layers import MaskedBatchNorm2d, ParametricNonlinearity, causal_strf_conv, valid_mask
 from .readouts import StateGain
 from .ridge import fit_ridge_strf
@@ -58,7 +58,7 @@ def _frame_shape(value) -> tuple[int, int, int]:
         c, h, w = value
     except (TypeError, ValueError):
         raise ValueError(f"expected frame_shape as (C, H, W), got {value!r}") from None
-    return _positive_int(c, "frame_shape[0] (C)"), _positive_int(h, "frame_shape[1] (H)"), _positive_int(w, "frame_shape[2] (W)")
+    return check_int(c, "frame_shape[0] (C)", 1), check_int(h, "frame_shape[1] (H)", 1), check_int(w, "frame_shape[2] (W)", 1)
 
 
 class PixelAdapTrans(nn.Module):
@@ -132,7 +132,7 @@ class MovieIdentity(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.out_channels = _positive_int(channels, "channels")
+        self.out_channels = check_int(channels, "channels", 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -174,8 +174,10 @@ class VisualResponseModel(nn.Module):
 
     def _setup(self, frame_shape, n_neurons, prefilter, prefilter_kwargs, dt_ms) -> None:
         self.frame_shape = _frame_shape(frame_shape)
-        self.n_neurons = _positive_int(n_neurons, "n_neurons")
-        self.dt_ms = _check_dt_and_kwargs(dt_ms, prefilter_kwargs, "frame duration")
+        self.n_neurons = check_int(n_neurons, "n_neurons", 1)
+        self.dt_ms = check_number(dt_ms, "dt_ms (the frame duration in ms)", 0.0, low_open=True)
+        if prefilter_kwargs is not None and not isinstance(prefilter_kwargs, dict):
+            raise ValueError(f"expected prefilter_kwargs as a dict or None, got {type(prefilter_kwargs).__name__}")
         self.prefilter = make_visual_prefilter(prefilter, self.frame_shape, self.dt_ms, **(prefilter_kwargs or {}))
         self.in_channels = int(self.prefilter.out_channels)
 
@@ -236,7 +238,7 @@ class VisualLinearNonlinear(VisualResponseModel):
                  prefilter=None, prefilter_kwargs=None, dt_ms: float = 25.0):
         super().__init__()
         self._setup(frame_shape, n_neurons, prefilter, prefilter_kwargs, dt_ms)
-        self.n_lags = _positive_int(n_lags, "n_lags")
+        self.n_lags = check_int(n_lags, "n_lags", 1)
         c, h, w = self.frame_shape
         bound = 1.0 / math.sqrt(self.in_channels * h * w * self.n_lags)
         self.weight = nn.Parameter(torch.empty(self.n_neurons, self.in_channels, h, w, self.n_lags).uniform_(-bound, bound))
@@ -275,7 +277,7 @@ class _FactorisedCore(nn.Module):
         self.norms = nn.ModuleList()
         c_in = in_channels
         for c, ks, kt in zip(channels, spatial_kernels, temporal_kernels):
-            c, ks, kt = _positive_int(c, "channels"), _positive_int(ks, "spatial_kernels"), _positive_int(kt, "temporal_kernels")
+            c, ks, kt = check_int(c, "channels", 1), check_int(ks, "spatial_kernels", 1), check_int(kt, "temporal_kernels", 1)
             if ks % 2 == 0:
                 raise ValueError(f"expected odd spatial kernel sizes (same-size maps), got {ks}")
             bound = 1.0 / math.sqrt(c_in * ks * ks)
@@ -363,15 +365,15 @@ class RecurrentVisualNet(VisualResponseModel):
         super().__init__()
         self._setup(frame_shape, n_neurons, prefilter, prefilter_kwargs, dt_ms)
         self.core = _FactorisedCore(self.in_channels, channels, spatial_kernels, temporal_kernels)
-        self.pool = _positive_int(pool, "pool")
+        self.pool = check_int(pool, "pool", 1)
         self.n_states = int(n_states)
         if self.n_states < 0:
             raise ValueError(f"expected n_states >= 0, got {n_states}")
         self.state_names = None if state_names is None else [str(v) for v in state_names]
         if self.state_names is not None and len(self.state_names) != self.n_states:
             raise ValueError(f"expected {self.n_states} state_names, got {self.state_names}")
-        self.embed = nn.Linear(self.core.out_channels * self.pool * self.pool, _positive_int(n_embed, "n_embed"))
-        self.gru = nn.GRU(self.embed.out_features + self.n_states, _positive_int(n_hidden, "n_hidden"), batch_first=True)
+        self.embed = nn.Linear(self.core.out_channels * self.pool * self.pool, check_int(n_embed, "n_embed", 1))
+        self.gru = nn.GRU(self.embed.out_features + self.n_states, check_int(n_hidden, "n_hidden", 1), batch_first=True)
         self.readout = nn.Linear(self.gru.hidden_size, self.n_neurons)
         self.output_nonlinearity = _nonlinearity(nonlinearity, self.n_neurons)
         self.state_gain = StateGain(self.n_neurons, self.n_states) if self.n_states else None

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import _positive_int
+from ..shapes import check_int
 
 __all__ = ["GaussianReadout", "FactorisedReadout", "READOUTS"]
 
@@ -37,9 +37,9 @@ class _SpatialReadout(nn.Module):
     """What both readouts share: ``y_n = sum_c features[n, c] sum_hw masks()[n, h, w] h[c, h, w] + bias[n]``."""
 
     def _setup(self, in_channels: int, map_shape, n_neurons: int) -> None:
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.map_shape = tuple(_positive_int(v, "map_shape") for v in map_shape)
-        self.n_neurons = _positive_int(n_neurons, "n_neurons")
+        self.in_channels = check_int(in_channels, "in_channels", 1)
+        self.map_shape = tuple(check_int(v, "map_shape", 1) for v in map_shape)
+        self.n_neurons = check_int(n_neurons, "n_neurons", 1)
 
     def _features_and_bias(self) -> None:
         scale = 1.0 / math.sqrt(self.in_channels)

@@ -36,9 +36,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..shapes import check_number
 from ..spectral import causal_conv2d_fft, causal_strf_fft, leaky_integrate, prefiltered_strf_fft
 from .base import ResponseModel, _pair, _positive_int
+from .fastconv import LeanConv2d, inside_vmap
 from .layers import (
+    ConvBeforeNorm2d,
+    LeanConvBeforeNorm2d,
     DoubleExponential,
     LocallyConnectedFrequency,
     MaskedBatchNorm2d,
@@ -288,9 +292,9 @@ class DNet(NetworkReceptiveField):
         k_init=0.5,
     ):
         super().__init__(n_bands, n_neurons, n_hidden, n_lags, prefilter, prefilter_kwargs, dt_ms)
-        if not (0.0 < float(k_init) < 1.0):  # k = 1 means d = 0, where dk/dd = 0: the rate could never move
-            raise ValueError(f"expected k_init in (0, 1), got {k_init!r}")
-        d0 = math.sqrt(1.0 / float(k_init) - 1.0)
+        # k = 1 means d = 0, where dk/dd = 0: the rate could never move
+        k_init = check_number(k_init, "k_init (the initial integration rate)", 0.0, 1.0, True, True)
+        d0 = math.sqrt(1.0 / k_init - 1.0)
         self.hidden_d = nn.Parameter(torch.full((self.n_hidden,), d0))
         self.output_d = nn.Parameter(torch.full((self.n_neurons,), d0))
         self._set_config(prefilter, prefilter_kwargs, n_hidden=self.n_hidden, n_lags=self.n_lags, k_init=float(k_init))
@@ -323,6 +327,21 @@ class DNet(NetworkReceptiveField):
 # ----------------------------------------------------------------------------------------
 # 2D CNNs
 # ----------------------------------------------------------------------------------------
+class DenseSigmoidReadout:
+    """The readout of ConvNet2D and the Transformer: a per-neuron dense layer over the features
+    (``self.readout``, a 1 x 1 ``Conv1d``) and ``self.output_nonlinearity`` (ParametricSigmoid)."""
+
+    def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
+        """Per-neuron dense readout and output sigmoid: ``(B, H, T) -> (B, N, T)``."""
+        return self.output_nonlinearity(self.readout(h))
+
+    @torch.no_grad()
+    def init_output(self, mean, std) -> None:
+        """Start at the data's scale: output sigmoid centred on ``mean`` with gain ``std``."""
+        self.readout.bias.zero_()
+        self.output_nonlinearity.init_output(mean, std)
+
+
 class _ConvModel(ResponseModel):
     """Shared sizes of the 2D-CNN models: ``kernel_size`` (k_f, k_t), ``channels``, ``hidden``, ``n_blocks``."""
 
@@ -333,7 +352,7 @@ class _ConvModel(ResponseModel):
         self.n_blocks = _positive_int(n_blocks, "n_blocks")
 
 
-class ConvNet2D(_ConvModel):
+class ConvNet2D(DenseSigmoidReadout, _ConvModel):
     """deepSTRF's 2D-CNN (as used in the AdapTrans paper).
 
     ``n_blocks`` x [Conv2d(kernel (k_f, k_t), ``channels`` filters, no padding in frequency,
@@ -342,6 +361,13 @@ class ConvNet2D(_ConvModel):
     LeakyReLU(0.1) -> Linear(N) -> :class:`ParametricSigmoid`. The per-bin dense layers are
     1 x 1 convolutions over the flattened features (no reshape copies).
     NS1 (F = 34, (6, 15), AdapTrans, N = 1): 37,276 parameters; NAT4 (F = 18, (3, 7)): 15,748.
+
+    The convolutions (:class:`~.layers.ConvBeforeNorm2d`) keep their bias parameters
+    (``convs.<i>.bias``, counted in those published numbers) at exactly zero and outside the
+    gradient: the BatchNorm after each convolution removes any constant per channel, so
+    their true gradient is 0, and an optimiser would move them only on float rounding noise
+    (AdamW scales that noise up to full-size steps, differently in stacked and looped fits).
+    A checkpoint with non-zero biases loads and computes what it computed before.
 
     ``implementation``: how the convolution blocks are computed (:meth:`conv_path`), the same
     output up to float rounding: ``"conv"`` (``Conv2d``), ``"fft"``
@@ -362,7 +388,7 @@ class ConvNet2D(_ConvModel):
         self.implementation = implementation
         self._setup(n_bands, n_neurons, prefilter, prefilter_kwargs, dt_ms)
         self._conv_sizes(kernel_size, channels, hidden, n_blocks)
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = check_number(negative_slope, "negative_slope")
         k_f, k_t = self.kernel_size
         self.out_bands = self.n_bands - self.n_blocks * (k_f - 1)
         if self.out_bands < 1:
@@ -370,8 +396,10 @@ class ConvNet2D(_ConvModel):
                 f"expected n_bands > n_blocks * (k_f - 1) = {self.n_blocks * (k_f - 1)} (no frequency padding), "
                 f"got n_bands={self.n_bands}"
             )
+        # same parameters and keys as nn.Conv2d; the bias before BatchNorm is a constant (class docstring)
+        conv = LeanConvBeforeNorm2d if k_f * k_t >= FFT_CONV_MIN_TAPS else ConvBeforeNorm2d
         self.convs = nn.ModuleList(
-            nn.Conv2d(self.in_channels if i == 0 else self.channels, self.channels, self.kernel_size)
+            conv(self.in_channels if i == 0 else self.channels, self.channels, self.kernel_size)
             for i in range(self.n_blocks)
         )
         self.norms = nn.ModuleList(MaskedBatchNorm2d(self.channels) for _ in range(self.n_blocks))
@@ -396,22 +424,23 @@ class ConvNet2D(_ConvModel):
         BatchNorm statistics over the valid bins of ``lengths`` ``(B,)`` (None: every bin).
 
         :meth:`conv_path` "fft": :func:`~deepstrf_utils.spectral.causal_conv2d_fft`. "conv"
-        on a CPU runs on channels-last tensors for batches of :data:`CHANNELS_LAST_MIN_BATCH`
-        stimuli or more (oneDNN's backward is ~2x faster there than on NCHW tensors, and
-        pathologically slow for one or two stimuli); the values are the same. Inside
-        ``torch.func.vmap`` (stacked single units), which cannot query memory formats, they
-        stay NCHW.
+        on a CPU: kernels of at least :data:`FFT_CONV_MIN_TAPS` taps (NS1's (6, 15)) are
+        :class:`~.fastconv.LeanConv2d` modules, whose backward is made of forward
+        convolutions on NCHW tensors (3x faster than oneDNN's at batch 1, 1.6x than its
+        channels-last backward at batch 4); smaller kernels run on channels-last tensors for
+        batches of :data:`CHANNELS_LAST_MIN_BATCH` stimuli or more (oneDNN's backward is ~2x
+        faster there than on NCHW tensors, and pathologically slow for one or two stimuli).
+        The values are the same. Inside ``torch.func.vmap`` (stacked single units), which
+        cannot query memory formats, they stay plain NCHW Conv2d.
         """
         mask = valid_mask(lengths, z.shape[0], z.shape[-1])
         if self.conv_path(z.device, z.shape[0]) == "fft":
             for conv, norm in zip(self.convs, self.norms):
-                z = F.leaky_relu(norm(causal_conv2d_fft(z, conv.weight, conv.bias), mask), self.negative_slope)
+                z = F.leaky_relu(norm(causal_conv2d_fft(z, conv.weight, conv.fixed_bias), mask), self.negative_slope)
             return z
-        if z.device.type == "cpu" and z.shape[0] >= CHANNELS_LAST_MIN_BATCH:
-            try:
-                z = z.contiguous(memory_format=torch.channels_last)
-            except RuntimeError:  # vmap: "NYI: querying is_contiguous inside of vmap ..."
-                pass
+        lean = isinstance(self.convs[0], LeanConv2d)  # large kernels: NCHW, backward as forward convolutions
+        if z.device.type == "cpu" and z.shape[0] >= CHANNELS_LAST_MIN_BATCH and not lean and not inside_vmap(z):
+            z = z.contiguous(memory_format=torch.channels_last)
         pad = (self.kernel_size[1] - 1, 0)
         for conv, norm in zip(self.convs, self.norms):
             z = F.leaky_relu(norm(conv(F.pad(z, pad)), mask), self.negative_slope)
@@ -429,16 +458,6 @@ class ConvNet2D(_ConvModel):
         """
         h = self._conv_features(z, lengths).flatten(1, 2)  # (B, channels * F', T), a view
         return F.leaky_relu(self.dense(h), self.negative_slope)
-
-    def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
-        """Per-neuron dense readout and output sigmoid: ``(B, hidden, T) -> (B, N, T)``."""
-        return self.output_nonlinearity(self.readout(h))
-
-    @torch.no_grad()
-    def init_output(self, mean, std) -> None:
-        """Start at the data's scale: output sigmoid centred on ``mean`` with gain ``std``."""
-        self.readout.bias.zero_()
-        self.output_nonlinearity.init_output(mean, std)
 
 
 class PopulationCNN(_ConvModel):

@@ -21,7 +21,13 @@ Options: LR-on-plateau, gradient clipping, other losses.
 - :mod:`.sessions` -- :func:`fit_sessions` (several recording sessions, shared core, state
   inputs), :func:`fit_new_session` (frozen core, new readout), per-session evaluation;
 - :mod:`.checkpoints` -- :func:`save_checkpoint` / :func:`load_checkpoint`;
+- :mod:`.export` -- :func:`model_card`, :func:`predictions_to_nwb` (predictions beside the
+  recording in an NWB file);
 - :mod:`.warmstart` -- the closed-form ridge STRF start of Linear / LN models;
+- :mod:`.stopping` -- early stopping, the best weights, what a Ctrl-C keeps (``err.fit_result``);
+- :mod:`.objective` -- the L-BFGS full-batch objective, exact over chunks for every named loss;
+- :mod:`.stimulus_format` -- :func:`check_stimulus_format`: the model's bin width and band
+  centres against the data's (fit, predict and evaluate refuse a mismatch);
 - :mod:`.chunks` -- recurrent models trained on chunks of their sequences with burn-in
   (``fit(..., train_chunk=(L, W))``, the default for StateNet);
 - :mod:`.packing` -- a dataset collated once on the training device; :mod:`.device` -- seeding.
@@ -34,7 +40,9 @@ Shapes: B stimuli, F bands, T time bins, N neurons, R repeats, U stacked single 
 from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .device import resolve_device, seed_everything
 from .prediction import average_over_seeds, evaluate, predict, predict_units
+from .export import model_card, predictions_to_nwb
 from .fitting import LBFGS_ITERATIONS_PER_EPOCH, ADAMW_FIT_KWARGS, FitResult, fit
+from .stimulus_format import check_stimulus_format
 from .optim import PREFILTER_PREFIX, no_decay_names
 from .protocols import FIT_PROTOCOLS, fit_two_stage, get_fit_protocol
 from .stacked import fit_single_units, stacking_pays_off
@@ -43,6 +51,7 @@ from .sessions import SessionFitResult, evaluate_sessions, fit_new_session, fit_
 __all__ = [
     "FitResult",
     "fit",
+    "check_stimulus_format",
     "ADAMW_FIT_KWARGS",
     "LBFGS_ITERATIONS_PER_EPOCH",
     "fit_single_units",
@@ -64,6 +73,8 @@ __all__ = [
     "seed_everything",
     "resolve_device",
     "average_over_seeds",
+    "model_card",
+    "predictions_to_nwb",
     "CHECKPOINT_FORMAT",
     "PREFILTER_PREFIX",
 ]

@@ -1,17 +1,19 @@
 """Fitting one model (a single unit or a population model with N outputs): :func:`fit`.
 
 Two paths, both minimising the loss (default mean-squared error) to the trial-averaged
-response with early stopping on the validation loss and the best weights restored:
+response with early stopping on the validation loss and the best weights restored;
+``optimizer="auto"`` picks one per model family, as measured on real and mismatched data
+(``benchmarks/bench_fit_quality.py``; the rules in :mod:`.options`):
 
-- ``optimizer="lbfgs"`` (the default when no AdamW setting is given): full-batch L-BFGS
-  (strong-Wolfe line search), a validation check every :data:`LBFGS_ITERATIONS_PER_EPOCH`
-  iterations, stop after ``patience`` = 2 checks without a relative improvement of 1e-4;
-  Linear / LN models start from the closed-form ridge STRF on their own prefilter channels
-  (:mod:`.warmstart`). Measured in ``benchmarks/bench_fit.py`` (issue 11): 2.5-6x less CPU
-  time than AdamW at lr 1e-3 and a higher test CCnorm on one neuron of ~4,000 bins.
-- ``optimizer="adamw"`` (or any explicit ``lr``, ``prefilter_lr``, ``scheduler`` or
-  ``clip_grad``): AdamW (weight decay on weights only, not on time constants / gains:
-  :func:`~.optim.no_decay_names`), minibatches, early stopping with patience 50.
+- ``optimizer="lbfgs"`` (the default of L, LN, the 2D-CNNs): full-batch L-BFGS (strong-Wolfe
+  line search), a validation check every :data:`LBFGS_ITERATIONS_PER_EPOCH` iterations, stop
+  after ``patience`` = 3 checks without a relative improvement of 1e-4, but not before a
+  minimum number of epochs; Linear / LN models start from the closed-form ridge STRF on their
+  own prefilter channels (:mod:`.warmstart`), LN also from its random start (:mod:`.race`).
+- ``optimizer="adamw"`` (the default of NRF / DNet and of recurrent models, with their own
+  settings; or any explicit ``lr``, ``prefilter_lr``, ``scheduler``, ``clip_grad``,
+  ``weight_decay`` or ``batch_size``): AdamW (weight decay on weights only, not on time
+  constants / gains: :func:`~.optim.no_decay_names`), minibatches, early stopping with patience 50.
   :data:`ADAMW_FIT_KWARGS` spells out the previous defaults (lr 1e-3, weight decay 1e-2,
   batch 8); the published protocol of each dataset (e.g. NS1: batch 1, no weight decay) is
   ``deepstrf_utils.protocols.protocol_fit_kwargs(dataset)``, which the paper profile passes.
@@ -20,6 +22,7 @@ Shapes: B stimuli, F bands, T time bins, N neurons, R repeats.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -34,12 +37,17 @@ from tqdm.auto import tqdm
 
 from .. import metrics
 
+from .arguments import check_fit_call
 from .chunks import chunked_batch
 from .device import resolve_device, seed_everything
+from .objective import full_batch_objective
 from .optim import _make_plateau, make_adamw
 from .options import (LBFGS_CHUNK, LBFGS_ITERATIONS_PER_EPOCH, ADAMW_FIT_KWARGS, RECURRENT_AUTO,  # noqa: F401
                       _resolve_fit_options)
 from .packing import _epoch_order, _Packed, accepts_lengths
+from .race import race
+from .stimulus_format import check_stimulus_format as check_format
+from .stopping import INTERRUPTED, EarlyStopping, keep_interrupted
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +62,17 @@ class FitResult:
     weights were restored; epochs: epochs run; wall_s: wall-clock seconds of the whole fit
     (for :func:`fit_single_units`, of the batched fit shared by all units);
     stopped_early: patience ran out before max_epochs; stop_reason: why the fit ended
-    ("patience", "max_epochs", "converged": L-BFGS made no progress, "no validation set");
+    ("patience", "max_epochs", "converged": L-BFGS made no progress, "no validation set",
+    "interrupted": Ctrl-C, see :mod:`.stopping`);
     optimizer: "adamw" or "lbfgs"; init: "ridge" (closed-form STRF start) or None;
     init_train_loss, init_val_loss: losses of the starting point (L-BFGS path; NaN
     otherwise); neuron: the unit's id (single-unit fits); batched: trained inside a vmapped
     stack; train_chunk: ``(L, W)`` when trained on chunks of the sequences, else None. On
     the L-BFGS path a closed-form start (``init="ridge"``) competes with the epochs:
     ``best_epoch = -1`` means no epoch beat it on the validation set and the starting
-    weights were kept.
+    weights were kept. raced: when several L-BFGS starts were fitted and the best kept
+    (LinearNonlinear's default, :mod:`.race`), each start's ``init``, ``best_val_loss`` and
+    ``epochs``; else empty.
     """
 
     train_loss: list = field(default_factory=list)
@@ -80,6 +91,7 @@ class FitResult:
     neuron: object = None
     batched: bool = False
     train_chunk: tuple | None = None
+    raced: list = field(default_factory=list)
 
     def summary(self) -> str:
         """One line: epochs, best epoch, wall time, why it stopped."""
@@ -196,7 +208,7 @@ def fit(
     val=None,
     loss: str | Callable = "mse",
     lr: float | None = None,
-    weight_decay: float = 1e-2,
+    weight_decay: float | None = None,
     max_epochs: int | None = None,
     patience: int | None | str = "auto",
     batch_size: int | None = None,
@@ -213,6 +225,7 @@ def fit(
     init: str | None = "auto",
     rel_tol: float | None = None,
     train_chunk: tuple[int, int] | None | str = "auto",
+    check_stimulus_format: bool = True,
 ) -> FitResult:
     """Fit ``model`` to the trial-averaged responses of ``train``.
 
@@ -223,23 +236,33 @@ def fit(
     (parameters and buffers) are restored. Without ``val`` (or with ``patience=None``) it
     runs ``max_epochs`` epochs and keeps the last weights (``val=None``) or the best ones.
 
-    **Default (``optimizer="auto"`` with no AdamW setting given): full-batch L-BFGS.** One
-    epoch = :data:`LBFGS_ITERATIONS_PER_EPOCH` (5) L-BFGS iterations (strong-Wolfe line
-    search, ``lr`` 1.0) on the loss over ALL training stimuli (accumulated over chunks of
-    :data:`LBFGS_CHUNK` stimuli; exact for bin-averaged losses such as "mse"), up to 200
-    epochs, ``patience`` 2, ``rel_tol`` 1e-4. A ridge start is a candidate too (see
-    :class:`FitResult`). Linear / LN models first get the closed-form ridge STRF on their
-    own prefilter channels at initialisation (``init="ridge"``,
-    :func:`~.warmstart.ridge_init`; alpha chosen on ``val``) and then ``patience``
-    :data:`~.options.RIDGE_START_PATIENCE` (1). No weight decay on this path
-    (regularisation: the ridge start and the early stop). Measured (issue 11,
-    ``benchmarks/bench_fit.py``): 2.5-6x less CPU time than AdamW at lr 1e-3 with a
-    higher test CCnorm for L, LN, NRF, DNet and the 2D-CNN. Recurrent models (a GRU / LSTM
-    inside, e.g. StateNet), where L-BFGS measured no better, get AdamW with
-    :data:`RECURRENT_AUTO` instead, trained on chunks of the sequences (``train_chunk``).
+    **Defaults (``optimizer="auto"``, no AdamW setting given), per model family** (chosen on a
+    ferret A1 unit, a starling unit and a mismatched synthetic population, accuracy first:
+    ``benchmarks/bench_fit_quality.py``, ``benchmarks/README.md``):
 
-    **AdamW (``optimizer="adamw"``, or any explicit ``lr``, ``prefilter_lr``, ``scheduler``
-    or ``clip_grad``).** Each epoch visits the training stimuli in
+    - Linear: L-BFGS from the closed-form ridge STRF on its own prefilter channels
+      (``init="ridge"``, :func:`~.warmstart.ridge_init`: penalty chosen by cross-validation on
+      the training stimuli, then kept on the STRF, :func:`~.warmstart.ridge_penalty`).
+      Deterministic: every seed gives the same fit.
+    - LinearNonlinear: L-BFGS from the ridge start and from the random start; the fit with the
+      lower validation loss is kept (:data:`~.options.LN_STARTS`, ``FitResult.raced``).
+    - NetworkReceptiveField, DNet: AdamW with :data:`~.options.ADAMW_AUTO` (lr 3e-3, patience 20).
+    - recurrent models (a GRU / LSTM / attention core, e.g. StateNet): AdamW with
+      :data:`RECURRENT_AUTO`, trained on chunks of the sequences (``train_chunk``).
+    - the other models (2D-CNNs): L-BFGS from the random start.
+
+    L-BFGS: one epoch = :data:`LBFGS_ITERATIONS_PER_EPOCH` (5) iterations (``lr`` 1.0) on the
+    loss over ALL training stimuli (in chunks of :data:`LBFGS_CHUNK` stimuli, value and gradient
+    exact for every named loss: :mod:`.objective`), up to 200 epochs, ``patience`` 3,
+    ``rel_tol`` 1e-4, never stopped by patience before :data:`~.options.LBFGS_MIN_EPOCHS` (10)
+    epochs from a random start (its validation loss often rises first) or
+    :data:`~.options.RIDGE_START_MIN_EPOCHS` (5) from the ridge start, which competes with the
+    epochs (see :class:`FitResult`). No weight decay unless ``weight_decay`` is given with
+    ``optimizer="lbfgs"`` (an L2 penalty); an explicit ``weight_decay`` or ``batch_size`` with
+    ``optimizer="auto"`` selects AdamW.
+
+    **AdamW (``optimizer="adamw"``, or any explicit ``lr``, ``prefilter_lr``, ``scheduler``,
+    ``clip_grad``, ``weight_decay`` or ``batch_size``).** Each epoch visits the training stimuli in
     a seeded random order in batches of ``batch_size`` and takes AdamW steps (``lr``
     default 1e-3, ``weight_decay``); ``max_epochs`` default 1000, ``patience`` 50,
     ``rel_tol`` 0, no ridge start unless ``init="ridge"``. ``fit(model, train, val,
@@ -262,7 +285,9 @@ def fit(
         init_output: first call ``model.init_output(mean, std)`` (models that have it) with
             the per-neuron mean / std of the training target, so the output starts at the
             data's scale.
-        weight_decay: AdamW's decoupled weight decay, applied to the weights only. Time
+        weight_decay: None: 1e-2 on the AdamW path, none on the L-BFGS path. AdamW's
+            decoupled weight decay, applied to the weights only; with ``optimizer="lbfgs"``
+            the L2 penalty ``weight_decay / 2 * ||w||^2`` on the same weights. Time
             constants and gains are exempt (:func:`no_decay_names`): every ``prefilter.*``
             parameter (AdapTrans' ``logit_a_on / logit_a_off / logit_w``) and DNet's
             integrator parameters ``hidden_d / output_d``. Decay would pull the logits to 0,
@@ -272,12 +297,12 @@ def fit(
             ``"prefilter."``, e.g. AdapTrans' ``logit_a_on / logit_a_off / logit_w``); None: ``lr``
             for every parameter. The plateau scheduler scales both rates by the same factor;
             ``FitResult.lr`` records the main rate.
-        optimizer: "auto" (L-BFGS unless an AdamW setting is given or the model is recurrent),
-            "lbfgs" or "adamw".
-        init: "auto" ("ridge" for Linear / LN on the L-BFGS path, else None), "ridge" or None.
+        optimizer: "auto" (per model family, above), "lbfgs" or "adamw".
+        init: "auto" ("ridge" for Linear / LN on the L-BFGS path, LN also None: both raced; else
+            None), "ridge" or None (the model's own, random, start).
         lr, max_epochs, patience, rel_tol: None / "auto" = the chosen path's default (above).
         batch_size: AdamW's batch (stimuli per step); also the validation pass's chunk. None:
-            8 (:data:`RECURRENT_AUTO`'s on that path).
+            8 (:data:`RECURRENT_AUTO`'s on that path); with ``optimizer="lbfgs"``, ValueError.
         train_chunk: ``(L, W)``: AdamW trains on chunks of ``L`` bins of each stimulus, each
             with up to ``W`` bins of burn-in context before it, all chunks of a batch in one
             recurrent pass (truncated back-propagation; :mod:`.chunks`); the loss covers
@@ -286,20 +311,31 @@ def fit(
             path, (64, 64) without it (the recurrence then holds the adaptation memory; the
             chunks bound what it can learn to about L + W bins), else None (whole stimuli). Only for models with ``recurrent_input`` /
             ``recurrent_output`` (e.g. StateNet), else ValueError.
+        check_stimulus_format: ValueError when the model's ``dt_ms`` or its prefilter's band
+            centres ``cf_hz`` differ from the data's (:mod:`.stimulus_format`); False allows it.
+
+    Ctrl-C (``KeyboardInterrupt``) restores the best weights so far and re-raises, with the
+    :class:`FitResult` so far (``stop_reason="interrupted"``) as ``err.fit_result`` (:mod:`.stopping`).
 
     Returns:
         FitResult with the per-epoch history, best_epoch, epochs, wall_s, stop_reason,
         optimizer, init.
 
     Raises:
-        ValueError: model output N differs from the dataset's N, or a neuron has no valid
-            trial in ``train``.
+        ValueError: model output N differs from the dataset's N, a neuron has no valid trial in
+            ``train``, or the model's bin width / band centres are not the data's.
         FloatingPointError: NaN/inf in the loss or in a parameter (names the epoch and the
             neuron or parameter).
     """
+    check_fit_call(locals())  # types, ranges, datasets (train vs val), device: before any work
     o = _resolve_fit_options(model, optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
-                             clip_grad, train_chunk=train_chunk, batch_size=batch_size)
+                             clip_grad, train_chunk=train_chunk, batch_size=batch_size, weight_decay=weight_decay,
+                             n_stimuli=len(train))
     batch_size = o["batch_size"]
+    if check_stimulus_format:
+        for part, what in ((train, "training set"), (val, "validation set")):
+            if part is not None:
+                check_format(model, part, what)
     _check_fit_args(o["lr"], o["max_epochs"], o["patience"], batch_size, clip_grad, prefilter_lr, o["rel_tol"])
     t0 = time.perf_counter()
     dev = resolve_device(device)
@@ -311,33 +347,37 @@ def fit(
     stats = tr.target_stats()
     if init_output:
         _init_output(model, *stats)
+    if o["optimizer"] == "lbfgs":  # from each start of o["starts"]; the better on validation kept (:mod:`.race`)
+        return race(model, [functools.partial(_lbfgs_from, start=s, tr=tr, va=va, loss=loss, o=o, stats=stats,
+                                              batch_size=batch_size, seed=seed, progress=progress, min_delta=min_delta,
+                                              t0=t0) for s in o["starts"]], t0)
     if o["init"] == "ridge":
         _ridge_start(model, tr, va, stats)
-    if o["optimizer"] == "lbfgs":
-        return _fit_packed_lbfgs(model, tr, va, loss, o["lr"], o["max_epochs"], o["patience"], batch_size, seed,
-                                 progress, min_delta, o["rel_tol"], t0, init=o["init"])
-    res = _fit_packed(model, tr, va, loss, o["lr"], weight_decay, o["max_epochs"], o["patience"], batch_size,
+    res = _fit_packed(model, tr, va, loss, o["lr"], o["weight_decay"], o["max_epochs"], o["patience"], batch_size,
                       scheduler, scheduler_kwargs, clip_grad, seed, progress, min_delta, t0,
                       prefilter_lr=prefilter_lr, rel_tol=o["rel_tol"], train_chunk=o["train_chunk"])
     res.init = o["init"]
     return res
 
 
-def _ridge_start(model, tr, va, stats) -> dict:
-    """Closed-form ridge STRF on the model's current prefilter channels (:func:`.warmstart.ridge_init`)."""
-    from .warmstart import ridge_init
+def _lbfgs_from(model, start, tr, va, loss, o, stats, batch_size, seed, progress, min_delta, t0,
+                neuron=None) -> FitResult:
+    """L-BFGS from ``start["init"]``: "ridge" (the closed-form STRF, its penalty kept) or None (the current weights)."""
+    penalty = _ridge_start(model, tr, va, stats) if start["init"] == "ridge" else None
+    return _fit_packed_lbfgs(model, tr, va, loss, o["lr"], o["max_epochs"], start["patience"], batch_size, seed,
+                             progress, min_delta, o["rel_tol"], t0, neuron=neuron, init=start["init"],
+                             weight_decay=o["weight_decay"], min_epochs=start["min_epochs"], penalty=penalty)
+
+
+def _ridge_start(model, tr, va, stats):
+    """Closed-form ridge STRF on the model's current prefilter channels (:func:`.warmstart.ridge_init`);
+    returns its penalty for the gradient phase (:func:`.warmstart.ridge_penalty`)."""
+    from .warmstart import ridge_init, ridge_penalty
 
     val = (va.stim, va.target, va.lengths) if va is not None else None
     sol = ridge_init(model, (tr.stim, tr.target, tr.lengths), val, mean=stats[0], std=stats[1])
     logger.info("ridge start for %s: alpha %s", type(model).__name__, np.array2string(sol["alpha"], precision=3))
-    return sol
-
-
-def _improved(v, best, min_delta, rel_tol) -> bool:
-    """The early-stopping test: ``v`` beats ``best`` by more than ``max(min_delta, rel_tol * |best|)``."""
-    if not math.isfinite(best):
-        return math.isfinite(v)
-    return v < best - max(min_delta, rel_tol * abs(best))
+    return ridge_penalty(model, sol, tr.target, std=stats[1])
 
 
 def _validation_loss(model, va, loss_fn, batch_size: int, epoch: int) -> float:
@@ -348,38 +388,6 @@ def _validation_loss(model, va, loss_fn, batch_size: int, epoch: int) -> float:
     if not bool(torch.isfinite(v_per[v_valid]).all()):
         raise _nan_error(epoch, v_per, v_valid, va.neuron_ids, "validation loss")
     return float(v_per[v_valid].mean()) if bool(v_valid.any()) else float("nan")
-
-
-class _EarlyStopping:
-    """The best-epoch bookkeeping of both paths: best validation loss, the weights at it
-    (restored at the end) and the checks since it improved. Without a validation set every
-    epoch is the best one and the last weights stay."""
-
-    def __init__(self, res: "FitResult", has_val: bool, patience, min_delta: float, rel_tol: float):
-        self.res, self.has_val, self.patience = res, has_val, patience
-        self.min_delta, self.rel_tol = min_delta, rel_tol
-        self.best_val, self.best_state, self.since_best = math.inf, None, 0
-
-    def keep(self, model: nn.Module, v: float) -> None:
-        """Make the current weights, with validation loss ``v``, the best so far (a closed-form start)."""
-        self.best_val = self.res.best_val_loss = v
-        self.best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-
-    def update(self, model: nn.Module, epoch: int, v: float) -> bool:
-        """Record ``epoch``'s validation loss ``v``; True when patience has run out."""
-        if not self.has_val:
-            self.res.best_epoch = epoch
-            return False
-        if _improved(v, self.best_val, self.min_delta, self.rel_tol):
-            self.keep(model, v)
-            self.since_best, self.res.best_epoch = 0, epoch
-        else:
-            self.since_best += 1
-        return self.patience is not None and self.since_best >= self.patience
-
-    def restore(self, model: nn.Module) -> None:
-        if self.best_state is not None:
-            model.load_state_dict(self.best_state)
 
 
 def _checked_sets(tr, va):
@@ -402,13 +410,13 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
     # param groups: prefilter_lr, and no decay for time constants / gains (no_decay_names)
     opt, params, group_scales = make_adamw(model, lr, weight_decay, prefilter_lr)
     plateau = _make_plateau(scheduler, scheduler_kwargs, 1, lr, patience or 50)
-    cur_lr = float(lr)
+    lrs = [float(lr)]
     res = FitResult(neuron=neuron, train_chunk=train_chunk)
-    stopper = _EarlyStopping(res, va is not None, patience, min_delta, rel_tol)
-    checked = train_chunk is not None  # chunks: the output was checked by _probe_output
+    stopper = EarlyStopping(res, va is not None, patience, min_delta, rel_tol, model=model)
+    checked = [train_chunk is not None]  # chunks: the output was checked by _probe_output
     pass_lengths = accepts_lengths(model)  # padded batches: BatchNorm statistics over valid bins
-    bar = tqdm(range(max_epochs), disable=not progress, desc="fit", leave=False)
-    for epoch in bar:
+
+    def epoch_step(epoch) -> bool:
         model.train()
         order = _epoch_order(tr.n_stimuli, gen)
         total, nb = 0.0, 0
@@ -417,9 +425,9 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
                 pred, y = chunked_batch(model, x, y, lengths, train_chunk)
             else:
                 pred = model(x, lengths=lengths) if pass_lengths and lengths is not None else model(x)
-            if not checked:
+            if not checked[0]:
                 _check_output(pred, x, tr.n_neurons, tr.name)
-                checked = True
+                checked[0] = True
             batch_loss, per, valid = _batch_loss(loss_fn, pred, y)
             value = float(batch_loss.detach())
             if not math.isfinite(value):
@@ -433,69 +441,31 @@ def _fit_packed(model, tr, va, loss, lr, weight_decay, max_epochs, patience, bat
             nb += 1
         _check_parameters_finite(model, epoch)
         res.train_loss.append(total / max(nb, 1))
-        res.lr.append(cur_lr)
+        res.lr.append(lrs[-1])
         v = _validation_loss(model, va, loss_fn, batch_size, epoch)
         res.val_loss.append(v)
         out_of_patience = stopper.update(model, epoch, v)
         if plateau is not None and va is not None:
-            cur_lr = float(plateau.step(np.array([v]))[0])
+            lrs.append(float(plateau.step(np.array([v]))[0]))
             for g, sc in zip(opt.param_groups, group_scales):
-                g["lr"] = cur_lr * sc
+                g["lr"] = lrs[-1] * sc
         bar.set_postfix(train=f"{res.train_loss[-1]:.4g}", val=f"{v:.4g}", best=res.best_epoch)
-        if out_of_patience:
-            res.stopped_early = True
-            break
-    res.epochs = len(res.train_loss)
-    stopper.restore(model)
-    return _finish(model, res, bar, t0, "adamw")
+        res.stopped_early = out_of_patience
+        return out_of_patience
 
-
-def _full_batch_closure(model, tr, loss_fn, params, last):
-    """L-BFGS closure: the loss over ALL training stimuli, mean over neurons with data.
-
-    Chunks of :data:`LBFGS_CHUNK` stimuli; each neuron's chunk loss is weighted by the
-    chunk's share of its valid bins, so the total equals the one-batch loss for losses that
-    are means over bins ("mse", "poisson"). ``last`` receives the value and the per-neuron
-    losses (for NaN reports)."""
-    idx = list(range(tr.n_stimuli))
-    chunks = [idx[i:i + LBFGS_CHUNK] for i in range(0, len(idx), LBFGS_CHUNK)]
-    counts = [torch.isfinite(tr.batch(c)[1]).sum((0, 2)).to(tr.target.dtype) for c in chunks]
-    total = torch.stack(counts).sum(0)
-    valid = total > 0
-    n_valid = valid.sum().clamp(min=1)
-    weights = [torch.where(valid, c / total.clamp(min=1), torch.zeros_like(c)) for c in counts]
-
-    pass_lengths = accepts_lengths(model)  # padded chunks: BatchNorm statistics over valid bins
-
-    def closure():
-        for p in params:
-            p.grad = None
-        value, per_all = 0.0, torch.zeros_like(total)
-        for c, w in zip(chunks, weights):
-            x, y = tr.batch(c)
-            lengths = tr.batch_lengths(c) if pass_lengths else None
-            pred = model(x, lengths=lengths) if lengths is not None else model(x)
-            per = loss_fn(pred, y.unsqueeze(2), reduction="none")
-            per = torch.where(w > 0, per, torch.zeros((), dtype=per.dtype, device=per.device))
-            chunk_loss = (per * w).sum() / n_valid
-            chunk_loss.backward()
-            value += float(chunk_loss.detach())
-            per_all = per_all + per.detach() * w
-        last["value"], last["per"], last["valid"] = value, per_all, valid
-        return torch.tensor(value if math.isfinite(value) else float("inf"))
-
-    return closure
+    bar = tqdm(range(max_epochs), disable=not progress, desc="fit", leave=False)
+    return _run_epochs(model, res, stopper, bar, t0, "adamw", epoch_step)
 
 
 def _fit_packed_lbfgs(model, tr, va, loss, lr, max_epochs, patience, batch_size, seed, progress, min_delta,
-                      rel_tol, t0, neuron=None, init=None) -> FitResult:
+                      rel_tol, t0, neuron=None, init=None, weight_decay=0.0, min_epochs=0, penalty=None) -> FitResult:
     """Full-batch L-BFGS with a validation check every LBFGS_ITERATIONS_PER_EPOCH iterations (see :func:`fit`)."""
     loss_fn = _get_loss(loss)
     va = _checked_sets(tr, va)
     params = [p for p in model.parameters() if p.requires_grad]
     res = FitResult(neuron=neuron, init=init)
     last = {}
-    closure = _full_batch_closure(model, tr, loss_fn, params, last)
+    closure = full_batch_objective(model, tr, loss, loss_fn, params, last, LBFGS_CHUNK, weight_decay, penalty)
     opt = torch.optim.LBFGS(params, lr=lr, max_iter=LBFGS_ITERATIONS_PER_EPOCH, history_size=20,
                             line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-12)
 
@@ -505,11 +475,11 @@ def _fit_packed_lbfgs(model, tr, va, loss, lr, max_epochs, patience, batch_size,
         raise _nan_error(0, last["per"], last["valid"], tr.neuron_ids)
     res.init_train_loss = last["value"]
     res.init_val_loss = _validation_loss(model, va, loss_fn, batch_size, 0)
-    stopper = _EarlyStopping(res, va is not None, patience, min_delta, rel_tol)
+    stopper = EarlyStopping(res, va is not None, patience, min_delta, rel_tol, model=model, min_epochs=min_epochs)
     if init is not None and va is not None:  # a closed-form start competes with the epochs; a random one does not
         stopper.keep(model, res.init_val_loss)
-    bar = tqdm(range(max_epochs), disable=not progress, desc=f"fit {type(model).__name__} (L-BFGS)", leave=False)
-    for epoch in bar:
+
+    def epoch_step(epoch) -> bool:
         model.train()
         opt.step(closure)
         if not math.isfinite(last["value"]):
@@ -524,13 +494,31 @@ def _fit_packed_lbfgs(model, tr, va, loss, lr, max_epochs, patience, batch_size,
         state = opt.state[params[0]] if params else {}
         if len(res.train_loss) > 1 and res.train_loss[-1] == res.train_loss[-2] and state.get("n_iter", 0) > 0:
             res.stop_reason = "converged"
-            break
-        if out_of_patience:
-            res.stopped_early = True
-            break
+            return True
+        res.stopped_early = out_of_patience
+        return out_of_patience
+
+    bar = tqdm(range(max_epochs), disable=not progress, desc=f"fit {type(model).__name__} (L-BFGS)", leave=False)
+    return _run_epochs(model, res, stopper, bar, t0, "lbfgs", epoch_step)
+
+
+def _run_epochs(model, res, stopper, bar, t0, optimizer, epoch_step) -> FitResult:
+    """The epoch loop of both paths: ``epoch_step(epoch)`` runs one epoch, True = stop. Then the
+    best weights are restored. On an interrupt (Ctrl-C) the best weights so far are restored and
+    the ``KeyboardInterrupt`` re-raised with the result so far as ``err.fit_result`` (:mod:`.stopping`)."""
+    try:
+        for epoch in bar:
+            if epoch_step(epoch):
+                break
+    except KeyboardInterrupt as err:
+        stopper.restore_interrupted(model)
+        res.epochs, res.stop_reason = len(res.train_loss), INTERRUPTED
+        keep_interrupted(err, _finish(model, res, bar, t0, optimizer), f"fit {type(model).__name__}", res.epochs,
+                         res.best_epoch)
+        raise
     res.epochs = len(res.train_loss)
     stopper.restore(model)
-    return _finish(model, res, bar, t0, "lbfgs")
+    return _finish(model, res, bar, t0, optimizer)
 
 
 def _finish(model, res, bar, t0, optimizer) -> FitResult:

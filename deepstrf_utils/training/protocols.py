@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 from torch import nn
 
+from .arguments import check_fit_call
 from .fitting import FitResult, fit
 
 logger = logging.getLogger(__name__)
@@ -56,8 +57,7 @@ def fit_two_stage(
         stage boundary), ``best_epoch`` / ``best_val_loss`` those of stage 2 (counted from
         the first epoch of stage 1), ``epochs`` and ``wall_s`` summed.
     """
-    if not lr_stage2 > 0:
-        raise ValueError(f"expected lr_stage2 > 0, got {lr_stage2}")
+    check_fit_call({"model": model, "lr": lr, "lr_stage2": lr_stage2, **fit_kwargs}, "fit_two_stage")
     if isinstance(frozen, str):
         frozen = (frozen,)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]

@@ -9,8 +9,16 @@ param groups, NaN checks, best weights restored):
 * each epoch visits every batch of every session once, in a seeded interleaved order (the
   batches of all sessions shuffled together: no session is starved, none dominates an
   epoch's end);
-* early stopping on the **sum over sessions** of each session's validation loss (mean over
-  its neurons);
+* early stopping on the validation loss: of the one session, or with several sessions the
+  **mean over sessions of each session's validation loss relative to its value at the start**
+  (each a mean over its neurons), so that every session counts the same whatever its firing
+  rates: a plain sum let the sessions with the largest losses decide, and stopped while a
+  session with low rates (and little data) still improved;
+* then (``refine_readouts``, the default for a MultiSessionModel with several sessions and
+  validation data) each session's readout is refined with the core frozen, from the joint
+  fit's best weights, with its own early stopping on its own validation loss, the joint
+  fit's weights kept unless it improves on them: a session with few batches, whose readout
+  had few steps when the joint early stop came, gets the steps it needs;
 * models with state signals (``model.n_states > 0``) get each batch's state ``(B, S, T)``;
   bins where a state is NaN are left out of the loss.
 
@@ -35,26 +43,34 @@ from tqdm.auto import tqdm
 
 from ..datasets.sessions import SessionSet
 from ..models import MultiSessionModel, model_device
+from .arguments import check_fit_call, check_train_val
 from .device import resolve_device, seed_everything
 from .fitting import (FitResult, _batch_loss, _check_fit_args, _check_output, _check_parameters_finite, _concat_time,
                       _get_loss, _init_output, _nan_error)
 from .optim import make_adamw
 from .packing import _Packed, accepts_lengths
 from .prediction import evaluate
+from .stimulus_format import check_stimulus_format as check_format
+from .stopping import INTERRUPTED, INTERRUPTED_RESULT, EarlyStopping, keep_interrupted
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SessionFitResult", "fit_sessions", "fit_new_session", "predict_sessions", "evaluate_sessions",
-           "as_sessions"]
+           "as_sessions", "combined_val_loss"]
 
 
 @dataclass
 class SessionFitResult(FitResult):
-    """A :class:`FitResult` whose ``val_loss`` is the sum over sessions; ``session_val_loss``
-    holds each session's per-epoch validation loss and ``sessions`` the ids trained."""
+    """A :class:`FitResult` whose ``val_loss`` is the early-stopping criterion (one session: its
+    validation loss; several: the mean of each session's loss relative to its starting value,
+    :func:`combined_val_loss`); ``session_val_loss[session]`` holds each session's per-epoch
+    validation loss, ``session_val_start`` its loss at the start, ``sessions`` the ids trained and
+    ``readout_refits[session]`` the result of refining that session's readout (``refine_readouts``)."""
 
     session_val_loss: dict = field(default_factory=dict)
+    session_val_start: dict = field(default_factory=dict)
     sessions: list = field(default_factory=list)
+    readout_refits: dict = field(default_factory=dict)
 
 
 def as_sessions(data, model: nn.Module | None = None) -> SessionSet:
@@ -142,11 +158,23 @@ def _session_val_losses(model, packs: dict, loss_fn, batch_size: int, epoch: int
     return out
 
 
+def combined_val_loss(per_session: dict, start: dict) -> float:
+    """The early-stopping criterion of :func:`fit_sessions`: one session's validation loss as it
+    is; with several, the mean over sessions of ``loss / loss at the start`` (sessions whose
+    start is 0 or undefined count unscaled; NaN sessions are left out)."""
+    if len(per_session) == 1:
+        return float(next(iter(per_session.values())))
+    rel = [v / start[k] if math.isfinite(start.get(k, math.nan)) and start[k] > 0 else v
+           for k, v in per_session.items() if math.isfinite(v)]
+    return float(np.mean(rel)) if rel else float("nan")
+
+
 def fit_sessions(model: nn.Module, train, val=None, loss="mse", lr: float = 1e-3, weight_decay: float = 1e-2,
                  max_epochs: int = 1000, patience: int | None = 50, batch_size: int = 8,
                  clip_grad: float | None = None, device="auto", seed: int = 0, progress: bool = True,
                  min_delta: float = 0.0, init_output: bool = True,
-                 prefilter_lr: float | None = None) -> SessionFitResult:
+                 prefilter_lr: float | None = None, check_stimulus_format: bool = True,
+                 refine_readouts: bool | None = None, keep_start: bool = False) -> SessionFitResult:
     """Fit ``model`` on one or several sessions (see the module docstring for the protocol).
 
     Args:
@@ -154,17 +182,30 @@ def fit_sessions(model: nn.Module, train, val=None, loss="mse", lr: float = 1e-3
             StateGainModel or any zoo model (one session); trained in place.
         train, val: a SessionSet, ``{session id: ResponseDataset}`` or one ResponseDataset;
             with a state model the datasets must carry the model's state signals.
-        Other arguments as :func:`~.fitting.fit` (no LR scheduler here).
+        check_stimulus_format: ValueError when the model's ``dt_ms`` or band centres differ
+            from a session's (:mod:`.stimulus_format`); False allows it.
+        refine_readouts: refine each session's readout with the core frozen after the joint
+            fit (module docstring); None: for a MultiSessionModel with several sessions and a
+            validation set.
+        keep_start: the starting weights compete with the epochs (``best_epoch = -1`` when
+            no epoch beats them on the validation set): a fine-tuning never ends worse.
+        Other arguments as :func:`~.fitting.fit` (no LR scheduler here). Ctrl-C restores the
+        best weights so far and re-raises with the result so far as ``err.fit_result``
+        (``stop_reason="interrupted"``, :mod:`.stopping`).
 
     Returns:
-        SessionFitResult: ``val_loss`` per epoch is the sum over sessions (the early-stopping
-        criterion), ``session_val_loss[session]`` the per-session losses.
+        SessionFitResult: ``val_loss`` per epoch is the early-stopping criterion
+        (:func:`combined_val_loss`), ``session_val_loss[session]`` the per-session losses.
 
     Raises:
         ValueError: a session the model does not know, sessions with another F / dt_ms,
             missing or other state signals, a model output of the wrong N.
     """
+    check_fit_call(locals(), "fit_sessions")  # types, ranges, model, device: before any work
     _check_fit_args(lr, max_epochs, patience, batch_size, clip_grad, prefilter_lr)
+    if refine_readouts and (not isinstance(model, MultiSessionModel) or val is None):
+        raise ValueError(f"refine_readouts needs a MultiSessionModel and a validation set, got a "
+                         f"{type(model).__name__} and val={'None' if val is None else 'given'}")
     t0 = time.perf_counter()
     tr_sets, va_sets = as_sessions(train, model), as_sessions(val, model)
     _check_model(model, tr_sets)
@@ -173,6 +214,12 @@ def fit_sessions(model: nn.Module, train, val=None, loss="mse", lr: float = 1e-3
         missing = [k for k in tr_sets if k not in va_sets]
         if missing:
             raise ValueError(f"expected a validation set for every training session, missing {missing}")
+    for key, ds in tr_sets.items():  # each session's validation set belongs to it, and both to the model
+        check_train_val(ds, va_sets[key] if va_sets is not None else None, model)
+    if check_stimulus_format:
+        for part, sets in (("training", tr_sets), ("validation", va_sets or {})):
+            for key, ds in sets.items():
+                check_format(model, ds, f"{part} set of session {key!r}")
     dev = resolve_device(device)
     seed_everything(seed)
     model.to(dev)
@@ -188,50 +235,69 @@ def fit_sessions(model: nn.Module, train, val=None, loss="mse", lr: float = 1e-3
     gen = torch.Generator().manual_seed(seed)
     opt, params, _ = make_adamw(model, lr, weight_decay, prefilter_lr)
     res = SessionFitResult(sessions=list(tr), session_val_loss={k: [] for k in (va or {})})
-    best_state, best_val, since_best, checked = None, math.inf, 0, set()
-    for epoch in tqdm(range(max_epochs), disable=not progress, desc="fit sessions", leave=False):
-        model.train()
-        total, nb = 0.0, 0
-        for key, idx in _epoch_batches(tr, batch_size, gen):
-            x, y = tr[key].batch(idx)
-            pred = _forward(model, x, key, tr[key].batch_state(idx), tr[key].batch_lengths(idx))
-            if key not in checked:
-                _check_output(pred, x, tr[key].n_neurons, f"{tr[key].name}' (session '{key}")
-                checked.add(key)
-            batch_loss, per, valid = _batch_loss(loss_fn, pred, y)
-            value = float(batch_loss.detach())
-            if not math.isfinite(value):
-                raise _nan_error(epoch, per, valid, tr[key].neuron_ids)
-            opt.zero_grad(set_to_none=True)
-            batch_loss.backward()
-            if clip_grad is not None:
-                torch.nn.utils.clip_grad_norm_(params, clip_grad)
-            opt.step()
-            total, nb = total + value, nb + 1
-        _check_parameters_finite(model, epoch)
-        res.train_loss.append(total / max(nb, 1))
-        res.lr.append(float(lr))
-        v = float("nan")
-        if va is not None:
-            per_session = _session_val_losses(model, va, loss_fn, batch_size, epoch)
-            for k, value in per_session.items():
-                res.session_val_loss[k].append(value)
-            v = float(np.nansum(list(per_session.values())))
-        res.val_loss.append(v)
-        if va is None:
-            res.best_epoch = epoch
-        elif v < best_val - min_delta:
-            best_val, since_best = v, 0
-            res.best_epoch, res.best_val_loss = epoch, v
-            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-        else:
-            since_best += 1
-            if patience is not None and since_best >= patience:
+    if va is not None:
+        res.session_val_start = _session_val_losses(model, va, loss_fn, batch_size, 0)
+    stopper = EarlyStopping(res, va is not None, patience, min_delta, 0.0, model=model)
+    if keep_start and va is not None:
+        stopper.keep(model, combined_val_loss(res.session_val_start, res.session_val_start))
+    checked = set()
+    bar = tqdm(range(max_epochs), disable=not progress, desc="fit sessions", leave=False)
+    try:
+        for epoch in bar:
+            model.train()
+            total, nb = 0.0, 0
+            for key, idx in _epoch_batches(tr, batch_size, gen):
+                x, y = tr[key].batch(idx)
+                pred = _forward(model, x, key, tr[key].batch_state(idx), tr[key].batch_lengths(idx))
+                if key not in checked:
+                    _check_output(pred, x, tr[key].n_neurons, f"{tr[key].name}' (session '{key}")
+                    checked.add(key)
+                batch_loss, per, valid = _batch_loss(loss_fn, pred, y)
+                value = float(batch_loss.detach())
+                if not math.isfinite(value):
+                    raise _nan_error(epoch, per, valid, tr[key].neuron_ids)
+                opt.zero_grad(set_to_none=True)
+                batch_loss.backward()
+                if clip_grad is not None:
+                    torch.nn.utils.clip_grad_norm_(params, clip_grad)
+                opt.step()
+                total, nb = total + value, nb + 1
+            _check_parameters_finite(model, epoch)
+            res.train_loss.append(total / max(nb, 1))
+            res.lr.append(float(lr))
+            v = float("nan")
+            if va is not None:
+                per_session = _session_val_losses(model, va, loss_fn, batch_size, epoch)
+                for k, value in per_session.items():
+                    res.session_val_loss[k].append(value)
+                v = combined_val_loss(per_session, res.session_val_start)
+            res.val_loss.append(v)
+            if stopper.update(model, epoch, v):
                 res.stopped_early = True
                 break
+    except KeyboardInterrupt as err:
+        stopper.restore_interrupted(model)
+        model.eval()
+        res.epochs, res.stop_reason, res.wall_s = len(res.train_loss), INTERRUPTED, time.perf_counter() - t0
+        keep_interrupted(err, res, f"fit_sessions {type(model).__name__}", res.epochs, res.best_epoch)
+        raise
     res.epochs = len(res.train_loss)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    res.stop_reason = "patience" if res.stopped_early else "max_epochs" if va is not None else "no validation set"
+    stopper.restore(model)
+    if refine_readouts is None:
+        refine_readouts = isinstance(model, MultiSessionModel) and len(tr) > 1 and va is not None
+    if refine_readouts:
+        kw = dict(loss=loss, lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, patience=patience,
+                  batch_size=batch_size, clip_grad=clip_grad, device=device, seed=seed, progress=False,
+                  min_delta=min_delta, init_output=False, check_stimulus_format=False, keep_start=True)
+        for key in tr:
+            try:
+                res.readout_refits[key] = fit_new_session(model, key, tr_sets[key], va_sets[key], **kw)
+            except KeyboardInterrupt as err:
+                res.readout_refits[key], res.stop_reason = getattr(err, INTERRUPTED_RESULT, None), INTERRUPTED
+                keep_interrupted(err, res, f"fit_sessions {type(model).__name__} (readout of {key!r})", res.epochs,
+                                 res.best_epoch)
+                raise
     model.eval()
     res.wall_s = time.perf_counter() - t0
     logger.info("fit_sessions %s on %s: %d epochs, best %d (val %.4g), %.1f s", type(model).__name__, list(tr),
@@ -263,12 +329,16 @@ def fit_new_session(model: MultiSessionModel, session, train, val=None, **fit_kw
 
 
 @torch.no_grad()
-def predict_sessions(model: nn.Module, dataset, session=None, device=None, batch_size: int = 16) -> list[np.ndarray]:
+def predict_sessions(model: nn.Module, dataset, session=None, device=None, batch_size: int = 16,
+                     check_stimulus_format: bool = True) -> list[np.ndarray]:
     """Predictions of a session / state model for every stimulus of ``dataset``: B ``(N, T_i)`` arrays.
 
     ``session``: the readout to use (MultiSessionModel; may be omitted with one session).
     State models read ``dataset.states`` (a NaN state bin is predicted with state 0).
+    ``check_stimulus_format``: as in :func:`~.prediction.predict`.
     """
+    if check_stimulus_format:
+        check_format(model, dataset)
     dev = model_device(model) if device is None else resolve_device(device)
     model.to(dev)
     was_training = model.training
@@ -287,13 +357,15 @@ def predict_sessions(model: nn.Module, dataset, session=None, device=None, batch
     return out
 
 
-def evaluate_sessions(model: nn.Module, data, device=None) -> pd.DataFrame:
-    """Per-neuron CCraw / CCnorm / CCmax of every session (``evaluate``), with a ``session`` column."""
+def evaluate_sessions(model: nn.Module, data, device=None, check_stimulus_format: bool = True) -> pd.DataFrame:
+    """Per-neuron CCraw / CCnorm / CCmax of every session (``evaluate``), with a ``session`` column;
+    ``check_stimulus_format`` as in :func:`~.prediction.predict`."""
     sessions = as_sessions(data, model)
     _check_model(model, sessions)
     rows = []
     for key, ds in sessions.items():
-        preds = predict_sessions(model, ds, key if isinstance(model, MultiSessionModel) else None, device)
+        preds = predict_sessions(model, ds, key if isinstance(model, MultiSessionModel) else None, device,
+                                 check_stimulus_format=check_stimulus_format)
         rows.append(evaluate(None, ds, predictions=preds).assign(session=key))
     table = pd.concat(rows, ignore_index=True)
     return table[["session"] + [c for c in table.columns if c != "session"]]

@@ -10,8 +10,10 @@ Shapes: B stimuli, F bands, T time bins, U stacked single units.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import time
+from contextlib import contextmanager
 from typing import Callable, Sequence
 
 import numpy as np
@@ -20,12 +22,16 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
+from .arguments import check_fit_call
 from .device import resolve_device, seed_everything
-from .fitting import (FitResult, _check_fit_args, _check_output, _fit_packed, _fit_packed_lbfgs, _get_loss,
-                      _improved, _init_output, _probe_output, _resolve_fit_options, _ridge_start, _val_losses,
+from .fitting import (FitResult, _check_fit_args, _check_output, _fit_packed, _get_loss,
+                      _init_output, _lbfgs_from, _probe_output, _resolve_fit_options, _ridge_start, _val_losses,
                       _validation_coverage)
 from .optim import _clip_per_unit, _decay_scales, _lr_scales, _make_plateau, _StackedAdamW, no_decay_names
 from .packing import _epoch_order, _neuron_positions, _Packed, accepts_lengths
+from .race import race
+from .stimulus_format import check_stimulus_format as check_format
+from .stopping import INTERRUPTED, INTERRUPTED_RESULT, improved, keep_interrupted
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +106,7 @@ def fit_single_units(
     seeds: int | Sequence[int] | None = None,
     loss: str | Callable = "mse",
     lr: float | None = None,
-    weight_decay: float = 1e-2,
+    weight_decay: float | None = None,
     max_epochs: int | None = None,
     patience: int | None | str = "auto",
     batch_size: int | None = None,
@@ -120,6 +126,7 @@ def fit_single_units(
     init: str | None = "auto",
     rel_tol: float | None = None,
     train_chunk: tuple[int, int] | None | str = "auto",
+    check_stimulus_format: bool = True,
 ):
     """Fit one independent single-unit model per neuron, all in one vmapped module.
 
@@ -138,12 +145,14 @@ def fit_single_units(
     (:func:`stacking_pays_off`), ``batched=False`` forces the loop, ``True`` forces the stack
     and forbids the fallback.
 
-    Optimiser, as in :func:`fit`: ``optimizer="auto"`` is full-batch L-BFGS (Linear / LN
-    units from their ridge STRF) unless an AdamW setting (``lr``, ``prefilter_lr``,
-    ``scheduler``, ``clip_grad``) or ``batched=True`` is given; L-BFGS fits the units one
-    by one (never stacked). Recurrent units trained on chunks (``train_chunk``, as in
+    Optimiser, as in :func:`fit`: ``optimizer="auto"`` picks the path of the model family
+    (L-BFGS for L, LN (both starts raced per unit) and the 2D-CNN; AdamW for NRF / DNet and
+    recurrent models) unless an AdamW setting (``lr``, ``prefilter_lr``, ``scheduler``,
+    ``clip_grad``) or ``batched=True`` is given; L-BFGS fits the units one by one (never stacked). Recurrent units trained on chunks (``train_chunk``, as in
     :func:`fit`) are fitted one by one too. Each result records ``optimizer``, ``init``,
-    ``stop_reason`` and ``train_chunk``.
+    ``stop_reason`` and ``train_chunk``. Ctrl-C (``KeyboardInterrupt``) gives every unit its
+    best weights so far and re-raises with ``err.fit_result = (models, results)`` of the units
+    fitted so far (the interrupted ones with ``stop_reason="interrupted"``; :mod:`.stopping`).
 
     Args:
         model_fn: ``seed -> nn.Module`` with ``n_neurons=1``.
@@ -164,6 +173,7 @@ def fit_single_units(
         (models, results): U fitted single-unit models (eval mode, on ``device``) and U
         :class:`FitResult` (``neuron`` = the unit's id, ``wall_s`` = the whole batched fit).
     """
+    check_fit_call(locals(), "fit_single_units")  # types, ranges, datasets (train vs val), device
     t0 = time.perf_counter()
     dev = resolve_device(device)
     positions = _neuron_positions(train, neurons)
@@ -184,9 +194,15 @@ def fit_single_units(
         if not isinstance(m, nn.Module):
             raise ValueError(f"expected model_fn(seed) to return an nn.Module, got {type(m).__name__}")
         models.append(m.to(dev))
+    check_fit_call({"model": models[0], "train": train}, "fit_single_units")  # float32 units, data F and dt_ms
     o = _resolve_fit_options(models[0], optimizer, init, lr, max_epochs, patience, rel_tol, prefilter_lr, scheduler,
-                             clip_grad, force_adamw=batched is True, train_chunk=train_chunk, batch_size=batch_size)
-    batch_size = o["batch_size"]
+                             clip_grad, force_adamw=batched is True, train_chunk=train_chunk, batch_size=batch_size,
+                             weight_decay=weight_decay, n_stimuli=len(train))
+    batch_size, weight_decay = o["batch_size"], o["weight_decay"]
+    if check_stimulus_format:
+        for part, what in ((train, "training set"), (val, "validation set")):
+            if part is not None:
+                check_format(models[0], part, what)
     if o["optimizer"] == "lbfgs" and batched:
         raise ValueError("optimizer='lbfgs' fits units one by one; it cannot be combined with batched=True")
     if o["train_chunk"] is not None and batched:
@@ -201,12 +217,12 @@ def fit_single_units(
     mean, std = tr.target_stats()  # per unit, computed once for all units
 
     def start(u, m):
-        """Unit u's starting point: output at the data's scale, then the ridge STRF (init="ridge")."""
+        """Unit u's starting point: output at the data's scale, then (AdamW path, init="ridge") the
+        ridge STRF; the L-BFGS path sets its starts itself (:func:`~.fitting._lbfgs_from`)."""
         if init_output:
             _init_output(m, mean[u:u + 1], std[u:u + 1])
-        if o["init"] == "ridge":
-            _ridge_start(m, tr.select([u]), va.select([u]) if va is not None else None,
-                         (mean[u:u + 1], std[u:u + 1]))
+        if o["init"] == "ridge" and o["optimizer"] != "lbfgs":
+            _ridge_start(m, tr.select([u]), va.select([u]) if va is not None else None, (mean[u:u + 1], std[u:u + 1]))
 
     for u, m in enumerate(models):
         start(u, m)
@@ -226,12 +242,13 @@ def fit_single_units(
                 out_models, out_results = [], []
                 for start in range(0, U, step):
                     chunk = list(range(start, min(U, start + step)))
-                    ms, rs = _fit_stacked(
-                        models[start:start + step], tr.select(chunk) if step < U else tr,
-                        (va.select(chunk) if step < U else va) if va is not None else None,
-                        loss, lr, weight_decay, max_epochs, patience, batch_size, scheduler,
-                        scheduler_kwargs, clip_grad, seed, progress, min_delta, compact_below, t0, dev,
-                        prefilter_lr, rel_tol)
+                    with _units_so_far(out_models, out_results):
+                        ms, rs = _fit_stacked(
+                            models[start:start + step], tr.select(chunk) if step < U else tr,
+                            (va.select(chunk) if step < U else va) if va is not None else None,
+                            loss, lr, weight_decay, max_epochs, patience, batch_size, scheduler,
+                            scheduler_kwargs, clip_grad, seed, progress, min_delta, compact_below, t0, dev,
+                            prefilter_lr, rel_tol)
                     out_models += ms
                     out_results += rs
                 for r in out_results:
@@ -255,20 +272,45 @@ def fit_single_units(
         t_u = time.perf_counter()
         seed_everything(seed)
         va_u = va.select([u]) if va is not None else None
-        if o["optimizer"] == "lbfgs":
-            r = _fit_packed_lbfgs(models[u], tr.select([u]), va_u, loss, lr, max_epochs, patience, batch_size, seed,
-                                  progress and U == 1, min_delta, rel_tol, t_u, neuron=tr.neuron_ids[u], init=o["init"])
-        else:
-            r = _fit_packed(models[u], tr.select([u]), va_u, loss, lr, weight_decay, max_epochs, patience,
-                            batch_size, scheduler, scheduler_kwargs, clip_grad, seed, progress and U == 1, min_delta,
-                            t_u, neuron=tr.neuron_ids[u], prefilter_lr=prefilter_lr, rel_tol=rel_tol,
-                            train_chunk=o["train_chunk"])
+        with _units_so_far(models[:u + 1], results):
+            if o["optimizer"] == "lbfgs":  # every start of o["starts"]; the better on validation kept
+                r = race(models[u], [functools.partial(
+                    _lbfgs_from, start=s, tr=tr.select([u]), va=va_u, loss=loss, o=o,
+                    stats=(mean[u:u + 1], std[u:u + 1]), batch_size=batch_size, seed=seed,
+                    progress=progress and U == 1, min_delta=min_delta, t0=t_u, neuron=tr.neuron_ids[u])
+                    for s in o["starts"]], t_u)
+            else:
+                r = _fit_packed(models[u], tr.select([u]), va_u, loss, lr, weight_decay, max_epochs, patience,
+                                batch_size, scheduler, scheduler_kwargs, clip_grad, seed, progress and U == 1,
+                                min_delta, t_u, neuron=tr.neuron_ids[u], prefilter_lr=prefilter_lr, rel_tol=rel_tol,
+                                train_chunk=o["train_chunk"])
+        if o["optimizer"] != "lbfgs":  # on the L-BFGS path each start's result says its own
             r.init = o["init"]
         results.append(r)
     wall = time.perf_counter() - t0
     for r in results:
         r.wall_s = wall
     return models, results
+
+
+@contextmanager
+def _units_so_far(models: list, results: list):
+    """On an interrupt inside the block, set ``err.fit_result`` to ``(models, results)``: the
+    units finished before it (``results``, fitted ``models`` first, then the model being fitted)
+    plus what the interrupted fit kept (a unit's ``FitResult``, or a stack's ``(models,
+    results)``), then re-raise (:mod:`.stopping`)."""
+    try:
+        yield
+    except KeyboardInterrupt as err:
+        part = getattr(err, INTERRUPTED_RESULT, None)
+        ms, rs = list(models), list(results)
+        if isinstance(part, tuple):
+            ms, rs = ms + list(part[0]), rs + list(part[1])
+        else:
+            rs += [part] if isinstance(part, FitResult) else []
+            ms = ms[:len(rs)]
+        setattr(err, INTERRUPTED_RESULT, (ms, rs))
+        raise
 
 
 def _unbatchable_reason(models) -> str | None:
@@ -316,86 +358,91 @@ def _fit_stacked(models, tr, va, loss, lr, weight_decay, max_epochs, patience, b
     tr_s, va_s = tr, va
     checked = False
     bar = tqdm(range(max_epochs), disable=not progress, desc=f"fit {U} units", leave=False)
-    for epoch in bar:
-        active_s = active_u[slots]
-        stack.train(True)
-        order = _epoch_order(tr.n_stimuli, gen)
-        sums = torch.zeros(len(slots), dtype=torch.float64)
-        nb = 0
-        for x, y, lengths in tr_s.batches(order, batch_size, with_lengths=True):
-            pred = stack.forward(x, len(slots), lengths)
-            if not checked:
-                _check_output(pred, x, len(slots), tr.name)
-                checked = True
-            per = loss_fn(pred, y.unsqueeze(2), reduction="none")
-            valid = torch.isfinite(y).any(2).any(0)
-            act = torch.as_tensor(active_s, device=per.device)
-            per = torch.where(valid & act, per, torch.zeros((), dtype=per.dtype, device=per.device))
-            per_cpu = per.detach().double().cpu()
-            if not bool(torch.isfinite(per_cpu).all()):
-                bad = [ids[slots[i]] for i in torch.nonzero(~torch.isfinite(per_cpu)).flatten().tolist()]
-                raise FloatingPointError(f"loss is NaN/inf at epoch {epoch} for neuron(s) {bad}")
-            per.sum().backward()
-            if clip_grad is not None:
-                _clip_per_unit(stack.params, clip_grad)
-            opt.step(active_s)
-            sums += per_cpu
-            nb += 1
-        _check_stacked_finite(stack, epoch, [ids[s] for s in slots], active_s)
-        train_loss = (sums / max(nb, 1)).numpy()
-        if va_s is not None:
-            stack.train(False)
-            v_per, v_valid = _val_losses(None, va_s, loss_fn, batch_size, stacked=stack)
-            v = np.where(v_valid.cpu().numpy(), v_per.double().cpu().numpy(), np.nan)
-            bad = active_s & ~np.isfinite(v) & v_valid.cpu().numpy()
-            if bad.any():
-                raise FloatingPointError(f"validation loss is NaN/inf at epoch {epoch} for neuron(s) "
-                                         f"{[ids[slots[i]] for i in np.nonzero(bad)[0]]}")
-        else:
-            v = np.full(len(slots), np.nan)
-        improved_s = np.zeros(len(slots), bool)
-        for i, u in enumerate(slots):
-            if not active_s[i]:
-                continue
-            r = results[u]
-            r.train_loss.append(float(train_loss[i]))
-            r.val_loss.append(float(v[i]))
-            r.lr.append(float(opt.lr[i]))
-            if va_s is None or not has_val[u]:
-                r.best_epoch = epoch
-                improved_s[i] = True
-            elif _improved(float(v[i]), float(best_val[u]), min_delta, rel_tol):
-                best_val[u], since_best[u] = v[i], 0
-                r.best_epoch, r.best_val_loss = epoch, float(v[i])
-                improved_s[i] = True
+    interrupted = None
+    try:
+        for epoch in bar:
+            active_s = active_u[slots]
+            stack.train(True)
+            order = _epoch_order(tr.n_stimuli, gen)
+            sums = torch.zeros(len(slots), dtype=torch.float64)
+            nb = 0
+            for x, y, lengths in tr_s.batches(order, batch_size, with_lengths=True):
+                pred = stack.forward(x, len(slots), lengths)
+                if not checked:
+                    _check_output(pred, x, len(slots), tr.name)
+                    checked = True
+                per = loss_fn(pred, y.unsqueeze(2), reduction="none")
+                valid = torch.isfinite(y).any(2).any(0)
+                act = torch.as_tensor(active_s, device=per.device)
+                per = torch.where(valid & act, per, torch.zeros((), dtype=per.dtype, device=per.device))
+                per_cpu = per.detach().double().cpu()
+                if not bool(torch.isfinite(per_cpu).all()):
+                    bad = [ids[slots[i]] for i in torch.nonzero(~torch.isfinite(per_cpu)).flatten().tolist()]
+                    raise FloatingPointError(f"loss is NaN/inf at epoch {epoch} for neuron(s) {bad}")
+                per.sum().backward()
+                if clip_grad is not None:
+                    _clip_per_unit(stack.params, clip_grad)
+                opt.step(active_s)
+                sums += per_cpu
+                nb += 1
+            _check_stacked_finite(stack, epoch, [ids[s] for s in slots], active_s)
+            train_loss = (sums / max(nb, 1)).numpy()
+            if va_s is not None:
+                stack.train(False)
+                v_per, v_valid = _val_losses(None, va_s, loss_fn, batch_size, stacked=stack)
+                v = np.where(v_valid.cpu().numpy(), v_per.double().cpu().numpy(), np.nan)
+                bad = active_s & ~np.isfinite(v) & v_valid.cpu().numpy()
+                if bad.any():
+                    raise FloatingPointError(f"validation loss is NaN/inf at epoch {epoch} for neuron(s) "
+                                             f"{[ids[slots[i]] for i in np.nonzero(bad)[0]]}")
             else:
-                since_best[u] += 1
-        if improved_s.any():
-            _store_best(stack, best_params, best_buffers, slots, improved_s)
-        if plateau is not None and va_s is not None:
-            full = np.full(U, np.nan)
-            full[slots] = v
-            mask = np.zeros(U, bool)
-            mask[slots] = active_s & has_val[slots]
-            lrs = plateau.step(np.nan_to_num(full, nan=np.inf), mask)
-            opt.lr = np.where(active_s, lrs[slots], opt.lr)
-        if va_s is not None and patience is not None:
-            stop = active_s & has_val[slots] & (since_best[slots] >= patience)
-            for i in np.nonzero(stop)[0]:
-                results[slots[i]].stopped_early = True
-            active_u[slots[stop]] = False
-        n_act = int(active_u.sum())
-        bar.set_postfix(active=n_act)
-        if n_act == 0:
-            break
-        if n_act < len(slots) * compact_below:
-            keep = np.nonzero(active_u[slots])[0]
-            kt = torch.as_tensor(keep, dtype=torch.long, device=dev)
-            stack.keep(kt)
-            opt.keep(kt, stack.params)
-            slots = slots[keep]
-            tr_s, va_s = tr.select(slots.tolist()), (va.select(slots.tolist()) if va is not None else None)
-            logger.debug("fit_single_units: compacted the stack to %d units at epoch %d", len(slots), epoch)
+                v = np.full(len(slots), np.nan)
+            improved_s = np.zeros(len(slots), bool)
+            for i, u in enumerate(slots):
+                if not active_s[i]:
+                    continue
+                r = results[u]
+                r.train_loss.append(float(train_loss[i]))
+                r.val_loss.append(float(v[i]))
+                r.lr.append(float(opt.lr[i]))
+                if va_s is None or not has_val[u]:
+                    r.best_epoch = epoch
+                    improved_s[i] = True
+                elif improved(float(v[i]), float(best_val[u]), min_delta, rel_tol):
+                    best_val[u], since_best[u] = v[i], 0
+                    r.best_epoch, r.best_val_loss = epoch, float(v[i])
+                    improved_s[i] = True
+                else:
+                    since_best[u] += 1
+            if improved_s.any():
+                _store_best(stack, best_params, best_buffers, slots, improved_s)
+            if plateau is not None and va_s is not None:
+                full = np.full(U, np.nan)
+                full[slots] = v
+                mask = np.zeros(U, bool)
+                mask[slots] = active_s & has_val[slots]
+                lrs = plateau.step(np.nan_to_num(full, nan=np.inf), mask)
+                opt.lr = np.where(active_s, lrs[slots], opt.lr)
+            if va_s is not None and patience is not None:
+                stop = active_s & has_val[slots] & (since_best[slots] >= patience)
+                for i in np.nonzero(stop)[0]:
+                    results[slots[i]].stopped_early = True
+                active_u[slots[stop]] = False
+            n_act = int(active_u.sum())
+            bar.set_postfix(active=n_act)
+            if n_act == 0:
+                break
+            if n_act < len(slots) * compact_below:
+                keep = np.nonzero(active_u[slots])[0]
+                kt = torch.as_tensor(keep, dtype=torch.long, device=dev)
+                stack.keep(kt)
+                opt.keep(kt, stack.params)
+                slots = slots[keep]
+                tr_s, va_s = tr.select(slots.tolist()), (va.select(slots.tolist()) if va is not None else None)
+                logger.debug("fit_single_units: compacted the stack to %d units at epoch %d", len(slots), epoch)
+    except KeyboardInterrupt as err:  # every unit keeps its best weights so far (below)
+        interrupted = err
+
     wall = time.perf_counter() - t0
     out = []
     for u, m in enumerate(models):
@@ -406,8 +453,13 @@ def _fit_stacked(models, tr, va, loss, lr, weight_decay, max_epochs, patience, b
         r = results[u]
         r.epochs = len(r.train_loss)
         r.wall_s = wall
-        r.stop_reason = "patience" if r.stopped_early else ("max_epochs" if va is not None else "no validation set")
+        r.stop_reason = ("patience" if r.stopped_early else INTERRUPTED if interrupted is not None
+                         else "max_epochs" if va is not None else "no validation set")
         out.append(m)
+    if interrupted is not None:
+        keep_interrupted(interrupted, (out, results), f"fit_single_units ({U} stacked units)",
+                         max(r.epochs for r in results), [r.best_epoch for r in results])
+        raise interrupted
     logger.info("fit_single_units: %d units of %s in %.1f s (batched)", U, type(models[0]).__name__, wall)
     return out, results
 

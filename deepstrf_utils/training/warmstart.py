@@ -31,10 +31,13 @@ from torch import nn
 from ..models import Linear, LinearNonlinear
 from ..models.ridge import _lagged_design, lagged_gram
 
-__all__ = ["ridge_strf", "supports_ridge_init", "ridge_init", "RELATIVE_ALPHAS"]
+__all__ = ["ridge_strf", "supports_ridge_init", "ridge_init", "RELATIVE_ALPHAS", "RIDGE_FOLDS"]
 
 #: ridge penalties tried, relative to the mean diagonal of the centred X'X (then refined x/÷ 10^0.5)
 RELATIVE_ALPHAS = tuple(10.0 ** np.arange(-4, 1.01, 1.0))
+#: folds of the training stimuli over which the ridge start chooses its penalty (the validation
+#: set then stays an independent bar for early stopping)
+RIDGE_FOLDS = 4
 
 
 def supports_ridge_init(model: nn.Module) -> bool:
@@ -85,34 +88,68 @@ def _bracketed_search(solve, grid: list) -> dict:
             return tried
 
 
+def _folds(lengths: Sequence[int], n_folds: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Folds for cross-validation on the training stimuli -> ``(fold of each design row (sum T_i,),
+    fold of each stimulus (B,) or None)``.
+
+    With at least 2 stimuli every fold holds whole stimuli (stimulus i in fold ``i % k``,
+    ``k = min(n_folds, B)``); a single stimulus is cut into ``n_folds`` contiguous blocks of
+    bins (stimulus folds None)."""
+    lengths = [int(v) for v in lengths]
+    if len(lengths) >= 2:
+        per_stim = np.arange(len(lengths)) % min(n_folds, len(lengths))
+        return np.repeat(per_stim, lengths), per_stim
+    n = lengths[0]
+    return np.minimum(np.arange(n) * n_folds // max(n, 1), n_folds - 1), None
+
+
+def _mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-column mean-squared error over the finite bins of ``target`` ``(T, N)`` -> ``(N,)``."""
+    ok = torch.isfinite(target)
+    err = torch.where(ok, pred - torch.where(ok, target, torch.zeros((), dtype=target.dtype)), 0.0) ** 2
+    return err.sum(0) / ok.sum(0).clamp(min=1)
+
+
 @torch.no_grad()
 def ridge_strf(prefilter: nn.Module, n_lags: int, train: tuple, val: tuple | None = None,
-               rel_alphas: Sequence[float] = RELATIVE_ALPHAS, refine: bool = True) -> dict:
+               rel_alphas: Sequence[float] = RELATIVE_ALPHAS, refine: bool = True,
+               folds: int | None = RIDGE_FOLDS) -> dict:
     """Closed-form ridge STRFs on the channels of ``prefilter``.
+
+    The penalty is chosen per neuron by ``folds``-fold cross-validation on the TRAINING
+    stimuli (:func:`_folds`: whole stimuli per fold; one stimulus is cut into blocks), the
+    mean-squared error of each held-out fold predicted from the others, so that ``val``
+    stays an independent bar for what follows (early stopping). ``folds=None``: chosen by
+    the mean-squared error on ``val`` instead (without ``val``: the first alpha of the grid).
+    The returned STRF is the solution on all training stimuli at the chosen penalty.
 
     Args:
         prefilter: module ``(B, 1, F, T) -> (B, C, F, T)`` (used as is, no gradient).
         n_lags: K.
         train, val: ``(stim (B, 1, F, Tmax), target (B, N, Tmax) trial-averaged, NaN = missing
-            or padding, lengths (B,))``. Without ``val`` the first alpha of the grid is used.
+            or padding, lengths (B,))``; ``val`` may be None.
         rel_alphas: penalties relative to the mean diagonal of the centred ``X'X``.
         refine: also try the best alpha x/÷ 10^0.5.
+        folds: number of cross-validation folds (at least 2), or None.
 
     Returns:
         dict with ``weight (N, C, F, K)`` float32, ``bias (N,)`` float32, ``alpha (N,)``
-        (absolute, on the scale of ``X'X``), ``val_mse (N,)``, ``train_mse (N,)`` (the
-        ridge solution's training mean-squared error), float64 numpy arrays.
+        (absolute, on the scale of ``X'X``), ``cv_mse (N,)`` (cross-validated error at the
+        chosen alpha; NaN with ``folds=None``), ``val_mse (N,)`` (the solution's error on
+        ``val``; NaN without it), ``train_mse (N,)``, float64 numpy arrays.
     """
+    if folds is not None and int(folds) < 2:
+        raise ValueError(f"expected folds >= 2 or None, got {folds}")
     stim, target, lengths = train
-    x, y = _design(prefilter, stim, target, [int(v) for v in lengths], n_lags)
+    lengths = [int(v) for v in lengths]
+    x, y = _design(prefilter, stim, target, lengths, n_lags)
     if val is not None:
         xv, yv = _design(prefilter, val[0], val[1], [int(v) for v in val[2]], n_lags)
     n_neurons, d = y.shape[1], x.shape[1]
     weight = torch.zeros(d, n_neurons, dtype=torch.float64)
     bias = torch.zeros(n_neurons, dtype=torch.float64)
-    alpha = np.full(n_neurons, np.nan)
-    val_mse = np.full(n_neurons, np.nan)
-    train_mse = np.full(n_neurons, np.nan)
+    alpha, cv_mse, val_mse, train_mse = (np.full(n_neurons, np.nan) for _ in range(4))
+    fold, stim_fold = _folds(lengths, int(folds)) if folds is not None else (None, None)
     ok = torch.isfinite(y)
     patterns, group = torch.unique(ok.T, dim=0, return_inverse=True)
     for g in range(patterns.shape[0]):
@@ -123,61 +160,101 @@ def ridge_strf(prefilter: nn.Module, n_lags: int, train: tuple, val: tuple | Non
         complete = bool(rows.all())
         xg, yg = (x if complete else x[rows]), y[rows][:, cols]
         mx, my = xg.mean(0), yg.mean(0)
-        if complete:  # complete stimuli: X'X from its Toeplitz structure (~5x less work)
-            gram = lagged_gram(x.numpy(), lengths, n_lags) - len(xg) * np.outer(mx.numpy(), mx.numpy())
-            cross = (xg.numpy().T @ (yg - my).numpy())
-        else:
-            xc = (xg - mx).numpy()
-            gram = xc.T @ xc  # numpy's float64 GEMM: ~2x torch's on 1 CPU thread
-            cross = xc.T @ (yg - my).numpy()
+        xn, yn = xg.numpy(), yg.numpy()
+        # uncentred moments: X'X (from its Toeplitz structure for complete stimuli: ~5x less work), X'y
+        raw_gram = lagged_gram(x.numpy(), lengths, n_lags) if complete else xn.T @ xn
+        raw_cross = xn.T @ yn
+        gram = raw_gram - len(xg) * np.outer(mx.numpy(), mx.numpy())
+        cross = raw_cross - len(xg) * np.outer(mx.numpy(), my.numpy())
         scale = float(gram.diagonal().mean()) or 1.0
-        if val is not None:
-            okv = torch.isfinite(yv[:, cols])
-            yv0 = torch.where(okv, yv[:, cols], torch.zeros((), dtype=yv.dtype))
-            xvc = xv - mx
+        full = {}
 
-        def solve(a):
-            penalised = gram.copy()
+        def solve(gram_c, cross_c, a):
+            penalised = gram_c.copy()
             penalised[np.diag_indices(d)] += a * scale
             try:  # SciPy's Cholesky: ~1.3x torch's at d = 1,280 on one thread
-                w = torch.from_numpy(cho_solve(cho_factor(penalised, overwrite_a=True, check_finite=False), cross,
-                                               check_finite=False))
+                return cho_solve(cho_factor(penalised, overwrite_a=True, check_finite=False), cross_c,
+                                 check_finite=False)
             except np.linalg.LinAlgError:  # not positive definite at this alpha (rank-deficient design, a = 0)
                 return None
-            if val is None:
-                return w, torch.zeros(len(cols), dtype=torch.float64)
-            err = torch.where(okv, (xvc @ w + my - yv0) ** 2, torch.zeros((), dtype=torch.float64))
-            return w, err.sum(0) / okv.sum(0).clamp(min=1)
 
-        if val is None:
-            tried = {a: r for a in [float(rel_alphas[0])] if (r := solve(a)) is not None}
+        def solve_all(a):
+            if a not in full:
+                w = solve(gram, cross, a)
+                full[a] = None if w is None else torch.from_numpy(w)
+            return full[a]
+
+        if fold is not None:
+            fg = fold[rows.numpy()]
+            parts = []
+            for k in np.unique(fg):
+                sel = fg == k
+                xk, yk = xn[sel], yn[sel]
+                if complete and stim_fold is not None:  # whole stimuli: the Toeplitz route again
+                    gk = lagged_gram(xk, [n for n, f in zip(lengths, stim_fold) if f == k], n_lags)
+                else:
+                    gk = xk.T @ xk
+                n = len(xg) - len(xk)
+                if n < 2:
+                    continue
+                # the other folds' centred moments, once per fold
+                m, mye = (xn.sum(0) - xk.sum(0)) / n, (yn.sum(0) - yk.sum(0)) / n
+                gk = raw_gram - gk
+                gk -= n * np.outer(m, m)
+                parts.append((xk - m, yk - mye, gk, raw_cross - xk.T @ yk - n * np.outer(m, mye)))
+
+            def select(a):
+                err = np.zeros(len(cols))
+                for xk_c, yk_c, gram_k, cross_k in parts:
+                    w = solve(gram_k, cross_k, a)
+                    if w is None:
+                        return None
+                    err += ((xk_c @ w - yk_c) ** 2).sum(0)
+                return None, torch.from_numpy(err / len(xg))
+        elif val is not None:
+            def select(a):
+                w = solve_all(a)
+                return None if w is None else (None, _mse(xv @ w + (my - mx @ w), yv[:, cols]))
         else:
-            tried = _bracketed_search(solve, sorted(float(a) for a in rel_alphas))
+            def select(a):
+                return None if solve_all(a) is None else (None, torch.zeros(len(cols), dtype=torch.float64))
+
+        grid = sorted(float(a) for a in rel_alphas)
+        tried = _bracketed_search(select, grid) if (fold is not None or val is not None) else \
+            {a: r for a in grid[:1] if (r := select(a)) is not None}
         if not tried:
             continue
-        if val is not None and refine:
+        if (fold is not None or val is not None) and refine:
             errs = torch.stack([tried[a][1] for a in tried])  # (A, Ng)
             for b in sorted({list(tried)[i] for i in errs.argmin(0).tolist()}):
                 for a in (b / math.sqrt(10.0), b * math.sqrt(10.0)):
-                    if a not in tried and (r := solve(a)) is not None:
+                    if a not in tried and (r := select(a)) is not None:
                         tried[a] = r
         keys = list(tried)
         errs = torch.stack([tried[a][1] for a in keys])
         best = errs.argmin(0)  # per neuron
         for j, c in enumerate(cols.tolist()):
             a = keys[int(best[j])]
-            w = tried[a][0][:, j]
+            w = solve_all(a)
+            if w is None:
+                continue
+            w = w[:, j]
             weight[:, c] = w
             bias[c] = my[j] - mx @ w
             alpha[c] = a * scale
-            val_mse[c] = float(errs[int(best[j]), j]) if val is not None else np.nan
+            if fold is not None:
+                cv_mse[c] = float(errs[int(best[j]), j])
             train_mse[c] = float(((xg @ w + bias[c] - yg[:, j]) ** 2).mean())
+    if val is not None:
+        val_mse = _mse(xv @ weight + bias, yv).numpy()
     w = weight.T.reshape(n_neurons, -1, stim.shape[2], n_lags)  # (N, C, F, K)
-    return dict(weight=w.float(), bias=bias.float(), alpha=alpha, val_mse=val_mse, train_mse=train_mse)
+    return dict(weight=w.float(), bias=bias.float(), alpha=alpha, cv_mse=cv_mse, val_mse=val_mse,
+                train_mse=train_mse)
 
 
 @torch.no_grad()
-def ridge_init(model: nn.Module, train: tuple, val: tuple | None = None, mean=None, std=None) -> dict:
+def ridge_init(model: nn.Module, train: tuple, val: tuple | None = None, mean=None, std=None,
+               folds: int | None = RIDGE_FOLDS) -> dict:
     """Set a Linear / LN model's STRF to :func:`ridge_strf` on its current prefilter channels.
 
     Linear: ``weight, bias`` = the ridge solution, so the model's prediction IS the ridge
@@ -188,7 +265,7 @@ def ridge_init(model: nn.Module, train: tuple, val: tuple | None = None, mean=No
 
     Args:
         model: a :class:`Linear` or :class:`LinearNonlinear`.
-        train, val: as in :func:`ridge_strf`.
+        train, val, folds: as in :func:`ridge_strf` (the penalty by cross-validation on ``train``).
         mean, std: per-neuron target mean / std ``(N,)`` (LN only; computed from ``train`` if None).
 
     Returns: the :func:`ridge_strf` dict.
@@ -199,7 +276,7 @@ def ridge_init(model: nn.Module, train: tuple, val: tuple | None = None, mean=No
     was_training = model.training
     model.eval()
     try:
-        sol = ridge_strf(model.prefilter, model.n_lags, train, val)
+        sol = ridge_strf(model.prefilter, model.n_lags, train, val, folds=folds)
     finally:
         model.train(was_training)
     w, b = sol["weight"].to(model.weight), sol["bias"].to(model.bias)
@@ -220,3 +297,41 @@ def ridge_init(model: nn.Module, train: tuple, val: tuple | None = None, mean=No
         model.weight.copy_(w)
         model.bias.copy_(b)
     return sol
+
+
+def ridge_penalty(model: nn.Module, sol: dict, target: torch.Tensor, std=None):
+    """The ridge start's penalty on the STRF, for the gradient phase that follows it.
+
+    :func:`ridge_strf` minimises ``sum_t (y_t - b - w . x_t)^2 + alpha |w|^2`` per neuron;
+    the training loss of :func:`~.fitting.fit` is the mean over neurons of each neuron's mean
+    squared error over its ``n`` valid bins. The same penalty on that scale is
+    ``alpha |w|^2 / (n N)`` for neuron ``n`` of ``N`` with data, on the STRF of
+    :class:`~deepstrf_utils.models.Linear`, and ``alpha std^2 |w|^2 / (n N)`` on the
+    standardised STRF of :class:`~deepstrf_utils.models.LinearNonlinear` (:func:`ridge_init`),
+    so that the gradient phase keeps the regularisation the closed form chose (by
+    cross-validation) instead of dropping it; the bias, the output nonlinearity and the
+    prefilter (AdapTrans) are not penalised.
+
+    Args:
+        model: the Linear / LN model that :func:`ridge_init` set.
+        sol: the dict :func:`ridge_init` returned (its ``alpha (N,)``; NaN: no penalty).
+        target: ``(B, N, T)`` trial-averaged training target (NaN = missing).
+        std: per-neuron target std ``(N,)`` given to :func:`ridge_init` (LN only).
+
+    Returns:
+        ``penalty() -> 0-d tensor``, or None when no neuron has a penalty.
+    """
+    n = torch.isfinite(target).sum((0, 2)).to(model.weight.dtype)
+    has = n > 0
+    alpha = torch.as_tensor(np.nan_to_num(np.asarray(sol["alpha"], dtype=np.float64), nan=0.0),
+                            dtype=model.weight.dtype, device=model.weight.device)
+    coef = torch.where(has, alpha / n.clamp(min=1), torch.zeros_like(alpha)) / has.sum().clamp(min=1)
+    if isinstance(model, LinearNonlinear) and std is not None:
+        coef = coef * torch.as_tensor(std, dtype=coef.dtype, device=coef.device).clamp_min(1e-6) ** 2
+    if not bool((coef > 0).any()):
+        return None
+
+    def penalty():
+        return (coef * model.weight.square().flatten(1).sum(1)).sum()
+
+    return penalty

@@ -1,0 +1,239 @@
+"""Tests of the fitting defaults chosen by ``benchmarks/bench_fit_quality.py``: the ridge
+start's penalty by cross-validation on the training stimuli, early stopping that cannot end a
+fit before it has left its start, and L / LN fits whose AdapTrans parameters move."""
+
+import numpy as np
+import pytest
+import torch
+
+from deepstrf_utils.datasets import ResponseDataset
+from deepstrf_utils.models import build_model
+from deepstrf_utils.training.packing import _Packed
+from deepstrf_utils.training.warmstart import ridge_strf
+
+F, K = 8, 5
+
+
+def _packed(ds):
+    p = _Packed.from_dataset(ds, torch.device("cpu"))
+    return p.stim, p.target, p.lengths
+
+
+def _noisy_linear_set(seed=0, lengths=(60, 75, 50, 80, 65, 70), noise=1.0):
+    """Responses of a planted STRF (no prefilter) plus Gaussian noise, one neuron, 2 trials."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(1, 1, F, K)).astype(np.float32)
+    truth = build_model("Linear", n_bands=F, n_neurons=1, n_lags=K)
+    truth.load_strf(w, bias=[0.5])
+    stims = [rng.random((F, t)).astype(np.float32) for t in lengths]
+    with torch.no_grad():
+        rates = [truth(torch.as_tensor(s)[None, None])[0].numpy() for s in stims]
+    resps = [(r[:, None, :] + noise * rng.normal(size=(1, 2, r.shape[1]))).astype(np.float32) for r in rates]
+    return ResponseDataset(stims, resps, dt_ms=5.0, cf_hz=np.geomspace(500, 8000, F))
+
+
+def _explicit_cv_mse(ds_train, alpha, folds):
+    """k-fold error of the ridge solution at ``alpha`` (absolute), whole stimuli per fold, by hand."""
+    from deepstrf_utils.models.ridge import _lagged_design
+
+    xs = [_lagged_design(np.asarray(s, np.float64)[None], K) for s in ds_train.stimuli]
+    ys = [np.nanmean(np.asarray(r, np.float64)[0], axis=0) for r in ds_train.responses]
+    fold_of = np.arange(len(xs)) % folds
+    se, n = 0.0, 0
+    for k in range(folds):
+        xtr = np.concatenate([x for x, f in zip(xs, fold_of) if f != k])
+        ytr = np.concatenate([y for y, f in zip(ys, fold_of) if f != k])
+        mx, my = xtr.mean(0), ytr.mean()
+        w = np.linalg.solve((xtr - mx).T @ (xtr - mx) + alpha * np.eye(xtr.shape[1]), (xtr - mx).T @ (ytr - my))
+        for x, y, f in zip(xs, ys, fold_of):
+            if f == k:
+                se += float((((x - mx) @ w + my - y) ** 2).sum())
+                n += len(y)
+    return se / n
+
+
+def test_ridge_penalty_is_cross_validated_on_the_training_stimuli():
+    ds = _noisy_linear_set()
+    train, val = ds.subset([0, 1, 2, 3]), ds.subset([4, 5])
+    prefilter = build_model("Linear", n_bands=F, n_neurons=1, n_lags=K).prefilter
+    sol = ridge_strf(prefilter, K, _packed(train), _packed(val), folds=2)
+    # the reported cross-validated error is the k-fold error of refits at the chosen penalty
+    np.testing.assert_allclose(sol["cv_mse"][0], _explicit_cv_mse(train, sol["alpha"][0], 2), rtol=1e-6)
+    # a decade more or less penalty cross-validates worse
+    for factor in (0.1, 10.0):
+        assert _explicit_cv_mse(train, factor * sol["alpha"][0], 2) > sol["cv_mse"][0]
+    assert np.isfinite(sol["val_mse"][0])
+
+
+def test_ridge_start_does_not_look_at_the_validation_set():
+    """The validation set is the bar early stopping uses: it must not also pick the penalty
+    (which made the start's validation loss optimistic by construction)."""
+    ds = _noisy_linear_set(noise=3.0)
+    train = ds.subset([0, 1, 2, 3])
+    prefilter = build_model("Linear", n_bands=F, n_neurons=1, n_lags=K).prefilter
+    a = ridge_strf(prefilter, K, _packed(train), _packed(ds.subset([4])))
+    b = ridge_strf(prefilter, K, _packed(train), _packed(ds.subset([5])))
+    assert a["alpha"][0] == b["alpha"][0]
+    torch.testing.assert_close(a["weight"], b["weight"])
+    assert a["val_mse"][0] != b["val_mse"][0]  # each is still scored on its own validation set
+
+
+def test_ridge_cross_validation_on_one_long_stimulus():
+    """A single training stimulus (one song split in time) is cut into blocks of bins."""
+    ds = _noisy_linear_set(lengths=(300, 80))
+    prefilter = build_model("Linear", n_bands=F, n_neurons=1, n_lags=K).prefilter
+    sol = ridge_strf(prefilter, K, _packed(ds.subset([0])), _packed(ds.subset([1])), folds=3)
+    assert np.isfinite(sol["cv_mse"][0]) and sol["alpha"][0] > 0
+    with pytest.raises(ValueError, match="folds >= 2"):
+        ridge_strf(prefilter, K, _packed(ds.subset([0])), None, folds=1)
+
+
+def test_early_stopping_cannot_stop_before_min_epochs():
+    """A validation curve that rises for two epochs, then falls: patience 2 alone stops at
+    epoch 2 and keeps epoch 0; with min_epochs the fall is found and kept."""
+    from deepstrf_utils.training.fitting import FitResult
+    from deepstrf_utils.training.stopping import EarlyStopping
+
+    curve = [1.0, 1.1, 1.2, 0.9, 0.7, 0.75, 0.8, 0.85]
+    model = torch.nn.Linear(1, 1)
+
+    def run(min_epochs):
+        res = FitResult()
+        stopper = EarlyStopping(res, True, patience=2, min_delta=0.0, rel_tol=0.0, min_epochs=min_epochs)
+        for epoch, v in enumerate(curve):
+            if stopper.update(model, epoch, v):
+                return epoch, res.best_epoch
+        return None, res.best_epoch
+
+    assert run(0) == (2, 0)
+    assert run(5) == (6, 4)
+
+
+def _small_mismatched_neuron():
+    """One neuron of a small mismatched population (not of the models' family) on which
+    L-BFGS from a random start used to stop after 3 epochs keeping epoch 0 (seeds 1 and 5)."""
+    from deepstrf_utils.datasets.synthetic_mismatched import generate_mismatched
+
+    ds = generate_mismatched(n_neurons=3, n_clips=8, clip_s=(0.6, 0.8), n_repeats=4, n_bands=12).select([2])
+    return ds.subset(range(5)), ds.subset([5, 6])
+
+
+def _small_nrf(ds, seed):
+    torch.manual_seed(seed)
+    return build_model("NetworkReceptiveField", n_bands=12, n_neurons=1, dt_ms=5.0, prefilter="adaptrans", n_lags=8,
+                       n_hidden=8, prefilter_kwargs={"kernel_size": 24, "cf_hz": [float(c) for c in ds.cf_hz]})
+
+
+def test_lbfgs_from_a_random_start_does_not_stop_on_the_early_rise():
+    """Its validation loss rose in epochs 1-2; patience 2 stopped there and restored epoch 0,
+    with stop_reason "patience" as if all were well."""
+    from deepstrf_utils.training import fit
+    from deepstrf_utils.training.options import LBFGS_MIN_EPOCHS
+
+    train, val = _small_mismatched_neuron()
+    for seed in (1, 5):
+        r = fit(_small_nrf(train, seed), train, val, optimizer="lbfgs", init=None, device="cpu", progress=False,
+                seed=seed)
+        assert r.val_loss[1] > r.val_loss[0]  # the early rise is there
+        assert r.epochs >= LBFGS_MIN_EPOCHS and r.best_epoch > 0
+        assert r.best_val_loss < 0.98 * r.val_loss[0]
+
+
+def _planted_adaptrans_set(name):
+    """Poisson responses of a model whose AdapTrans is far from the initial one (ON slower,
+    OFF faster, more weight on the present bin), 10 clips of 1.5 s, 12 bands."""
+    from deepstrf_utils.stimuli import compose_clip
+
+    cf = np.geomspace(500, 8000, 12)
+    rng = np.random.default_rng(0)
+    stims = [compose_clip(cf, 300, dt_ms=5.0, rng=rng)[0] for _ in range(10)]
+    torch.manual_seed(123)
+    truth = build_model(name, n_bands=12, n_neurons=1, n_lags=8, dt_ms=5.0, prefilter="adaptrans",
+                        prefilter_kwargs={"cf_hz": list(cf), "kernel_size": 60})
+    with torch.no_grad():
+        truth.prefilter.logit_a_on.add_(1.5)
+        truth.prefilter.logit_a_off.sub_(1.0)
+        truth.prefilter.logit_w.add_(1.0)
+        w = torch.zeros_like(truth.weight)
+        w[0, 0, 4:7, 1:4], w[0, 1, 6:9, 2:5] = 1.0, -0.7
+        truth.weight.copy_(w)
+        truth.bias.zero_()
+        rates = [0.3 * torch.nn.functional.softplus(truth.linear_drive(torch.as_tensor(s)[None, None]))[0].numpy()
+                 for s in stims]
+    resp = [rng.poisson(np.repeat(r[:, None, :], 6, axis=1)).astype(np.float32) for r in rates]
+    ds = ResponseDataset(stims, resp, dt_ms=5.0, cf_hz=cf)
+    return ds.subset(range(6)), ds.subset([6, 7]), cf
+
+
+@pytest.mark.parametrize("name", ["Linear", "LinearNonlinear"])
+def test_linear_models_leave_their_ridge_start_and_learn_adaptrans(name):
+    """L / LN from the ridge start (whose penalty the validation set chose, then the bar with
+    patience 1) stopped at that start: best_epoch -1, AdapTrans exactly at its initialisation,
+    so the learned time constants read off the fit were the initial ones."""
+    from deepstrf_utils.training import fit
+
+    train, val, cf = _planted_adaptrans_set(name)
+    torch.manual_seed(0)
+    model = build_model(name, n_bands=12, n_neurons=1, n_lags=8, dt_ms=5.0, prefilter="adaptrans",
+                        prefilter_kwargs={"cf_hz": list(cf), "kernel_size": 60})
+    start = {k: v.detach().clone() for k, v in model.prefilter.named_parameters()}
+    r = fit(model, train, val, init="ridge", device="cpu", progress=False)
+    assert r.init == "ridge" and r.best_epoch >= 0 and r.best_val_loss < r.init_val_loss
+    moved = max(float((v.detach() - start[k]).abs().max()) for k, v in model.prefilter.named_parameters())
+    assert moved > 0.1
+
+
+def test_linear_nonlinear_races_its_two_starts():
+    """LN by default: L-BFGS from the ridge start and from the random start, the better on the
+    validation set kept (its weights in the model); fit_single_units does the same per unit."""
+    from deepstrf_utils.training import fit, fit_single_units
+    from deepstrf_utils.training.fitting import _get_loss, _validation_loss
+    from deepstrf_utils.training.packing import _Packed
+
+    train, val, cf = _planted_adaptrans_set("LinearNonlinear")
+
+    def model(seed=0):
+        torch.manual_seed(seed)
+        return build_model("LinearNonlinear", n_bands=12, n_neurons=1, n_lags=8, dt_ms=5.0, prefilter="adaptrans",
+                           prefilter_kwargs={"cf_hz": list(cf), "kernel_size": 60})
+
+    m = model()
+    r = fit(m, train, val, device="cpu", progress=False)
+    assert [c["init"] for c in r.raced] == ["ridge", None]
+    assert r.best_val_loss == min(c["best_val_loss"] for c in r.raced)
+    assert r.init == r.raced[int(np.argmin([c["best_val_loss"] for c in r.raced]))]["init"]
+    va = _Packed.from_dataset(val, torch.device("cpu"))
+    np.testing.assert_allclose(_validation_loss(m, va, _get_loss("mse"), 8, 0), r.best_val_loss, rtol=1e-5)
+    models, results = fit_single_units(lambda s: model(), train, val, device="cpu", progress=False)
+    assert [c["init"] for c in results[0].raced] == ["ridge", None]
+    np.testing.assert_allclose(results[0].best_val_loss, r.best_val_loss, rtol=1e-4)
+
+
+def test_linear_default_fits_are_deterministic():
+    """Linear's default (closed-form ridge start, full-batch L-BFGS) does not depend on the
+    seed: every seed gives the same fit (fit's docstring says so; benchmarks report one fit)."""
+    from deepstrf_utils.training import fit
+
+    train, val, cf = _planted_adaptrans_set("Linear")
+    weights = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        m = build_model("Linear", n_bands=12, n_neurons=1, n_lags=8, dt_ms=5.0, prefilter="adaptrans",
+                        prefilter_kwargs={"cf_hz": list(cf), "kernel_size": 60})
+        fit(m, train, val, device="cpu", progress=False, seed=seed)
+        weights.append({k: v.detach().clone() for k, v in m.state_dict().items()})
+    for k in weights[0]:
+        torch.testing.assert_close(weights[0][k], weights[1][k], rtol=0, atol=0, msg=k)
+
+
+def test_nrf_dnet_auto_adamw_settings_follow_the_training_set_size():
+    """NRF / DNet: ADAMW_AUTO (lr 3e-3, patience 20) with more training stimuli than one batch;
+    with a single AdamW step per epoch the AdamW defaults (lr 1e-3, patience 50)."""
+    from deepstrf_utils.training.options import ADAMW_AUTO, _resolve_fit_options
+
+    model = build_model("DNet", n_bands=F, n_neurons=1, n_lags=K, n_hidden=3)
+    args = dict(optimizer="auto", init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None)
+    many = _resolve_fit_options(model, **args, n_stimuli=ADAMW_AUTO["batch_size"] + 1)
+    few = _resolve_fit_options(model, **args, n_stimuli=ADAMW_AUTO["batch_size"])
+    assert (many["optimizer"], many["lr"], many["patience"]) == ("adamw", ADAMW_AUTO["lr"], ADAMW_AUTO["patience"])
+    assert (few["optimizer"], few["lr"], few["patience"]) == ("adamw", 1e-3, 50)
