@@ -149,7 +149,7 @@ gallery: env
 
 # submits without waiting (default EXECUTOR=slurm); the same command again collects
 sweep: env $(CLUSTER_STAMP)
-	$(PY) -m deepstrf_utils.sweep --profile "$(PROFILE)" --datasets "$(DATASETS)" --device "$(DEVICE)" \
+	$(PY) -m deepstrf_utils.runs --profile "$(PROFILE)" --datasets "$(DATASETS)" --device "$(DEVICE)" \
 		--executor "$(if $(filter local,$(EXECUTOR)),slurm,$(EXECUTOR))" $(CLUSTER_ARGS)
 
 $(CLUSTER_STAMP): $(STAMP)

@@ -5,7 +5,7 @@ channels, causal time padding as in ``ConvNet2D``): ``Conv2d`` on NCHW tensors, 
 channels-last tensors (oneDNN), and the frequency-domain block
 ``spectral.causal_conv2d_fft``; median wall time of ``--reps`` runs of forward + backward
 (gradients for input, weight and bias). ``ConvNet2D(implementation="auto")`` picks among them
-(``models.zoo.FFT_CONV_MIN_TAPS``, ``CHANNELS_LAST_MIN_BATCH``) from these numbers.
+(``models.cnn.FFT_CONV_MIN_TAPS``, ``CHANNELS_LAST_MIN_BATCH``) from these numbers.
 
 Usage::
 

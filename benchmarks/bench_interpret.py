@@ -1,4 +1,4 @@
-"""Cost of dSTRFs (deepstrf_utils.dstrf) on NS1-sized data: time and peak memory.
+"""Cost of dSTRFs (deepstrf_utils.interpret.dstrf) on NS1-sized data: time and peak memory.
 
 The target configuration is a 2D-CNN + AdapTrans population model (NS1: F = 34 bands,
 kernel (6, 15), 3 blocks, AdapTrans 131 taps -> receptive field R = 173 bins) with 64 output
@@ -31,7 +31,7 @@ import time
 def worker(args) -> dict:
     import torch
 
-    from deepstrf_utils.dstrf import dstrf, receptive_field
+    from deepstrf_utils.interpret.dstrf import dstrf, receptive_field
     from deepstrf_utils.models import ConvNet2D, LinearNonlinear
 
     torch.set_num_threads(args.threads)

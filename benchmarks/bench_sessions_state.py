@@ -1,5 +1,5 @@
 """Spread over seeds of the two synthetic experiments of notebooks 03 / 05 (several sessions,
-behavioural state): ``deepstrf_utils.sessions_state`` at a profile's sizes, one row per seed.
+behavioural state): ``deepstrf_utils.runs.sessions_state`` at a profile's sizes, one row per seed.
 
 Prints, as markdown: per seed, the state-gain recovery r and the mean CCnorm (reliable
 neurons) of LN without / with the state gain, and of the smallest session's NRF alone / with
@@ -19,9 +19,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from deepstrf_utils.runner import markdown_table  # noqa: E402
-from deepstrf_utils.sessions_state import (SIZES, sessions_experiment, sessions_state_seeds,  # noqa: E402
-                                           sessions_state_table, state_experiment)
+from deepstrf_utils.report.tables import markdown_table, sessions_state_seeds, sessions_state_table  # noqa: E402
+from deepstrf_utils.runs.sessions_state import SIZES, sessions_experiment, state_experiment  # noqa: E402
 
 
 def _seeds(text: str) -> list[int]:

@@ -12,7 +12,7 @@ B. single-unit fits with the training engine (``fit_single_units``) for several 
    choices, with the closed-form ridge STRF as the floor: mean cc_norm on the test clips,
    and the recovery of AdapTrans' parameters near each neuron's best frequency.
 
-Tau recovery: :func:`deepstrf_utils.groundtruth.tau_recovery` (see that module). For each
+Tau recovery: :func:`deepstrf_utils.interpret.groundtruth.tau_recovery` (see that module). For each
 neuron and channel (ON, OFF), the fitted per-band time constants are summarised by an
 energy-weighted mean of ``log(tau_fit / tau_willmore(cf))`` over the bands, the weights
 being the ground-truth STRF energy of that channel per band; ``exp`` of it is the fitted
@@ -56,7 +56,7 @@ from deepstrf_utils.adaptrans import (  # noqa: E402
     willmore_tau_ms,
 )
 from deepstrf_utils.datasets.synthetic import load_synthetic, true_rate  # noqa: E402
-from deepstrf_utils.groundtruth import channel_shares, tau_recovery  # noqa: E402
+from deepstrf_utils.interpret.groundtruth import channel_shares, tau_recovery  # noqa: E402
 from deepstrf_utils.models import LinearNonlinear, fit_ridge_strf  # noqa: E402
 from deepstrf_utils.training import evaluate, fit_single_units  # noqa: E402
 
@@ -193,7 +193,7 @@ def sensitivity_table(ds, factors=(0.5, 2.0)) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------ B: fits
 def recovery_stats(fitted: dict, ds, min_share: float = 0.2) -> dict:
-    """:func:`deepstrf_utils.groundtruth.tau_recovery` of the fitted prefilters on ``ds``.
+    """:func:`deepstrf_utils.interpret.groundtruth.tau_recovery` of the fitted prefilters on ``ds``.
 
     fitted: ``tau_on_ms, tau_off_ms, w`` arrays (N, F) and ``cf_hz`` (F,). Returns r_on,
     r_off, r_pooled (Pearson of log factors), err_* (mean |log fitted / true factor|),

@@ -2,7 +2,7 @@
 
 Ground floor (numpy only). The synthetic visual population (:mod:`.datasets.synthetic_visual`)
 is driven by these movies, and the in-silico experiments on fitted models
-(:mod:`.vision_interpret`) build their discs, annuli, flashes and gratings here.
+(:mod:`.interpret.vision`) build their discs, annuli, flashes and gratings here.
 
 Coordinates: pixel ``[y, x]`` (row, column) has its centre at ``(x, y)`` in pixel units; a
 position is always given as ``(x, y)``. Directions are in degrees, 0 = motion towards +x,

@@ -122,7 +122,7 @@ GALLERY_PATTERNS = ("*.png", "benchmark.md")
 GALLERY_INTRO = (
     "Every figure of the quick-profile run on the built-in synthetic population, with the caption its figure "
     "function wrote beside it (what is shown, n, what was excluded and why). Written by `make gallery` "
-    "(`deepstrf_utils.figures.gallery_markdown`); do not edit by hand. The PDFs and captions of any run are in "
+    "(`deepstrf_utils.report.figures.gallery_markdown`); do not edit by hand. The PDFs and captions of any run are in "
     "`build/figures/<profile>/`."
 )
 
@@ -134,7 +134,7 @@ def publish_gallery(source: Path, gallery: Path = REPO / "figures") -> list[Path
     shows a stale figure. Raises FileNotFoundError when ``source`` holds no PNG."""
     import shutil
 
-    from deepstrf_utils.figures import gallery_markdown
+    from deepstrf_utils.report.figures import gallery_markdown
 
     source = Path(source)
     new = sorted(p for pattern in GALLERY_PATTERNS for p in source.glob(pattern))
@@ -237,14 +237,14 @@ def main(argv=None) -> int:
             copied = publish_gallery(Path(args.publish_gallery))
             print(f"[run_notebooks] gallery: {len(copied)} files copied into {REPO / 'figures'}")
             return 0
-        from deepstrf_utils.executors import EXECUTORS
-        from deepstrf_utils.sweep import cluster_options
+        from deepstrf_utils.runs.executors import EXECUTORS
+        from deepstrf_utils.runs.sweep import cluster_options
 
         if args.executor not in EXECUTORS:
             raise ValueError(f"unknown executor {args.executor!r}; expected one of {list(EXECUTORS)}")
         cluster = cluster_options(args.cluster_config, args.set)
         if args.plan:
-            from deepstrf_utils.sweep import main as sweep
+            from deepstrf_utils.runs.sweep import main as sweep
 
             return sweep(["--plan", "--profile", args.profile, "--datasets", args.datasets, "--device", args.device,
                           "--data-root", str(Path(args.data_root or REPO / "data").resolve())]

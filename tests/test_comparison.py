@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepstrf_utils.comparison import (
+from deepstrf_utils.report.comparison import (
     compare_models,
     comparison_markdown,
     config_labels,

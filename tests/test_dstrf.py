@@ -1,10 +1,10 @@
-"""Tests of deepstrf_utils.dstrf: per-bin Jacobians (dSTRFs) and their principal components."""
+"""Tests of deepstrf_utils.interpret.dstrf: per-bin Jacobians (dSTRFs) and their principal components."""
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from deepstrf_utils.dstrf import dpcs, dstrf, dstrf_pcs, iter_dstrf, receptive_field
+from deepstrf_utils.interpret.dstrf import dpcs, dstrf, dstrf_pcs, iter_dstrf, receptive_field
 from deepstrf_utils.models import ConvNet2D, DNet, Linear, LinearNonlinear
 
 F, K = 6, 5

@@ -206,10 +206,10 @@ def test_convnet2d_channels_last_gives_the_nchw_values():
 def test_lagged_gram_equals_the_product_of_the_design(lengths, n_lags, n_channels):
     """X'X from the lag-0 columns and the stimuli's last rows = the explicit product, stimuli
     shorter than the lags included."""
-    from deepstrf_utils.models.ridge import _lagged_design, lagged_gram
+    from deepstrf_utils.models.ridge import lagged_design, lagged_gram
 
     rng = np.random.default_rng(1)
-    x = np.concatenate([_lagged_design(rng.standard_normal((n_channels, 1, n)), n_lags) for n in lengths])
+    x = np.concatenate([lagged_design(rng.standard_normal((n_channels, 1, n)), n_lags) for n in lengths])
     gram = lagged_gram(x, lengths, n_lags)
     np.testing.assert_allclose(gram, x.T @ x, rtol=0, atol=1e-12 * np.abs(x.T @ x).max())
     with pytest.raises(ValueError, match="stacked lagged design"):
@@ -357,7 +357,7 @@ def test_convnet2d_memory_format_by_batch():
     for one or two stimuli with 10 channels and (6, 15) kernels (~80 ms on NCHW). A single
     stimulus runs NCHW Conv2d; 2-3 stimuli with (6, 15) kernels the FFT path; 4+ stimuli with
     small kernels channels-last Conv2d."""
-    from deepstrf_utils.models.zoo import CHANNELS_LAST_MIN_BATCH
+    from deepstrf_utils.models.cnn import CHANNELS_LAST_MIN_BATCH
 
     seen = []
     for kernel, batch, path, channels_last in [((6, 15), 1, "conv", False), ((6, 15), 2, "fft", None),

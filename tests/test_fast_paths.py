@@ -27,7 +27,7 @@ def test_complete_recordings_keep_the_noise_estimator_values():
     """The complete layout (deviations per stimulus) against the trial-moment formulas that the
     structured layout keeps, on the same complete data, in float64; float32 stays close."""
     pred, resp = _recording()
-    fast, moments = MR._Recording(resp), MR._Recording(resp, layout="structured")
+    fast, moments = MR.Recording(resp), MR.Recording(resp, layout="structured")
     assert (fast.layout, moments.layout) == ("complete", "structured")
     for name in ("signal_power", "noise_power", "noise_of_mean", "p_ybar"):
         torch.testing.assert_close(getattr(fast, name), getattr(moments, name), rtol=1e-12, atol=0)

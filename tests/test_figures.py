@@ -14,7 +14,7 @@ import torch
 import matplotlib.pyplot as plt
 from matplotlib.text import Annotation
 
-from deepstrf_utils.plotting import STYLE, label_panels, lag_window, log_axis, response_unit, save_figure
+from deepstrf_utils.report.plotting import STYLE, label_panels, lag_window, log_axis, response_unit, save_figure
 
 
 # ----------------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ def test_label_panels_lag_window_log_axis_and_units():
 
 
 def test_strf_table_has_a_colour_bar_per_scale_group_and_crops_lags():
-    from deepstrf_utils.figures import plot_strf_table
+    from deepstrf_utils.report.figures import plot_strf_table
 
     rng = np.random.default_rng(0)
     cf = [500.0, 1000.0, 2000.0, 4000.0]
@@ -203,7 +203,7 @@ def small():
 
 
 def test_dataset_example_psth_in_spikes_per_second(small):
-    from deepstrf_utils.figures import plot_dataset_example
+    from deepstrf_utils.report.figures import plot_dataset_example
     from deepstrf_utils.metrics import trial_average
 
     fig = plot_dataset_example(small, stimulus=0, neurons=[0, 2])
@@ -215,8 +215,8 @@ def test_dataset_example_psth_in_spikes_per_second(small):
 
 
 def test_noise_ceiling_figure_draws_the_reliability_threshold():
-    from deepstrf_utils.figures import noise_ceiling_figure
-    from deepstrf_utils.reliability import MIN_CC_MAX
+    from deepstrf_utils.report.figures import noise_ceiling_figure
+    from deepstrf_utils.report.reliability import MIN_CC_MAX
 
     fig = noise_ceiling_figure({"a": np.array([0.3, 0.8, 0.9, np.nan])}, {"a": np.array([20, 20, 1])})
     check_figure(fig, 2)
@@ -230,8 +230,8 @@ def test_noise_ceiling_figure_draws_the_reliability_threshold():
 
 
 def test_figure1_in_ms_and_hz_with_the_legend_off_the_step_response():
-    from deepstrf_utils import insilico
-    from deepstrf_utils.figures import figure1_adaptrans
+    from deepstrf_utils.interpret import insilico
+    from deepstrf_utils.report.figures import figure1_adaptrans
 
     step = insilico.step_response(w=0.75, tau_bins=20.0, n_bins=300, onset=50, offset=200)
     box = insilico.box_spectrogram(n_bands=16, n_bins=200, onset=20, offset=120, dt_ms=5.0)
@@ -252,9 +252,9 @@ def test_figure1_in_ms_and_hz_with_the_legend_off_the_step_response():
 
 
 def test_insilico_off_figure_puts_every_condition_on_a_log_axis():
-    from deepstrf_utils import insilico
+    from deepstrf_utils.interpret import insilico
     from deepstrf_utils.adaptrans import AdapTrans
-    from deepstrf_utils.figures import insilico_off_figure
+    from deepstrf_utils.report.figures import insilico_off_figure
 
     pre = AdapTrans(n_bands=6, dt_ms=10.0)
     fig = insilico_off_figure(insilico.off_response_vs_fall_time(pre, [0, 10, 20, 100]),
@@ -282,7 +282,7 @@ def _results(noisy_cc_norm=2.5, models=("Linear", "LinearNonlinear")):
 
 
 def test_performance_figure_legends_off_the_bars_n_and_seeds_in_titles_sem_vs_ci():
-    from deepstrf_utils.figures_results import performance_figure
+    from deepstrf_utils.report.figures_results import performance_figure
 
     fig, table = performance_figure(_results(), labels={"Linear": "L", "LinearNonlinear": "LN"})
     check_figure(fig, 2)
@@ -315,7 +315,7 @@ def test_performance_figure_legends_off_the_bars_n_and_seeds_in_titles_sem_vs_ci
 def test_sessions_state_figure_same_quantity_on_both_gain_axes_and_ccnorm_in_percent():
     """Over seeds: every neuron's gains in A, one point per seed in B and C (the mean CCnorm in %
     over the reliable neurons), the seeds where the new model is better counted."""
-    from deepstrf_utils.figures_results import sessions_state_figure
+    from deepstrf_utils.report.figures_results import sessions_state_figure
 
     rows = []
     for seed in (0, 1):
@@ -343,7 +343,7 @@ def test_sessions_state_figure_same_quantity_on_both_gain_axes_and_ccnorm_in_per
 
 
 def test_gallery_markdown_orders_figures_and_writes_each_caption(tmp_path):
-    from deepstrf_utils.figures import gallery_markdown
+    from deepstrf_utils.report.figures import gallery_markdown
 
     for name in ("fig_performance", "fig1_adaptrans", "fig_vision_extra"):
         fig = plt.figure(figsize=(1, 1))
@@ -365,7 +365,7 @@ def test_gallery_markdown_orders_figures_and_writes_each_caption(tmp_path):
 @pytest.fixture(scope="module")
 def fits(small):
     from deepstrf_utils.models import build_model
-    from deepstrf_utils.session import UnitView
+    from deepstrf_utils.models import UnitView
 
     torch.manual_seed(0)
     ids = [str(n) for n in small.neuron_ids]
@@ -382,7 +382,7 @@ def fits(small):
 
 
 def test_example_neurons_and_onoff_strf_figure(small, fits):
-    from deepstrf_utils.figures_strfs import example_neurons, onoff_strf_figure
+    from deepstrf_utils.report.figures_strfs import example_neurons, onoff_strf_figure
 
     ids = example_neurons(small, 2)
     assert len(ids) == 2 and set(ids) <= {str(n) for n in small.neuron_ids}
@@ -394,7 +394,7 @@ def test_example_neurons_and_onoff_strf_figure(small, fits):
 
 
 def test_nrf_hidden_and_gradient_strf_figures(small, fits):
-    from deepstrf_utils.figures_strfs import gradient_strf_figure, nrf_hidden_figure
+    from deepstrf_utils.report.figures_strfs import gradient_strf_figure, nrf_hidden_figure
 
     nid = str(small.neuron_ids[0])
     fig = nrf_hidden_figure(small, fits["NRF"][nid], nid, ncols=5)
@@ -407,7 +407,7 @@ def test_nrf_hidden_and_gradient_strf_figures(small, fits):
 
 
 def test_adaptrans_params_figure_log_tau_axes_and_a_labelled_w(small, fits):
-    from deepstrf_utils.figures_strfs import adaptrans_params_figure
+    from deepstrf_utils.report.figures_strfs import adaptrans_params_figure
 
     fig = adaptrans_params_figure(small, fits["LN + AdapTrans"])
     check_figure(fig, 3)
@@ -419,7 +419,7 @@ def test_adaptrans_params_figure_log_tau_axes_and_a_labelled_w(small, fits):
 
 
 def test_synthetic_recovery_figure_points_per_neuron_channel_and_seed(small, fits):
-    from deepstrf_utils.figures_strfs import synthetic_recovery_figure
+    from deepstrf_utils.report.figures_strfs import synthetic_recovery_figure
 
     by_seed = {0: fits["LN + AdapTrans"], 1: fits["LN + AdapTrans"]}
     fig, stats = synthetic_recovery_figure(small, fits["LN"], by_seed, seed=0)
@@ -437,7 +437,7 @@ def test_synthetic_recovery_figure_points_per_neuron_channel_and_seed(small, fit
 
 
 def test_driven_moments_uses_select_driven_bins_with_a_gap():
-    from deepstrf_utils.figures_interpret import driven_moments
+    from deepstrf_utils.report.figures_interpret import driven_moments
 
     class Ramp(torch.nn.Module):
         def forward(self, x):
@@ -453,8 +453,8 @@ def test_driven_moments_uses_select_driven_bins_with_a_gap():
 
 
 def test_dstrf_and_dpc_figures_crop_the_lags_to_the_energy_window(small, fits):
-    from deepstrf_utils.dstrf import default_n_lags
-    from deepstrf_utils.figures_interpret import dpc_figures, dstrf_moments_figure
+    from deepstrf_utils.interpret.dstrf import default_n_lags
+    from deepstrf_utils.report.figures_interpret import dpc_figures, dstrf_moments_figure
 
     nid = str(small.neuron_ids[0])
     stim = small.stimuli[0]
@@ -473,7 +473,7 @@ def test_dstrf_and_dpc_figures_crop_the_lags_to_the_energy_window(small, fits):
 
 
 def test_mei_figure_one_scale_and_the_constraints_in_the_caption(small, fits):
-    from deepstrf_utils.figures_interpret import mei_figure
+    from deepstrf_utils.report.figures_interpret import mei_figure
 
     nid = str(small.neuron_ids[0])
     fig = mei_figure(small, small.split(0)[0], fits["LN"], fits["LN + AdapTrans"], [nid], n_starts=1, steps=3)
@@ -483,7 +483,7 @@ def test_mei_figure_one_scale_and_the_constraints_in_the_caption(small, fits):
 
 
 def test_insilico_figures_of_fitted_models(small, fits):
-    from deepstrf_utils.figures_interpret import insilico_bands_figure, insilico_models_figure
+    from deepstrf_utils.report.figures_interpret import insilico_bands_figure, insilico_models_figure
 
     conds = dict(fall_times_ms=[0, 100], durations_ms=[50, 200], rise_times_ms=[0, 100])
     fig, summary = insilico_models_figure(small, fits["LN + AdapTrans"], fits["2D-CNN + AdapTrans"], conds)

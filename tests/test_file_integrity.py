@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import torch
 
-from deepstrf_utils import jobs as J
-from deepstrf_utils import runner
+from deepstrf_utils.runs import jobs as J
+from deepstrf_utils.runs import runner
 from deepstrf_utils.datasets import ResponseDataset
 from deepstrf_utils.datasets import download as dl
 from deepstrf_utils.datasets.synthetic import cache_path, generate_synthetic, load_synthetic
@@ -311,7 +311,7 @@ def _rows(cid, seed, neurons, value):
 
 
 def _plan(tmp_path):
-    cfg = runner._normalise({"dataset": "synthetic", "model": "Linear"})
+    cfg = runner.normalise_config({"dataset": "synthetic", "model": "Linear"})
     cid = runner.config_id(cfg)
     out = tmp_path / "results.csv"
     plan = J.make_jobs(cfg, cid, [0], ["a", "b", "c", "d"], population=False, chunk_size=2)

@@ -324,7 +324,7 @@ def test_convnet2d_conv_biases_stay_zero_and_old_checkpoints_still_compute_the_s
 def test_the_runner_lets_a_deliberate_band_choice_through():
     """A runner configuration that chooses its own band centres (min_freq / max_freq / scale /
     cf_hz in prefilter_kwargs) asks for the mismatch: it fits and scores without the check."""
-    from deepstrf_utils.runner import run_config
+    from deepstrf_utils.runs.runner import run_config
 
     cfg = {"dataset": "tiny", "model": "LinearNonlinear", "model_kwargs": {"n_lags": 5}, "prefilter": "adaptrans",
            "prefilter_kwargs": {"scale": "mel", "kernel_size": 12}, "mode": "population",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepstrf_utils import runner
+from deepstrf_utils.runs import runner
 from deepstrf_utils.adaptrans import AdapTrans, WillmoreHighPass, adaptrans_filter
 from deepstrf_utils.datasets import ResponseDataset
 from deepstrf_utils.datasets.synthetic import generate_synthetic

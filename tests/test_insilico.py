@@ -1,11 +1,11 @@
-"""Tests of deepstrf_utils.insilico: shapes, known values and the published OFF-response trends."""
+"""Tests of deepstrf_utils.interpret.insilico: shapes, known values and the published OFF-response trends."""
 
 import numpy as np
 import pytest
 import torch
 
 from deepstrf_utils.adaptrans import AdapTrans, WillmoreHighPass
-from deepstrf_utils.insilico import (
+from deepstrf_utils.interpret.insilico import (
     bode,
     box_spectrogram,
     off_response_vs_duration,

@@ -6,8 +6,8 @@ import torch
 
 from deepstrf_utils.adaptrans import adaptrans_filter
 from deepstrf_utils.datasets.synthetic import GroundTruthNeurons, generate_synthetic
-from deepstrf_utils.insilico import off_response_vs_fall_time, on_response_vs_rise_time
-from deepstrf_utils.insilico_models import CORE_CONTEXT_BINS, band_masks, model_band_steps, model_onoff_curves
+from deepstrf_utils.interpret.insilico import off_response_vs_fall_time, on_response_vs_rise_time
+from deepstrf_utils.interpret.insilico_models import CORE_CONTEXT_BINS, band_masks, model_band_steps, model_onoff_curves
 from deepstrf_utils.models import Linear, LinearNonlinear
 
 F = 6

@@ -4,7 +4,8 @@ executors (in-process, submitit's local executor, the Slurm parameters)."""
 import pandas as pd
 import pytest
 
-from deepstrf_utils import runner, training
+from deepstrf_utils.runs import runner
+from deepstrf_utils import training
 
 SYN = dict(n_neurons=4, n_clips=6, clip_s=1.0, n_bands=16, n_repeats=6)
 FAST = {"max_epochs": 2, "batch_size": 4}
@@ -56,9 +57,9 @@ def test_failing_configuration_is_recorded_and_retried(tmp_path, data_root, monk
 
 
 def test_make_jobs_chunks_and_ids():
-    from deepstrf_utils.jobs import make_jobs
+    from deepstrf_utils.runs.jobs import make_jobs
 
-    cfg = runner._normalise(_config())
+    cfg = runner.normalise_config(_config())
     cid = runner.config_id(cfg)
     ids = ["a", "b", "c", "d", "e"]
     jobs = make_jobs(cfg, cid, [0, 1], ids, population=False, chunk_size=2)
@@ -81,9 +82,9 @@ def _rows(cid, seed, neurons, value):
 
 
 def test_status_and_merge(tmp_path):
-    from deepstrf_utils import jobs as J
+    from deepstrf_utils.runs import jobs as J
 
-    cfg = runner._normalise(_config())
+    cfg = runner.normalise_config(_config())
     cid = runner.config_id(cfg)
     out = tmp_path / "results.csv"
     folder = J.jobs_dir(out)
@@ -128,7 +129,7 @@ def test_chunked_jobs_equal_one_job(tmp_path, data_root):
 
 
 def test_unknown_executor_and_local_cannot_detach(tmp_path, data_root):
-    from deepstrf_utils.executors import make_executor
+    from deepstrf_utils.runs.executors import make_executor
 
     with pytest.raises(ValueError, match="unknown executor 'sge'"):
         make_executor("sge", tmp_path)
@@ -143,14 +144,14 @@ def test_package_imports_without_submitit():
     import subprocess
     import sys
 
-    code = ("import sys; import deepstrf_utils.runner, deepstrf_utils.executors, deepstrf_utils.jobs; "
+    code = ("import sys; import deepstrf_utils.runs.runner, deepstrf_utils.runs.executors, deepstrf_utils.runs.jobs; "
             "assert 'submitit' not in sys.modules, 'submitit imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_slurm_parameters_reach_the_sbatch_file(tmp_path):
     """No Slurm here: check what submitit would write into the array's sbatch file."""
-    from deepstrf_utils.executors import read_cluster_config, slurm_parameters
+    from deepstrf_utils.runs.executors import read_cluster_config, slurm_parameters
 
     slurm = pytest.importorskip("submitit.slurm.slurm")
     path = tmp_path / "cluster.toml"
@@ -214,7 +215,7 @@ def test_submitit_local_kill_resume_and_failures_match_in_process(tmp_path, data
     pytest.importorskip("submitit")
     import torch
 
-    from deepstrf_utils import jobs as J
+    from deepstrf_utils.runs import jobs as J
 
     grid = _grid()
     kw = dict(root=data_root, device="cpu", progress=False, chunk_size=2)
@@ -230,7 +231,7 @@ def test_submitit_local_kill_resume_and_failures_match_in_process(tmp_path, data
     os.kill(pid, signal.SIGKILL)  # the job's own process, mid-way
     thread.join(timeout=300)
     assert not thread.is_alive()
-    killed = J.make_jobs(runner._normalise(grid[0]), runner.config_id(grid[0]), [0], ["n"] * 4, False, 2)[0]
+    killed = J.make_jobs(runner.normalise_config(grid[0]), runner.config_id(grid[0]), [0], ["n"] * 4, False, 2)[0]
     assert not killed.result_path(folder).exists()
     assert not list(folder.rglob(".tmp*"))  # nothing half-written
     failed = runner.failed_jobs(out).set_index("job_id")
@@ -265,8 +266,8 @@ def test_submit_without_waiting_then_collect(tmp_path, data_root):
     import time
 
     pytest.importorskip("submitit")
-    from deepstrf_utils import jobs as J
-    from deepstrf_utils.sweep import job_table
+    from deepstrf_utils.runs import jobs as J
+    from deepstrf_utils.runs.sweep import job_table
 
     cfg = _config()
     out = tmp_path / "r.csv"
@@ -288,7 +289,7 @@ def test_submit_without_waiting_then_collect(tmp_path, data_root):
 
 
 def test_plan_counts_jobs_fits_and_extrapolates_the_probe(data_root, monkeypatch):
-    from deepstrf_utils import sweep
+    from deepstrf_utils.runs import sweep
 
     configs = [_config(fit_kwargs={"max_epochs": 100, "patience": 10}),
                _config("DNet", mode="population", model_kwargs={"n_lags": 6, "n_hidden": 4},
@@ -305,7 +306,7 @@ def test_plan_counts_jobs_fits_and_extrapolates_the_probe(data_root, monkeypatch
 
 def test_probe_times_real_epochs(data_root):
     from deepstrf_utils.datasets.synthetic import load_synthetic
-    from deepstrf_utils.sweep import probe_seconds_per_epoch
+    from deepstrf_utils.runs.sweep import probe_seconds_per_epoch
 
     s = probe_seconds_per_epoch(_config(), load_synthetic(root=data_root, **SYN), epochs=2)
     assert 0 < s < 60
@@ -325,7 +326,7 @@ def test_make_figures_plan_prints_the_plan(tmp_path, monkeypatch, capsys):
     import importlib.util
     from pathlib import Path
 
-    from deepstrf_utils import sweep
+    from deepstrf_utils.runs import sweep
 
     spec = importlib.util.spec_from_file_location("run_notebooks", Path(__file__).parents[1] / "scripts" /
                                                   "run_notebooks.py")
@@ -342,7 +343,7 @@ def test_make_figures_plan_prints_the_plan(tmp_path, monkeypatch, capsys):
 
 
 def test_cluster_options_from_file_and_overrides(tmp_path):
-    from deepstrf_utils.sweep import cluster_options
+    from deepstrf_utils.runs.sweep import cluster_options
 
     path = tmp_path / "c.json"
     path.write_text('{"partition": "cpu", "time_min": 30}')

@@ -1,9 +1,9 @@
-"""Tests of deepstrf_utils.mei: most / least exciting inputs under stated constraints."""
+"""Tests of deepstrf_utils.interpret.mei: most / least exciting inputs under stated constraints."""
 import numpy as np
 import pytest
 import torch
 
-from deepstrf_utils.mei import least_exciting_input, most_exciting_input, stimulus_statistics
+from deepstrf_utils.interpret.mei import least_exciting_input, most_exciting_input, stimulus_statistics
 from deepstrf_utils.models import ConvNet2D, Linear, NetworkReceptiveField
 
 F, K = 8, 10

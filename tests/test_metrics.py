@@ -179,13 +179,13 @@ def test_computation_layouts_agree(data):
     _, resp = data
     t = torch.from_numpy(resp)
     half = MC._split_masks(resp.shape[2], 16, 0, "cpu")
-    recs = [MR._Recording(t, layout=k) for k in (None, "structured", "general")]
+    recs = [MR.Recording(t, layout=k) for k in (None, "structured", "general")]
     assert [r.layout for r in recs] == ["complete", "structured", "general"]
     missing = t.clone()
     missing[1, :, 3] = np.nan  # whole trials missing in some stimuli
     missing[4, 0, 5:9] = np.nan
     missing[2, :, :, 140:] = np.nan  # and padding
-    recs_m = [MR._Recording(missing), MR._Recording(missing, layout="general")]
+    recs_m = [MR.Recording(missing), MR.Recording(missing, layout="general")]
     assert [r.layout for r in recs_m] == ["structured", "general"]
     for group in (recs, recs_m):
         ref = group[0]
@@ -193,7 +193,7 @@ def test_computation_layouts_agree(data):
         for rec in group[1:]:
             torch.testing.assert_close(rec.signal_power, ref.signal_power, rtol=1e-10, atol=0)
             torch.testing.assert_close(rec.noise_power, ref.noise_power, rtol=1e-10, atol=0)
-            torch.testing.assert_close(MC._trial_corr_values(rec, "t"), MC._trial_corr_values(ref, "t"),
+            torch.testing.assert_close(MC.trial_corr_values(rec, "t"), MC.trial_corr_values(ref, "t"),
                                        rtol=1e-10, atol=0)
             fn = MC._half_corr_per_bin if rec.layout == "general" else MC._half_corr_moments
             torch.testing.assert_close(fn(rec, half), ref_half, rtol=1e-10, atol=0)

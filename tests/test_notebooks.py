@@ -173,7 +173,7 @@ def test_runner_rejects_unknown_prefix(capsys):
 def test_save_figure_writes_png_and_pdf(tmp_path):
     import matplotlib.pyplot as plt
 
-    from deepstrf_utils.plotting import plot_strf, save_figure
+    from deepstrf_utils.report.plotting import plot_strf, save_figure
 
     fig, ax = plt.subplots()
     plot_strf(ax, [[0.0, 1.0], [-1.0, 0.5]], dt_ms=5.0, cf_hz=[1000.0, 2000.0])
@@ -190,7 +190,7 @@ def test_plot_tau_recovery_draws_used_rows_on_log_axes():
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from deepstrf_utils.figures_strfs import plot_tau_recovery
+    from deepstrf_utils.report.figures_strfs import plot_tau_recovery
 
     table = pd.DataFrame({"channel": ["ON", "ON", "OFF", "OFF"], "used": [True, True, True, False],
                           "true_factor": [0.5, 2.0, 1.0, 1.5], "fitted_factor": [0.6, 1.8, 1.1, np.nan]})
@@ -204,8 +204,8 @@ def test_plot_tau_recovery_draws_used_rows_on_log_axes():
 
 
 def test_profiles_configs_and_dataset_resolution(tmp_path):
-    from deepstrf_utils.profiles import MODEL_NAMES, get_profile
-    from deepstrf_utils.runner import config_id
+    from deepstrf_utils.runs.profiles import MODEL_NAMES, get_profile
+    from deepstrf_utils.runs.runner import config_id
 
     quick, paper = get_profile("quick"), get_profile("paper")
     configs = quick.configs(["synthetic", "nat4_a1"])
@@ -239,8 +239,8 @@ def test_profiles_configs_and_dataset_resolution(tmp_path):
 def test_symmetric_limit_and_one_colour_bar_for_an_input_table():
     import matplotlib.pyplot as plt
 
-    from deepstrf_utils.figures import plot_strf_table
-    from deepstrf_utils.plotting import symmetric_limit
+    from deepstrf_utils.report.figures import plot_strf_table
+    from deepstrf_utils.report.plotting import symmetric_limit
 
     a = np.linspace(-1.0, 1.0, 101).reshape(1, 101)  # |x|: 0, 0.02, ..., 1 twice
     b = np.array([[0.0, 10.0]])  # one outlier
@@ -267,7 +267,7 @@ def test_plot_band_steps_draws_model_and_adaptrans_per_neuron():
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from deepstrf_utils.figures_interpret import plot_band_steps
+    from deepstrf_utils.report.figures_interpret import plot_band_steps
 
     cf = np.array([500.0, 1000.0, 2000.0])
     df = pd.concat([pd.DataFrame({"label": "LN", "neuron": n, "source": s, "response": r, "band": np.arange(3),

@@ -401,7 +401,7 @@ def test_predictions_beside_the_recording_and_nwbinspector(tmp_path, mini):
 # ----------------------------------------------------------------------------- notebooks
 def test_dataset_names_for_nwb_files(tmp_path, mini):
     from deepstrf_utils.datasets import available_datasets
-    from deepstrf_utils.profiles import get_profile, parse_datasets
+    from deepstrf_utils.runs.profiles import get_profile, parse_datasets
 
     assert nwb_label("/x/My Rec-1.nwb") == "nwb_my_rec_1"
     assert parse_datasets("ns1, nwb:/Data/Rec.nwb") == ["ns1", "nwb:/Data/Rec.nwb"]

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from deepstrf_utils import metrics, runner, training
+from deepstrf_utils import metrics, training
+from deepstrf_utils.runs import runner
 from deepstrf_utils.datasets.synthetic import load_synthetic
 from deepstrf_utils.models import PopulationCNN, count_parameters
-from deepstrf_utils.profiles import get_profile
+from deepstrf_utils.runs.profiles import get_profile
 
 
 def test_population_cnn_parameters_as_published():
@@ -71,7 +72,7 @@ def test_fit_two_stage_freezes_the_output_nonlinearity_first(nat4_like):
     torch.manual_seed(0)
     model = PopulationCNN(18, n_neurons=3, channels=3, hidden=8, kernel_size=(3, 4), dt_ms=nat4_like.dt_ms)
     seen = {}
-    original_fit = training.protocols.fit
+    original_fit = training.two_stage.fit
 
     def spy(m, *args, **kwargs):  # the weights each stage starts from and ends with
         before = {k: v.detach().clone() for k, v in m.state_dict().items()}
@@ -81,12 +82,12 @@ def test_fit_two_stage_freezes_the_output_nonlinearity_first(nat4_like):
                                               frozen, kwargs["lr"]))
         return res
 
-    training.protocols.fit = spy
+    training.two_stage.fit = spy
     try:
         res = training.fit_two_stage(model, train, val, max_epochs=3, patience=2, batch_size=2, device="cpu",
                                      progress=False)
     finally:
-        training.protocols.fit = original_fit
+        training.two_stage.fit = original_fit
     (b1, a1, frozen1, lr1), (b2, a2, frozen2, lr2) = seen["stages"]
     dexp = [k for k in a1 if k.startswith("output_nonlinearity.")]
     assert sorted(frozen1) == sorted(dexp) and frozen2 == set() and (lr1, lr2) == (1e-3, 1e-4)

@@ -125,7 +125,7 @@ def test_loads_without_the_training_code(tmp_path):
     save_pretrained(_transformer(), tmp_path / "tf", card=CARD)
     code = ("import sys; from deepstrf_utils.pretrained import from_pretrained; "
             f"m = from_pretrained({str(tmp_path / 'tf')!r}); "
-            "bad = sorted(k for k in sys.modules if k.startswith(('deepstrf_utils.training', 'deepstrf_utils.runner'))); "
+            "bad = sorted(k for k in sys.modules if k.startswith(('deepstrf_utils.training', 'deepstrf_utils.runs.runner'))); "
             "assert not bad, bad; print(type(m).__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -153,8 +153,8 @@ def test_hub_names_use_the_optional_extra_only(tmp_path, monkeypatch):
 
 def test_runner_exports_a_finished_configuration(tmp_path):
     from deepstrf_utils.datasets import load_dataset
-    from deepstrf_utils.runner_export import export_pretrained
-    from deepstrf_utils.runner import config_id, run_configs
+    from deepstrf_utils.runs.export import export_pretrained
+    from deepstrf_utils.runs.runner import config_id, run_configs
     from deepstrf_utils.training import load_checkpoint
 
     opts = {"n_neurons": 3, "n_clips": 4, "clip_s": 1.0, "n_repeats": 4, "n_bands": 8}
@@ -181,7 +181,7 @@ def test_runner_exports_a_finished_configuration(tmp_path):
     assert card["dataset"]["name"] == "synthetic" and len(card["dataset"]["sha256"]) == 64
     assert card["split"]["seed"] == 0 and card["split"]["test"] == list(data.split(0)[2].stim_names)
     assert card["fit_options"]["fit_kwargs"] == fit_kwargs and card["fit_options"]["mode"] == "population"
-    from deepstrf_utils.session import load_pretrained
+    from deepstrf_utils.notebook import load_pretrained
 
     loaded, card2, test = load_pretrained(folder, tmp_path / "data")
     assert card2 == card and set(loaded) == {"population", *card["neuron_ids"]}

@@ -3,9 +3,10 @@ import inspect
 
 import pytest
 
-from deepstrf_utils import protocols, training
-from deepstrf_utils.profiles import PROFILES, get_profile
-from deepstrf_utils.runner import config_id
+from deepstrf_utils import training
+from deepstrf_utils.runs import protocols
+from deepstrf_utils.runs.profiles import PROFILES, get_profile
+from deepstrf_utils.runs.runner import config_id
 from deepstrf_utils.training import fit
 
 
@@ -113,8 +114,8 @@ def test_protocol_markdown_renders_the_table():
 
 
 def test_paper_profile_on_a_dataset_without_protocol_uses_ns1s_and_says_so(tmp_path, caplog):
-    from deepstrf_utils.profiles import FALLBACK_PROTOCOL, get_profile
-    from deepstrf_utils.protocols import protocol_fit_kwargs, protocol_model_kwargs
+    from deepstrf_utils.runs.profiles import FALLBACK_PROTOCOL, get_profile
+    from deepstrf_utils.runs.protocols import protocol_fit_kwargs, protocol_model_kwargs
 
     paper = get_profile("paper")
     assert paper.fit_kwargs_for("folder") == protocol_fit_kwargs(FALLBACK_PROTOCOL)
@@ -124,13 +125,13 @@ def test_paper_profile_on_a_dataset_without_protocol_uses_ns1s_and_says_so(tmp_p
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "stimuli").mkdir()
     (tmp_path / "folder" / "spikes").mkdir()
-    with caplog.at_level("WARNING", logger="deepstrf_utils.profiles"):
+    with caplog.at_level("WARNING", logger="deepstrf_utils.runs.profiles"):
         assert paper.datasets("folder", tmp_path) == ["folder"]
     assert "no published protocol" in caplog.text and "'folder'" in caplog.text
 
 
 def test_missing_folder_dataset_says_where_to_put_recordings(tmp_path):
-    from deepstrf_utils.profiles import get_profile
+    from deepstrf_utils.runs.profiles import get_profile
 
     with pytest.raises(FileNotFoundError) as err:
         get_profile("quick").datasets("folder", tmp_path)

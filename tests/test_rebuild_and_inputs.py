@@ -61,7 +61,7 @@ def test_prefiltered_gradient_strf_with_fused_linear_adaptrans(name, method):
     """gradient_strf(wrt="prefiltered") on Linear / LN with the linear (fused) AdapTrans
     (before: ValueError, the prefilter's forward hook never fired on the fused path). For
     Linear the gradient w.r.t. the ON/OFF outputs is the weight STRF itself."""
-    from deepstrf_utils.strfs import gradient_strf, weight_strf
+    from deepstrf_utils.interpret.strfs import gradient_strf, weight_strf
 
     torch.manual_seed(0)
     model = build_model(name, n_bands=6, n_neurons=3, n_lags=5, prefilter="adaptrans",

@@ -14,7 +14,7 @@ Calibration of this reduced setting (14 neurons, 16 clips of 4 s; 11 for trainin
 seeds 1-4: cc_norm LN 0.66-0.74 vs LN + AdapTrans 0.86-0.88 (AdapTrans better for 12-14 of
 14 neurons); pooled ON+OFF tau-factor correlation 0.61-0.81 and a smaller mean |log error|
 than the initialisation in every seed. Thresholds below keep a margin of >= 0.25 in r.
-About 15 s of CPU on one thread. The statistics are :mod:`deepstrf_utils.groundtruth`'s,
+About 15 s of CPU on one thread. The statistics are :mod:`deepstrf_utils.interpret.groundtruth`'s,
 whose known answers are tested below.
 """
 import numpy as np
@@ -24,7 +24,7 @@ import torch
 
 from deepstrf_utils.adaptrans import willmore_tau_ms
 from deepstrf_utils.datasets.synthetic import generate_synthetic
-from deepstrf_utils.groundtruth import (
+from deepstrf_utils.interpret.groundtruth import (
     channel_band_weights,
     channel_shares,
     prefilter_parameters,

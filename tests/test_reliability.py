@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from deepstrf_utils.metrics import bootstrap_ci
-from deepstrf_utils.reliability import MIN_CC_MAX, neuron_reliability, score_summary
+from deepstrf_utils.report.reliability import MIN_CC_MAX, neuron_reliability, score_summary
 
 
 def test_bootstrap_ci_known_samples():
@@ -48,7 +48,7 @@ def _results():
 
 
 def test_reliability_rule_and_exclusion_counts_in_the_summary():
-    from deepstrf_utils.runner import markdown_table, summary_table
+    from deepstrf_utils.report.tables import markdown_table, summary_table
 
     rel = neuron_reliability(_results()).set_index(["config_id", "neuron"])
     assert rel.loc[("c0", "a"), "reliable"] and rel.loc[("c0", "b"), "reliable"]
@@ -72,7 +72,7 @@ def test_reliability_rule_and_exclusion_counts_in_the_summary():
 def test_performance_figure_draws_excluded_neurons_and_says_how_many_in_the_caption():
     import matplotlib.pyplot as plt
 
-    from deepstrf_utils.figures_results import performance_figure
+    from deepstrf_utils.report.figures_results import performance_figure
 
     fig, table = performance_figure(_results(), models=["LinearNonlinear"])
     scatter_ax = fig.axes[1]

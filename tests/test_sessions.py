@@ -276,8 +276,9 @@ def test_state_gain_recovery_holds_on_the_seeds_where_it_failed():
     model fitted from scratch recovered the planted gains with r = 0.72 and 0.44 (its gains
     were still growing when early stopping on the overfitting LN cut them short). Started
     from the fitted stateless LN, it recovers them (r > 0.8) and predicts better than the LN."""
-    from deepstrf_utils.reliability import MIN_CC_MAX
-    from deepstrf_utils.sessions_state import SIZES, sessions_state_seeds, state_experiment
+    from deepstrf_utils.metrics import MIN_CC_MAX
+    from deepstrf_utils.report.tables import sessions_state_seeds
+    from deepstrf_utils.runs.sessions_state import SIZES, state_experiment
 
     for seed in (2, 3):
         rows = state_experiment(SIZES["quick"], seed)
@@ -291,7 +292,7 @@ def test_the_small_session_keeps_training_clips_and_a_full_test_set(tmp_path):
     """Before, the "smallest session" inherited the split counts of its 14-clip parent: 1
     training clip of 5, 3 for the test (smoke profile: 1 of 4). Now every session keeps the
     same test and validation counts and the small one its own number of training clips."""
-    from deepstrf_utils.sessions_state import SIZES, run_sessions_state, synthetic_sessions
+    from deepstrf_utils.runs.sessions_state import SIZES, run_sessions_state, synthetic_sessions
 
     for profile in ("smoke", "quick"):
         size = SIZES[profile]["sessions"]
@@ -356,7 +357,7 @@ def test_pupil_of_the_real_nems_recording(shared_data):
 
 # ----------------------------------------------------------------------------- runner
 def test_runner_runs_state_and_session_configurations(tmp_path):
-    from deepstrf_utils.runner import config_id, run_configs
+    from deepstrf_utils.runs.runner import config_id, run_configs
 
     opts = dict(n_neurons=6, n_clips=6, clip_s=1.0, n_repeats=4, n_bands=16, seed=3)
     plain = {"dataset": "synthetic", "model": "NetworkReceptiveField", "model_kwargs": {"n_hidden": 3}}
@@ -376,7 +377,7 @@ def test_runner_runs_state_and_session_configurations(tmp_path):
     assert len(failed) == 1 and "expected mode 'state' on a dataset with state signals" in failed[0]["error"]
     with pytest.raises(ValueError, match="'sessions' field exactly when mode is 'sessions'"):
         run_configs([{**plain, "mode": "sessions"}], [0], tmp_path / "r3.csv", root=tmp_path, progress=False)
-    from deepstrf_utils.runner import run_config
+    from deepstrf_utils.runs.runner import run_config
 
     rows = run_config({**state, "fit_kwargs": {"max_epochs": 2}}, plant_state_gain(generate_synthetic(**opts)), 0,
                       device="cpu", checkpoint_dir=tmp_path / "ck2", progress=False)

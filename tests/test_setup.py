@@ -62,7 +62,7 @@ def test_lab_keeps_the_users_backend_and_runs_as_root():
 
 
 def test_runs_write_figures_outside_the_committed_gallery(tmp_path, monkeypatch):
-    from deepstrf_utils.session import setup_run
+    from deepstrf_utils.notebook import setup_run
 
     monkeypatch.chdir(REPO)
     ctx = setup_run("smoke", "", "cpu", data_root=str(tmp_path / "data"), results_dir=str(tmp_path / "res"))

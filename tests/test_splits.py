@@ -75,7 +75,7 @@ def test_fixed_test_rule_and_val_from_rest():
 
 
 def test_a_two_clip_neuron_is_excluded_with_a_reason_and_the_run_goes_on(caplog):
-    from deepstrf_utils.runner import RESULT_COLUMNS, run_config
+    from deepstrf_utils.runs.runner import RESULT_COLUMNS, run_config
 
     ds = _dataset(n_stimuli=12, heard={1: [0, 2, 4, 6, 8, 10], 2: [4, 9]}, T=30, R=3)  # c1: its own split
     with caplog.at_level(logging.WARNING):

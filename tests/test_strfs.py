@@ -1,10 +1,10 @@
-"""Tests of deepstrf_utils.strfs: weight and gradient STRFs (known answers, shapes, errors)."""
+"""Tests of deepstrf_utils.interpret.strfs: weight and gradient STRFs (known answers, shapes, errors)."""
 import numpy as np
 import pytest
 import torch
 
 from deepstrf_utils.models import (ConvNet2D, DNet, Linear, LinearNonlinear, NetworkReceptiveField, StateNet)
-from deepstrf_utils.strfs import gradient_strf, onoff_strfs, select_driven_bins, weight_strf
+from deepstrf_utils.interpret.strfs import gradient_strf, onoff_strfs, select_driven_bins, weight_strf
 
 F, K, T = 6, 5, 60
 

@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from deepstrf_utils import runner, training
+from deepstrf_utils.runs import runner
+from deepstrf_utils.report.tables import markdown_table, summary_table
+from deepstrf_utils import training
 from deepstrf_utils.training import fitting as training_fit
 from deepstrf_utils.training import optim, packing
 from deepstrf_utils.adaptrans import AdapTrans, center_frequencies, willmore_tau_ms
@@ -488,9 +490,9 @@ def test_run_configs_writes_and_resumes(tmp_path, data_root, monkeypatch):
     assert len(df2) == 3 * SYN["n_neurons"]
     pd.testing.assert_frame_equal(df2.iloc[: len(df)].reset_index(drop=True),
                                   on_disk.astype(df2.dtypes.to_dict()), check_dtype=False)
-    table = runner.summary_table(df2)
+    table = summary_table(df2)
     assert table.loc[0, "Model"] == "Linear + AdapTrans" and table.loc[0, "Seeds"] == 3
-    assert "| Dataset |" in runner.markdown_table(table)
+    assert "| Dataset |" in markdown_table(table)
 
 
 def test_config_validation_and_id():
@@ -522,13 +524,13 @@ def test_summary_table_known_answer():
             rows.append({"dataset": "ns1", "model": "ConvNet2D", "prefilter": "none", "note": "",
                          "mode": "single", "seed": seed, "neuron": nid, "cc_raw": v, "cc_norm": 2 * v,
                          "cc_max": 0.8, "n_params": 1234, "epochs": 3, "wall_s": 1.0, "config_id": "c1"})
-    table = runner.summary_table(pd.DataFrame(rows))
+    table = summary_table(pd.DataFrame(rows))
     row = table.iloc[0]
     assert row["Model"] == "ConvNet2D" and row["Parameters"] == 1234 and row["Neurons"] == 2
     assert row["CCraw (%)"] == pytest.approx(45.0)
     assert row["CCraw SEM"] == pytest.approx(15.0)
     assert row["CCnorm (%)"] == pytest.approx(90.0)
-    md = runner.markdown_table(table).splitlines()
+    md = markdown_table(table).splitlines()
     assert md[0].startswith("| Dataset | Model | Note | Parameters | CCraw (%) | CCnorm (%)")
     assert "45.0 ± 15.0" in md[2] and "1,234" in md[2]
 
@@ -539,7 +541,7 @@ def test_runner_prefilter_starts_from_dataset_bands(dataset, prefilter):
     assert not np.allclose(dataset.cf_hz, center_frequencies(n_bands=F))
     cfg = {"dataset": "synthetic", "model": "LinearNonlinear", "model_kwargs": {"n_lags": 6},
            "prefilter": prefilter, "prefilter_kwargs": {"kernel_size": 20}}
-    model = runner._build(runner._normalise(cfg), dataset, 1)
+    model = runner.build_config_model(runner.normalise_config(cfg), dataset, 1)
     np.testing.assert_allclose(model.prefilter.cf_hz, dataset.cf_hz)
     assert model.prefilter.dt_ms == dataset.dt_ms and model.prefilter.kernel_size == 20
     if prefilter == "adaptrans":

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepstrf_utils.dstrf import dstrf, receptive_field
+from deepstrf_utils.interpret.dstrf import dstrf, receptive_field
 from deepstrf_utils.models import (
     MultiSessionModel,
     StateGainModel,
@@ -17,7 +17,6 @@ from deepstrf_utils.models import (
     build_model,
     count_parameters,
 )
-from deepstrf_utils.models.readouts import readout_from_model
 
 F_BANDS = 8
 
@@ -165,7 +164,7 @@ def test_composes_with_session_and_state_readouts():
     rebuilt.eval()
     with torch.no_grad():
         assert torch.equal(rebuilt(x, session="b"), multi(x, session="b"))
-    readout = readout_from_model(model)
+    readout = model.linear_readout()
     with torch.no_grad():
         torch.testing.assert_close(readout(model.forward_core(model.prefilter(x))), model(x))
     gain = StateGainModel("Transformer", model.config, n_states=1)
@@ -216,7 +215,7 @@ def test_fit_learns_on_a_tiny_synthetic_set():
 def test_most_exciting_input_through_autograd():
     """MEI of a Transformer + AdapTrans neuron over its receptive field: the ascent raises the
     response above that of the mean input and of its random starts, within the constraints."""
-    from deepstrf_utils.mei import most_exciting_input
+    from deepstrf_utils.interpret.mei import most_exciting_input
 
     model = _model("adaptrans", window=4, n_layers=1, prefilter_kwargs={"kernel_size": 7}).eval()
     R = receptive_field(model)["total"]

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from deepstrf_utils import vision_interpret as vi
+from deepstrf_utils.interpret import vision as vi
 from deepstrf_utils.datasets.synthetic_visual import VisualGroundTruth, load_synthetic_visual
 from deepstrf_utils.models import VisualLinearNonlinear, fit_ridge_rf
 from deepstrf_utils.training import evaluate
-from deepstrf_utils.vision_runs import paired_prefilter_test
+from deepstrf_utils.runs.vision import paired_prefilter_test
 
 
 @pytest.fixture(scope="module")

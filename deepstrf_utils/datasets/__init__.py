@@ -44,6 +44,7 @@ from .movies import MovieDataset, images_as_movies
 from .sessions import SessionSet
 from .nwb_write import add_predictions, read_predictions, to_nwb
 from .state import plant_state_gain
+from ..submodules import lazy_submodules
 
 logger = logging.getLogger(__name__)
 
@@ -220,3 +221,6 @@ __all__ = [
     "add_predictions",
     "read_predictions",
 ]
+
+__getattr__, __dir__ = lazy_submodules(__name__, __path__, globals())
+del lazy_submodules

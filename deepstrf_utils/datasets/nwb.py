@@ -115,7 +115,8 @@ def is_available(root, **_) -> bool:
 
 
 @contextlib.contextmanager
-def _read(path: Path):
+def open_nwb(path: Path):
+    """The NWBFile at ``path``, open for reading until exit (FileNotFoundError: none; ValueError: unreadable)."""
     pynwb = require_pynwb()
     if not path.is_file():
         raise FileNotFoundError(f"expected an NWB file at {path}, found nothing")
@@ -245,7 +246,7 @@ def _inside(t: np.ndarray, intervals: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- presentations
-def _read_presentations(nwbfile, path: Path, intervals: str, column: Optional[str]):
+def read_presentations(nwbfile, path: Path, intervals: str, column: Optional[str]):
     """-> (DataFrame row, start, stop, stimulus[, stim_type] sorted by start; the identity column)."""
     tables = dict(nwbfile.intervals or {})
     table = nwbfile.trials if intervals == "trials" else tables.get(intervals)
@@ -319,7 +320,8 @@ def _samples(ts, what: str) -> tuple:
     return x * float(ts.conversion or 1.0) + float(getattr(ts, "offset", 0.0) or 0.0), float(ts.rate)
 
 
-def _find_wav(folder: Path, name: str) -> Optional[Path]:
+def find_wav(folder: Path, name: str) -> Optional[Path]:
+    """The WAV of ``name`` in ``folder`` (``name``, ``name.wav`` / ``.WAV``, a stem of any case); None if none."""
     for cand in (folder / name, folder / f"{name}.wav", folder / f"{name}.WAV"):
         if cand.is_file():
             return cand
@@ -336,7 +338,7 @@ def _waveforms(nwbfile, path, names, pres, wav_dir, sound_series) -> dict:
         if not folder.is_dir():
             raise FileNotFoundError(f"expected a folder of WAV stimuli at {folder}, found none")
         for name in names:
-            f = _find_wav(folder, name)
+            f = find_wav(folder, name)
             if f is not None:
                 out[name] = load_wav(f)
         return out
@@ -507,10 +509,10 @@ def load_nwb(path, dt_ms: Optional[float] = None, intervals: str = "trials", sti
         not observed), ``states`` ``(S, T_i)`` when asked.
     """
     path = Path(path)
-    with _read(path) as nwbfile:
+    with open_nwb(path) as nwbfile:
         record = _record(nwbfile)
         ids, neurons, spikes, obs = _read_units(nwbfile, path, units)
-        pres, column = _read_presentations(nwbfile, path, intervals, stimulus_column)
+        pres, column = read_presentations(nwbfile, path, intervals, stimulus_column)
         names = list(dict.fromkeys(pres["stimulus"]))
         stored = record.get("stim_names") or []
         if sorted(stored) == sorted(names):

@@ -54,7 +54,7 @@ import pandas as pd
 
 from ..plain import to_plain
 from ..spectrogram import load_wav, n_frames
-from .nwb import DATASET_RECORD, _read, _read_presentations, object_name, require_pynwb
+from .nwb import DATASET_RECORD, find_wav, object_name, open_nwb, read_presentations, require_pynwb
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +94,10 @@ def _waveform_map(dataset, waveforms) -> dict:
     if waveforms is None:
         return {}
     if isinstance(waveforms, (str, os.PathLike)):
-        from .nwb import _find_wav
-
         folder = Path(waveforms)
         if not folder.is_dir():
             raise FileNotFoundError(f"expected a folder of WAVs named by the stimuli at {folder}, found none")
-        found = {n: _find_wav(folder, n) for n in dataset.stim_names}
+        found = {n: find_wav(folder, n) for n in dataset.stim_names}
         waves = {n: load_wav(f) for n, f in found.items() if f is not None}
     elif isinstance(waveforms, Mapping):
         waves = {str(k): (np.asarray(v[0], dtype=np.float64).ravel(), float(v[1])) for k, v in waveforms.items()}
@@ -369,8 +367,8 @@ def add_predictions(path, name: str, predictions: Sequence[np.ndarray], stim_nam
     if len(preds) != len(stim_names) or any(p.ndim != 2 or p.shape[0] != len(neuron_ids) for p in preds):
         raise ValueError(f"expected one (N, T_i) prediction per stimulus with N={len(neuron_ids)}, got "
                          f"{[p.shape for p in preds][:4]} for {len(stim_names)} stimuli")
-    with _read(path) as nwbfile:
-        pres, _ = _read_presentations(nwbfile, path, intervals, stimulus_column)
+    with open_nwb(path) as nwbfile:
+        pres, _ = read_presentations(nwbfile, path, intervals, stimulus_column)
     first = pres.groupby("stimulus")["start"].min()
     missing = [s for s in stim_names if s not in first.index]
     if missing:
@@ -407,7 +405,7 @@ def read_predictions(path, name: Optional[str] = None) -> dict:
     "stim_names", "neuron_ids", "card", "scores" (DataFrame or None)}}`` (only ``name`` if given)."""
     path = Path(path)
     out = {}
-    with _read(path) as nwbfile:
+    with open_nwb(path) as nwbfile:
         module = nwbfile.processing.get(PREDICTIONS_MODULE)
         series = {k: v for k, v in (module.data_interfaces.items() if module else [])
                   if type(v).__name__ == "TimeSeries"}

@@ -440,7 +440,7 @@ class GroundTruthNeurons:
     noiseless rates ``(B, N, T)`` (spikes per bin, float32 tensor), through
     :func:`true_rate`. :meth:`prefilter_of` returns neuron
     ``n``'s true AdapTrans (its own tau ON / OFF and w per band, rectified, fixed), so that the
-    in-silico experiments (:func:`deepstrf_utils.insilico_models.model_onoff_curves`) can put the
+    in-silico experiments (:func:`deepstrf_utils.interpret.insilico_models.model_onoff_curves`) can put the
     truth beside fitted models.
     """
 

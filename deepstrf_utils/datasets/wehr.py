@@ -28,7 +28,7 @@ Dataset built by `load_wehr`:
   0.95 sr/2)), floored 60 dB below the loudest bin of all clips;
 * split: each cell's own clips, drawn per seed: 20 % test, 10 % validation (at least one
   each), the rest train; a cell with fewer than 3 clips is excluded from that run with a
-  logged reason (:mod:`.splits`; the protocol table: :mod:`deepstrf_utils.protocols`).
+  logged reason (:mod:`.splits`; the protocol table: :mod:`deepstrf_utils.runs.protocols`).
 """
 from __future__ import annotations
 

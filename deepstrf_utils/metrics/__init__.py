@@ -24,7 +24,8 @@ Metrics: :func:`cc_raw`, :func:`signal_power`, :func:`noise_power`, :func:`cc_no
 part of equal-length stimuli (TORCs): :func:`stimulus_specific`, :func:`cc_norm_specific`,
 and the stimulus-blind :func:`mean_psth`.
 
-Summaries: :func:`bootstrap_ci` (seeded percentile bootstrap of a median or mean).
+Summaries: :func:`bootstrap_ci` (seeded percentile bootstrap of a median or mean);
+:data:`MIN_CC_MAX`, the noise ceiling of a reliable neuron.
 
 Losses (differentiable, NaN-masked): :func:`mse_loss`, :func:`nmse_loss`, :func:`poisson_loss`,
 :func:`correlation_loss`, and :func:`get_loss`.
@@ -34,7 +35,9 @@ Network 15, CCmax; Schoppe et al. (2016) Front Comput Neurosci 10:10, CCnorm;
 Pennington & David (2023) PLOS Comput Biol 19:e1011110, trial-to-trial normalisation.
 """
 
+from ..submodules import lazy_submodules
 from .bootstrap import bootstrap_ci
+from .ceiling import MIN_CC_MAX
 from .correlation import masked_corr
 from .inputs import trial_average
 from .specific import cc_norm_specific, mean_psth, stimulus_specific
@@ -53,6 +56,7 @@ from .scores import (
 )
 
 __all__ = [
+    "MIN_CC_MAX",
     "cc_raw",
     "signal_power",
     "noise_power",
@@ -76,3 +80,6 @@ __all__ = [
     "masked_corr",
     "bootstrap_ci",
 ]
+
+__getattr__, __dir__ = lazy_submodules(__name__, __path__, globals())
+del lazy_submodules

@@ -5,66 +5,71 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .correlation import _corr_from_moments, corr_from_centred
-from .inputs import _SPLIT_CHUNK_ELEMENTS, _warn
-from .recording import _BAD_PRED, _SINGLE_REPEAT, _TOO_SHORT, _Prediction, _Recording
+from .correlation import corr_from_moments, corr_from_centred
+from .inputs import SPLIT_CHUNK_ELEMENTS, warn_neurons
+from .recording import BAD_PREDICTION, SINGLE_REPEAT, TOO_SHORT, Prediction, Recording
+
+#: the noise ceiling CCmax below which a neuron is not reliable enough to enter means and
+#: figures: 1/sqrt(3) ~ 0.577, the noise ratio NP / SP < 40 of the NS1 documentation at 20
+#: repeats, which bounds CCnorm by 1.73 x CCraw (the rule: :mod:`deepstrf_utils.report.reliability`)
+MIN_CC_MAX = float(1.0 / np.sqrt(3.0))
 
 # ----------------------------------------------------------------------------------------
 # metric values (float64, (N,)) from prepared statistics
 # ----------------------------------------------------------------------------------------
-def _cc_raw_values(pr: _Prediction, rec: _Recording, name: str) -> torch.Tensor:
+def cc_raw_values(pr: Prediction, rec: Recording, name: str) -> torch.Tensor:
     r = corr_from_centred(pr.cov, pr.var, rec.p_ybar)
     zero = pr.constant | rec.ybar_constant
     r = torch.where(zero, 0.0, r)
     nan = rec.too_short | pr.bad
-    _warn(name, pr.constant & ~nan, "constant prediction over the valid bins; correlation set to 0")
-    _warn(name, rec.ybar_constant & ~pr.constant & ~nan,
+    warn_neurons(name, pr.constant & ~nan, "constant prediction over the valid bins; correlation set to 0")
+    warn_neurons(name, rec.ybar_constant & ~pr.constant & ~nan,
           "constant trial-averaged response over the valid bins; correlation set to 0")
-    _warn(name, rec.too_short, _TOO_SHORT)
-    _warn(name, pr.bad & ~rec.too_short, _BAD_PRED)
+    warn_neurons(name, rec.too_short, TOO_SHORT)
+    warn_neurons(name, pr.bad & ~rec.too_short, BAD_PREDICTION)
     return torch.where(nan, float("nan"), r)
 
 
-def _signal_power_values(rec: _Recording, name: str) -> torch.Tensor:
-    _warn(name, rec.single_repeat & ~rec.too_short, _SINGLE_REPEAT)
-    _warn(name, rec.too_short, _TOO_SHORT)
+def signal_power_values(rec: Recording, name: str) -> torch.Tensor:
+    warn_neurons(name, rec.single_repeat & ~rec.too_short, SINGLE_REPEAT)
+    warn_neurons(name, rec.too_short, TOO_SHORT)
     return rec.signal_power
 
 
-def _noise_power_values(rec: _Recording, name: str) -> torch.Tensor:
-    _warn(name, rec.single_repeat & ~rec.too_short, _SINGLE_REPEAT)
-    _warn(name, rec.too_short, _TOO_SHORT)
+def noise_power_values(rec: Recording, name: str) -> torch.Tensor:
+    warn_neurons(name, rec.single_repeat & ~rec.too_short, SINGLE_REPEAT)
+    warn_neurons(name, rec.too_short, TOO_SHORT)
     return rec.noise_power
 
 
-def _ceiling_flags(rec: _Recording, name: str) -> torch.Tensor:
+def _ceiling_flags(rec: Recording, name: str) -> torch.Tensor:
     """(N,) bool: no usable noise ceiling (single repeat, < 2 bins, SP <= 0); warns."""
     sp = rec.signal_power
     no_sp = rec.single_repeat | rec.too_short
     low = ~no_sp & ~(sp > 0)
-    _warn(name, rec.single_repeat & ~rec.too_short, _SINGLE_REPEAT)
-    _warn(name, rec.too_short, _TOO_SHORT)
-    _warn(name, low, "signal power <= 0 (no reliable stimulus-driven signal); value set to NaN")
+    warn_neurons(name, rec.single_repeat & ~rec.too_short, SINGLE_REPEAT)
+    warn_neurons(name, rec.too_short, TOO_SHORT)
+    warn_neurons(name, low, "signal power <= 0 (no reliable stimulus-driven signal); value set to NaN")
     return no_sp | low
 
 
-def _cc_norm_values(pr: _Prediction, rec: _Recording, name: str) -> torch.Tensor:
+def cc_norm_values(pr: Prediction, rec: Recording, name: str) -> torch.Tensor:
     nan = _ceiling_flags(rec, name)
     r = pr.cov / torch.sqrt(pr.var * rec.signal_power.clamp_min(0.0))
-    _warn(name, pr.constant & ~nan & ~pr.bad, "constant prediction over the valid bins; cc_norm set to 0")
-    _warn(name, pr.bad & ~nan, _BAD_PRED)
+    warn_neurons(name, pr.constant & ~nan & ~pr.bad, "constant prediction over the valid bins; cc_norm set to 0")
+    warn_neurons(name, pr.bad & ~nan, BAD_PREDICTION)
     r = torch.where(pr.constant, 0.0, r)
     return torch.where(nan | pr.bad, float("nan"), r)
 
 
-def _cc_max_from_sp_values(rec: _Recording, name: str) -> torch.Tensor:
+def cc_max_from_sp_values(rec: Recording, name: str) -> torch.Tensor:
     nan = _ceiling_flags(rec, name)
     return torch.where(nan, float("nan"), torch.sqrt(rec.signal_power.clamp_min(0.0) / rec.p_ybar))
 
 
-def _fev_values(pr: _Prediction, rec: _Recording, name: str) -> torch.Tensor:
+def fev_values(pr: Prediction, rec: Recording, name: str) -> torch.Tensor:
     nan = _ceiling_flags(rec, name)
-    _warn(name, pr.bad & ~nan, _BAD_PRED)
+    warn_neurons(name, pr.bad & ~nan, BAD_PREDICTION)
     out = 1.0 - (pr.mse - rec.noise_of_mean) / rec.signal_power
     return torch.where(nan | pr.bad, float("nan"), out)
 
@@ -119,7 +124,7 @@ def _repeat_patterns(valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.unique(valid, dim=0, return_inverse=True)
 
 
-def _half_corr_moments(rec: _Recording, half: torch.Tensor) -> torch.Tensor:
+def _half_corr_moments(rec: Recording, half: torch.Tensor) -> torch.Tensor:
     """(N, S) split-half correlations from per-stimulus trial moments.
 
     Exact for the complete and structured layouts: within a stimulus each half is the
@@ -143,7 +148,7 @@ def _half_corr_moments(rec: _Recording, half: torch.Tensor) -> torch.Tensor:
         n_bins = bins.new_zeros(N * P).index_add_(0, idx, bins.reshape(N * B))
     v = patterns.double().repeat(N, 1)  # (N*P, R) valid repeats of each group
     sums = [x.reshape(N, P, -1).sum(1) for x in _half_sums(Gf, Sf, n_bins, v, half.double())]
-    return _corr_from_moments(*sums)
+    return corr_from_moments(*sums)
 
 
 def _sum64(x: torch.Tensor) -> torch.Tensor:
@@ -156,7 +161,7 @@ def _sum64(x: torch.Tensor) -> torch.Tensor:
     return x.sum(-1).double()
 
 
-def _half_corr_per_bin(rec: _Recording, half: torch.Tensor) -> torch.Tensor:
+def _half_corr_per_bin(rec: Recording, half: torch.Tensor) -> torch.Tensor:
     """(N, S) split-half correlations for any pattern of missing cells.
 
     Half means per bin over the valid repeats of each half; a bin where a half has no
@@ -188,7 +193,7 @@ def _half_corr_per_bin(rec: _Recording, half: torch.Tensor) -> torch.Tensor:
         rows_p = torch.gather(rows, 2, idx) * inside.unsqueeze(1)
         mf = (torch.gather(mask, 2, idx) & inside.unsqueeze(1)).to(dt)
         tot, cnt_p = rows_p.sum(1), mf.sum(1)  # (N, lp)
-        chunk = max(1, _SPLIT_CHUNK_ELEMENTS // max(1, N * lp))
+        chunk = max(1, SPLIT_CHUNK_ELEMENTS // max(1, N * lp))
         parts = []
         for start in range(0, half.shape[0], chunk):
             a = half[start: start + chunk].to(dt)  # (s, R)
@@ -202,15 +207,15 @@ def _half_corr_per_bin(rec: _Recording, half: torch.Tensor) -> torch.Tensor:
             parts.append((_sum64(ok), _sum64(mean_a), _sum64(mean_b), _sum64(mean_a.square()),
                           _sum64(mean_b.square()), _sum64(mean_a * mean_b)))
         sums = [s_full + torch.cat(p, 1) for s_full, p in zip(sums, zip(*parts))]
-    return _corr_from_moments(*sums)
+    return corr_from_moments(*sums)
 
 
-def _cc_max_values(rec: _Recording, n_splits: int, seed: int, name: str) -> torch.Tensor:
+def cc_max_values(rec: Recording, n_splits: int, seed: int, name: str) -> torch.Tensor:
     if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 1:
         raise ValueError(f"expected n_splits to be a positive integer, got {n_splits!r}")
     nan = rec.single_repeat | rec.too_short
-    _warn(name, rec.single_repeat & ~rec.too_short, _SINGLE_REPEAT)
-    _warn(name, rec.too_short, _TOO_SHORT)
+    warn_neurons(name, rec.single_repeat & ~rec.too_short, SINGLE_REPEAT)
+    warn_neurons(name, rec.too_short, TOO_SHORT)
     if rec.R < 2:
         return torch.full((rec.N,), float("nan"), dtype=torch.float64, device=rec._y.device)
     half = _split_masks(rec.R, int(n_splits), seed, rec._y.device)
@@ -220,12 +225,12 @@ def _cc_max_values(rec: _Recording, n_splits: int, seed: int, name: str) -> torc
         rho = _half_corr_moments(rec, half)
     rho_half = torch.nanmean(rho, 1)  # (N,)
     low = ~nan & ~(rho_half > 0)
-    _warn(name, low, "split-half correlation <= 0 or undefined (no reliable signal); value set to NaN")
+    warn_neurons(name, low, "split-half correlation <= 0 or undefined (no reliable signal); value set to NaN")
     out = torch.sqrt(2.0 / (1.0 + 1.0 / rho_half.clamp_min(1e-300)))
     return torch.where(nan | low, float("nan"), out)
 
 
-def _trial_corr_values(rec: _Recording, name: str) -> torch.Tensor:
+def trial_corr_values(rec: Recording, name: str) -> torch.Tensor:
     """(N,) mean over pairs of distinct repeats of their correlation (pairwise-complete)."""
     rho = rec.trial_corr  # (N, R, R)
     off = ~torch.eye(rec.R, dtype=torch.bool, device=rho.device)
@@ -234,16 +239,16 @@ def _trial_corr_values(rec: _Recording, name: str) -> torch.Tensor:
     out = torch.where(ok, rho, 0.0).sum((1, 2)) / n_ok.clamp_min(1)
     none = n_ok == 0
     nan = rec.single_repeat | rec.too_short
-    _warn(name, rec.single_repeat & ~rec.too_short,
+    warn_neurons(name, rec.single_repeat & ~rec.too_short,
           "single repeat: no trial-to-trial correlation (no noise ceiling, report cc_raw); value set to NaN")
-    _warn(name, rec.too_short, _TOO_SHORT)
-    _warn(name, none & ~nan, "no pair of non-constant repeats; value set to NaN")
+    warn_neurons(name, rec.too_short, TOO_SHORT)
+    warn_neurons(name, none & ~nan, "no pair of non-constant repeats; value set to NaN")
     return torch.where(nan | none, float("nan"), out)
 
 
-def _ttrc_values(pr: _Prediction, rec: _Recording, name: str) -> torch.Tensor:
-    raw = _cc_raw_values(pr, rec, name)
-    ttc = _trial_corr_values(rec, name)
+def ttrc_values(pr: Prediction, rec: Recording, name: str) -> torch.Tensor:
+    raw = cc_raw_values(pr, rec, name)
+    ttc = trial_corr_values(rec, name)
     low = ~torch.isnan(ttc) & ~(ttc > 0)
-    _warn(name, low, "mean trial-to-trial correlation <= 0; value set to NaN")
+    warn_neurons(name, low, "mean trial-to-trial correlation <= 0; value set to NaN")
     return torch.where(low, float("nan"), raw / torch.sqrt(ttc.clamp_min(1e-300)))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from .inputs import _as_tensor
+from .inputs import as_tensor
 
 __all__ = ["masked_corr", "centre", "corr_from_centred"]
 
 
-def _masked_extremes_equal(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+def masked_extremes_equal(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
     """(N, L), (N, L) bool (None: every bin valid) -> (N,) bool: x takes a single value over
     the valid bins."""
     if valid is None:
@@ -21,7 +21,7 @@ def _masked_extremes_equal(x: torch.Tensor, valid: torch.Tensor | None) -> torch
 _REL_TOL = 1e-12  # a variance below this fraction of the mean square counts as 0
 
 
-def _corr_from_moments(n, sa, sb, saa, sbb, sab) -> torch.Tensor:
+def corr_from_moments(n, sa, sb, saa, sbb, sab) -> torch.Tensor:
     """Pearson correlation from sums over n points; NaN where undefined."""
     nn_ = n.clamp_min(1.0)
     cov = sab / nn_ - sa * sb / nn_.square()
@@ -57,8 +57,8 @@ def masked_corr(a, b, valid=None):
     warnings and its "constant -> 0" convention: a plain building block, e.g. for the
     ridge solver's validation scores.
     """
-    ta, a_np = _as_tensor(a, "a")
-    tb, b_np = _as_tensor(b, "b")
+    ta, a_np = as_tensor(a, "a")
+    tb, b_np = as_tensor(b, "b")
     if ta.shape != tb.shape:
         raise ValueError(f"expected a and b of the same shape (..., L), got {tuple(ta.shape)} and {tuple(tb.shape)}")
     if valid is None:

@@ -12,7 +12,7 @@ logger = logging.getLogger("deepstrf_utils.metrics")
 _REDUCTIONS = ("none", "mean")
 _N_LISTED = 5  # neuron indices quoted in a warning
 # Elements (N * S * L) per chunk of half-splits in the cc_max path for missing trials.
-_SPLIT_CHUNK_ELEMENTS = 1 << 23
+SPLIT_CHUNK_ELEMENTS = 1 << 23
 
 
 # ----------------------------------------------------------------------------------------
@@ -68,7 +68,7 @@ def reject_inf(x, what: str) -> None:
                          f"got {bad} infinite value(s)")
 
 
-def _as_tensor(x, name: str) -> tuple[torch.Tensor, bool]:
+def as_tensor(x, name: str) -> tuple[torch.Tensor, bool]:
     """Return ``(tensor, came_from_numpy)``; non-float input becomes floating point."""
     if isinstance(x, torch.Tensor):
         t, from_numpy = x.detach(), False
@@ -90,7 +90,7 @@ def _as_tensor(x, name: str) -> tuple[torch.Tensor, bool]:
     return t, from_numpy
 
 
-def _resp_4d(resp: torch.Tensor, name: str = "resp", check_inf: bool = True) -> torch.Tensor:
+def resp_4d(resp: torch.Tensor, name: str = "resp", check_inf: bool = True) -> torch.Tensor:
     """(N, R, T) or (B, N, R, T) -> (B, N, R, T); ValueError otherwise (also for +-inf, unless
     ``check_inf=False``: the caller checks them itself)."""
     if resp.ndim == 3:
@@ -106,7 +106,7 @@ def _resp_4d(resp: torch.Tensor, name: str = "resp", check_inf: bool = True) -> 
     return resp
 
 
-def _pair_4d(pred: torch.Tensor, resp: torch.Tensor, check_inf: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_4d(pred: torch.Tensor, resp: torch.Tensor, check_inf: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Check and batch ``pred`` (B, N, T) | (N, T) against ``resp`` (B, N, R, T) | (N, R, T)."""
     if pred.ndim == 2 and resp.ndim == 3:
         pred, resp = pred.unsqueeze(0), resp.unsqueeze(0)
@@ -115,7 +115,7 @@ def _pair_4d(pred: torch.Tensor, resp: torch.Tensor, check_inf: bool = True) -> 
             "expected pred (B, N, T) with resp (B, N, R, T), or pred (N, T) with resp "
             f"(N, R, T); got pred {tuple(pred.shape)} and resp {tuple(resp.shape)}"
         )
-    resp = _resp_4d(resp, check_inf=check_inf)
+    resp = resp_4d(resp, check_inf=check_inf)
     B, N, R, T = resp.shape
     if tuple(pred.shape) != (B, N, T):
         raise ValueError(
@@ -127,12 +127,12 @@ def _pair_4d(pred: torch.Tensor, resp: torch.Tensor, check_inf: bool = True) -> 
     return pred, resp
 
 
-def _check_reduction(reduction: str, allowed=_REDUCTIONS) -> None:
+def check_reduction(reduction: str, allowed=_REDUCTIONS) -> None:
     if reduction not in allowed:
         raise ValueError(f"expected reduction in {allowed}, got {reduction!r}")
 
 
-def _warn(name: str, flags: torch.Tensor, what: str) -> None:
+def warn_neurons(name: str, flags: torch.Tensor, what: str) -> None:
     """Log one warning naming how many (and which) neurons ``flags`` (N,) marks."""
     n_bad = int(flags.sum())
     if n_bad:
@@ -144,7 +144,7 @@ def _warn(name: str, flags: torch.Tensor, what: str) -> None:
         )
 
 
-class _Output:
+class OutputFormat:
     """Turns float64 per-neuron values (N,) into what the caller passed in."""
 
     def __init__(self, dtype: torch.dtype, from_numpy: bool):

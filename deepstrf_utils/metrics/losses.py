@@ -6,16 +6,16 @@ from typing import Callable
 
 import torch
 
-from .inputs import _as_tensor, _check_reduction
+from .inputs import as_tensor, check_reduction
 
 _LOSS_REDUCTIONS = ("mean", "sum", "none")
 
 
 def _loss_inputs(pred, resp):
     """-> pred (B, N, T), target (B, N, T) with 0 at invalid bins, valid (B, N, T) bool."""
-    p, _ = _as_tensor(pred, "pred") if not isinstance(pred, torch.Tensor) else (pred, False)
+    p, _ = as_tensor(pred, "pred") if not isinstance(pred, torch.Tensor) else (pred, False)
     if not isinstance(resp, torch.Tensor):
-        resp, _ = _as_tensor(resp, "resp")
+        resp, _ = as_tensor(resp, "resp")
     if not p.is_floating_point():
         raise ValueError(f"expected a floating-point pred, got dtype {p.dtype}")
     if p.ndim == 2:
@@ -42,7 +42,7 @@ def _loss_inputs(pred, resp):
 
 def _reduce_elementwise(elem: torch.Tensor, valid: torch.Tensor, reduction: str) -> torch.Tensor:
     """elem (B, N, T), 0 at invalid bins -> loss with the documented normalisation."""
-    _check_reduction(reduction, _LOSS_REDUCTIONS)
+    check_reduction(reduction, _LOSS_REDUCTIONS)
     if reduction == "sum":
         return elem.sum()
     if reduction == "mean":
@@ -97,7 +97,7 @@ def nmse_loss(pred: torch.Tensor, resp: torch.Tensor, reduction: str = "mean") -
     Returns:
         scalar, or ``(N,)`` for ``"none"``.
     """
-    _check_reduction(reduction, _LOSS_REDUCTIONS)
+    check_reduction(reduction, _LOSS_REDUCTIONS)
     p, target, valid = _loss_inputs(pred, resp)
     diff = torch.where(valid, p, target) - target  # exactly 0 (and no gradient) at invalid bins
     err = diff.square().sum((0, 2))
@@ -157,7 +157,7 @@ def correlation_loss(pred: torch.Tensor, resp: torch.Tensor, reduction: str = "m
     Returns:
         scalar, or ``(N,)`` for ``"none"``.
     """
-    _check_reduction(reduction, _LOSS_REDUCTIONS)
+    check_reduction(reduction, _LOSS_REDUCTIONS)
     p, target, valid = _loss_inputs(pred, resp)
     n = valid.sum((0, 2), keepdim=True).clamp_min(1)
     p = torch.where(valid, p, 0.0)

@@ -6,10 +6,10 @@ from functools import cached_property
 
 import torch
 
-from .correlation import _corr_from_moments, _masked_extremes_equal, centre
-from .inputs import _as_tensor, _Output, _pair_4d, _resp_4d, reject_inf
+from .correlation import corr_from_moments, masked_extremes_equal, centre
+from .inputs import as_tensor, OutputFormat, pair_4d, resp_4d, reject_inf
 
-class _Recording:
+class Recording:
     """Per-neuron statistics of ``resp`` (B, N, R, T), stimuli concatenated along time;
     ValueError on +-inf (checked with the first pass over the trials).
 
@@ -107,7 +107,7 @@ class _Recording:
     @cached_property
     def ybar_constant(self) -> torch.Tensor:
         """(N,) bool: the trial average takes one value over the valid bins."""
-        return _masked_extremes_equal(self.ybar, None if self.all_valid else self.valid)
+        return masked_extremes_equal(self.ybar, None if self.all_valid else self.valid)
 
     # -- noise ---------------------------------------------------------------------------
     @cached_property
@@ -260,13 +260,13 @@ class _Recording:
     def trial_corr(self) -> torch.Tensor:
         """(N, R, R) float64 pairwise-complete correlation of every pair of repeats."""
         n, sx, sxx, sxy = _pair_moments(self)
-        return _corr_from_moments(n, sx, sx.transpose(1, 2), sxx, sxx.transpose(1, 2), sxy)
+        return corr_from_moments(n, sx, sx.transpose(1, 2), sxx, sxx.transpose(1, 2), sxy)
 
 
-class _Prediction:
+class Prediction:
     """``pred`` (B, N, T) as float64 rows (N, L) with masks relative to a recording."""
 
-    def __init__(self, pred3: torch.Tensor, rec: _Recording):
+    def __init__(self, pred3: torch.Tensor, rec: Recording):
         B, N, T = pred3.shape
         p = torch.empty((N, B, T), dtype=torch.float64, device=pred3.device).copy_(pred3.permute(1, 0, 2))
         p = p.view(N, B * T)
@@ -279,7 +279,7 @@ class _Prediction:
             self.bad = (~finite & rec.valid).any(1)  # (N,) non-finite where resp is valid
             self.p = torch.where(rec.valid & finite, p, 0.0)
         self._rec = rec
-        self.constant = _masked_extremes_equal(self.p, valid)
+        self.constant = masked_extremes_equal(self.p, valid)
         pc = centre(self.p, valid, rec.nb)
         self.var = pc.square().sum(1) / rec.nb  # (N,) Var(pred)
         self.cov = (pc * rec.ybar_centred).sum(1) / rec.nb  # (N,) cov(pred, ybar)
@@ -291,26 +291,26 @@ class _Prediction:
         return torch.where(rec.valid, self.p - rec.ybar, 0.0).square().sum(1) / rec.nb
 
 
-def _setup_pair(pred, resp):
-    p, p_np = _as_tensor(pred, "pred")
-    r, r_np = _as_tensor(resp, "resp")
-    p, r = _pair_4d(p, r, check_inf=False)  # _Recording rejects +-inf in its first pass
-    rec = _Recording(r)
-    return _Prediction(p, rec), rec, _Output(r.dtype, p_np or r_np)
+def setup_pair(pred, resp):
+    p, p_np = as_tensor(pred, "pred")
+    r, r_np = as_tensor(resp, "resp")
+    p, r = pair_4d(p, r, check_inf=False)  # Recording rejects +-inf in its first pass
+    rec = Recording(r)
+    return Prediction(p, rec), rec, OutputFormat(r.dtype, p_np or r_np)
 
 
-def _setup_resp(resp):
-    r, r_np = _as_tensor(resp, "resp")
-    r = _resp_4d(r, check_inf=False)  # _Recording rejects +-inf in its first pass
-    return _Recording(r), _Output(r.dtype, r_np)
+def setup_recording(resp):
+    r, r_np = as_tensor(resp, "resp")
+    r = resp_4d(r, check_inf=False)  # Recording rejects +-inf in its first pass
+    return Recording(r), OutputFormat(r.dtype, r_np)
 
 
-_SINGLE_REPEAT = "single repeat: no noise ceiling, report cc_raw; value set to NaN"
-_TOO_SHORT = "fewer than 2 valid (non-padding) bins; value set to NaN"
-_BAD_PRED = "prediction is NaN/inf at valid bins; value set to NaN"
+SINGLE_REPEAT = "single repeat: no noise ceiling, report cc_raw; value set to NaN"
+TOO_SHORT = "fewer than 2 valid (non-padding) bins; value set to NaN"
+BAD_PREDICTION = "prediction is NaN/inf at valid bins; value set to NaN"
 
 
-def _pair_moments(rec: _Recording):
+def _pair_moments(rec: Recording):
     """Pairwise-complete sums for every pair of repeats, each (N, R, R) float64:
     n (bins where both are valid), sx[r, q] (sum of y_r there), sxx[r, q] (of y_r^2),
     sxy (of y_r y_q)."""

@@ -5,18 +5,18 @@ from __future__ import annotations
 import torch
 
 from .ceiling import (
-    _cc_max_from_sp_values,
-    _cc_max_values,
-    _cc_norm_values,
-    _cc_raw_values,
-    _fev_values,
-    _noise_power_values,
-    _signal_power_values,
-    _trial_corr_values,
-    _ttrc_values,
+    cc_max_from_sp_values,
+    cc_max_values,
+    cc_norm_values,
+    cc_raw_values,
+    fev_values,
+    noise_power_values,
+    signal_power_values,
+    trial_corr_values,
+    ttrc_values,
 )
-from .inputs import _check_reduction
-from .recording import _setup_pair, _setup_resp
+from .inputs import check_reduction
+from .recording import setup_pair, setup_recording
 
 # ----------------------------------------------------------------------------------------
 # public metrics
@@ -38,10 +38,10 @@ def cc_raw(pred, resp, reduction: str = "none"):
         average) gives 0 with a warning; a neuron with fewer than 2 valid bins or a
         non-finite prediction at a valid bin gives NaN with a warning.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     with torch.no_grad():
-        pr, rec, out = _setup_pair(pred, resp)
-        return out(_cc_raw_values(pr, rec, "cc_raw"), reduction, "cc_raw")
+        pr, rec, out = setup_pair(pred, resp)
+        return out(cc_raw_values(pr, rec, "cc_raw"), reduction, "cc_raw")
 
 
 def signal_power(resp, reduction: str = "none"):
@@ -74,10 +74,10 @@ def signal_power(resp, reduction: str = "none"):
         ``(N,)`` signal power (can be slightly negative for noise-only neurons). NaN with
         a warning for a neuron without any bin holding two valid repeats (single repeat).
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     with torch.no_grad():
-        rec, out = _setup_resp(resp)
-        return out(_signal_power_values(rec, "signal_power"), reduction, "signal_power")
+        rec, out = setup_recording(resp)
+        return out(signal_power_values(rec, "signal_power"), reduction, "signal_power")
 
 
 def noise_power(resp, reduction: str = "none"):
@@ -95,10 +95,10 @@ def noise_power(resp, reduction: str = "none"):
     Returns:
         ``(N,)`` noise power, NaN with a warning for single-repeat neurons.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     with torch.no_grad():
-        rec, out = _setup_resp(resp)
-        return out(_noise_power_values(rec, "noise_power"), reduction, "noise_power")
+        rec, out = setup_recording(resp)
+        return out(noise_power_values(rec, "noise_power"), reduction, "noise_power")
 
 
 def cc_norm(pred, resp, reduction: str = "none"):
@@ -120,10 +120,10 @@ def cc_norm(pred, resp, reduction: str = "none"):
         -> 0; single repeat -> NaN (no noise ceiling: report :func:`cc_raw`); SP <= 0 ->
         NaN; fewer than 2 valid bins or a non-finite prediction -> NaN.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     with torch.no_grad():
-        pr, rec, out = _setup_pair(pred, resp)
-        return out(_cc_norm_values(pr, rec, "cc_norm"), reduction, "cc_norm")
+        pr, rec, out = setup_pair(pred, resp)
+        return out(cc_norm_values(pr, rec, "cc_norm"), reduction, "cc_norm")
 
 
 def cc_max(resp, n_splits: int = 126, seed: int = 0, reduction: str = "none"):
@@ -149,10 +149,10 @@ def cc_max(resp, n_splits: int = 126, seed: int = 0, reduction: str = "none"):
         ``(N,)`` ceiling in ``(0, 1]``; NaN with a warning for single-repeat neurons and
         for ``rho_half <= 0``.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     with torch.no_grad():
-        rec, out = _setup_resp(resp)
-        return out(_cc_max_values(rec, n_splits, seed, "cc_max"), reduction, "cc_max")
+        rec, out = setup_recording(resp)
+        return out(cc_max_values(rec, n_splits, seed, "cc_max"), reduction, "cc_max")
 
 
 def cc_max_from_sp(resp, reduction: str = "none"):
@@ -170,10 +170,10 @@ def cc_max_from_sp(resp, reduction: str = "none"):
     Returns:
         ``(N,)`` in ``(0, 1]``; NaN with a warning for single repeat or SP <= 0.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     with torch.no_grad():
-        rec, out = _setup_resp(resp)
-        return out(_cc_max_from_sp_values(rec, "cc_max_from_sp"), reduction, "cc_max_from_sp")
+        rec, out = setup_recording(resp)
+        return out(cc_max_from_sp_values(rec, "cc_max_from_sp"), reduction, "cc_max_from_sp")
 
 
 def mean_trial_correlation(resp, reduction: str = "none"):
@@ -191,11 +191,11 @@ def mean_trial_correlation(resp, reduction: str = "none"):
     Returns:
         ``(N,)``; NaN with a warning for a single repeat or no usable pair.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     with torch.no_grad():
-        rec, out = _setup_resp(resp)
+        rec, out = setup_recording(resp)
         name = "mean_trial_correlation"
-        return out(_trial_corr_values(rec, name), reduction, name)
+        return out(trial_corr_values(rec, name), reduction, name)
 
 
 def ttrc(pred, resp, reduction: str = "none"):
@@ -218,10 +218,10 @@ def ttrc(pred, resp, reduction: str = "none"):
     Returns:
         ``(N,)``; NaN with a warning for a single repeat or a mean trial correlation <= 0.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     with torch.no_grad():
-        pr, rec, out = _setup_pair(pred, resp)
-        return out(_ttrc_values(pr, rec, "ttrc"), reduction, "ttrc")
+        pr, rec, out = setup_pair(pred, resp)
+        return out(ttrc_values(pr, rec, "ttrc"), reduction, "ttrc")
 
 
 def fev(pred, resp, reduction: str = "none"):
@@ -242,10 +242,10 @@ def fev(pred, resp, reduction: str = "none"):
     Returns:
         ``(N,)`` (can be negative); NaN with a warning for a single repeat or SP <= 0.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     with torch.no_grad():
-        pr, rec, out = _setup_pair(pred, resp)
-        return out(_fev_values(pr, rec, "fev"), reduction, "fev")
+        pr, rec, out = setup_pair(pred, resp)
+        return out(fev_values(pr, rec, "fev"), reduction, "fev")
 
 
 def score(pred, resp, reduction: str = "none", n_splits: int = 126, seed: int = 0) -> dict:
@@ -262,18 +262,18 @@ def score(pred, resp, reduction: str = "none", n_splits: int = 126, seed: int = 
         mean_trial_correlation, fev, signal_power, noise_power``, each as the single
         function would return it.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     with torch.no_grad():
-        pr, rec, out = _setup_pair(pred, resp)
+        pr, rec, out = setup_pair(pred, resp)
         values = {
-            "cc_raw": _cc_raw_values(pr, rec, "cc_raw"),
-            "cc_norm": _cc_norm_values(pr, rec, "cc_norm"),
-            "cc_max": _cc_max_values(rec, n_splits, seed, "cc_max"),
-            "cc_max_from_sp": _cc_max_from_sp_values(rec, "cc_max_from_sp"),
-            "ttrc": _ttrc_values(pr, rec, "ttrc"),
-            "mean_trial_correlation": _trial_corr_values(rec, "mean_trial_correlation"),
-            "fev": _fev_values(pr, rec, "fev"),
-            "signal_power": _signal_power_values(rec, "signal_power"),
-            "noise_power": _noise_power_values(rec, "noise_power"),
+            "cc_raw": cc_raw_values(pr, rec, "cc_raw"),
+            "cc_norm": cc_norm_values(pr, rec, "cc_norm"),
+            "cc_max": cc_max_values(rec, n_splits, seed, "cc_max"),
+            "cc_max_from_sp": cc_max_from_sp_values(rec, "cc_max_from_sp"),
+            "ttrc": ttrc_values(pr, rec, "ttrc"),
+            "mean_trial_correlation": trial_corr_values(rec, "mean_trial_correlation"),
+            "fev": fev_values(pr, rec, "fev"),
+            "signal_power": signal_power_values(rec, "signal_power"),
+            "noise_power": noise_power_values(rec, "noise_power"),
         }
         return {k: out(v, reduction, k) for k, v in values.items()}

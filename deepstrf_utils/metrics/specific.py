@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .inputs import _as_tensor, reject_inf, trial_average
+from .inputs import as_tensor, reject_inf, trial_average
 from .scores import cc_norm
 
 __all__ = ["stimulus_specific", "cc_norm_specific", "mean_psth"]
@@ -56,8 +56,8 @@ def stimulus_specific(pred, resp):
         ``(pred - mean_b pred (B, N, T), resp - mean_b trial_average(resp) (B, N, R, T))``,
         the same kind as the inputs (numpy or torch).
     """
-    pr, pred_np = _as_tensor(pred, "pred")
-    rc, resp_np = _as_tensor(resp, "resp")
+    pr, pred_np = as_tensor(pred, "pred")
+    rc, resp_np = as_tensor(resp, "resp")
     _check_4d(rc)
     if pr.shape != (rc.shape[0], rc.shape[1], rc.shape[3]):
         raise ValueError(f"expected pred of shape (B, N, T) = {(rc.shape[0], rc.shape[1], rc.shape[3])} "
@@ -95,7 +95,7 @@ def mean_psth(resp):
     Returns:
         ``(N, T)``, the same kind as the input; the stimulus-blind prediction of every stimulus.
     """
-    rc, from_np = _as_tensor(resp, "resp")
+    rc, from_np = as_tensor(resp, "resp")
     if rc.ndim != 4:
         raise ValueError(f"expected resp of shape (B, N, R, T), got {tuple(rc.shape)}")
     with torch.no_grad():

@@ -1,11 +1,16 @@
-"""The shared plumbing of the response models: the prefilter slot, config, input checks.
+"""The shared plumbing of the response models: the prefilter slot, config, input checks, and
+what a model says about itself.
 
 :func:`make_prefilter` builds the prefilter of a model (none, AdapTrans, Willmore or a
 module); :class:`ResponseModel` is the base of every model in :mod:`.zoo`: it validates
 ``n_bands`` / ``n_neurons`` / ``dt_ms``, owns ``self.prefilter`` and ``self.in_channels``
 (C), records every effective constructor value in ``self.config`` (plain JSON values, via
 :func:`deepstrf_utils.plain.to_plain`; a string prefilter's ``prefilter_kwargs`` as the
-prefilter resolved them, its ``config``) and checks stimuli ``(B, 1, F, T)``.
+prefilter resolved them, its ``config``) and checks stimuli ``(B, 1, F, T)``. Each model
+answers for itself, so that interpretability and training code ask it instead of checking
+its class: :meth:`ResponseModel.receptive_field`, :meth:`ResponseModel.shares_core` /
+:meth:`ResponseModel.linear_readout` (a core shared by several sessions) and
+:meth:`ResponseModel.no_decay_names` (parameters exempt from weight decay).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from ..plain import to_plain
 from ..shapes import check_int, check_number, check_stimulus
 from .layers import NoPrefilter
 
-__all__ = ["PREFILTERS", "MODEL_ADAPTRANS_RECTIFY", "make_prefilter", "ResponseModel"]
+__all__ = ["PREFILTERS", "MODEL_ADAPTRANS_RECTIFY", "make_prefilter", "check_pair", "ResponseModel"]
 
 PREFILTERS = ("adaptrans", "willmore")
 
@@ -68,17 +73,14 @@ def make_prefilter(prefilter, n_bands: int, dt_ms: float = 5.0, **prefilter_kwar
     raise ValueError(f"expected prefilter None, 'adaptrans', 'willmore' or an nn.Module, got {prefilter!r}")
 
 
-def _positive_int(value, name: str) -> int:
-    """``value`` as an int >= 1; TypeError / ValueError naming ``name`` (:func:`~deepstrf_utils.shapes.check_int`)."""
-    return check_int(value, name, 1)
-
-
-def _pair(value, name: str) -> tuple[int, int]:
+def check_pair(value, name: str) -> tuple[int, int]:
+    """``value`` as a pair of ints >= 1 (frequency, time), e.g. a kernel size; ValueError / TypeError
+    naming ``name`` (:func:`~deepstrf_utils.shapes.check_int`)."""
     try:
         a, b = value
     except (TypeError, ValueError):
         raise ValueError(f"expected {name} as a pair (frequency, time), got {value!r}") from None
-    return _positive_int(a, f"{name}[0]"), _positive_int(b, f"{name}[1]")
+    return check_int(a, f"{name}[0]", 1), check_int(b, f"{name}[1]", 1)
 
 
 class ResponseModel(nn.Module):
@@ -93,11 +95,24 @@ class ResponseModel(nn.Module):
     historical names at the top level of the model (``weight``, ``convs``, ``readout``,
     ``output_nonlinearity``...), so state dicts and checkpoints are unchanged.
     Also: common constructor plumbing, input validation and ``config``.
+
+    What a model says about itself (subclasses override): :attr:`core_receptive_field` and
+    :meth:`receptive_field` (used by dSTRFs and MEIs), :attr:`readout_attributes` /
+    :meth:`shares_core` / :meth:`linear_readout` (a core shared by several recording
+    sessions, :class:`~.multisession.MultiSessionModel`) and :meth:`no_decay_names` (what
+    AdamW must not weight-decay).
     """
 
+    #: the attributes of the per-neuron readout, left out when the core is shared by several
+    #: sessions (:class:`~.multisession.MultiSessionModel`); empty: the core cannot be shared
+    #: (the readout is not a per-neuron linear map of the core's features)
+    readout_attributes: tuple[str, ...] = ()
+    #: the output nonlinearity of that readout, named as :class:`~.readouts.LinearReadout` names it
+    readout_nonlinearity: str | None = None
+
     def _setup(self, n_bands, n_neurons, prefilter, prefilter_kwargs, dt_ms) -> None:
-        self.n_bands = _positive_int(n_bands, "n_bands")
-        self.n_neurons = _positive_int(n_neurons, "n_neurons")
+        self.n_bands = check_int(n_bands, "n_bands", 1)
+        self.n_neurons = check_int(n_neurons, "n_neurons", 1)
         self.dt_ms = check_number(dt_ms, "dt_ms (the bin width in ms)", 0.0, low_open=True)
         if prefilter_kwargs is not None and not isinstance(prefilter_kwargs, dict):
             raise ValueError(f"expected prefilter_kwargs as a dict or None, got {type(prefilter_kwargs).__name__}")
@@ -138,7 +153,7 @@ class ResponseModel(nn.Module):
         batch statistics (BatchNorm) compute them over the valid bins only. None: every
         bin is valid (and the result is exactly that of a model without the argument).
         """
-        return self.forward_readout(self.forward_core(self._prefiltered(x), lengths))
+        return self.forward_readout(self.forward_core(self.prefiltered(x), lengths))
 
     def forward_core(self, z, lengths=None):
         """The core on the prefilter output: z ``(B, C, F, T)`` (and the optional valid
@@ -149,7 +164,40 @@ class ResponseModel(nn.Module):
         """The readout: features ``(B, H, T)`` -> response ``(B, N, T)``."""
         raise NotImplementedError
 
-    def _prefiltered(self, x):
+    def prefiltered(self, x):
         """Validate x ``(B, 1, F, T)`` and return the prefilter output ``(B, C, F, T)``."""
         self._check_stimulus(x)
         return self.prefilter(x)
+
+    @property
+    def core_receptive_field(self) -> int | None:
+        """Bins of the prefilter output that the core reads per output bin; None for an unbounded
+        memory (a recurrence or leaky integration)."""
+        return None
+
+    def receptive_field(self) -> dict:
+        """Temporal receptive field in bins: ``{"prefilter": P, "core": C or None, "total": P + C - 1
+        or None}``; P is the prefilter's kernel length (AdapTrans ``kernel_size``; 1 without a
+        prefilter), C :attr:`core_receptive_field`."""
+        p = int(getattr(self.prefilter, "kernel_size", 1) or 1)
+        core = self.core_receptive_field
+        return {"prefilter": p, "core": core, "total": None if core is None else p + int(core) - 1}
+
+    @classmethod
+    def shares_core(cls) -> bool:
+        """Whether the prefilter and core of this model can be shared by several recording
+        sessions, each with its own readout (:meth:`linear_readout`)."""
+        return bool(cls.readout_attributes)
+
+    def linear_readout(self):
+        """The readout as a :class:`~.readouts.LinearReadout` computing :meth:`forward_readout`
+        exactly (weights copied); ValueError for a model whose core cannot be shared."""
+        raise ValueError(f"expected a model whose core can be shared (a per-neuron linear readout of its "
+                         f"features), got {type(self).__name__}")
+
+    def no_decay_names(self) -> set[str]:
+        """Names (in this module) of the parameters that AdamW must not weight-decay: time constants
+        and gains, not weights. Here every parameter of the prefilter (AdapTrans' ``logit_a_on``,
+        ``logit_a_off``, ``logit_w``: decay would pull ``a = sigmoid(logit)`` towards 0.5, i.e. tau
+        ~ 7 ms at 5 ms bins, and the ON/OFF weight ``w`` towards 0.5)."""
+        return {f"prefilter.{n}" for n, _ in self.prefilter.named_parameters()}

@@ -24,7 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["inside_vmap", "strf_by_lag_products", "lag_products_pay_off", "conv2d_forward_backward", "LeanConv2d"]
+__all__ = ["STRF_IMPLEMENTATIONS", "inside_vmap", "strf_by_lag_products", "lag_products_pay_off", "conv2d_forward_backward",
+           "LeanConv2d"]
+
+#: the ``implementation`` choices of Linear / LN and ConvNet2D: "auto" (the faster of the two for the
+#: batch), "conv" (direct convolution) or "fft" (frequency domain); the values are the same
+STRF_IMPLEMENTATIONS = ("auto", "conv", "fft")
 
 
 def inside_vmap(t: torch.Tensor) -> bool:

@@ -19,23 +19,18 @@ import torch
 from torch import nn
 
 from ..plain import to_plain
-from . import zoo
-from .readouts import READOUT_PARTS, LinearReadout, SessionReadouts, StateGain, check_session_id, readout_from_model
-from .transformer import Transformer
+from .readouts import LinearReadout, SessionReadouts, StateGain, check_session_id
+from .zoo import MODELS
 
 __all__ = ["MultiSessionModel", "StateGainModel"]
-
-
-#: the models a composite model can wrap, by class name
-_INNER_MODELS = {**{name: getattr(zoo, name) for name in zoo.__all__}, "Transformer": Transformer}
 
 
 def _zoo_model(name, config: dict, what: str) -> nn.Module:
     if isinstance(name, nn.Module):
         return name
-    cls = _INNER_MODELS.get(str(name))
+    cls = MODELS.get(str(name))
     if cls is None:
-        raise ValueError(f"expected {what} as a model name in {list(_INNER_MODELS)} or a model, got {name!r}")
+        raise ValueError(f"expected {what} as a model name in {list(MODELS)} or a model, got {name!r}")
     return cls(**dict(config or {}))
 
 
@@ -79,6 +74,10 @@ class StateGainModel(nn.Module):
         if callable(init):
             init(mean, std)
 
+    def receptive_field(self) -> dict:
+        """The inner model's (the state gain acts bin by bin)."""
+        return self.model.receptive_field()
+
 
 class MultiSessionModel(nn.Module):
     """A shared core (prefilter + core of a zoo model) with one readout per recording session.
@@ -111,11 +110,10 @@ class MultiSessionModel(nn.Module):
             raise ValueError(f"expected core_config only with a core given by name, got a {type(core).__name__} "
                              f"module and core_config {sorted(core_config)}")
         self.core = _zoo_model(core, {k: v for k, v in dict(core_config or {}).items() if k != "n_neurons"}, "core")
-        parts = READOUT_PARTS.get(type(self.core))
-        if parts is None:
-            raise ValueError(f"expected a core among {[c.__name__ for c in READOUT_PARTS]}, got {core!r}")
-        self.readout_kind, readout_names = parts
-        self.n_hidden = self._drop_readout(readout_names)
+        if not getattr(self.core, "shares_core", lambda: False)():
+            raise ValueError(f"expected a core among {[n for n, c in MODELS.items() if c.shares_core()]}, got {core!r}")
+        self.readout_kind = self.core.readout_nonlinearity
+        self.n_hidden = self._drop_readout(self.core.readout_attributes)
         self.n_bands, self.dt_ms = self.core.n_bands, self.core.dt_ms
         self.n_states = int(n_states)
         if self.n_states < 0:
@@ -168,15 +166,17 @@ class MultiSessionModel(nn.Module):
         out = cls(type(model).__name__, model.config, {check_session_id(session): model.n_neurons}, n_states, state_names)
         core_state = {k: v for k, v in model.state_dict().items() if k in out.core.state_dict()}
         out.core.load_state_dict(core_state)
-        out.readouts[str(session)] = readout_from_model(model)
+        out.readouts[str(session)] = model.linear_readout()
         return out.to(next(model.parameters()).device)
 
     def features(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """The shared core: x ``(B, 1, F, T)`` -> ``(B, H, T)``; ``lengths`` (B,) the valid bins
         of a padded batch (BatchNorm statistics over valid bins)."""
-        return self.core.forward_core(self.core._prefiltered(x), lengths=lengths)
+        return self.core.forward_core(self.core.prefiltered(x), lengths=lengths)
 
-    def _session_key(self, session) -> str:
+    def session_key(self, session) -> str:
+        """The readout key of ``session``: the only session when ``session`` is None and there is
+        one; ValueError naming the known sessions otherwise."""
         if session is None:
             if len(self.readouts) != 1:
                 raise ValueError(f"expected session= one of {self.session_ids}, got None")
@@ -187,7 +187,7 @@ class MultiSessionModel(nn.Module):
                 lengths: torch.Tensor | None = None) -> torch.Tensor:
         """x ``(B, 1, F, T)`` -> ``(B, N_session, T)``; ``state (B, S, T)`` when the model has
         states; ``lengths`` (B,) the valid bins of a padded batch."""
-        key = self._session_key(session)
+        key = self.session_key(session)
         y = self.readouts[key](self.features(x, lengths=lengths))
         if self.n_states:
             if state is None:
@@ -199,7 +199,7 @@ class MultiSessionModel(nn.Module):
 
     def init_output(self, mean, std, session=None) -> None:
         """Start ``session``'s readout at its data's scale (per-neuron mean and std)."""
-        self.readouts[self._session_key(session)].init_output(mean, std)
+        self.readouts[self.session_key(session)].init_output(mean, std)
 
     def freeze_core(self, frozen: bool = True) -> None:
         """Freeze (or unfreeze) the prefilter and core: no gradient, and kept in eval mode

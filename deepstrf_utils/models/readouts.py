@@ -3,8 +3,9 @@
 * :class:`LinearReadout`: per-neuron weighted sum of the core's features, bias and an
   optional per-neuron output nonlinearity, ``(B, H, T) -> (B, N, T)``: the readout of
   ``ConvNet2D`` and ``Transformer`` (sigmoid), ``NetworkReceptiveField`` (sigmoid),
-  ``StateNet`` (none) and ``PopulationCNN`` (double exponential) as a module of its own;
-  :func:`readout_from_model` copies a zoo model's readout into one.
+  ``StateNet`` (none) and ``PopulationCNN`` (double exponential) as a module of its own
+  (``model.linear_readout()`` copies a model's readout into one, :meth:`LinearReadout.copy_of`);
+* :class:`DenseSigmoidReadout`: the readout of ``ConvNet2D`` and ``Transformer`` (a mixin).
 * :class:`SessionReadouts`: one readout per recording session (a ``ModuleDict`` keyed by
   session id), ``forward(h, session)``.
 * :class:`StateGain`: NEMS' state-gain readout, per neuron a gain and an offset linear in
@@ -19,24 +20,12 @@ import math
 import torch
 from torch import nn
 
-from .base import _positive_int
+from ..shapes import check_int
 from .layers import DoubleExponential, ParametricNonlinearity, as_per_neuron
-from .transformer import Transformer
-from .zoo import ConvNet2D, DNet, NetworkReceptiveField, PopulationCNN, StateNet
 
-__all__ = ["LinearReadout", "SessionReadouts", "StateGain", "readout_from_model", "READOUT_PARTS",
-           "check_session_id", "shared_core_types"]
+__all__ = ["LinearReadout", "DenseSigmoidReadout", "SessionReadouts", "StateGain", "check_session_id"]
 
 NONLINEARITIES = (None, "sigmoid", "softplus", "exp", "relu", "double_exponential")
-
-#: zoo model -> (readout nonlinearity, names of its readout attributes: not part of its core)
-READOUT_PARTS = {
-    ConvNet2D: ("sigmoid", ("readout", "output_nonlinearity")),
-    NetworkReceptiveField: ("sigmoid", ("out_weight", "out_bias", "output_nonlinearity")),
-    StateNet: (None, ("readout",)),
-    PopulationCNN: ("double_exponential", ("readout", "level_shift", "output_nonlinearity")),
-    Transformer: ("sigmoid", ("readout", "output_nonlinearity")),
-}
 
 
 def check_session_id(session) -> str:
@@ -59,8 +48,8 @@ class LinearReadout(nn.Module):
         super().__init__()
         if nonlinearity not in NONLINEARITIES:
             raise ValueError(f"expected a readout nonlinearity in {NONLINEARITIES}, got {nonlinearity!r}")
-        self.n_hidden = _positive_int(n_hidden, "n_hidden")
-        self.n_neurons = _positive_int(n_neurons, "n_neurons")
+        self.n_hidden = check_int(n_hidden, "n_hidden", 1)
+        self.n_neurons = check_int(n_neurons, "n_neurons", 1)
         self.nonlinearity = nonlinearity
         bound = 1.0 / math.sqrt(self.n_hidden)
         self.weight = nn.Parameter(torch.empty(self.n_neurons, self.n_hidden).uniform_(-bound, bound))
@@ -91,45 +80,43 @@ class LinearReadout(nn.Module):
     def extra_repr(self) -> str:
         return f"n_hidden={self.n_hidden}, n_neurons={self.n_neurons}, nonlinearity={self.nonlinearity!r}"
 
+    @classmethod
+    @torch.no_grad()
+    def copy_of(cls, weight: torch.Tensor, bias: torch.Tensor, nonlinearity: str | None = None,
+                output_nonlinearity: nn.Module | None = None) -> "LinearReadout":
+        """A readout computing ``output_nonlinearity(weight @ h + bias)`` exactly: ``weight`` (N, H)
+        and ``bias`` (N,) copied, the output nonlinearity's state loaded (its kind named by
+        ``nonlinearity``), on ``weight``'s device."""
+        out = cls(weight.shape[1], weight.shape[0], nonlinearity)
+        out.weight.copy_(weight)
+        out.bias.copy_(bias)
+        if nonlinearity is not None:
+            out.output_nonlinearity.load_state_dict(output_nonlinearity.state_dict())
+        return out.to(weight.device)
 
-def _readout_kind(model: nn.Module):
-    if isinstance(model, DNet):  # DNet's readout has a leaky integrator of its own
-        return None
-    for cls, parts in READOUT_PARTS.items():
-        if type(model) is cls:
-            return parts
-    return None
 
+class DenseSigmoidReadout:
+    """The readout of ConvNet2D and the Transformer: a per-neuron dense layer over the features
+    (``self.readout``, a 1 x 1 ``Conv1d``) and ``self.output_nonlinearity`` (ParametricSigmoid).
+    A linear readout: the model's core can be shared by several sessions."""
 
-def shared_core_types() -> list[str]:
-    """Names of the zoo models whose core can be shared across sessions."""
-    return [cls.__name__ for cls in READOUT_PARTS]
+    readout_attributes = ("readout", "output_nonlinearity")
+    readout_nonlinearity = "sigmoid"
 
+    def forward_readout(self, h: torch.Tensor) -> torch.Tensor:
+        """Per-neuron dense readout and output sigmoid: ``(B, H, T) -> (B, N, T)``."""
+        return self.output_nonlinearity(self.readout(h))
 
-@torch.no_grad()
-def readout_from_model(model: nn.Module) -> LinearReadout:
-    """A :class:`LinearReadout` computing exactly ``model.forward_readout`` (weights copied).
+    @torch.no_grad()
+    def init_output(self, mean, std) -> None:
+        """Start at the data's scale: output sigmoid centred on ``mean`` with gain ``std``."""
+        self.readout.bias.zero_()
+        self.output_nonlinearity.init_output(mean, std)
 
-    model: a ``ConvNet2D``, ``NetworkReceptiveField``, ``StateNet``, ``PopulationCNN`` or ``Transformer``.
-    """
-    parts = _readout_kind(model)
-    if parts is None:
-        raise ValueError(f"expected a model among {shared_core_types()} (a shared core and a per-neuron "
-                         f"readout), got {type(model).__name__}")
-    kind, _ = parts
-    if isinstance(model, NetworkReceptiveField):
-        weight, bias = model.out_weight, model.out_bias
-    elif isinstance(model, StateNet):
-        weight, bias = model.readout.weight, model.readout.bias
-    else:
-        weight = model.readout.weight[:, :, 0]
-        bias = model.level_shift if isinstance(model, PopulationCNN) else model.readout.bias
-    out = LinearReadout(weight.shape[1], weight.shape[0], kind)
-    out.weight.copy_(weight)
-    out.bias.copy_(bias)
-    if kind is not None:
-        out.output_nonlinearity.load_state_dict(model.output_nonlinearity.state_dict())
-    return out.to(weight.device)
+    def linear_readout(self) -> LinearReadout:
+        """The readout as a :class:`LinearReadout` computing :meth:`forward_readout` exactly."""
+        return LinearReadout.copy_of(self.readout.weight[:, :, 0], self.readout.bias, "sigmoid",
+                                     self.output_nonlinearity)
 
 
 class SessionReadouts(nn.ModuleDict):
@@ -157,8 +144,8 @@ class StateGain(nn.Module):
 
     def __init__(self, n_neurons: int, n_states: int):
         super().__init__()
-        self.n_neurons = _positive_int(n_neurons, "n_neurons")
-        self.n_states = _positive_int(n_states, "n_states")
+        self.n_neurons = check_int(n_neurons, "n_neurons", 1)
+        self.n_states = check_int(n_states, "n_states", 1)
         self.gain_delta = nn.Parameter(torch.zeros(self.n_neurons))
         self.gain = nn.Parameter(torch.zeros(self.n_neurons, self.n_states))
         self.offset0 = nn.Parameter(torch.zeros(self.n_neurons))

@@ -5,22 +5,11 @@ from __future__ import annotations
 from torch import nn
 
 from .multisession import MultiSessionModel, StateGainModel
-from .transformer import Transformer
-from .visual import RecurrentVisualNet, SpatioTemporalCNN, VisualLinearNonlinear
-from .zoo import ConvNet2D, DNet, Linear, LinearNonlinear, NetworkReceptiveField, PopulationCNN, StateNet
+from .vision import VisualLinearNonlinear
+from .vision_cnn import RecurrentVisualNet, SpatioTemporalCNN
+from .zoo import MODELS
 
 __all__ = ["MODELS", "COMPOSITE_MODELS", "VISUAL_MODELS", "build_model", "count_parameters"]
-
-MODELS: dict[str, type[nn.Module]] = {
-    "Linear": Linear,
-    "LinearNonlinear": LinearNonlinear,
-    "NetworkReceptiveField": NetworkReceptiveField,
-    "DNet": DNet,
-    "ConvNet2D": ConvNet2D,
-    "StateNet": StateNet,
-    "PopulationCNN": PopulationCNN,
-    "Transformer": Transformer,
-}
 
 #: Models built around a zoo model, called with extra inputs (``session=``, ``state=``):
 #: rebuilt by :func:`build_model` (and checkpoints) but not in ``MODELS``, whose models all
@@ -30,7 +19,7 @@ COMPOSITE_MODELS: dict[str, type[nn.Module]] = {
     "StateGainModel": StateGainModel,
 }
 
-#: Models of movies ``(B, C, H, W, T)`` (``models/visual.py``): rebuilt by :func:`build_model`
+#: Models of movies ``(B, C, H, W, T)`` (``models/vision.py``, ``models/vision_cnn.py``): rebuilt by :func:`build_model`
 #: (and checkpoints); not in ``MODELS``, whose models all take a spectrogram.
 VISUAL_MODELS: dict[str, type[nn.Module]] = {
     "VisualLinearNonlinear": VisualLinearNonlinear,

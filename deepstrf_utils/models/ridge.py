@@ -1,4 +1,4 @@
-"""Closed-form ridge-regression STRFs (:func:`fit_ridge_strf`), a :class:`~.zoo.Linear` model for all neurons at once."""
+"""Closed-form ridge-regression STRFs (:func:`fit_ridge_strf`), a :class:`~.linear.Linear` model for all neurons at once."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from ..metrics import masked_corr, trial_average
-from .base import _positive_int
-from .zoo import Linear
+from ..shapes import check_int
+from .linear import Linear
 
 __all__ = ["fit_ridge_strf", "lagged_gram"]
 
@@ -62,7 +62,7 @@ def _prefilter_channels(model: Linear, stimuli: list[np.ndarray]) -> list[np.nda
     return out
 
 
-def _lagged_design(channels: np.ndarray, n_lags: int) -> np.ndarray:
+def lagged_design(channels: np.ndarray, n_lags: int) -> np.ndarray:
     """Causal lagged design ``(T, C * F * K)``: column (c, f, k) holds x[c, f, t - k] (0 before start)."""
     c, f, t = channels.shape
     flat = channels.reshape(c * f, t)
@@ -75,7 +75,7 @@ def _lagged_design(channels: np.ndarray, n_lags: int) -> np.ndarray:
 def lagged_gram(x: np.ndarray, lengths, n_lags: int) -> np.ndarray:
     """``x.T @ x`` of stacked causal lagged designs, from their lag-0 columns and last rows.
 
-    ``x``: ``(sum T_i, A * K)``, the row-wise concatenation of :func:`_lagged_design` of each
+    ``x``: ``(sum T_i, A * K)``, the row-wise concatenation of :func:`lagged_design` of each
     stimulus (``lengths`` = its ``T_i``, complete: no row dropped), feature ``a * K + l`` =
     channel a at lag l. Exact up to float64 rounding, in one ``(A K) x A`` product instead
     of an ``(A K) x (A K)`` one: with ``z`` the channels of a stimulus of ``n`` bins (0
@@ -89,7 +89,7 @@ def lagged_gram(x: np.ndarray, lengths, n_lags: int) -> np.ndarray:
 
     Returns: ``(A K, A K)`` float64.
     """
-    k = _positive_int(n_lags, "n_lags")
+    k = check_int(n_lags, "n_lags", 1)
     lengths = [int(v) for v in lengths]
     if x.ndim != 2 or x.shape[1] % k or sum(lengths) != x.shape[0]:
         raise ValueError(f"expected a stacked lagged design (sum T_i = {sum(lengths)}, A * K) with K = {k}, "
@@ -141,7 +141,7 @@ def fit_ridge_strf(
             f"expected val with F={n_bands} bands and N={n_neurons} neurons like train, "
             f"got F={stim_va[0].shape[0]}, N={resp_va[0].shape[0]}"
         )
-    n_lags = _positive_int(n_lags, "n_lags")
+    n_lags = check_int(n_lags, "n_lags", 1)
     alphas = np.asarray(alphas, dtype=np.float64).reshape(-1)
     if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas < 0):
         raise ValueError(f"expected a non-empty grid of finite alphas >= 0, got {alphas}")
@@ -168,7 +168,7 @@ def fit_ridge_strf(
     y_va = np.concatenate([r.T for r in resp_va], axis=0)
     valid_tr, valid_va = np.isfinite(y_tr), np.isfinite(y_va)
     y_tr, y_va = np.where(valid_tr, y_tr, 0.0), np.where(valid_va, y_va, 0.0)
-    x_va = np.concatenate([_lagged_design(c, n_lags) for c in ch_va], axis=0)  # (T_val, D)
+    x_va = np.concatenate([lagged_design(c, n_lags) for c in ch_va], axis=0)  # (T_val, D)
     starts = np.cumsum([0] + [c.shape[-1] for c in ch_tr])
 
     weights = np.zeros((n_features, n_neurons))
@@ -184,7 +184,7 @@ def fit_ridge_strf(
             logger.warning("fit_ridge_strf: neurons %s have no valid training bins; STRF left at 0", cols.tolist())
             continue
         if rows_valid.all():  # complete stimuli: X'X from its Toeplitz structure
-            x = np.concatenate([_lagged_design(c, n_lags) for c in ch_tr])
+            x = np.concatenate([lagged_design(c, n_lags) for c in ch_tr])
             xtx, xty, sum_x = lagged_gram(x, np.diff(starts), n_lags), x.T @ y_tr[:, cols], x.sum(0)
         else:
             xtx = np.zeros((n_features, n_features))
@@ -194,7 +194,7 @@ def fit_ridge_strf(
                 keep = rows_valid[starts[i]:starts[i + 1]]
                 if not keep.any():
                     continue
-                x = _lagged_design(c, n_lags)[keep]
+                x = lagged_design(c, n_lags)[keep]
                 y = y_tr[starts[i]:starts[i + 1]][keep][:, cols]
                 xtx += x.T @ x
                 xty += x.T @ y

@@ -31,9 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ResponseModel, _positive_int
+from ..shapes import check_int
+from .base import ResponseModel
 from .layers import ParametricSigmoid
-from .zoo import DenseSigmoidReadout
+from .readouts import DenseSigmoidReadout
 
 __all__ = ["Transformer", "banded_attention", "rotary", "POSITIONS"]
 
@@ -140,7 +141,7 @@ class Transformer(DenseSigmoidReadout, ResponseModel):
     the last ``window`` bins, :func:`banded_attention` -> residual; LayerNorm -> Linear(d,
     ``feedforward``) -> ReLU -> Linear(d) -> residual; ``dropout`` on the attention weights and
     both branches) -> readout ``Conv1d(d, N, 1)`` -> :class:`ParametricSigmoid` (ConvNet2D's
-    readout, :class:`~.zoo.DenseSigmoidReadout`).
+    readout, :class:`~.readouts.DenseSigmoidReadout`).
 
     Receptive field of the core: ``n_layers * (window - 1) + 1`` bins; cost linear in T.
     ``positions``: ``"rotary"`` (sinusoidal relative positions, no parameters; ``rotary_base``
@@ -158,18 +159,18 @@ class Transformer(DenseSigmoidReadout, ResponseModel):
     ):
         super().__init__()
         self._setup(n_bands, n_neurons, prefilter, prefilter_kwargs, dt_ms)
-        self.window = _positive_int(window, "window")
-        self.patch = self.n_bands if patch is None else _positive_int(patch, "patch")
+        self.window = check_int(window, "window", 1)
+        self.patch = self.n_bands if patch is None else check_int(patch, "patch", 1)
         if self.n_bands % self.patch:
             raise ValueError(f"expected patch to divide n_bands={self.n_bands} (frequency patches), got {self.patch}")
-        self.embedding = _positive_int(embedding, "embedding")
-        self.n_heads = _positive_int(n_heads, "n_heads")
-        self.n_layers = _positive_int(n_layers, "n_layers")
+        self.embedding = check_int(embedding, "embedding", 1)
+        self.n_heads = check_int(n_heads, "n_heads", 1)
+        self.n_layers = check_int(n_layers, "n_layers", 1)
         self.n_hidden = self.embedding * (self.n_bands // self.patch)  # d, the token width
         if self.n_hidden % self.n_heads or (positions == "rotary" and (self.n_hidden // self.n_heads) % 2):
             raise ValueError(f"expected the token width d = embedding * n_bands / patch = {self.n_hidden} to be a "
                              f"multiple of n_heads={self.n_heads} (and of 2 n_heads with rotary positions)")
-        self.feedforward = 4 * self.n_hidden if feedforward is None else _positive_int(feedforward, "feedforward")
+        self.feedforward = 4 * self.n_hidden if feedforward is None else check_int(feedforward, "feedforward", 1)
         if positions not in POSITIONS:
             raise ValueError(f"expected positions in {POSITIONS}, got {positions!r}")
         self.positions = positions

@@ -13,8 +13,8 @@ Options: LR-on-plateau, gradient clipping, other losses.
 - :mod:`.stacked` -- :func:`fit_single_units` trains N independent single-unit models
   *together* (``torch.func.vmap`` over stacked parameters; the result equals N separate
   :func:`fit` calls with the same seeds and batch order);
-- :mod:`.protocols` -- :func:`fit_two_stage` (Pennington & David 2023: output nonlinearity
-  frozen, then everything at a lower rate), :data:`FIT_PROTOCOLS` / :func:`get_fit_protocol`;
+- :mod:`.two_stage` -- :func:`fit_two_stage` (Pennington & David 2023: output nonlinearity
+  frozen, then everything at a lower rate), :data:`FIT_PROCEDURES` / :func:`get_fit_procedure`;
 - :mod:`.optim` -- the stacked AdamW, per-unit clipping, LR-on-plateau, :func:`no_decay_names`;
 - :mod:`.prediction` -- :func:`predict`, :func:`predict_units`, :func:`evaluate` (per-neuron
   CCraw / CCnorm / CCmax), :func:`average_over_seeds`;
@@ -33,7 +33,7 @@ Options: LR-on-plateau, gradient clipping, other losses.
 - :mod:`.packing` -- a dataset collated once on the training device; :mod:`.device` -- seeding.
 
 Multi-configuration, multi-seed runs (one tidy CSV: ``run_configs``, ``summary_table``)
-live one floor up, in :mod:`deepstrf_utils.runner`; nothing here imports it.
+live one floor up, in :mod:`deepstrf_utils.runs.runner`; nothing here imports it.
 
 Shapes: B stimuli, F bands, T time bins, N neurons, R repeats, U stacked single units.
 """
@@ -44,9 +44,10 @@ from .export import model_card, predictions_to_nwb
 from .fitting import LBFGS_ITERATIONS_PER_EPOCH, ADAMW_FIT_KWARGS, FitResult, fit
 from .stimulus_format import check_stimulus_format
 from .optim import PREFILTER_PREFIX, no_decay_names
-from .protocols import FIT_PROTOCOLS, fit_two_stage, get_fit_protocol
+from .two_stage import FIT_PROCEDURES, fit_two_stage, get_fit_procedure
 from .stacked import fit_single_units, stacking_pays_off
 from .sessions import SessionFitResult, evaluate_sessions, fit_new_session, fit_sessions, predict_sessions
+from ..submodules import lazy_submodules
 
 __all__ = [
     "FitResult",
@@ -56,8 +57,8 @@ __all__ = [
     "LBFGS_ITERATIONS_PER_EPOCH",
     "fit_single_units",
     "fit_two_stage",
-    "FIT_PROTOCOLS",
-    "get_fit_protocol",
+    "FIT_PROCEDURES",
+    "get_fit_procedure",
     "fit_sessions",
     "fit_new_session",
     "predict_sessions",
@@ -78,3 +79,6 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "PREFILTER_PREFIX",
 ]
+
+__getattr__, __dir__ = lazy_submodules(__name__, __path__, globals())
+del lazy_submodules

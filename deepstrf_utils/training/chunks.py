@@ -38,7 +38,7 @@ __all__ = ["supports_chunks", "check_train_chunk", "chunk_windows", "chunked_bat
 def supports_chunks(model: nn.Module) -> bool:
     """Whether ``model`` can be trained on chunks (it has ``recurrent_input`` / ``recurrent_output``)."""
     return all(callable(getattr(model, name, None))
-               for name in ("recurrent_input", "recurrent_output", "forward_readout", "_prefiltered"))
+               for name in ("recurrent_input", "recurrent_output", "forward_readout", "prefiltered"))
 
 
 def check_train_chunk(train_chunk, model: nn.Module) -> tuple[int, int] | None:
@@ -105,7 +105,7 @@ def chunked_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lengths: t
     """
     length, burn_in = train_chunk
     B, N, T = y.shape
-    h = model.recurrent_input(model._prefiltered(x), lengths)               # (B, T, D)
+    h = model.recurrent_input(model.prefiltered(x), lengths)               # (B, T, D)
     lens = [T] * B if lengths is None else lengths.tolist()
     idx, in_loss = chunk_windows(lens, T, length, burn_in)
     idx, in_loss = idx.to(h.device), in_loss.to(h.device)

@@ -16,7 +16,7 @@ response with early stopping on the validation loss and the best weights restore
   constants / gains: :func:`~.optim.no_decay_names`), minibatches, early stopping with patience 50.
   :data:`ADAMW_FIT_KWARGS` spells out the previous defaults (lr 1e-3, weight decay 1e-2,
   batch 8); the published protocol of each dataset (e.g. NS1: batch 1, no weight decay) is
-  ``deepstrf_utils.protocols.protocol_fit_kwargs(dataset)``, which the paper profile passes.
+  ``deepstrf_utils.runs.protocols.protocol_fit_kwargs(dataset)``, which the paper profile passes.
 
 Shapes: B stimuli, F bands, T time bins, N neurons, R repeats.
 """

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import DNet
 
 logger = logging.getLogger(__name__)
 
@@ -113,20 +112,18 @@ def no_decay_names(model: nn.Module) -> set[str]:
 
     These are time constants and gains, not weights: decaying them pulls them towards the
     arbitrary value their parametrisation has at 0, a bias that is strongest where the data
-    say little. Exempt are
-
-    - every ``prefilter.*`` parameter (AdapTrans' ``logit_a_on``, ``logit_a_off``,
-      ``logit_w``: decay would pull ``a = sigmoid(logit)`` towards 0.5, i.e. tau ~ 7 ms at
-      5 ms bins, and the ON/OFF weight ``w`` towards 0.5);
-    - DNet's leaky-integrator parameters ``hidden_d`` / ``output_d`` (decay would pull
-      ``d`` to 0, i.e. the integration rate ``k = 1 / (1 + d^2)`` to 1: no integration),
-      found by module type wherever a DNet sits in ``model``.
+    say little. Each module of ``model`` that names its own (``module.no_decay_names()``, e.g.
+    :meth:`~deepstrf_utils.models.ResponseModel.no_decay_names`: the prefilter's parameters,
+    and DNet's leaky-integrator ``hidden_d`` / ``output_d``) is asked, wherever it sits in
+    ``model``; every ``prefilter.*`` parameter of any other module is exempt too (AdapTrans'
+    ``logit_a_on``, ``logit_a_off``, ``logit_w``).
     """
     out = {n for n, _ in model.named_parameters() if _is_prefilter(n)}
     for prefix, mod in model.named_modules():
-        if isinstance(mod, DNet):
+        own = getattr(mod, "no_decay_names", None)
+        if callable(own):
             dot = f"{prefix}." if prefix else ""
-            out.update(f"{dot}{n}" for n in ("hidden_d", "output_d"))
+            out.update(f"{dot}{n}" for n in own())
     return out
 
 

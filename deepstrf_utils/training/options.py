@@ -16,7 +16,7 @@ __all__ = ["ADAMW_FIT_KWARGS", "LBFGS_ITERATIONS_PER_EPOCH", "LBFGS_CHUNK", "REC
 
 #: the previous defaults of :func:`fit` (AdamW lr 1e-3, weight decay 1e-2, batch 8, patience 50) as
 #: explicit arguments; the published protocol of each dataset is
-#: ``deepstrf_utils.protocols.protocol_fit_kwargs(dataset)``
+#: ``deepstrf_utils.runs.protocols.protocol_fit_kwargs(dataset)``
 ADAMW_FIT_KWARGS = dict(optimizer="adamw", init=None, lr=1e-3, weight_decay=1e-2, max_epochs=1000, patience=50,
                         batch_size=8, rel_tol=0.0)
 #: L-BFGS iterations between two validation checks: one "epoch" of the L-BFGS path

@@ -344,7 +344,7 @@ def predict_sessions(model: nn.Module, dataset, session=None, device=None, batch
     was_training = model.training
     model.eval()
     p = _Packed.from_dataset(dataset, dev, with_state=_n_states(model) > 0)
-    key = model._session_key(session) if isinstance(model, MultiSessionModel) else None
+    key = model.session_key(session) if isinstance(model, MultiSessionModel) else None
     out = []
     try:
         for start in range(0, p.n_stimuli, batch_size):

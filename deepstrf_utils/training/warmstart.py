@@ -29,7 +29,7 @@ from scipy.linalg import cho_factor, cho_solve
 from torch import nn
 
 from ..models import Linear, LinearNonlinear
-from ..models.ridge import _lagged_design, lagged_gram
+from ..models.ridge import lagged_design, lagged_gram
 
 __all__ = ["ridge_strf", "supports_ridge_init", "ridge_init", "RELATIVE_ALPHAS", "RIDGE_FOLDS"]
 
@@ -48,7 +48,7 @@ def supports_ridge_init(model: nn.Module) -> bool:
 def _design(prefilter: nn.Module, stim: torch.Tensor, target: torch.Tensor, lengths: Sequence[int], n_lags: int):
     """Stacked causal lagged design (sum T_i, C * F * K) and target (sum T_i, N), float64 (NaN kept)."""
     z = prefilter(stim).double().cpu().numpy()
-    x = np.concatenate([_lagged_design(z[i, :, :, :n], n_lags) for i, n in enumerate(lengths)])
+    x = np.concatenate([lagged_design(z[i, :, :, :n], n_lags) for i, n in enumerate(lengths)])
     y = torch.cat([target[i, :, :n].double().T.cpu() for i, n in enumerate(lengths)])
     return torch.from_numpy(x), y
 
