@@ -168,3 +168,25 @@ def test_allen_scenes_loader(shared_data):
     assert 0.0 <= min(s.min() for s in ds.stimuli) and max(s.max() for s in ds.stimuli) <= 1.0
     with pytest.raises(ValueError, match="unknown visual dataset"):
         load_visual_dataset("allen", root=shared_data)
+
+
+def test_stimulus_format_check_compares_frames_and_kinds(tiny_visual):
+    """fit / predict / evaluate refuse a visual model built for other frames, a visual model on
+    spectrograms and a spectrogram model on movies, naming both sides and the override."""
+    from deepstrf_utils.datasets.synthetic import generate_synthetic
+    from deepstrf_utils.models import LinearNonlinear, VisualLinearNonlinear
+    from deepstrf_utils.training import check_stimulus_format, fit
+
+    c, h, w = tiny_visual.frame_shape
+    model = VisualLinearNonlinear((c, h + 2, w), tiny_visual.n_neurons, n_lags=2, dt_ms=tiny_visual.dt_ms)
+    with pytest.raises(ValueError, match=r"frame_shape=data.frame_shape.*check_stimulus_format=False"):
+        check_stimulus_format(model, tiny_visual)
+    with pytest.raises(ValueError, match=r"frames \(C, H, W\)"):
+        fit(model, *tiny_visual.split(0)[:2], max_epochs=1)
+    check_stimulus_format(VisualLinearNonlinear(tiny_visual.frame_shape, tiny_visual.n_neurons, dt_ms=tiny_visual.dt_ms),
+                          tiny_visual)  # the right frames pass
+    sound = generate_synthetic(n_neurons=2, n_clips=3, clip_s=0.5, n_repeats=2, dt_ms=10.0, n_bands=8, seed=0)
+    with pytest.raises(ValueError, match="holds spectrograms"):
+        check_stimulus_format(VisualLinearNonlinear(tiny_visual.frame_shape, 2, dt_ms=sound.dt_ms), sound)
+    with pytest.raises(ValueError, match="holds movies"):
+        check_stimulus_format(LinearNonlinear(sound.n_bands, tiny_visual.n_neurons, dt_ms=tiny_visual.dt_ms), tiny_visual)

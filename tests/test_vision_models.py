@@ -180,3 +180,34 @@ def test_bad_inputs_raise_clear_errors():
         rnn(x, state=torch.zeros(1, 2, 5))
     with pytest.raises(ValueError, match="n_states=0"):
         RecurrentVisualNet(FRAME, 2, n_states=0)(x, state=torch.zeros(1, 1, 6))
+
+
+@pytest.mark.parametrize("name", ["VisualLinearNonlinear", "SpatioTemporalCNN", "RecurrentVisualNet"])
+def test_movies_are_checked_strictly(name):
+    """As for spectrograms (shapes.check_stimulus): an empty batch, a NaN / inf value (named by
+    movie, row, column and frame), a dtype other than the parameters' (TypeError, nothing cast)
+    and a non-tensor are refused with what was expected."""
+    model = make(name)
+    state = (lambda b, t: {"state": torch.zeros(b, 2, t)}) if name == "RecurrentVisualNet" else (lambda b, t: {})
+    with pytest.raises(ValueError, match=r"at least one movie \(B >= 1\)"):
+        model(torch.rand(0, *FRAME, 6), **state(0, 6))
+    x = torch.rand(2, *FRAME, 6)
+    x[1, 0, 3, 4, 5] = float("nan")
+    with pytest.raises(ValueError, match=r"finite movie .* NaN in movie 1 at row 3, column 4, frame 5"):
+        model(x, **state(2, 6))
+    x[1, 0, 3, 4, 5] = float("inf")
+    with pytest.raises(ValueError, match="got inf in movie 1"):
+        model(x, **state(2, 6))
+    with pytest.raises(TypeError, match=r"dtype float32, got torch.float64: convert it with x.float\(\)"):
+        model(torch.rand(2, *FRAME, 6, dtype=torch.float64), **state(2, 6))
+    with pytest.raises(TypeError, match="torch.Tensor movie"):
+        model(np.zeros((2, *FRAME, 6), dtype=np.float32), **state(2, 6))
+    model.double()
+    assert model(torch.rand(2, *FRAME, 6, dtype=torch.float64), **{k: v.double() for k, v in state(2, 6).items()}).dtype == torch.float64
+
+
+def test_pixel_adaptrans_alone_computes_in_the_movie_dtype():
+    pre = PixelAdapTrans(FRAME, dt_ms=25.0)
+    assert pre(torch.rand(1, *FRAME, 5, dtype=torch.float64)).shape == (1, 2, *FRAME[1:], 5)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        pre(torch.rand(1, *FRAME, 5).half())

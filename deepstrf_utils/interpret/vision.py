@@ -31,7 +31,7 @@ from .. import visual_stimuli as vs
 from ..models import model_device
 from .mei import MEIResult, most_exciting_input
 
-__all__ = ["weight_rf", "gradient_rf", "rf_summary", "rf_recovery", "movie_statistics", "most_exciting_movie",
+__all__ = ["weight_rf", "gradient_rf", "rf_summary", "rf_recovery", "recovery_counts", "flash_direction_summary", "movie_statistics", "most_exciting_movie",
            "size_tuning", "dog_optimal_radius", "suppression_index", "flash_responses", "direction_tuning"]
 
 
@@ -143,6 +143,35 @@ def rf_recovery(summary: pd.DataFrame, ground_truth: dict) -> pd.DataFrame:
     out["polarity_ok"] = out["polarity"] == out["true_polarity"]
     out["kind"] = np.where(np.asarray(ground_truth["adapting"], dtype=bool), "adapting", "sustained")
     return out
+
+
+def recovery_counts(recoveries: dict) -> pd.DataFrame:
+    """One row per estimate of ``{label: rf_recovery table}``: neurons with the centre within
+    1.5 pixels and the right polarity, the median centre error (pixels), neurons with the right polarity."""
+    return pd.DataFrame({k: {"centre within 1.5 px and right polarity": f"{int(((r.error_px < 1.5) & r.polarity_ok).sum())}/{len(r)}",
+                             "median centre error (px)": round(float(r.error_px.median()), 2),
+                             "polarity right": f"{int(r.polarity_ok.sum())}/{len(r)}"}
+                         for k, r in recoveries.items()}).T
+
+
+def flash_direction_summary(flashes: dict, directions: dict, ground_truth: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per source (``{label: flash_responses table}``, ``{label: direction_tuning table}``):
+    the median adaptation index of each planted kind at the neuron's preferred flash (its
+    polarity), and the direction summary of the direction-selective neurons beside their
+    planted direction. Returns ``(adaptation (kind x source), directions (neuron x (source, value)))``."""
+    gt = ground_truth
+
+    def preferred(table):
+        d = table.attrs["summary"]
+        kind = np.where(np.asarray(gt["adapting"])[d["neuron"]], "adapting", "sustained")
+        flash = np.where(np.asarray(gt["polarity"])[d["neuron"]] > 0, "ON", "OFF")
+        return d.assign(kind=kind)[d["flash"].to_numpy() == flash]
+
+    adapt = pd.concat({k: preferred(t).groupby("kind")["adaptation"].median() for k, t in flashes.items()}, axis=1)
+    ds = np.flatnonzero(np.isfinite(np.asarray(gt["direction_deg"], dtype=float)))
+    dsi = pd.concat({k: t.attrs["summary"].set_index("neuron").loc[ds] for k, t in directions.items()}, axis=1)
+    dsi[("truth", "planted direction")] = np.asarray(gt["direction_deg"])[ds]
+    return adapt.rename_axis("median adaptation index (preferred flash)"), dsi
 
 
 def movie_statistics(dataset, n_frames: int) -> dict:
