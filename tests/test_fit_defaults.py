@@ -34,9 +34,9 @@ def _noisy_linear_set(seed=0, lengths=(60, 75, 50, 80, 65, 70), noise=1.0):
 
 def _explicit_cv_mse(ds_train, alpha, folds):
     """k-fold error of the ridge solution at ``alpha`` (absolute), whole stimuli per fold, by hand."""
-    from deepstrf_utils.models.ridge import _lagged_design
+    from deepstrf_utils.models.ridge import lagged_design
 
-    xs = [_lagged_design(np.asarray(s, np.float64)[None], K) for s in ds_train.stimuli]
+    xs = [lagged_design(np.asarray(s, np.float64)[None], K) for s in ds_train.stimuli]
     ys = [np.nanmean(np.asarray(r, np.float64)[0], axis=0) for r in ds_train.responses]
     fold_of = np.arange(len(xs)) % folds
     se, n = 0.0, 0
