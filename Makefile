@@ -86,7 +86,7 @@ endef
 # backend (inline figures in JupyterLab)
 HEADLESS   := MPLBACKEND=Agg PYTHONHASHSEED=0
 
-BENCH_QUICK := bench_adaptrans bench_metrics bench_models bench_training bench_conv bench_jobs bench_files bench_nwb bench_stimulus_check bench_upstream bench_transformer
+BENCH_QUICK := bench_adaptrans bench_metrics bench_models bench_training bench_conv bench_jobs bench_files bench_nwb bench_stimulus_check bench_upstream bench_transformer bench_vision
 BENCH_LONG  := bench_fit bench_fit_quality bench_interpret recovery_synthetic profile_fit check_torc_split bench_sessions_state
 
 .PHONY: test test-floors figures gallery sweep data lab bench bench-long env clean help

@@ -1,8 +1,10 @@
 """The input checks shared by every prefilter, model and fitting function (ground floor:
-imports only torch): the stimulus check and the checks of scalar arguments.
+imports only torch): the stimulus checks and the checks of scalar arguments.
 
 A stimulus is a spectrogram batch ``(B, 1, F, T)``: B >= 1 stimuli, one input channel, F
-bands, T >= 1 time bins, finite floating-point values. Nothing is cast: a model takes
+bands, T >= 1 time bins, finite floating-point values; or a movie batch ``(B, C, H, W, T)``
+(:func:`check_movie`: C channels, 1 for luminance, H x W pixels, T >= 1 frames; an image is
+a one-frame movie) with the same rules. Nothing is cast: a model takes
 stimuli of its parameters' dtype (float32 unless the model was converted, e.g. with
 ``model.double()``); a prefilter used on its own computes in the stimulus' dtype, float32 or
 float64.
@@ -16,7 +18,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-__all__ = ["FLOAT_DTYPES", "check_stimulus", "check_int", "check_number"]
+__all__ = ["FLOAT_DTYPES", "check_stimulus", "check_movie", "check_int", "check_number"]
 
 #: the dtypes the prefilters compute in (their FFT paths take float32 or float64)
 FLOAT_DTYPES = (torch.float32, torch.float64)
@@ -53,14 +55,21 @@ def check_stimulus(x, n_bands: Optional[int] = None,
     if x.shape[0] == 0:
         raise ValueError(f"expected at least one stimulus (B >= 1) in a batch (B, 1, F, T){f_txt}, "
                          f"got an empty batch {tuple(x.shape)}")
+    _check_values(x, dtype, "stimulus (B, 1, F, T)", ("stimulus", "band", "bin"), "bins")
+
+
+def _check_values(x: torch.Tensor, dtype, what: str, axes: Sequence[str], fill: str) -> None:
+    """TypeError unless ``x.dtype`` is accepted (``dtype``: one, a sequence, or None for
+    :data:`FLOAT_DTYPES`); ValueError naming the first non-finite value by the names of its
+    indices (``axes``, one per axis but the channel axis 1). A finite sum proves every value
+    finite (a NaN or inf would make it NaN / inf): one reduction without a temporary, ~35x
+    cheaper than ``isfinite(x).all()`` on a CPU (benchmarks/bench_stimulus_check.py); a sum
+    that overflowed is settled by the exact test. Inside ``torch.func.vmap``, where values
+    cannot be read, the finite check is skipped."""
     accepted = FLOAT_DTYPES if dtype is None else ((dtype,) if isinstance(dtype, torch.dtype) else tuple(dtype))
     if x.dtype not in accepted:
         hint = "x.float()" if torch.float32 in accepted else f"x.to({accepted[0]})"
-        raise TypeError(f"expected a stimulus (B, 1, F, T) of dtype {_dtype_text(accepted)}, got {x.dtype}: "
-                        f"convert it with {hint}")
-    # a finite sum proves every value finite (a NaN or inf would make it NaN / inf): one
-    # reduction without a temporary, ~35x cheaper than isfinite(x).all() on a CPU
-    # (benchmarks/bench_stimulus_check.py); a sum that overflowed is settled by the exact test
+        raise TypeError(f"expected a {what} of dtype {_dtype_text(accepted)}, got {x.dtype}: convert it with {hint}")
     total = x.detach().sum()
     try:
         ok = bool(torch.isfinite(total))
@@ -68,13 +77,39 @@ def check_stimulus(x, n_bands: Optional[int] = None,
         return
     if not ok and not bool(torch.isfinite(x).all()):
         bad = ~torch.isfinite(x)
-        b, _, f, t = (int(v) for v in bad.nonzero()[0])
-        kind = "NaN" if bool(torch.isnan(x[b, 0, f, t])) else "inf"
+        first = tuple(int(v) for v in bad.nonzero()[0])
+        kind = "NaN" if bool(torch.isnan(x[first])) else "inf"
+        where = " at ".join([f"{axes[0]} {first[0]}", ", ".join(f"{a} {i}" for a, i in zip(axes[1:], first[2:]))])
         raise ValueError(
-            f"expected a finite stimulus (no NaN / inf: NaN marks missing trials in responses only), got {kind} "
-            f"in stimulus {b} at band {f}, bin {t} ({int(bad.sum())} non-finite value(s) in the batch "
-            f"{tuple(x.shape)}); fill or drop those bins first"
+            f"expected a finite {what.split(' ')[0]} (no NaN / inf: NaN marks missing trials in responses only), "
+            f"got {kind} in {where} ({int(bad.sum())} non-finite value(s) in the batch {tuple(x.shape)}); "
+            f"fill or drop those {fill} first"
         )
+
+
+def check_movie(x, frame_shape: Optional[Sequence[int]] = None,
+                dtype: Union[torch.dtype, Sequence[torch.dtype], None] = None) -> None:
+    """Raise unless ``x`` is a finite floating-point movie batch ``(B, C, H, W, T)`` with B, T >= 1.
+
+    frame_shape: the expected ``(C, H, W)``, or None to accept any. dtype: as in
+    :func:`check_stimulus` (a model passes its parameters' dtype).
+
+    Raises:
+        TypeError: ``x`` is not a tensor, or not of the expected dtype (the message says how
+            to convert: ``x.float()``).
+        ValueError: a wrong shape (names ``(B, C, H, W, T)``, the expected ``(C, H, W)`` when
+            given, and the shape passed), an empty batch (B = 0), or a NaN / inf value (names
+            the first movie, row, column and frame that hold one, and how many there are).
+    """
+    want = "(B, C, H, W, T)" + ("" if frame_shape is None else
+                                " with (C, H, W)=({}, {}, {})".format(*(int(v) for v in frame_shape)))
+    if not torch.is_tensor(x):
+        raise TypeError(f"expected a torch.Tensor movie of shape {want}, got {type(x).__name__}")
+    if x.dim() != 5 or x.shape[-1] < 1 or (frame_shape is not None and tuple(x.shape[1:4]) != tuple(frame_shape)):
+        raise ValueError(f"expected a movie of shape {want}, got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"expected at least one movie (B >= 1) in a batch {want}, got an empty batch {tuple(x.shape)}")
+    _check_values(x, dtype, "movie (B, C, H, W, T)", ("movie", "row", "column", "frame"), "frames")
 
 
 def check_int(value, name: str, minimum: Optional[int] = None, none_ok: bool = False):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Execute the project's notebooks 01..05 in order with papermill.
+"""Execute the project's notebooks 01..06 in order with papermill.
 
     python scripts/run_notebooks.py --profile quick --datasets "" --device auto \
         --out build/notebooks [--only 01,02] [--executor local|submitit-local|slurm] \

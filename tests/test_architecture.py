@@ -21,6 +21,7 @@ MAX_LINES = 600
 FLOORS = {
     "submodules": -1,
     PACKAGE: 0, "metrics": 0, "spectral": 0, "shapes": 0, "spectrogram": 0, "stimuli": 0, "plain": 0, "files": 0,
+    "visual_stimuli": 0,
     "adaptrans": 1,
     "models": 2,
     "datasets": 3,

@@ -27,6 +27,9 @@ EXPECTED = {
            "fig_insilico_bands_synthetic.png", "fig_insilico_bands_synthetic.pdf"],
     "05": ["fig_performance.png", "fig_performance.pdf", "benchmark.md", "fig_sessions_state.png",
            "fig_sessions_state.pdf"],
+    "06": ["fig_vision_population.png", "fig_vision_population.pdf", "fig_vision_adaptrans.png",
+           "fig_vision_rfs.png", "fig_vision_size_tuning.png", "fig_vision_mei.png", "fig_vision_flash_direction.png",
+           "fig_vision_flash_direction.pdf"],
 }
 
 
@@ -37,8 +40,8 @@ def _load_runner():
     return module
 
 
-def test_five_notebooks_present():
-    assert [n[:2] for n in NAMES] == ["01", "02", "03", "04", "05"]
+def test_six_notebooks_present():
+    assert [n[:2] for n in NAMES] == ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
@@ -87,7 +90,7 @@ def executed(tmp_path_factory):
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("prefix", ["01", "02", "03", "04", "05"])
+@pytest.mark.parametrize("prefix", ["01", "02", "03", "04", "05", "06"])
 def test_notebook_executes_with_smoke_profile(executed, prefix):
     dirs = executed(prefix)
     for name in EXPECTED[prefix]:
@@ -102,6 +105,12 @@ def test_notebook_executes_with_smoke_profile(executed, prefix):
         # 6 models x {none, adaptrans} x 4 synthetic neurons x 1 seed
         assert len(df) == 6 * 2 * 4 and set(df["prefilter"]) == {"none", "adaptrans"}
         assert any((dirs["results"] / "checkpoints_smoke").glob("*.pt"))
+    if prefix == "06":
+        import pandas as pd
+
+        df = pd.read_csv(dirs["results"] / "vision_scores_smoke.csv")
+        # 2 models x {none, adaptrans} x 6 synthetic neurons x 1 seed
+        assert len(df) == 2 * 2 * 6 and set(df["prefilter"]) == {"none", "adaptrans"}
     if prefix == "05":
         text = (dirs["figures"] / "benchmark.md").read_text()
         assert "43.7" in text and "65.3" in text and "ConvNet2D + AdapTrans" in text
@@ -131,7 +140,7 @@ def test_runner_passes_each_notebook_only_its_declared_parameters():
     every = {k: "x" for k in PARAMETERS + ("EXECUTOR", "CLUSTER")}
     by_prefix = {p.name[:2]: p for p in NOTEBOOKS}
     assert set(runner.parameters_for(by_prefix["03"], every)) == set(every)  # 03 fits through EXECUTOR / CLUSTER
-    for prefix in ("01", "02", "04", "05"):
+    for prefix in ("01", "02", "04", "05", "06"):
         assert set(runner.parameters_for(by_prefix[prefix], every)) == set(PARAMETERS), prefix
 
 

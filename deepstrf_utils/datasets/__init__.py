@@ -20,6 +20,15 @@ nwb_<stem>    the NWB file ``root/nwb/<stem>.nwb``
 
 The real-source loaders are imported lazily, so this package imports even when one of
 them (or its optional dependency) is missing.
+
+Movies (:class:`~.movies.MovieDataset`, stimuli ``(C, H, W, T_i)``) have their own names,
+loaded by :func:`load_visual_dataset` (kept apart from ``DATASETS``, whose datasets the
+auditory notebooks run):
+
+================  ============================================================
+synthetic_visual  simulated ON/OFF centre-surround population, known ground truth
+allen_v1_scenes   mouse V1, flashed natural scenes (Allen Brain Observatory)
+================  ============================================================
 """
 from __future__ import annotations
 
@@ -31,6 +40,7 @@ from typing import Any
 from .base import SCHEMA_VERSION, ResponseDataset
 from .collate import collate_responses
 from .segments import split_in_time
+from .movies import MovieDataset, images_as_movies
 from .sessions import SessionSet
 from .nwb_write import add_predictions, read_predictions, to_nwb
 from .state import plant_state_gain
@@ -52,6 +62,28 @@ _SOURCES: dict[str, tuple[str, str, dict]] = {
 
 #: Names accepted by :func:`load_dataset`.
 DATASETS: tuple[str, ...] = tuple(_SOURCES)
+
+#: movie sources: name -> (module, loader function)
+_VISUAL_SOURCES: dict[str, tuple[str, str]] = {
+    "synthetic_visual": ("synthetic_visual", "load_synthetic_visual"),
+    "allen_v1_scenes": ("allen", "load_allen_scenes"),
+}
+#: Names accepted by :func:`load_visual_dataset`.
+VISUAL_DATASETS: tuple[str, ...] = tuple(_VISUAL_SOURCES)
+
+
+def load_visual_dataset(name: str, root: str | Path = "data", **options: Any) -> MovieDataset:
+    """Load a movie dataset by name (``synthetic_visual``, ``allen_v1_scenes``) -> MovieDataset.
+
+    ``root``: the data folder (the Allen file is ``root/allen_v1_scenes/allen_v1_scenes.npz``;
+    the synthetic population ignores it); ``options`` go to the source's loader.
+    """
+    key = str(name).lower()
+    if key not in _VISUAL_SOURCES:
+        raise ValueError(f"unknown visual dataset {name!r}; expected one of {', '.join(VISUAL_DATASETS)}")
+    module_name, func_name = _VISUAL_SOURCES[key]
+    load = getattr(importlib.import_module(f"{__name__}.{module_name}"), func_name)
+    return load(**options) if key == "synthetic_visual" else load(root=root, **options)
 
 
 def _loader(name: str):
@@ -172,8 +204,12 @@ def available_datasets(root: str | Path = "data") -> list[str]:
 
 __all__ = [
     "DATASETS",
+    "VISUAL_DATASETS",
     "SCHEMA_VERSION",
     "ResponseDataset",
+    "MovieDataset",
+    "images_as_movies",
+    "load_visual_dataset",
     "SessionSet",
     "plant_state_gain",
     "available_datasets",

@@ -138,23 +138,14 @@ class ResponseDataset(Dataset):
             raise ValueError(f"expected dt_ms as a positive number, got {dt_ms!r}") from exc
         if not np.isfinite(dt_ms) or dt_ms <= 0:
             raise ValueError(f"expected dt_ms > 0 (bin width in ms), got {dt_ms}")
-        cf = np.asarray(cf_hz, dtype=np.float64)
-        if cf.ndim != 1 or cf.size == 0:
-            raise ValueError(f"expected cf_hz of shape (F,), got {cf.shape}")
-        if not np.all(np.isfinite(cf)) or np.any(cf <= 0) or np.any(np.diff(cf) <= 0):
-            raise ValueError("expected cf_hz positive and strictly increasing (low to high), got " f"{cf}")
-        n_bands = cf.size
+        self._init_format(cf_hz)
 
         stims, resps = [], []
         n_neurons = None
         for i, (s, r) in enumerate(zip(stimuli, responses)):
-            s = _as_float_array(s, f"stimulus {i}")
+            s = self._check_stimulus(_as_float_array(s, f"stimulus {i}"), i)
             r = _as_float_array(r, f"response {i}")
-            if s.ndim != 2 or s.shape[0] != n_bands:
-                raise ValueError(
-                    f"expected stimulus {i} of shape (F, T) with F={n_bands} (len(cf_hz)), got {s.shape}"
-                )
-            if s.shape[1] == 0:
+            if s.shape[-1] == 0:
                 raise ValueError(f"expected stimulus {i} with at least one time bin, got shape {s.shape}")
             if not np.all(np.isfinite(s)):
                 raise ValueError(f"expected stimulus {i} to be finite (no NaN/inf); NaN is for responses only")
@@ -171,9 +162,9 @@ class ResponseDataset(Dataset):
                 )
             if r.shape[1] == 0:
                 raise ValueError(f"expected response {i} with at least one repeat, got shape {r.shape}")
-            if r.shape[2] != s.shape[1]:
+            if r.shape[2] != s.shape[-1]:
                 raise ValueError(
-                    f"expected response {i} with T={s.shape[1]} bins like its stimulus {s.shape}, got {r.shape}"
+                    f"expected response {i} with T={s.shape[-1]} bins like its stimulus {s.shape}, got {r.shape}"
                 )
             stims.append(s)
             resps.append(r)
@@ -218,17 +209,16 @@ class ResponseDataset(Dataset):
                 if not isinstance(rate, list) or len(rate) != n_stim:
                     raise ValueError(f"expected ground_truth['rate'] as a list of B={n_stim} (N, T_i) arrays")
                 for i, x in enumerate(rate):
-                    if _shape(x) != (n_neurons, stims[i].shape[1]):
+                    if _shape(x) != (n_neurons, stims[i].shape[-1]):
                         raise ValueError(
                             f"expected ground_truth['rate'][{i}] of shape (N, T)=({n_neurons}, "
-                            f"{stims[i].shape[1]}), got {_shape(x)}"
+                            f"{stims[i].shape[-1]}), got {_shape(x)}"
                         )
 
-        self.states, self.state_names = check_states(states, state_names, [s.shape[1] for s in stims])
+        self.states, self.state_names = check_states(states, state_names, [s.shape[-1] for s in stims])
         self.stimuli: list[np.ndarray] = stims
         self.responses: list[np.ndarray] = resps
         self.dt_ms = dt_ms
-        self.cf_hz = cf
         self.neuron_ids = ids
         self.neurons = table
         self.stim_names = stim_names
@@ -238,6 +228,32 @@ class ResponseDataset(Dataset):
         self.meta = dict(meta) if meta is not None else {}
         self.split_spec = self._check_split_spec(_DEFAULT_SPLIT if split_spec is None else split_spec)
 
+    # ------------------------------------------------------------------ stimulus format
+    # Spectrograms here; a subclass with another stimulus format (movies.MovieDataset)
+    # overrides these four methods and inherits everything else.
+    def _init_format(self, cf_hz) -> None:
+        """Validate and set the format attributes (``cf_hz``) before the stimuli are checked."""
+        cf = np.asarray(cf_hz, dtype=np.float64)
+        if cf.ndim != 1 or cf.size == 0:
+            raise ValueError(f"expected cf_hz of shape (F,), got {cf.shape}")
+        if not np.all(np.isfinite(cf)) or np.any(cf <= 0) or np.any(np.diff(cf) <= 0):
+            raise ValueError("expected cf_hz positive and strictly increasing (low to high), got " f"{cf}")
+        self.cf_hz = cf
+
+    def _check_stimulus(self, s: np.ndarray, i: int) -> np.ndarray:
+        """Stimulus ``i`` as stored: an ``(F, T)`` array with F = ``len(cf_hz)`` (ValueError otherwise)."""
+        if s.ndim != 2 or s.shape[0] != self.cf_hz.size:
+            raise ValueError(f"expected stimulus {i} of shape (F, T) with F={self.cf_hz.size} (len(cf_hz)), got {s.shape}")
+        return s
+
+    def _format_kwargs(self) -> dict:
+        """The constructor arguments that describe the stimulus format (copies), for new views."""
+        return {"cf_hz": self.cf_hz.copy()}
+
+    def _item_stimulus(self, s: np.ndarray) -> torch.Tensor:
+        """A stored stimulus as the item's tensor, ``(1, F, T)``."""
+        return torch.from_numpy(s).unsqueeze(0)
+
     # ------------------------------------------------------------------ basic access
     def __len__(self) -> int:
         return len(self.stimuli)
@@ -246,7 +262,7 @@ class ResponseDataset(Dataset):
         """Item ``i``: ``(stim (1, F, T_i), resp (N, R_i, T_i))`` float32 tensors."""
         if not -len(self) <= int(i) < len(self):
             raise IndexError(f"stimulus index {i} out of range for {len(self)} stimuli")
-        return torch.from_numpy(self.stimuli[i]).unsqueeze(0), torch.from_numpy(self.responses[i])
+        return self._item_stimulus(self.stimuli[i]), torch.from_numpy(self.responses[i])
 
     def __repr__(self) -> str:
         return (
@@ -260,9 +276,9 @@ class ResponseDataset(Dataset):
 
     def replace(self, **changes) -> "ResponseDataset":
         """A new dataset with the same fields except ``changes`` (constructor arguments), validated."""
-        keys = ("stimuli", "responses", "dt_ms", "cf_hz", "neuron_ids", "neurons", "stim_names", "stim_types",
+        keys = ("stimuli", "responses", "dt_ms", "neuron_ids", "neurons", "stim_names", "stim_types",
                 "name", "split_spec", "ground_truth", "meta", "states", "state_names")
-        return ResponseDataset(**{**{k: getattr(self, k) for k in keys}, **changes})
+        return type(self)(**{**{k: getattr(self, k) for k in keys}, **self._format_kwargs(), **changes})
 
     @property
     def n_neurons(self) -> int:
@@ -282,7 +298,7 @@ class ResponseDataset(Dataset):
     @property
     def n_bins(self) -> np.ndarray:
         """``(B,)`` number of time bins T_i of each stimulus."""
-        return np.array([s.shape[1] for s in self.stimuli], dtype=np.int64)
+        return np.array([s.shape[-1] for s in self.stimuli], dtype=np.int64)
 
     @property
     def n_repeats(self) -> np.ndarray:
@@ -453,11 +469,11 @@ class ResponseDataset(Dataset):
         meta = copy_tree(self.meta)
         parent = self.meta.get("stimulus_indices")
         meta["stimulus_indices"] = [int(parent[i]) for i in idx_list] if parent is not None else idx_list
-        return ResponseDataset(
+        return type(self)(
             stimuli=[self.stimuli[i].copy() for i in idx_list],
             responses=[self.responses[i].copy() for i in idx_list],
             dt_ms=self.dt_ms,
-            cf_hz=self.cf_hz.copy(),
+            **self._format_kwargs(),
             neuron_ids=self.neuron_ids.copy(),
             neurons=self.neurons.copy(),
             stim_names=[self.stim_names[i] for i in idx_list],
@@ -505,11 +521,11 @@ class ResponseDataset(Dataset):
         """
         idx = self._neuron_indices(neurons)
         n = self.n_neurons
-        return ResponseDataset(
+        return type(self)(
             stimuli=[s.copy() for s in self.stimuli],
             responses=[r[idx].copy() for r in self.responses],
             dt_ms=self.dt_ms,
-            cf_hz=self.cf_hz.copy(),
+            **self._format_kwargs(),
             neuron_ids=self.neuron_ids[idx],
             neurons=self.neurons.iloc[idx].reset_index(drop=True),
             stim_names=list(self.stim_names),

@@ -1,6 +1,8 @@
 """The one padding / collation path of the package.
 
-Dataset items are ``(stim (1, F, T_i), resp (N, R_i, T_i))`` of different lengths.
+Dataset items are ``(stim (1, F, T_i), resp (N, R_i, T_i))`` of different lengths (a movie
+dataset's stimuli are ``(C, H, W, T_i)``: everything below pads and batches them the same way,
+along their last axis, time).
 :func:`check_items` validates them, :func:`pad_to_longest` zero- or NaN-pads a list of
 tensors to the largest size in every axis (returning the time lengths), and
 :func:`collate_responses` (the public ``DataLoader`` collate) is these two steps. Training's
@@ -18,18 +20,22 @@ __all__ = ["check_items", "check_stimuli", "pad_to_longest", "collate_responses"
 
 
 def check_stimuli(stims: Sequence[Any]) -> list[torch.Tensor]:
-    """Stimuli ``(1, F, T_i)`` (tensors or arrays) -> float32 tensors, all with the same F.
+    """Stimuli ``(1, F, T_i)`` or movies ``(C, H, W, T_i)`` (tensors or arrays) -> float32
+    tensors, all of one kind with the same F (spectrograms) or the same (C, H, W) (movies).
 
     Raises ValueError naming the first stimulus of the wrong shape.
     """
     out = []
     for i, s in enumerate(stims):
         s = torch.as_tensor(s, dtype=torch.float32)
-        if s.ndim != 3 or s.shape[0] != 1:
-            raise ValueError(f"expected stimulus {i} of shape (1, F, T), got {tuple(s.shape)}")
-        if out and s.shape[1] != out[0].shape[1]:
+        if not ((s.ndim == 3 and s.shape[0] == 1) or s.ndim == 4):
+            raise ValueError(f"expected stimulus {i} of shape (1, F, T) (or a movie (C, H, W, T)), got {tuple(s.shape)}")
+        if out and s.ndim == 3 and (out[0].ndim != 3 or s.shape[1] != out[0].shape[1]):
             raise ValueError(f"expected stimulus {i} with F={out[0].shape[1]} bands like item 0, "
                              f"got {tuple(s.shape)}")
+        if out and s.ndim == 4 and s.shape[:3] != out[0].shape[:3]:
+            raise ValueError(f"expected movie {i} of shape (C, H, W, T) with (C, H, W)={tuple(out[0].shape[:-1])} "
+                             f"like item 0, got {tuple(s.shape)}")
         out.append(s)
     return out
 
@@ -48,8 +54,8 @@ def check_items(batch: Sequence[Any]) -> tuple[list[torch.Tensor], list[torch.Te
         resps.append(torch.as_tensor(item[1], dtype=torch.float32))
     stims = check_stimuli(raw_stims)
     for i, (s, r) in enumerate(zip(stims, resps)):
-        if r.ndim != 3 or r.shape[2] != s.shape[2]:
-            raise ValueError(f"expected response {i} of shape (N, R, T) with T={s.shape[2]}, got {tuple(r.shape)}")
+        if r.ndim != 3 or r.shape[2] != s.shape[-1]:
+            raise ValueError(f"expected response {i} of shape (N, R, T) with T={s.shape[-1]}, got {tuple(r.shape)}")
         if r.shape[0] != resps[0].shape[0]:
             raise ValueError(f"expected response {i} with N={resps[0].shape[0]} neurons like item 0, "
                              f"got {tuple(r.shape)}")
@@ -84,7 +90,7 @@ def collate_responses(batch: Sequence[tuple[Any, Any]]) -> tuple[torch.Tensor, t
         batch: list of B items ``(stim (1, F, T_i), resp (N, R_i, T_i))`` (tensors or arrays).
 
     Returns:
-        ``stim (B, 1, F, Tmax)`` zero-padded, ``resp (B, N, Rmax, Tmax)`` NaN-padded (extra
+        ``stim (B, 1, F, Tmax)`` (movies: ``(B, C, H, W, Tmax)``) zero-padded, ``resp (B, N, Rmax, Tmax)`` NaN-padded (extra
         repeats and bins), and ``mask (B, Tmax)`` bool, True on the real bins of each item.
     """
     for i, item in enumerate(batch):

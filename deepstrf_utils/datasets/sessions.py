@@ -2,7 +2,8 @@
 
 Each session is a :class:`~deepstrf_utils.datasets.base.ResponseDataset` with its own
 neurons, stimuli and repeats; all share the number of bands F, the band centre frequencies
-and the bin width ``dt_ms`` (a shared core sees the same kind of input from every session),
+(movies: the frame shape (C, H, W)) and the bin width ``dt_ms`` (a shared core sees the same
+kind of input from every session),
 and, where they carry state signals, the same state names. Splits stay per session
 (:meth:`SessionSet.split` splits every session by its own rule).
 
@@ -48,7 +49,12 @@ class SessionSet:
                 raise ValueError(f"expected session {key!r} as a ResponseDataset, got {type(ds).__name__}")
             if not key or "." in key:
                 raise ValueError(f"expected session ids as non-empty names without '.', got {key!r}")
-            if ds.n_bands != first.n_bands or not np.allclose(ds.cf_hz, first.cf_hz, rtol=1e-6):
+            frames = getattr(ds, "frame_shape", None)
+            if frames is not None or getattr(first, "frame_shape", None) is not None:  # movies (MovieDataset)
+                if frames != getattr(first, "frame_shape", None):
+                    raise ValueError(f"expected session {key!r} with movie frames (C, H, W)="
+                                     f"{getattr(first, 'frame_shape', None)} like session {first_key!r}, got {frames}")
+            elif ds.n_bands != first.n_bands or not np.allclose(ds.cf_hz, first.cf_hz, rtol=1e-6):
                 raise ValueError(f"expected session {key!r} with F={first.n_bands} bands at the centre frequencies of "
                                  f"session {first_key!r}, got F={ds.n_bands}")
             if not np.isclose(ds.dt_ms, first.dt_ms):
@@ -99,7 +105,9 @@ class SessionSet:
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}: N={ds.n_neurons} B={ds.n_stimuli}" for k, ds in self._sessions.items())
-        return f"SessionSet({inner}; F={self.n_bands}, dt_ms={self.dt_ms:g})"
+        first = next(iter(self._sessions.values()))
+        fmt = f"frames={first.frame_shape}" if getattr(first, "frame_shape", None) else f"F={self.n_bands}"
+        return f"SessionSet({inner}; {fmt}, dt_ms={self.dt_ms:g})"
 
     # ------------------------------------------------------------------ splits and summaries
     def split(self, seed: int = 0) -> tuple["SessionSet", "SessionSet", "SessionSet"]:

@@ -8,7 +8,11 @@ refuses files without the mark or with another ``schema_version``, recomputes ev
 (a damaged or edited node raises a ValueError naming it) and, when ``options`` are passed,
 compares them with the stored ones (a ValueError naming what differs; the cache loaders
 then rebuild the file). The dataset class is passed in (``cls``), so this module does not
-import :mod:`.base` (base imports it).
+import :mod:`.base` (base imports it). The layout is the same for every dataset
+class; the attribute ``format`` names the class (``FILE_FORMAT``: a file holding a
+:class:`~deepstrf_utils.datasets.movies.MovieDataset` is refused by ``ResponseDataset.from_hdf5``
+with the class to use), spectrograms keep their band centres in ``cf_hz`` and other stimulus
+formats store their constructor values in the JSON attribute ``format_kwargs``.
 """
 from __future__ import annotations
 
@@ -102,6 +106,7 @@ def read_hdf5(path: str | os.PathLike, cls, options: Optional[dict] = None):
                         "write it again with to_hdf5 to add them", path, version)
     if options is not None:
         _compare_options(snapshot["/"]["attrs"].get("options"), options, path)
+    _check_format(_Node(snapshot, "/"), cls, path)
     try:
         return _read_dataset(_Node(snapshot, "/"), cls)
     except KeyError as exc:
@@ -311,11 +316,15 @@ def _read_table(group) -> pd.DataFrame:
 
 def _write_dataset(f: h5py.File, ds) -> None:
     f.attrs["schema_version"] = SCHEMA_VERSION
-    f.attrs["format"] = "deepstrf_utils.ResponseDataset"
+    f.attrs["format"] = _file_format(type(ds))
     f.attrs["name"] = ds.name
     f.attrs["dt_ms"] = ds.dt_ms
     f.attrs["split_spec"] = json.dumps(ds.split_spec)
-    f.create_dataset("cf_hz", data=ds.cf_hz)
+    fmt = ds._format_kwargs()
+    if "cf_hz" in fmt:
+        f.create_dataset("cf_hz", data=fmt.pop("cf_hz"))
+    if fmt:
+        f.attrs["format_kwargs"] = json.dumps(fmt)
     f.create_dataset("neuron_ids", data=np.asarray(ds.neuron_ids.tolist(), dtype=object), dtype=h5py.string_dtype())
     f.create_dataset("stim_names", data=np.asarray(ds.stim_names, dtype=object), dtype=h5py.string_dtype())
     f.create_dataset("stim_types", data=np.asarray(ds.stim_types, dtype=object), dtype=h5py.string_dtype())
@@ -339,13 +348,27 @@ def _decode_strings(values: np.ndarray) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
+def _file_format(cls) -> str:
+    return getattr(cls, "FILE_FORMAT", "deepstrf_utils.ResponseDataset")
+
+
+def _check_format(f, cls, path: Path) -> None:
+    """ValueError when the file holds another dataset class than ``cls`` (``format`` attribute)."""
+    stored, want = str(f.attrs.get("format", _file_format(cls))), _file_format(cls)
+    if stored != want:
+        raise ValueError(f"{path} holds a {stored.split('.')[-1]}, not a {want.split('.')[-1]}: "
+                         f"read it with {stored.split('.')[-1]}.from_hdf5")
+
+
 def _read_dataset(f, cls):
     n_stim = len(f["stimuli"])
+    fmt = {"cf_hz": f["cf_hz"][()]} if "cf_hz" in f else {}
+    fmt.update(json.loads(f.attrs.get("format_kwargs", "{}")))
     return cls(
         stimuli=[f["stimuli"][_item_key(i)][()] for i in range(n_stim)],
         responses=[f["responses"][_item_key(i)][()] for i in range(n_stim)],
         dt_ms=float(f.attrs["dt_ms"]),
-        cf_hz=f["cf_hz"][()],
+        **fmt,
         neuron_ids=_decode_strings(f["neuron_ids"][()]),
         neurons=_read_table(f["neurons"]),
         stim_names=_decode_strings(f["stim_names"][()]),

@@ -28,7 +28,11 @@ The window length defaults to the model's receptive field (prefilter included,
 :func:`~deepstrf_utils.interpret.dstrf.receptive_field`), so that the response at the last bin sees the
 whole window and nothing of AdapTrans' replicated first frame.
 
-Shapes: S starts, F bands, T bins, N neurons.
+A visual model (one with ``stimulus_shape(n_bins)``, e.g. ``SpatioTemporalCNN``) gets a
+movie window ``(C, H, W, T)`` instead (the most exciting movie); the energy is then over
+all C x H x W x T entries and the smoothness penalty covers time and both spatial axes.
+
+Shapes: S starts, F bands, T bins, N neurons (movies: C channels, H x W pixels).
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ logger = logging.getLogger(__name__)
 class MEIResult:
     """Output of :func:`most_exciting_input`.
 
-    input: ``(F, T)`` the best input over starts; inputs: ``(S, F, T)`` every start's final
+    input: ``(F, T)`` (movies: ``(C, H, W, T)``) the best input over starts; inputs: ``(S, F, T)`` every start's final
     input; trajectory: ``(S, steps + 1)`` the unit's response (without the smoothness
     penalty) after projection at every step, step 0 = the projected random start;
     response: ``(S,)`` the final responses; best: index of the best start; model_response:
@@ -141,10 +145,30 @@ def _unit_objective(model, layer, unit, neuron):
 
 
 def _smoothness(x: torch.Tensor) -> torch.Tensor:
-    """Mean squared neighbour differences in time and frequency, per start: x (S, F, T) -> (S,)."""
+    """Mean squared neighbour differences in time and frequency, per start: x (S, F, T) -> (S,).
+    Movies x (S, C, H, W, T): the same over time, rows and columns."""
     dt = (x[..., 1:] - x[..., :-1]).pow(2).flatten(1).mean(1) if x.shape[-1] > 1 else x.new_zeros(x.shape[0])
+    if x.dim() == 5:
+        dy = (x[:, :, 1:] - x[:, :, :-1]).pow(2).flatten(1).mean(1) if x.shape[2] > 1 else x.new_zeros(x.shape[0])
+        dx = (x[:, :, :, 1:] - x[:, :, :, :-1]).pow(2).flatten(1).mean(1) if x.shape[3] > 1 else x.new_zeros(x.shape[0])
+        return dt + dy + dx
     df = (x[:, 1:] - x[:, :-1]).pow(2).flatten(1).mean(1) if x.shape[1] > 1 else x.new_zeros(x.shape[0])
     return dt + df
+
+
+def _input_layout(model: nn.Module, n_bins: int | None):
+    """(shape of one input without the batch axis, function adding the model's input axes, T):
+    ``(F, T)`` and ``x[:, None]`` for a spectrogram model, ``(C, H, W, T)`` and the identity for
+    a visual model (``stimulus_shape``)."""
+    if callable(getattr(model, "stimulus_shape", None)):
+        if n_bins is None:
+            n_bins = default_n_lags(model, receptive_field(model))
+        return tuple(model.stimulus_shape(int(n_bins))), (lambda x: x), int(n_bins)
+    n_bands = getattr(model, "n_bands", None)
+    if n_bands is None:
+        raise ValueError("expected a model with an n_bands attribute (F of its input spectrogram (B, 1, F, T))")
+    T = default_n_lags(model, receptive_field(model)) if n_bins is None else int(n_bins)
+    return (int(n_bands), T), (lambda x: x[:, None]), T
 
 
 def most_exciting_input(model: nn.Module, neuron: int = 0, n_bins: int | None = None, energy: float | None = None,
@@ -188,37 +212,35 @@ def most_exciting_input(model: nn.Module, neuron: int = 0, n_bins: int | None = 
     seeds = list(range(int(n_starts))) if seeds is None else [int(s) for s in seeds]
     if not seeds or int(steps) < 1:
         raise ValueError(f"expected at least one start and one step, got seeds={seeds}, steps={steps}")
-    n_bands = getattr(model, "n_bands", None)
-    if n_bands is None:
-        raise ValueError("expected a model with an n_bands attribute (F of its input spectrogram (B, 1, F, T))")
-    T = default_n_lags(model, receptive_field(model)) if n_bins is None else int(n_bins)
-    F_, S = int(n_bands), len(seeds)
+    shape, as_input, T = _input_layout(model, n_bins)
+    size, S = int(np.prod(shape)), len(seeds)
     device = model_device(model)
     objective, target = _unit_objective(model, layer, unit, int(neuron))
     if layer is None:
         with torch.no_grad():
             was = model.training
             model.eval()
-            n_out = model(torch.zeros(1, 1, F_, T, device=device)).shape[1]
+            n_out = model(as_input(torch.zeros(1, *shape, device=device))).shape[1]
             model.train(was)
         if not 0 <= int(neuron) < n_out:
             raise ValueError(f"expected neuron in [0, {n_out}) (the model has N={n_out} outputs), got {neuron}")
-    scale = (hi - lo) if value_range is not None else float(energy) / np.sqrt(F_ * T)
+    scale = (hi - lo) if value_range is not None else float(energy) / np.sqrt(size)
+    per_start = (-1,) + (1,) * len(shape)
 
     def project(x):
         for _ in range(int(n_projections) if (energy is not None and value_range is not None) else 1):
             if energy is not None:
                 d = x - baseline
                 shrink = (float(energy) / d.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1.0)
-                x = baseline + d * shrink[:, None, None]
+                x = baseline + d * shrink.view(per_start)
             if value_range is not None:
                 x = x.clamp(lo, hi)
         return x
 
-    init = torch.stack([torch.randn(F_, T, generator=torch.Generator().manual_seed(s)) for s in seeds])
-    noise = 0.1 * (float(energy) / np.sqrt(F_ * T) if energy is not None else (hi - lo) / 4)
+    init = torch.stack([torch.randn(*shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
+    noise = 0.1 * (float(energy) / np.sqrt(size) if energy is not None else (hi - lo) / 4)
     x = project((baseline + noise * init).to(device)).requires_grad_(True)
-    step = float(lr) * scale * np.sqrt(F_ * T)  # the norm of one step
+    step = float(lr) * scale * np.sqrt(size)  # the norm of one step
     sign = 1.0 if direction == "max" else -1.0
     traj = np.zeros((S, int(steps) + 1))
     was_training = model.training
@@ -226,7 +248,7 @@ def most_exciting_input(model: nn.Module, neuron: int = 0, n_bins: int | None = 
     try:
         for i in range(int(steps) + 1):
             with torch.enable_grad():
-                resp = objective(x[:, None])
+                resp = objective(as_input(x))
                 if i == int(steps):
                     traj[:, i] = resp.detach().cpu().numpy()
                     break
@@ -238,12 +260,12 @@ def most_exciting_input(model: nn.Module, neuron: int = 0, n_bins: int | None = 
                 (g,) = torch.autograd.grad(loss, x)
             traj[:, i] = resp.detach().cpu().numpy()
             with torch.no_grad():  # normalised (per start) projected gradient step
-                g = g / g.flatten(1).norm(dim=1).clamp_min(1e-30)[:, None, None]
+                g = g / g.flatten(1).norm(dim=1).clamp_min(1e-30).view(per_start)
                 x.copy_(project(x - step * g))
         with torch.no_grad():
             final = x.detach()
             best = int(np.argmax(sign * traj[:, -1]))
-            pred = model(final[best][None, None])[0]
+            pred = model(as_input(final[best][None]))[0]
     finally:
         model.train(was_training)
     achieved = (final - baseline).flatten(1).norm(dim=1).cpu().numpy()

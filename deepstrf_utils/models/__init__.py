@@ -1,4 +1,4 @@
-"""Response models: spectrogram ``(B, 1, F, T)`` -> firing rate ``(B, N, T)``.
+"""Response models: spectrogram ``(B, 1, F, T)`` (or movie ``(B, C, H, W, T)``) -> firing rate ``(B, N, T)``.
 
 Every model is a plain ``nn.Module`` made of a **prefilter** (none, AdapTrans or Willmore's
 high-pass), a **core** and a **readout**, strictly causal in time. The package holds:
@@ -21,7 +21,12 @@ high-pass), a **core** and a **readout**, strictly causal in time. The package h
 ``readouts.py``     ``LinearReadout``, ``DenseSigmoidReadout``, ``SessionReadouts``, ``StateGain``
 ``multisession.py`` ``MultiSessionModel`` (shared core, per-session readouts),
                     ``StateGainModel`` (any model + state gain)
-``registry.py``     ``MODELS`` and the composite models, ``build_model``, ``count_parameters``
+``vision.py``       models of movies ``(B, C, H, W, T)``: ``PixelAdapTrans``, the base
+                    ``VisualResponseModel``, ``VisualLinearNonlinear`` (+ ``fit_ridge_rf``)
+``vision_cnn.py``   ``SpatioTemporalCNN``, ``RecurrentVisualNet`` (factorised causal core)
+``vision_readouts.py`` ``GaussianReadout``, ``FactorisedReadout`` (feature maps -> neurons)
+``registry.py``     ``MODELS`` and the composite models, ``VISUAL_MODELS``, ``build_model``,
+                    ``count_parameters``
 ``views.py``        ``UnitView``: one output of a population model as a single-unit model
 ``ridge.py``        ``fit_ridge_strf``: closed-form ridge STRFs
 ==================  =====================================================================
@@ -46,8 +51,11 @@ from .layers import (
 )
 from .multisession import MultiSessionModel, StateGainModel
 from .readouts import DenseSigmoidReadout, LinearReadout, SessionReadouts, StateGain
-from .registry import MODELS, build_model, count_parameters
+from .registry import MODELS, VISUAL_MODELS, build_model, count_parameters
 from .ridge import fit_ridge_strf
+from .vision import PixelAdapTrans, VisualLinearNonlinear, VisualResponseModel, fit_ridge_rf, make_visual_prefilter
+from .vision_cnn import RecurrentVisualNet, SpatioTemporalCNN
+from .vision_readouts import FactorisedReadout, GaussianReadout
 from .transformer import Transformer, banded_attention
 from .views import UnitView
 from .cnn import ConvNet2D, PopulationCNN
@@ -83,7 +91,17 @@ __all__ = [
     "count_parameters",
     "fit_ridge_strf",
     "MODELS",
+    "VISUAL_MODELS",
     "model_device",
+    "PixelAdapTrans",
+    "VisualLinearNonlinear",
+    "SpatioTemporalCNN",
+    "RecurrentVisualNet",
+    "GaussianReadout",
+    "FactorisedReadout",
+    "fit_ridge_rf",
+    "make_visual_prefilter",
+    "VisualResponseModel",
 ]
 
 __getattr__, __dir__ = lazy_submodules(__name__, __path__, globals())

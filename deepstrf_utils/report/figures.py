@@ -317,7 +317,7 @@ def plot_strf_table(rows: Sequence[Sequence], dt_ms: float, cf_hz=None, row_labe
 GALLERY_ORDER = ("fig_datasets_", "fig_noise_ceiling", "fig1_adaptrans", "fig_insilico_off", "fig_strfs_onoff_",
                  "fig_strfs_nrf_hidden_", "fig_strfs_gradient_", "fig_adaptrans_params_", "fig_synthetic_recovery",
                  "fig_dstrf_moments_", "fig_dpc_spectra_", "fig_dpcs_", "fig_mei_", "fig_insilico_models_",
-                 "fig_insilico_bands_", "fig_performance", "fig_sessions_state")
+                 "fig_insilico_bands_", "fig_performance", "fig_sessions_state", "fig_vision_")
 
 
 def gallery_markdown(folder: str | os.PathLike, title: str = "Figures",

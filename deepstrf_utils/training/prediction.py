@@ -26,12 +26,12 @@ __all__ = ["predict", "predict_units", "evaluate", "average_over_seeds"]
 
 def _stimulus_batches(dataset, batch_size: int):
     """Stimuli of ``dataset`` zero-padded into batches of similar length ->
-    list of (x (b, 1, F, L) float32, stimulus indices, lengths)."""
+    list of (x (b, 1, F, L) or movies (b, C, H, W, L) float32, stimulus indices, lengths)."""
     check_dataset(dataset)
     batch_size = check_int(batch_size, "batch_size", 1)
     n = len(dataset)
     stims = check_stimuli([dataset[i][0] for i in range(n)])
-    order = sorted(range(n), key=lambda i: stims[i].shape[2])
+    order = sorted(range(n), key=lambda i: stims[i].shape[-1])
     out = []
     for start in range(0, n, batch_size):
         idx = order[start:start + batch_size]

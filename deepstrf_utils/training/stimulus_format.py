@@ -7,7 +7,9 @@ those numbers silently mean something else (a 5-ms model on 10-ms data has every
 constant doubled). :func:`fit`, :func:`fit_single_units`, :func:`fit_sessions`,
 :func:`predict` and :func:`evaluate` therefore compare the model's stimulus format with the
 dataset's and raise a ValueError naming both; ``check_stimulus_format=False`` lets a
-deliberate mismatch through.
+deliberate mismatch through. A visual model (``frame_shape`` ``(C, H, W)``) is compared with
+a movie dataset's frames the same way, and a model of one kind of stimulus (movies or
+spectrograms) is refused on data of the other.
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ def check_stimulus_format(model: nn.Module, dataset, what: str = "dataset") -> N
     d_cf = getattr(dataset, "cf_hz", None)
     name = f"{what} '{getattr(dataset, 'name', '')}'" if getattr(dataset, "name", None) else what
     hint = " (or pass check_stimulus_format=False to use it anyway)"
+    _check_frames(model, dataset, name, hint)
     for where, dt, cf in model_stimulus_format(model):
         if dt is not None and d_dt is not None and not np.isclose(dt, float(d_dt), rtol=1e-6, atol=0.0):
             raise ValueError(
@@ -65,3 +68,25 @@ def check_stimulus_format(model: nn.Module, dataset, what: str = "dataset") -> N
                 f"{where} has band centres cf_hz={_bands(cf)} but the {name} has cf_hz={_bands(d_cf)}: its "
                 f"initial time constants are those of other frequencies; build it with "
                 f"prefilter_kwargs={{'cf_hz': list(data.cf_hz)}}{hint}")
+
+
+def _frames(obj):
+    shape = getattr(obj, "frame_shape", None)
+    return None if shape is None else tuple(int(v) for v in shape)
+
+
+def _check_frames(model: nn.Module, dataset, name: str, hint: str) -> None:
+    """ValueError when a visual model's ``frame_shape`` (C, H, W) is not the movie dataset's, or
+    when a model of movies meets spectrograms (a dataset with ``cf_hz``) or the reverse."""
+    m_frames, d_frames = _frames(model), _frames(dataset)
+    kind = type(model).__name__
+    if m_frames is not None and d_frames is not None and m_frames != d_frames:
+        raise ValueError(f"the model ({kind}) was built for movie frames (C, H, W)={m_frames} but the {name} has "
+                         f"frames {d_frames}: build it with frame_shape=data.frame_shape{hint}")
+    if m_frames is not None and d_frames is None and getattr(dataset, "cf_hz", None) is not None:
+        raise ValueError(f"the model ({kind}) takes movies (B, C, H, W, T) with (C, H, W)={m_frames} but the {name} "
+                         f"holds spectrograms (F={len(dataset.cf_hz)} bands): use a model of spectrograms{hint}")
+    if m_frames is None and d_frames is not None and getattr(model, "n_bands", None) is not None:
+        raise ValueError(f"the model ({kind}) takes spectrograms (B, 1, F, T) with F={model.n_bands} but the {name} "
+                         f"holds movies with frames (C, H, W)={d_frames}: use a visual model "
+                         f"(models.VISUAL_MODELS){hint}")
