@@ -153,3 +153,32 @@ def test_models_at_batch_one_keep_their_values_and_gradients(monkeypatch, name):
     assert set(grads) == set(grads_ref)
     for key in grads:
         torch.testing.assert_close(grads[key], grads_ref[key], rtol=1e-10, atol=1e-12, msg=key)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_make_adamw_takes_the_fused_kernel_with_the_same_steps(dtype):
+    """The library's AdamW (fused kernel on a CPU; two param groups: decay and the prefilter's
+    learning rate) against torch's per-parameter loop with the same groups, over 30 steps."""
+    from deepstrf_utils.training.optim import make_adamw
+
+    torch.manual_seed(0)
+    model = NetworkReceptiveField(6, n_hidden=3, n_lags=4, prefilter="adaptrans").to(dtype)
+    twin = NetworkReceptiveField(6, n_hidden=3, n_lags=4, prefilter="adaptrans").to(dtype)
+    twin.load_state_dict(model.state_dict())
+    start = {k: v.detach().clone() for k, v in model.named_parameters()}
+    opt, params, scales = make_adamw(model, 3e-3, 1e-2, prefilter_lr=1e-2)
+    assert opt.defaults["fused"] and len(opt.param_groups) == len(scales) >= 2
+    ref_opt, _, _ = make_adamw(twin, 3e-3, 1e-2, prefilter_lr=1e-2)
+    for group in ref_opt.param_groups:
+        group["fused"], group["foreach"] = None, False  # torch's single-tensor loop
+    x = torch.rand(1, 1, 6, 50, generator=torch.Generator().manual_seed(3), dtype=dtype)
+    y = torch.rand(1, 1, 50, generator=torch.Generator().manual_seed(4), dtype=dtype)
+    for _ in range(30):
+        for m, o in ((model, opt), (twin, ref_opt)):
+            o.zero_grad(set_to_none=True)
+            F.mse_loss(m(x), y).backward()
+            o.step()
+    tol = dict(rtol=1e-12, atol=1e-14) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        assert not torch.equal(p, start[name]), name  # every parameter moved
+        torch.testing.assert_close(p, q, msg=name, **tol)
