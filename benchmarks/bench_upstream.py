@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import time
 
@@ -36,23 +35,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from deepstrf_utils.metrics import cc_norm  # noqa: E402
 from deepstrf_utils.models import ConvNet2D, NetworkReceptiveField  # noqa: E402
 from deepstrf_utils.training.optim import make_adamw  # noqa: E402
+from _timing import median_wall_cpu as timed  # noqa: E402
 
 #: upstream's times (s) and today's at the issue's filing (s), as measured by the issue on 2 cores
 UPSTREAM = {"ccnorm": 3.0, "nrf": 0.641, "cnn": 30.1}
 AT_FILING = {"ccnorm": 0.516, "nrf": 0.128, "cnn": 1.84}
 GOAL = {"ccnorm": 20, "nrf": 10, "cnn": 25}
 F_NS1, T_NS1, N_STIM = 34, 999, 20
-
-
-def timed(fn, repeats):
-    fn()  # warm-up
-    walls, cpus = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    return statistics.median(walls), statistics.median(cpus)
 
 
 def ccnorm_data(seed=0):

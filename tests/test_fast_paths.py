@@ -226,3 +226,27 @@ def test_causal_filter_fft_under_vmap_and_bad_shapes():
         torch.testing.assert_close(grads[i], ref[i], rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match=r"x \(B, F, T\) and h \(C, F, K\) with the same F, got \(2, 4, 30\) and \(2, 5, 6\)"):
         causal_filter_fft(x, torch.zeros(2, 5, 6, dtype=torch.float64))
+
+
+def test_fused_adamw_steps_invalidate_the_adaptrans_evaluation_cache():
+    """torch's fused AdamW kernel does not bump the parameters' version counters; make_adamw's
+    step hook does, so AdapTrans' cached evaluation kernels follow every step (a stale cache
+    scored validation sets with the kernels of an earlier step)."""
+    from deepstrf_utils.training.optim import make_adamw
+
+    torch.manual_seed(0)
+    model = NetworkReceptiveField(6, n_hidden=3, n_lags=4, prefilter="adaptrans")
+    x = torch.rand(1, 1, 6, 40, generator=torch.Generator().manual_seed(1))
+    opt, _, _ = make_adamw(model, 1e-2, 0.0)
+    for _ in range(3):
+        with torch.no_grad():
+            model.eval()(x)  # fills the cache
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        model(x).square().mean().backward()
+        opt.step()
+        with torch.no_grad():
+            cached = model.eval()(x)
+            model.prefilter.clear_cache()
+            fresh = model(x)
+        torch.testing.assert_close(cached, fresh, rtol=0, atol=0)

@@ -105,10 +105,28 @@ def make_adamw(model: nn.Module, lr: float, weight_decay: float, prefilter_lr: f
     groups = {}
     for n, p in named:
         groups.setdefault((lr_scales[n], wd_scales[n]), []).append(p)
+    params = [p for _, p in named]
+    fused = _fused_adamw_ok(params)
     opt = torch.optim.AdamW([{"params": ps, "lr": lr * sc, "weight_decay": weight_decay * wd}
                              for (sc, wd), ps in groups.items()], lr=lr, weight_decay=weight_decay,
-                            fused=_fused_adamw_ok([p for _, p in named]) or None)
-    return opt, [p for _, p in named], [sc for sc, _ in groups]
+                            fused=fused or None)
+    if fused:
+        opt.register_step_post_hook(_VersionBump(params))
+    return opt, params, [sc for sc, _ in groups]
+
+
+class _VersionBump:
+    """Optimiser step hook: mark ``params`` as modified in place. torch's fused AdamW kernel
+    writes them without bumping their version counters (torch 2.13), on which caches keyed
+    on a parameter's version rely (AdapTrans' evaluation kernels: a stale cache would score
+    the validation set with the kernels of an earlier step)."""
+
+    def __init__(self, params):
+        self.params = list(params)
+
+    def __call__(self, optimizer, args, kwargs) -> None:
+        for p in self.params:
+            torch.autograd.graph.increment_version(p)
 
 
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -122,6 +140,8 @@ def _fused_adamw_ok(params) -> bool:
         devices = set(_get_fused_kernels_supported_devices())
     except ImportError:  # pragma: no cover - torch versions without the list
         devices = {"cuda"}
+    if not hasattr(torch.autograd.graph, "increment_version"):  # pragma: no cover - older torch: see _VersionBump
+        return False
     return bool(params) and all(p.device.type in devices and p.dtype in _FUSED_DTYPES and p.layout == torch.strided
                                 for p in params)
 
