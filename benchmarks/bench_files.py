@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 if "deepstrf_utils" not in sys.modules and not os.environ.get("PYTHONPATH"):
@@ -34,16 +32,7 @@ from deepstrf_utils.datasets import ResponseDataset  # noqa: E402
 from deepstrf_utils.datasets.synthetic import generate_synthetic  # noqa: E402
 from deepstrf_utils.models import ConvNet2D  # noqa: E402
 from deepstrf_utils.training import load_checkpoint, save_checkpoint  # noqa: E402
-
-
-def _time(fn, reps):
-    walls, cpus = [], []
-    for _ in range(reps):
-        w, c = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - w)
-        cpus.append(time.process_time() - c)
-    return statistics.median(walls), statistics.median(cpus)
+from _timing import median_wall_cpu  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -61,11 +50,12 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         h5, pt = Path(tmp) / "ds.h5", Path(tmp) / "m.pt"
-        rows.append(("dataset to_hdf5", *_time(lambda: ds.to_hdf5(h5), args.reps), h5.stat().st_size))
-        rows.append(("dataset from_hdf5", *_time(lambda: ResponseDataset.from_hdf5(h5), args.reps), h5.stat().st_size))
-        rows.append(("checkpoint save (2D-CNN + AdapTrans)", *_time(lambda: save_checkpoint(pt, model), args.reps),
-                     pt.stat().st_size))
-        rows.append(("checkpoint load", *_time(lambda: load_checkpoint(pt), args.reps), pt.stat().st_size))
+        timed = [("dataset to_hdf5", lambda: ds.to_hdf5(h5), h5),
+                 ("dataset from_hdf5", lambda: ResponseDataset.from_hdf5(h5), h5),
+                 ("checkpoint save (2D-CNN + AdapTrans)", lambda: save_checkpoint(pt, model), pt),
+                 ("checkpoint load", lambda: load_checkpoint(pt), pt)]
+        for name, fn, path in timed:  # no warm-up: each write starts from the previous file
+            rows.append((name, *median_wall_cpu(fn, args.reps, warmup=False), path.stat().st_size))
     print(f"deepstrf_utils at {Path(deepstrf_utils.__file__).parent.parent}; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; dataset {args.neurons} neurons x {args.clips} clips "
           f"of {args.clip_s:g} s x {args.repeats} repeats; median of {args.reps}\n")

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import torch
 
@@ -24,6 +22,7 @@ from deepstrf_utils import adaptrans
 from deepstrf_utils.models import base
 from deepstrf_utils.models.registry import MODELS
 from deepstrf_utils.shapes import check_stimulus
+from _timing import median_wall_cpu
 
 #: NS1 constructor values of the published models (34 bands, 1 neuron)
 NS1_KWARGS = {"Linear": {"n_lags": 20}, "LinearNonlinear": {"n_lags": 20}, "NetworkReceptiveField": {"n_lags": 20},
@@ -31,14 +30,8 @@ NS1_KWARGS = {"Linear": {"n_lags": 20}, "LinearNonlinear": {"n_lags": 20}, "Netw
 
 
 def _median_ms(fn, repeats: int) -> tuple[float, float]:
-    fn()  # warm-up (kernel caches, allocator)
-    wall, cpu = [], []
-    for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - w0)
-        cpu.append(time.process_time() - c0)
-    return 1e3 * statistics.median(wall), 1e3 * statistics.median(cpu)
+    wall, cpu = median_wall_cpu(fn, repeats)
+    return 1e3 * wall, 1e3 * cpu
 
 
 def _checks_per_call(model, x) -> int:

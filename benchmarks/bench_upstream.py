@@ -5,7 +5,8 @@
   (``resp.sum()``) as the floor.
 - ``nrf``: NRF + AdapTrans (34 bands, 20 hidden units, 15 lags: NS1's protocol), one epoch of
   20 NS1-size stimuli (34 x 999 bins), batch 1: per stimulus forward, MSE to a target,
-  backward, AdamW step (upstream's training step).
+  backward, AdamW step (upstream's training step), with the library's AdamW
+  (``training.optim.make_adamw``, as ``fit`` uses it).
 - ``cnn``: the NS1 2D-CNN + AdapTrans (kernel (6, 15), 37,276 parameters), the same epoch;
   and a bare stack of its 3 convolutions (2 -> 10 -> 10 -> 10 channels, causal padding) as
   the floor.
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import time
 
@@ -34,23 +34,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from deepstrf_utils.metrics import cc_norm  # noqa: E402
 from deepstrf_utils.models import ConvNet2D, NetworkReceptiveField  # noqa: E402
+from deepstrf_utils.training.optim import make_adamw  # noqa: E402
+from _timing import median_wall_cpu as timed  # noqa: E402
 
 #: upstream's times (s) and today's at the issue's filing (s), as measured by the issue on 2 cores
 UPSTREAM = {"ccnorm": 3.0, "nrf": 0.641, "cnn": 30.1}
 AT_FILING = {"ccnorm": 0.516, "nrf": 0.128, "cnn": 1.84}
 GOAL = {"ccnorm": 20, "nrf": 10, "cnn": 25}
 F_NS1, T_NS1, N_STIM = 34, 999, 20
-
-
-def timed(fn, repeats):
-    fn()  # warm-up
-    walls, cpus = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    return statistics.median(walls), statistics.median(cpus)
 
 
 def ccnorm_data(seed=0):
@@ -62,7 +53,7 @@ def ccnorm_data(seed=0):
 
 
 def epoch_fn(model, stimuli, targets):
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
+    opt, _, _ = make_adamw(model, lr=1e-3, weight_decay=0.0)
     model.train()
 
     def run():

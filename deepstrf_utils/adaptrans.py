@@ -44,7 +44,7 @@ import torch.nn.functional as F_
 
 from .plain import to_plain
 from .shapes import check_int, check_number, check_stimulus
-from .spectral import fast_fft_length, padded_rfft
+from .spectral import causal_filter_fft, fast_fft_length, padded_rfft
 
 logger = logging.getLogger(__name__)
 
@@ -239,11 +239,12 @@ def _apply_kernels(x: torch.Tensor, kernels: torch.Tensor, implementation: str,
         weight = kernels.permute(1, 0, 2).flip(-1).reshape(Fb * C, 1, K)  # out ch = f*C + c
         y = F_.conv1d(F_.pad(xc, (K - 1, 0)), weight, groups=Fb)  # (B, F*C, T)
         y = y.view(B, Fb, C, T).transpose(1, 2)
-    elif implementation == "fft":
+    elif implementation == "fft" and kernel_hat is None:
+        y = causal_filter_fft(xc, kernels)  # (B, C, F, T)
+    elif implementation == "fft":  # the cached transform of the kernels (C, F, n//2+1)
         n = fast_fft_length(T + K - 1)
         X = padded_rfft(xc, n)  # (B, F, n//2+1)
-        H = kernel_hat if kernel_hat is not None else padded_rfft(kernels, n)  # (C, F, n//2+1)
-        y = torch.fft.irfft(X.unsqueeze(1) * H, n=n)[..., :T]  # (B, C, F, T)
+        y = torch.fft.irfft(X.unsqueeze(1) * kernel_hat, n=n)[..., :T]  # (B, C, F, T)
     else:  # pragma: no cover - validated by callers
         raise ValueError(f"implementation must be one of {_IMPLEMENTATIONS}, got {implementation!r}")
     return y + gain.unsqueeze(0).unsqueeze(-1) * x0.unsqueeze(1)

@@ -12,6 +12,7 @@ from deepstrf_utils.metrics import recording as MR
 from deepstrf_utils.metrics.inputs import reject_inf
 from deepstrf_utils.models import ConvNet2D, NetworkReceptiveField, fastconv, layers
 from deepstrf_utils.models.fastconv import conv2d_forward_backward, inside_vmap, strf_by_lag_products
+from deepstrf_utils.spectral import causal_filter_fft, fast_fft_length
 
 
 def _recording(dtype=torch.float64, shape=(6, 40, 20, 150), seed=0):
@@ -153,3 +154,99 @@ def test_models_at_batch_one_keep_their_values_and_gradients(monkeypatch, name):
     assert set(grads) == set(grads_ref)
     for key in grads:
         torch.testing.assert_close(grads[key], grads_ref[key], rtol=1e-10, atol=1e-12, msg=key)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_make_adamw_takes_the_fused_kernel_with_the_same_steps(dtype):
+    """The library's AdamW (fused kernel on a CPU; two param groups: decay and the prefilter's
+    learning rate) against torch's per-parameter loop with the same groups, over 30 steps."""
+    from deepstrf_utils.training.optim import make_adamw
+
+    torch.manual_seed(0)
+    model = NetworkReceptiveField(6, n_hidden=3, n_lags=4, prefilter="adaptrans").to(dtype)
+    twin = NetworkReceptiveField(6, n_hidden=3, n_lags=4, prefilter="adaptrans").to(dtype)
+    twin.load_state_dict(model.state_dict())
+    start = {k: v.detach().clone() for k, v in model.named_parameters()}
+    opt, params, scales = make_adamw(model, 3e-3, 1e-2, prefilter_lr=1e-2)
+    assert opt.defaults["fused"] and len(opt.param_groups) == len(scales) >= 2
+    ref_opt, _, _ = make_adamw(twin, 3e-3, 1e-2, prefilter_lr=1e-2)
+    for group in ref_opt.param_groups:
+        group["fused"], group["foreach"] = None, False  # torch's single-tensor loop
+    x = torch.rand(1, 1, 6, 50, generator=torch.Generator().manual_seed(3), dtype=dtype)
+    y = torch.rand(1, 1, 50, generator=torch.Generator().manual_seed(4), dtype=dtype)
+    for _ in range(30):
+        for m, o in ((model, opt), (twin, ref_opt)):
+            o.zero_grad(set_to_none=True)
+            F.mse_loss(m(x), y).backward()
+            o.step()
+    tol = dict(rtol=1e-12, atol=1e-14) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        assert not torch.equal(p, start[name]), name  # every parameter moved
+        torch.testing.assert_close(p, q, msg=name, **tol)
+
+
+def _direct_filter(x, h):
+    """The definition: ``y[b, c, f, t] = sum_j h[c, f, j] x[b, f, t - j]``, zero before the first bin."""
+    t, k = x.shape[-1], h.shape[-1]
+    xp = F.pad(x, (k - 1, 0))
+    return sum(h[None, :, :, j, None] * xp[:, None, :, k - 1 - j: k - 1 - j + t] for j in range(k))
+
+
+@pytest.mark.parametrize("b,c,f,t,k", [(1, 2, 34, 200, 131), (3, 2, 5, 40, 7), (2, 1, 3, 5, 9)])
+def test_causal_filter_fft_values_and_gradients(b, c, f, t, k):
+    """The frequency-domain filter bank and its own backward against the definition, float64;
+    its forward is the previous AdapTrans FFT path's (the same transforms, bit for bit)."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(b, f, t, generator=g, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(c, f, k, generator=g, dtype=torch.float64, requires_grad=True)
+    out, grads = _gradients(causal_filter_fft, x, h)
+    ref, grads_ref = _gradients(_direct_filter, x, h)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    for a, r in zip(grads, grads_ref):
+        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+    n = fast_fft_length(t + k - 1)
+    previous = torch.fft.irfft(torch.fft.rfft(x, n=n).unsqueeze(1) * torch.fft.rfft(h, n=n), n=n)[..., :t]
+    assert torch.equal(out, previous)
+    # one input without a gradient, and the backward differentiated again (second order)
+    _, (gh,) = _gradients(lambda h_: causal_filter_fft(x.detach(), h_), h)
+    torch.testing.assert_close(gh, grads_ref[1], rtol=1e-12, atol=1e-12)
+    small = (x[:1, :2, :6].detach().requires_grad_(), h[:, :2, :3].detach().requires_grad_())
+    assert torch.autograd.gradgradcheck(causal_filter_fft, small)
+
+
+def test_causal_filter_fft_under_vmap_and_bad_shapes():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 4, 30, generator=g, dtype=torch.float64)
+    hs = torch.randn(3, 2, 4, 6, generator=g, dtype=torch.float64, requires_grad=True)  # 3 units' kernels
+    out = torch.func.vmap(lambda h_: causal_filter_fft(x, h_))(hs)
+    grads = torch.func.vmap(torch.func.grad(lambda h_: causal_filter_fft(x, h_).square().sum()))(hs)
+    for i in range(3):
+        torch.testing.assert_close(out[i], _direct_filter(x, hs[i]), rtol=1e-12, atol=1e-12)
+        (ref,) = torch.autograd.grad(_direct_filter(x, hs[i]).square().sum(), hs)
+        torch.testing.assert_close(grads[i], ref[i], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"x \(B, F, T\) and h \(C, F, K\) with the same F, got \(2, 4, 30\) and \(2, 5, 6\)"):
+        causal_filter_fft(x, torch.zeros(2, 5, 6, dtype=torch.float64))
+
+
+def test_fused_adamw_steps_invalidate_the_adaptrans_evaluation_cache():
+    """torch's fused AdamW kernel does not bump the parameters' version counters; make_adamw's
+    step hook does, so AdapTrans' cached evaluation kernels follow every step (a stale cache
+    scored validation sets with the kernels of an earlier step)."""
+    from deepstrf_utils.training.optim import make_adamw
+
+    torch.manual_seed(0)
+    model = NetworkReceptiveField(6, n_hidden=3, n_lags=4, prefilter="adaptrans")
+    x = torch.rand(1, 1, 6, 40, generator=torch.Generator().manual_seed(1))
+    opt, _, _ = make_adamw(model, 1e-2, 0.0)
+    for _ in range(3):
+        with torch.no_grad():
+            model.eval()(x)  # fills the cache
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        model(x).square().mean().backward()
+        opt.step()
+        with torch.no_grad():
+            cached = model.eval()(x)
+            model.prefilter.clear_cache()
+            fresh = model(x)
+        torch.testing.assert_close(cached, fresh, rtol=0, atol=0)

@@ -42,27 +42,31 @@ def inside_vmap(t: torch.Tensor) -> bool:
 
 
 class _LagSum(torch.autograd.Function):
-    """``y[..., u, t] = sum_k z[..., k, u, t + K - 1 - k]``: z ``(..., K, U, T + K - 1)`` -> ``(..., U, T)``."""
+    """``y[b, u, t] = sum_k z[k, u, b, t + K - 1 - k]``: z ``(K, U, B, T + K - 1)``, contiguous -> ``(B, U, T)``.
+
+    Forward: one reduction over a strided view of z's storage that steps one row forward and
+    one bin back per lag (no copy of z). Backward: ``dz[k, u, b, s] = dy[b, u, s + k - (K - 1)]``
+    (zero outside), a strided view of the gradient padded by ``K - 1`` zeros on both sides,
+    made contiguous (one copy).
+    """
 
     @staticmethod
     def forward(z, n_bins):
-        k = z.shape[-3]
-        out = z[..., k - 1, :, :n_bins].clone()
-        for j in range(k - 1):
-            out += z[..., j, :, k - 1 - j: k - 1 - j + n_bins]
-        return out
+        k, u, b, padded = z.shape
+        view = z.as_strided((k, b, u, n_bins), (u * b * padded - 1, padded, b * padded, 1), z.storage_offset() + k - 1)
+        return view.sum(0)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        ctx.lags, ctx.padded = inputs[0].shape[-3], inputs[0].shape[-1]
+        ctx.padded = inputs[0].shape[-1]
 
     @staticmethod
     def backward(ctx, grad):
-        k, n_bins = ctx.lags, grad.shape[-1]
-        out = grad.new_zeros(*grad.shape[:-2], k, grad.shape[-2], ctx.padded)
-        for j in range(k):
-            out[..., j, :, k - 1 - j: k - 1 - j + n_bins] = grad
-        return out, None
+        b, u, n_bins = grad.shape
+        k = ctx.padded - n_bins + 1
+        gpad = F.pad(grad, (k - 1, k - 1)).contiguous()  # (B, U, T + 2 K - 2)
+        width = gpad.shape[-1]
+        return gpad.as_strided((k, u, b, ctx.padded), (1, width, u * width, 1)).contiguous(), None
 
 
 def lag_products_pay_off(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -84,7 +88,7 @@ def strf_by_lag_products(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     xp = F.pad(x, (k - 1, 0)).reshape(b, c * f, t + k - 1).transpose(0, 1)  # (C F, B, T + K - 1)
     rows = weight.permute(3, 0, 1, 2).reshape(k * u, c * f)  # row k U + u: unit u at lag k
     # one 2-D product, its result in the layout the lag sum reads (no transposing copy; a view for B = 1)
-    z = (rows @ xp.reshape(c * f, b * (t + k - 1))).view(k, u, b, t + k - 1).permute(2, 0, 1, 3)
+    z = (rows @ xp.reshape(c * f, b * (t + k - 1))).view(k, u, b, t + k - 1)
     y = _LagSum.apply(z, t)
     return y if bias is None else y + bias[:, None]
 

@@ -94,7 +94,9 @@ def make_adamw(model: nn.Module, lr: float, weight_decay: float, prefilter_lr: f
 
     Param groups by (learning-rate factor, weight-decay factor): ``prefilter_lr`` for the
     prefilter's parameters, no decay for :func:`no_decay_names`; ``group_scales[i]`` is the
-    learning-rate factor of group i (for the plateau scheduler).
+    learning-rate factor of group i (for the plateau scheduler). Dense floating parameters on
+    a device with torch's fused AdamW kernel (CPU, CUDA) take it: the same update in one call,
+    where at batch 1 the default per-parameter loop costs ~4x more (``benchmarks/bench_upstream.py``).
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     lr_scales = lr_factors([n for n, _ in named], lr, prefilter_lr, type(model).__name__)
@@ -102,9 +104,45 @@ def make_adamw(model: nn.Module, lr: float, weight_decay: float, prefilter_lr: f
     groups = {}
     for n, p in named:
         groups.setdefault((lr_scales[n], wd_scales[n]), []).append(p)
+    params = [p for _, p in named]
+    fused = _fused_adamw_ok(params)
     opt = torch.optim.AdamW([{"params": ps, "lr": lr * sc, "weight_decay": weight_decay * wd}
-                             for (sc, wd), ps in groups.items()], lr=lr, weight_decay=weight_decay)
-    return opt, [p for _, p in named], [sc for sc, _ in groups]
+                             for (sc, wd), ps in groups.items()], lr=lr, weight_decay=weight_decay,
+                            fused=fused or None)
+    if fused:
+        opt.register_step_post_hook(_VersionBump(params))
+    return opt, params, [sc for sc, _ in groups]
+
+
+class _VersionBump:
+    """Optimiser step hook: mark ``params`` as modified in place. torch's fused AdamW kernel
+    writes them without bumping their version counters (torch 2.13), on which caches keyed
+    on a parameter's version rely (AdapTrans' evaluation kernels: a stale cache would score
+    the validation set with the kernels of an earlier step)."""
+
+    def __init__(self, params):
+        self.params = list(params)
+
+    def __call__(self, optimizer, args, kwargs) -> None:
+        for p in self.params:
+            torch.autograd.graph.increment_version(p)
+
+
+_FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _fused_adamw_ok(params) -> bool:
+    """Whether torch's fused AdamW kernel takes every parameter: dense, floating, on a device
+    this torch has the kernel for (CPU from torch 2.4 on; torch's own list, used by its check)."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+        devices = set(_get_fused_kernels_supported_devices())
+    except ImportError:  # pragma: no cover - torch versions without the list
+        devices = {"cuda"}
+    if not hasattr(torch.autograd.graph, "increment_version"):  # pragma: no cover - older torch: see _VersionBump
+        return False
+    return bool(params) and all(p.device.type in devices and p.dtype in _FUSED_DTYPES and p.layout == torch.strided
+                                for p in params)
 
 
 def no_decay_names(model: nn.Module) -> set[str]:
