@@ -256,7 +256,7 @@ def test_linear_nonlinear_auto_starts_follow_the_training_set_size():
     training stimuli than one AdamW batch, against the AdamW path of ADAMW_FIT_KWARGS with
     fewer (the random start's validation win on two short validation segments was not real);
     an explicit optimizer="lbfgs" keeps the two L-BFGS starts."""
-    from deepstrf_utils.training.options import ADAMW_FIT_KWARGS, BATCH_SIZE, _resolve_fit_options
+    from deepstrf_utils.training.options import ADAMW_FIT_KWARGS, BATCH_SIZE
 
     model = build_model("LinearNonlinear", n_bands=F, n_neurons=1, n_lags=K)
     args = dict(init="auto", lr=None, max_epochs=None, patience="auto", rel_tol=None)
@@ -275,7 +275,7 @@ def test_recurrent_auto_settings_follow_the_training_set_size():
     """StateNet, optimizer="auto": RECURRENT_AUTO (chunks, lr 2e-3, batch 4, patience 8) with
     more training stimuli than one AdamW batch; with fewer, the AdamW defaults of
     ADAMW_FIT_KWARGS on whole stimuli (the short patience fell far below AdamW there)."""
-    from deepstrf_utils.training.options import ADAMW_FIT_KWARGS, BATCH_SIZE, RECURRENT_AUTO, _resolve_fit_options
+    from deepstrf_utils.training.options import ADAMW_FIT_KWARGS, BATCH_SIZE, RECURRENT_AUTO
 
     model = build_model("StateNet", n_bands=F, n_neurons=1, dt_ms=5.0, prefilter="adaptrans",
                         prefilter_kwargs={"cf_hz": list(np.geomspace(500, 8000, F))})

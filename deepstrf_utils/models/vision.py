@@ -26,7 +26,6 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..adaptrans import AdapTrans
