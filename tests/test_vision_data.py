@@ -92,7 +92,7 @@ def test_fit_predict_and_evaluate_accept_movies(tiny_visual):
     train, val, test = tiny_visual.split(0)
     torch.manual_seed(0)
     model = VisualLinearNonlinear(tiny_visual.frame_shape, tiny_visual.n_neurons, n_lags=4, dt_ms=25.0)
-    res = fit(model, train, val, max_epochs=3, progress=False)
+    res = fit(model, train, val, max_epochs=3, progress=False, optimizer="lbfgs")
     assert res.optimizer == "lbfgs" and len(res.val_loss) >= 1
     preds = predict(model, test)
     assert [p.shape for p in preds] == [(6, s.shape[-1]) for s in test.stimuli]
