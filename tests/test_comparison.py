@@ -116,8 +116,12 @@ def test_holm_runs_across_every_pair_and_the_table_renders():
     np.testing.assert_allclose(table["p_holm"], holm(table["p_wilcoxon"]))
     md = comparison_markdown(table)
     lines = md.splitlines()
-    assert lines[0].startswith("| Dataset | A vs B | Neurons (groups) | median Δ [95 % CI]") and len(lines) == 4
-    assert "LinearNonlinear + AdapTrans vs LinearNonlinear" in lines[2] and "40 / 0" in lines[2]
+    assert lines[0].startswith("| Dataset | A vs B | Metric | Neurons (groups) | median Δ [95 % CI]") and len(lines) == 4
+    assert "LinearNonlinear + AdapTrans vs LinearNonlinear | cc_norm |" in lines[2] and "40 / 0" in lines[2]
+    # two metrics of the same pairs: each row names its metric
+    both = pd.concat([table, compare_models(a, metric="cc_raw")], ignore_index=True)
+    rows = comparison_markdown(both).splitlines()[2:]
+    assert [r.split(" | ")[2] for r in rows] == ["cc_norm", "cc_norm", "cc_raw"]
 
 
 def test_neuron_groups_reads_the_hierarchy_column():

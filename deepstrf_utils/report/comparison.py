@@ -267,9 +267,11 @@ def _p(p):
 
 
 def comparison_markdown(table: pd.DataFrame, digits: int = 3) -> str:
-    """The table of :func:`compare_models` as a GitHub markdown table for notebooks and benchmark.md."""
+    """The table of :func:`compare_models` as a GitHub markdown table for notebooks and benchmark.md
+    (one row per dataset, pair and metric; the metric named in its own column)."""
     shown = pd.DataFrame({
         "Dataset": table["dataset"], "A vs B": table["model_a"] + " vs " + table["model_b"],
+        "Metric": table["metric"],
         "Neurons (groups)": [f"{n} ({g})" if h.startswith("group") else f"{n}"
                              for n, g, h in zip(table["neurons"], table["groups"], table["hierarchy"])],
         "median Δ [95 % CI]": [_ci(m, lo, hi, digits) for m, lo, hi in
