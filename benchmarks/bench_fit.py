@@ -43,6 +43,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from _tables import markdown_rows  # noqa: E402
 
 from deepstrf_utils.datasets import ResponseDataset  # noqa: E402
 from deepstrf_utils.datasets.synthetic import generate_synthetic  # noqa: E402
@@ -151,14 +152,6 @@ def run_ridge(data, seed=0):
                 cc_raw=float(ev.cc_raw.iloc[0]), cc_true=cc_true(model, test, rates))
 
 
-def table(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, r in df.iterrows():
-        lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r) + " |")
-    return "\n".join(lines)
-
-
 def summary(df: pd.DataFrame) -> pd.DataFrame:
     """Medians over seeds per (model, mode)."""
     rows = []
@@ -215,9 +208,9 @@ def main(argv=None):
 
     if args.summary:
         df = pd.concat([pd.read_csv(f) for f in args.summary], ignore_index=True)
-        print(table(summary(df)))
+        print(markdown_rows(summary(df)))
         print()
-        print(table(compare(df)))
+        print(markdown_rows(compare(df)))
         return
     caps = {k: int(v) for k, v in (c.split("=") for c in args.cap.split(",") if c)}
     models = [m for m in args.models.split(",") if m and m != "ridge"]
@@ -248,7 +241,7 @@ def main(argv=None):
             for seed in seeds:
                 record(run_one(name, mode, seed, data, cap=caps.get(name)))
     print()
-    print(table(summary(pd.DataFrame(rows))))
+    print(markdown_rows(summary(pd.DataFrame(rows))))
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _tables import markdown_rows  # noqa: E402
 
 from deepstrf_utils import metrics  # noqa: E402
 from deepstrf_utils.datasets import ResponseDataset, load_dataset  # noqa: E402
@@ -313,14 +314,6 @@ def run_mean_psth(unit: Unit) -> dict:
 
 
 # ----------------------------------------------------------------------------- summary
-def md_table(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, r in df.iterrows():
-        lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r) + " |")
-    return "\n".join(lines)
-
-
 def path_label(row) -> str:
     return f"auto@{row['fingerprint']}" if row["path"] == "auto" else row["path"]
 
@@ -513,9 +506,9 @@ def main(argv=None):
                     df["path"].isin(args.only.split(",")) | df["model"].isin(["ridge", "mean PSTH"])]
         if args.compare:
             new, old = args.compare.split(",")
-            print(md_table(compare(df, new, old)))
+            print(markdown_rows(compare(df, new, old)))
             return
-        print(md_table(summary(df)))
+        print(markdown_rows(summary(df)))
         return
     paths = [x for x in args.paths.split(",") if x]
     for x in paths:
