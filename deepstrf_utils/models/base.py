@@ -21,7 +21,7 @@ from ..plain import to_plain
 from ..shapes import check_int, check_number, check_stimulus
 from .layers import NoPrefilter
 
-__all__ = ["PREFILTERS", "MODEL_ADAPTRANS_RECTIFY", "make_prefilter", "check_pair", "ResponseModel"]
+__all__ = ["PREFILTERS", "MODEL_ADAPTRANS_RECTIFY", "make_prefilter", "check_pair", "check_prefilter_kwargs", "ResponseModel"]
 
 PREFILTERS = ("adaptrans", "willmore")
 
@@ -73,6 +73,13 @@ def make_prefilter(prefilter, n_bands: int, dt_ms: float = 5.0, **prefilter_kwar
     raise ValueError(f"expected prefilter None, 'adaptrans', 'willmore' or an nn.Module, got {prefilter!r}")
 
 
+def check_prefilter_kwargs(prefilter_kwargs) -> dict:
+    """``prefilter_kwargs`` as a dict ({} for None); ValueError for anything else."""
+    if prefilter_kwargs is not None and not isinstance(prefilter_kwargs, dict):
+        raise ValueError(f"expected prefilter_kwargs as a dict or None, got {type(prefilter_kwargs).__name__}")
+    return prefilter_kwargs or {}
+
+
 def check_pair(value, name: str) -> tuple[int, int]:
     """``value`` as a pair of ints >= 1 (frequency, time), e.g. a kernel size; ValueError / TypeError
     naming ``name`` (:func:`~deepstrf_utils.shapes.check_int`)."""
@@ -114,9 +121,7 @@ class ResponseModel(nn.Module):
         self.n_bands = check_int(n_bands, "n_bands", 1)
         self.n_neurons = check_int(n_neurons, "n_neurons", 1)
         self.dt_ms = check_number(dt_ms, "dt_ms (the bin width in ms)", 0.0, low_open=True)
-        if prefilter_kwargs is not None and not isinstance(prefilter_kwargs, dict):
-            raise ValueError(f"expected prefilter_kwargs as a dict or None, got {type(prefilter_kwargs).__name__}")
-        self.prefilter = make_prefilter(prefilter, self.n_bands, self.dt_ms, **(prefilter_kwargs or {}))
+        self.prefilter = make_prefilter(prefilter, self.n_bands, self.dt_ms, **check_prefilter_kwargs(prefilter_kwargs))
         self.in_channels = int(self.prefilter.out_channels)
 
     def _set_config(self, prefilter, prefilter_kwargs, **kwargs) -> None:

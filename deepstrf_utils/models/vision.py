@@ -31,7 +31,7 @@ from torch import nn
 from ..adaptrans import AdapTrans
 from ..plain import to_plain
 from ..shapes import check_int, check_movie, check_number
-from .base import MODEL_ADAPTRANS_RECTIFY, ResponseModel
+from .base import MODEL_ADAPTRANS_RECTIFY, ResponseModel, check_prefilter_kwargs
 from .layers import ParametricNonlinearity, causal_strf_conv
 from .ridge import fit_ridge_strf
 
@@ -176,9 +176,8 @@ class VisualResponseModel(ResponseModel):
         self.frame_shape = check_frame_shape(frame_shape)
         self.n_neurons = check_int(n_neurons, "n_neurons", 1)
         self.dt_ms = check_number(dt_ms, "dt_ms (the frame duration in ms)", 0.0, low_open=True)
-        if prefilter_kwargs is not None and not isinstance(prefilter_kwargs, dict):
-            raise ValueError(f"expected prefilter_kwargs as a dict or None, got {type(prefilter_kwargs).__name__}")
-        self.prefilter = make_visual_prefilter(prefilter, self.frame_shape, self.dt_ms, **(prefilter_kwargs or {}))
+        self.prefilter = make_visual_prefilter(prefilter, self.frame_shape, self.dt_ms,
+                                               **check_prefilter_kwargs(prefilter_kwargs))
         self.in_channels = int(self.prefilter.out_channels)
 
     def _set_config(self, prefilter, prefilter_kwargs, **kwargs) -> None:
