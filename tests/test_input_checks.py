@@ -405,3 +405,12 @@ def test_submitit_local_jobs_share_the_cores():
     assert runner.job_threads("submitit-local", {"max_parallel": 2}) == max(1, own // 2)
     assert runner.job_threads("local", {"max_parallel": 2}, cores=8) is None         # in process: unchanged
     assert runner.job_threads("slurm", {"cpus_per_task": 4}) == 4
+
+
+def test_prefilter_kwargs_must_be_a_dict_for_auditory_and_visual_models():
+    from deepstrf_utils.models import VisualLinearNonlinear
+
+    with pytest.raises(ValueError, match="expected prefilter_kwargs as a dict or None, got list"):
+        build_model("LinearNonlinear", n_bands=4, n_neurons=1, prefilter="adaptrans", prefilter_kwargs=["relu"])
+    with pytest.raises(ValueError, match="expected prefilter_kwargs as a dict or None, got str"):
+        VisualLinearNonlinear((1, 4, 4), 1, n_lags=2, dt_ms=25.0, prefilter="adaptrans", prefilter_kwargs="relu")
